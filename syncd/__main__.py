@@ -1,0 +1,5 @@
+"""Lets `python -m syncd` run the same command as the `syncd` console script."""
+
+from syncd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""The sink: the SmartCommunicator agents API client and its error hierarchy."""
+
+from syncd.smartcomm.client import SmartCommClient
+from syncd.smartcomm.errors import (
+    AccountSetupError,
+    AgentConflict,
+    AgentExists,
+    AgentNotFound,
+    AnchorExists,
+    AuthError,
+    BadCredentials,
+    CustomerForbidden,
+    ErrorCategory,
+    NumberNotRegistered,
+    ServiceUnavailable,
+    SmartCommError,
+    TenantNotRegistered,
+    Throttled,
+    TlsVerificationError,
+    TokenRejected,
+    TransportFailure,
+    UnexpectedResponse,
+)
+
+__all__ = [
+    "AccountSetupError",
+    "AgentConflict",
+    "AgentExists",
+    "AgentNotFound",
+    "AnchorExists",
+    "AuthError",
+    "BadCredentials",
+    "CustomerForbidden",
+    "ErrorCategory",
+    "NumberNotRegistered",
+    "ServiceUnavailable",
+    "SmartCommClient",
+    "SmartCommError",
+    "TenantNotRegistered",
+    "Throttled",
+    "TlsVerificationError",
+    "TokenRejected",
+    "TransportFailure",
+    "UnexpectedResponse",
+]

@@ -1,0 +1,393 @@
+"""Async client of the SmartCommunicator agents API (IntelePeer Atmosphere) over one pooled httpx client.
+
+Every call goes through `SmartCommClient._request`, which owns the bearer token, retries with jittered
+exponential backoff (timeouts, connection errors, 500/502/503/504, 429 honouring Retry-After), the single
+re-authentication on 401, and the logging of each attempt. Failures leave as `syncd.smartcomm.errors`
+types only.
+
+Writes are retried too, because none of them can double-apply: the service keys agents by object ID, so a
+POST repeated after a lost answer gets "already exists" (raised as `AgentExists` with
+`outcome_was_unknown=True`, which the engine adopts), a repeated PATCH sets the same values, and a repeated
+DELETE finds the agent gone (`AgentNotFound`, which the engine counts as done).
+
+The transport is httpx's API on aiohttp's connection pool (`httpx-aiohttp`): httpx's own async transport
+costs 6-11x more CPU per request (../shared/spec/NOTES.md, "Measured costs").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Self
+from urllib.parse import quote
+
+import httpx
+import structlog
+from httpx_aiohttp import AiohttpTransport
+
+from syncd import __version__
+from syncd.config import SmartCommSettings
+from syncd.model import Agent, AgentPatch, NewAgent, ReadKey, WriteKey
+from syncd.smartcomm.errors import (
+    AgentNotFound,
+    BadCredentials,
+    SmartCommError,
+    TlsVerificationError,
+    TokenRejected,
+    TransportFailure,
+    UnexpectedResponse,
+    classify,
+    is_retryable_status,
+)
+from syncd.smartcomm.tokens import TokenSource
+
+log = structlog.get_logger("syncd.smartcomm")
+
+AUTHENTICATE_PATH = "/rest/v1/authenticate"
+
+
+def backoff_delay_s(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
+    """Pure given `rng`: seconds to wait after failed attempt number `attempt` (1-based).
+
+    Exponential (`initial_s * 2**(attempt-1)`, capped at `max_s`) with "equal jitter": between half and
+    all of that, so concurrent callers spread out but never retry at once.
+    """
+    ceiling = min(max_s, initial_s * 2.0 ** (attempt - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Pure: seconds from `now` (epoch seconds) that a Retry-After header asks for, or None if absent/invalid.
+
+    Both forms of RFC 9110 are accepted: delay-seconds and an HTTP-date.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when.timestamp() - now, 0.0)
+
+
+def parse_agent(item: object) -> Agent | None:
+    """Pure: an `Agent` from one JSON object of the API, or None if it lacks a required field."""
+    if not isinstance(item, dict):
+        return None
+    required = {key: item.get(key) for key in ("user_object_id", "tenant_id", "phone_number", "status")}
+    if not all(isinstance(value, str) and value for value in required.values()):
+        return None
+    upn, consistency_id = item.get("upn"), item.get("consistency_id")
+    return Agent(
+        user_object_id=str(required["user_object_id"]),
+        tenant_id=str(required["tenant_id"]),
+        phone_number=str(required["phone_number"]),
+        status=str(required["status"]),
+        upn=upn if isinstance(upn, str) and upn else None,
+        consistency_id=consistency_id if isinstance(consistency_id, str) and consistency_id else None,
+    )
+
+
+def ssl_context(ca_bundle: str) -> ssl.SSLContext:
+    """A verifying TLS context from `ca_bundle` (a PEM path), or from the system store when it is empty.
+
+    Built explicitly rather than left to libraries, which would let REQUESTS_CA_BUNDLE and friends override
+    it; one context per client, since contexts are not safe to share across threads (NOTES.md).
+    """
+    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+
+
+def _is_tls_verification_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class SmartCommClient:
+    """The agents API of one customer account. Use as `async with SmartCommClient(settings) as client:`.
+
+    Safe for concurrent use: all calls share one connection pool and one token.
+    """
+
+    def __init__(
+        self,
+        settings: SmartCommSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        if transport is None:
+            limits = httpx.Limits(
+                max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
+            )
+            transport = AiohttpTransport(
+                verify=ssl_context(settings.ca_bundle), limits=limits, trust_env=False
+            )
+        self._http = httpx.AsyncClient(
+            base_url=settings.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(
+                settings.timeout_s,
+                connect=settings.connect_timeout_s,
+                pool=settings.pool_timeout_s,
+            ),
+            headers={"Accept": "application/json", "User-Agent": f"syncd/{__version__}"},
+            trust_env=False,
+            follow_redirects=False,
+        )
+        # Jitter only spreads retries out; it needs no cryptographic randomness.
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._tokens = TokenSource(
+            self._fetch_token,
+            renew_margin_s=settings.token_renew_margin_s,
+            failure_cooldown_s=settings.auth_failure_cooldown_s,
+        )
+        self._agents_path = f"/rest/v1/smartcomm/{settings.customer_id}/agents"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    # -- the API -------------------------------------------------------------------------------------
+
+    async def authenticate(self) -> None:
+        """Make sure a valid token is held (fetching one if needed): a cheap check of the credentials."""
+        await self._tokens.token()
+
+    async def list_agents(self) -> list[Agent]:
+        """Every agent of the account, active and offboarded (the list has no UPNs).
+
+        The API answers an account with no agents by 404 "No Records found": that is an empty list here.
+        """
+        try:
+            response = await self._request("GET", self._agents_path)
+        except AgentNotFound:
+            return []
+        body = self._json(response)
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise self._unexpected(response, "the agents list has no `data` array")
+        agents = [agent for agent in map(parse_agent, items) if agent is not None]
+        if len(agents) != len(items):
+            log.warning("smartcomm.unreadable_agents", skipped=len(items) - len(agents), listed=len(items))
+        return agents
+
+    async def get_agent(self, agent_id: str, *, key_id: ReadKey = "user_object_id") -> Agent:
+        """One agent by any of its keys; raises `AgentNotFound` when there is none."""
+        response = await self._request("GET", self._agent_path(agent_id), params=self._key(key_id))
+        body = self._json(response)
+        if isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = body["data"]
+        agent = parse_agent(body)
+        if agent is None:
+            raise self._unexpected(response, "the agent record lacks a required field")
+        return agent
+
+    async def onboard(self, agent: NewAgent) -> None:
+        """Onboard a new agent. "Already exists" answers raise `AgentExists`/`AnchorExists` (see errors)."""
+        response = await self._request("POST", self._agents_path, body=agent.to_json())
+        body = self._json(response)
+        if isinstance(body, dict) and body.get("error") not in (None, ""):
+            raise self._unexpected(response, "onboarding answered 200 with an error")
+
+    async def update(self, agent_id: str, patch: AgentPatch, *, key_id: WriteKey = "user_object_id") -> Agent:
+        """Change the fields set in `patch`; returns the agent as the service now has it."""
+        response = await self._request(
+            "PATCH", self._agent_path(agent_id), params=self._key(key_id), body=patch.to_json()
+        )
+        agent = parse_agent(self._json(response))
+        if agent is None:
+            raise self._unexpected(response, "the updated agent lacks a required field")
+        return agent
+
+    async def offboard(self, agent_id: str, *, key_id: WriteKey = "user_object_id") -> None:
+        """Offboard an agent; raises `AgentNotFound` when it is not (or no longer) registered."""
+        await self._request("DELETE", self._agent_path(agent_id), params=self._key(key_id))
+
+    # -- the one request function -------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        authenticated: bool = True,
+    ) -> httpx.Response:
+        """Send one API call with retries; returns a response below 400 or raises a `SmartCommError`."""
+        settings = self._settings
+        attempt = 0
+        renewed = False
+        outcome_unknown = False  # whether an earlier attempt of this write may have been applied
+        while True:
+            attempt += 1
+            headers: dict[str, str] = {}
+            token = ""
+            if authenticated:
+                token = await self._tokens.token()
+                headers["Authorization"] = f"Bearer {token}"
+            started = time.monotonic()
+            try:
+                response = await self._http.request(method, path, params=params, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                reason = type(exc).__name__
+                if _is_tls_verification_failure(exc):
+                    raise TlsVerificationError(
+                        f"the server certificate of {settings.base_url} did not verify; "
+                        "check smartcomm.ca_bundle",
+                        method=method,
+                        path=path,
+                        attempts=attempt,
+                    ) from exc
+                outcome_unknown = outcome_unknown or method != "GET"
+                if attempt >= settings.max_attempts:
+                    raise TransportFailure(
+                        f"no answer after {attempt} attempts (last: {reason})",
+                        method=method,
+                        path=path,
+                        attempts=attempt,
+                        outcome_was_unknown=outcome_unknown,
+                    ) from exc
+                await self._pause(method, path, attempt, reason=reason, retry_after_s=None)
+                continue
+
+            status = response.status_code
+            log.debug(
+                "smartcomm.response",
+                method=method,
+                path=path,
+                status=status,
+                attempt=attempt,
+                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+            )
+            if status == 401 and authenticated and not renewed:
+                # A token can die before its `exp` (revoked, server restarted): renew once, for free.
+                renewed = True
+                attempt -= 1
+                self._tokens.invalidate(token)
+                log.info("smartcomm.token_rejected", method=method, path=path)
+                continue
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+            if is_retryable_status(status):
+                outcome_unknown = outcome_unknown or (status != 429 and method != "GET")
+                waitable = retry_after is None or retry_after <= settings.retry_after_max_s
+                if attempt < settings.max_attempts and waitable:
+                    await self._pause(method, path, attempt, reason=str(status), retry_after_s=retry_after)
+                    continue
+            if status >= 400:
+                raise classify(
+                    status,
+                    response.content,
+                    method=method,
+                    path=path,
+                    attempts=attempt,
+                    outcome_was_unknown=outcome_unknown,
+                    retry_after_s=retry_after,
+                )
+            return response
+
+    async def _pause(
+        self, method: str, path: str, attempt: int, *, reason: str, retry_after_s: float | None
+    ) -> None:
+        settings = self._settings
+        if retry_after_s is not None:
+            # Honour the server's wish, plus a little jitter so concurrent callers do not return together.
+            delay = retry_after_s + self._rng.uniform(0, min(1.0, retry_after_s * 0.1))
+        else:
+            delay = backoff_delay_s(
+                attempt, initial_s=settings.backoff_initial_s, max_s=settings.backoff_max_s, rng=self._rng
+            )
+        log.warning(
+            "smartcomm.retry",
+            method=method,
+            path=path,
+            attempt=attempt,
+            max_attempts=settings.max_attempts,
+            reason=reason,
+            delay_s=round(delay, 3),
+        )
+        await asyncio.sleep(delay)
+
+    async def _fetch_token(self) -> str:
+        credentials = {
+            "username": self._settings.username,
+            "password": self._settings.password.get_secret_value(),
+        }
+        try:
+            response = await self._request("POST", AUTHENTICATE_PATH, body=credentials, authenticated=False)
+        except TokenRejected as exc:
+            raise BadCredentials(
+                "SmartCommunicator rejected the credentials (smartcomm.username / smartcomm.password), "
+                "or the user has no API access",
+                status=exc.status,
+                method="POST",
+                path=AUTHENTICATE_PATH,
+                attempts=exc.attempts,
+            ) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            # The body is left out on purpose: it may hold a token under another name.
+            raise UnexpectedResponse(
+                "authentication answered without a token",
+                status=response.status_code,
+                method="POST",
+                path=AUTHENTICATE_PATH,
+            )
+        return token
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _agent_path(self, agent_id: str) -> str:
+        # UPNs hold "@", numbers "+": quote everything so the segment means exactly the value.
+        return f"{self._agents_path}/{quote(agent_id, safe='')}"
+
+    @staticmethod
+    def _key(key_id: str) -> dict[str, str]:
+        # The default key needs no parameter; sending it anyway would be harmless but noisier in logs.
+        return {} if key_id == "user_object_id" else {"key_id": key_id}
+
+    def _json(self, response: httpx.Response) -> object:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise self._unexpected(response, "the answer is not JSON") from exc
+
+    @staticmethod
+    def _unexpected(response: httpx.Response, message: str) -> SmartCommError:
+        return UnexpectedResponse(
+            message,
+            status=response.status_code,
+            body=response.text,
+            method=response.request.method,
+            path=response.request.url.path,
+        )
