@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import random
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import pytest
 

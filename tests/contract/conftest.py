@@ -1,0 +1,73 @@
+"""Fixtures for contract tests: the SmartCommunicator emulator as a real HTTPS server, and our client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.config import SmartCommSettings
+from syncd.emulators.server import RunningServer, TestCA, serve_https
+from syncd.emulators.smartcomm import (
+    DEFAULT_CUSTOMER_ID,
+    DEFAULT_PASSWORD,
+    DEFAULT_USERNAME,
+    SmartCommEmulator,
+)
+from syncd.smartcomm import SmartCommClient
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(Path(tmp_path_factory.mktemp("ca")))
+
+
+@pytest.fixture(scope="session")
+def smartcomm_server(test_ca: TestCA) -> Iterator[tuple[SmartCommEmulator, RunningServer]]:
+    emulator = SmartCommEmulator()
+    with serve_https(emulator.app, ca=test_ca) as server:
+        yield emulator, server
+
+
+@pytest.fixture
+def emulator(smartcomm_server: tuple[SmartCommEmulator, RunningServer]) -> Iterator[SmartCommEmulator]:
+    emulator, _ = smartcomm_server
+    emulator.reset()
+    emulator.token_lifetime_s = 86400.0
+    emulator.registered_tenants = None
+    emulator.ten_dlc_numbers = None
+    yield emulator
+    emulator.reset()
+
+
+@pytest.fixture
+def server(smartcomm_server: tuple[SmartCommEmulator, RunningServer]) -> RunningServer:
+    return smartcomm_server[1]
+
+
+@pytest.fixture
+def settings(server: RunningServer) -> SmartCommSettings:
+    """Real settings pointing at the emulator; short backoffs keep retry tests fast."""
+    return SmartCommSettings(
+        base_url=server.base_url,
+        customer_id=DEFAULT_CUSTOMER_ID,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        ca_bundle=str(server.ca_path),
+        timeout_s=5.0,
+        backoff_initial_s=0.02,
+        backoff_max_s=0.1,
+        max_attempts=4,
+    )
+
+
+def variant(settings: SmartCommSettings, **changes: object) -> SmartCommSettings:
+    """`settings` with some keys changed, validated like a real configuration."""
+    return SmartCommSettings.model_validate(settings.model_dump() | changes)
+
+
+@pytest.fixture
+async def client(settings: SmartCommSettings, emulator: SmartCommEmulator) -> AsyncIterator[SmartCommClient]:
+    async with SmartCommClient(settings) as client:
+        yield client
