@@ -1,12 +1,84 @@
-"""Pure data shared by the layers: what an agent is, on SmartCommunicator and on its way there.
+"""Pure data shared by the layers: who should be an agent (Member), who is not and why (Skipped), and
+what an agent is on SmartCommunicator and on its way there.
 
-Nothing here does I/O. More types (Member, Change, Plan, SkipReason, Outcome) arrive with the sync cycle.
+Nothing here does I/O. More types (Change, Plan, Outcome) arrive with the sync cycle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
+
+EXTENSION_PREFIX = "onPremisesExtensionAttributes."
+_EXTENSION_ATTRIBUTES = tuple(f"{EXTENSION_PREFIX}extensionAttribute{n}" for n in range(1, 16))
+
+PHONE_ATTRIBUTES: tuple[str, ...] = ("businessPhones", "mobilePhone", *_EXTENSION_ATTRIBUTES)
+"""The accepted (canonical) values of the phone attribute setting."""
+
+_BY_LOWER: dict[str, str] = {name.lower(): name for name in PHONE_ATTRIBUTES} | {
+    name.removeprefix(EXTENSION_PREFIX).lower(): name for name in _EXTENSION_ATTRIBUTES
+}
+_CHOICES = (
+    "businessPhones, mobilePhone, onPremisesExtensionAttributes.extensionAttribute1 .. extensionAttribute15 "
+    "(or the short form extensionAttribute1 .. extensionAttribute15)"
+)
+
+
+def parse_phone_attribute(name: str) -> str:
+    """Pure: the canonical attribute name for a config value, or ValueError listing the choices.
+
+    Case-insensitive, surrounding whitespace ignored; "extensionAttributeN" is short for
+    "onPremisesExtensionAttributes.extensionAttributeN".
+    """
+    canonical = _BY_LOWER.get(name.strip().lower())
+    if canonical is None:
+        raise ValueError(f"unknown phone attribute {name!r}: choose one of {_CHOICES}")
+    return canonical
+
+
+class SkipReason(StrEnum):
+    """Why a group member is not (or no longer) in scope for an agent."""
+
+    NO_PHONE = "no_phone"
+    """The configured phone attribute is empty."""
+    INVALID_PHONE = "invalid_phone"
+    """The phone attribute holds something that is not one valid number (garbage, an extension, ...)."""
+    DISABLED = "disabled"
+    """The account is disabled (`accountEnabled` is false)."""
+    NOT_A_USER = "not_a_user"
+    """The member is a device, contact, service principal or other non-user object."""
+    INVALID_RECORD = "invalid_record"
+    """Graph returned a member without a usable object ID."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A user who should be an agent: in a configured group, enabled, with a valid E.164 number."""
+
+    object_id: str
+    """Entra object ID: the agent's identity (`user_object_id`)."""
+    tenant_id: str
+    """The configured tenant's GUID."""
+    upn: str | None
+    """userPrincipalName as Graph gives it (renames happen; it is not the key)."""
+    phone_number: str
+    """E.164, e.g. "+14155550100"."""
+    consistency_id: str | None
+    """msDS-ConsistencyGuid as a lower-case GUID string, when the user is synced with one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A group member who is not in scope, with the reason and a detail for the admin."""
+
+    object_id: str
+    """Entra object ID, or "" when Graph gave none (reason INVALID_RECORD)."""
+    upn: str | None
+    reason: SkipReason
+    detail: str
+    """What exactly was wrong, e.g. the raw phone value; never a secret."""
+
 
 ReadKey = Literal["user_object_id", "agent_id", "upn", "phone_number", "consistency_id"]
 """What the `{agent_id}` path segment of a single-agent GET means (the API's `key_id`)."""
@@ -84,3 +156,18 @@ class AgentPatch:
 
     def __bool__(self) -> bool:
         return bool(self.to_json())
+
+
+@dataclass(slots=True)
+class DesiredState:
+    """What Graph says, read whole: members in scope, members skipped, and users read per group.
+
+    `group_counts` lets the engine tell "a configured group read as empty" (a guard) from "fewer members".
+    """
+
+    members: dict[str, Member]
+    """In-scope users by object ID, deduplicated across groups."""
+    skipped: dict[str, Skipped]
+    """Out-of-scope members by object ID (records without an ID under a synthetic key)."""
+    group_counts: dict[str, int]
+    """Users read per configured group (before mapping), in configuration order."""

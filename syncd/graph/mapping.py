@@ -1,0 +1,232 @@
+"""Turns one Graph member object (parsed JSON) into a Member or a Skipped: the scope rules of DESIGN.md.
+
+The Graph reader selects the fields named by `select_fields`, parses member pages as plain JSON and calls
+`map_user` once per object, so this runs 100,000 times per full cycle of a large tenant: it is lean, pure
+and never raises on data (whatever Graph, or a broken proxy in between, sent). Phone numbers are
+normalised to E.164 with `phonenumbers`, and only a field that holds exactly one valid number is accepted:
+no extension, no letters (phonenumbers would silently turn vanity letters into digits), no lists.
+`onPremisesImmutableId` is decoded to the msDS-ConsistencyGuid string when it is a GUID anchor.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import reprlib
+import unicodedata
+from collections.abc import Mapping
+
+import phonenumbers
+
+from syncd.model import (
+    EXTENSION_PREFIX,
+    PHONE_ATTRIBUTES,
+    Member,
+    Skipped,
+    SkipReason,
+    parse_phone_attribute,
+)
+
+_CANONICAL: dict[str, str] = {name: name for name in PHONE_ATTRIBUTES}
+_EXTENSION_KEY: dict[str, str] = {
+    name: name.removeprefix(EXTENSION_PREFIX)
+    for name in PHONE_ATTRIBUTES
+    if name.startswith(EXTENSION_PREFIX)
+}
+
+_USER_TYPE = "#microsoft.graph.user"
+_MAX_PHONE_LENGTH = 250  # phonenumbers refuses longer input; checking first keeps the refusal cheap
+_SHOWN_LENGTH = 40  # how much of a raw value a detail quotes
+_SHOWN = reprlib.Repr()  # bounded in size and depth, whatever a broken proxy nests
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict, _SHOWN.maxstring, _SHOWN.maxother = 2, 4, 3, 24, 24
+_LETTER = re.compile(r"[^\W\d_]")
+# What separates entries of a list of numbers ("/" is also the German area-code separator, see _several).
+_LIST_SEPARATOR = re.compile(r"[/,;|&\n]")
+_INTERNATIONAL_START = re.compile(r"\+[\s().-]*\d")
+_E164 = phonenumbers.PhoneNumberFormat.E164
+_PARSE_ERRORS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "no valid country code",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too short",
+    phonenumbers.NumberParseException.TOO_LONG: "too long",
+}
+
+
+def _canonical(phone_attribute: str) -> str:
+    return _CANONICAL.get(phone_attribute) or parse_phone_attribute(phone_attribute)
+
+
+def select_fields(phone_attribute: str) -> list[str]:
+    """Pure: the minimal Graph `$select` for users when the phone lives in `phone_attribute`.
+
+    Extension attributes can only be selected as the whole `onPremisesExtensionAttributes` object.
+    """
+    top_level = _canonical(phone_attribute).partition(".")[0]
+    return ["id", "userPrincipalName", "accountEnabled", "onPremisesImmutableId", top_level]
+
+
+def _phone_value(user: Mapping[str, object], canonical: str) -> object:
+    """The JSON value at the attribute (for businessPhones: the list itself)."""
+    key = _EXTENSION_KEY.get(canonical)
+    if key is None:
+        return user.get(canonical)
+    attributes = user.get("onPremisesExtensionAttributes")
+    return attributes.get(key) if isinstance(attributes, dict) else None
+
+
+def raw_phone(user: Mapping[str, object], phone_attribute: str) -> str | None:
+    """Pure: the raw phone text from a Graph user JSON object, as given (not stripped).
+
+    For businessPhones the first entry that is non-blank text. None when the value is absent, null, empty,
+    only whitespace or of the wrong JSON type.
+    """
+    canonical = _canonical(phone_attribute)
+    value = _phone_value(user, canonical)
+    if canonical == "businessPhones":
+        if isinstance(value, list):
+            for entry in value:
+                if isinstance(entry, str) and entry.strip():
+                    return entry
+        return None
+    if isinstance(value, str) and value.strip():
+        return value
+    return None
+
+
+def _no_phone_detail(user: Mapping[str, object], canonical: str) -> str:
+    value = _phone_value(user, canonical)
+    if canonical == "businessPhones":
+        if isinstance(value, list) and any(not isinstance(entry, str) for entry in value):
+            return f"businessPhones has no text entry: {_shown(value)}"
+        if value is not None and not isinstance(value, list):
+            return f"businessPhones is not a list: {_shown(value)}"
+    elif value is not None and not isinstance(value, str):
+        return f"{canonical} is not text: {_shown(value)}"
+    return f"{canonical} is empty"
+
+
+def _shown(value: object) -> str:
+    """A raw value for a detail: its repr (so odd characters show), cut short."""
+    if not isinstance(value, str):
+        return _SHOWN.repr(value)
+    if len(value) <= _SHOWN_LENGTH:
+        return repr(value)
+    return f"{value[:_SHOWN_LENGTH]!r}... ({len(value)} characters)"
+
+
+def _normalise_unicode(text: str) -> str:
+    """Compatibility forms become plain ones (NFKC: full-width digits, "+" and separators); unicode spaces
+    (thin, narrow no-break, figure, ...) become " ", since phonenumbers only knows a few; invisible format
+    characters that copy and paste brings along (bidi marks, zero-width spaces, soft hyphens) are dropped.
+    The checks after this then only need to know ASCII punctuation."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(" " if c.isspace() else c for c in text if unicodedata.category(c) != "Cf")
+
+
+def _several(text: str, default_region: str) -> bool:
+    """Whether the text looks like a list of numbers: two "+<digit>", or a list separator after a part that
+    is a complete valid number on its own ("030/901820" is one German number; "+1 415 555 0100 / 0101"
+    and "+49 30 901820 / 21" are two)."""
+    if len(_INTERNATIONAL_START.findall(text)) > 1:
+        return True
+    separator = _LIST_SEPARATOR.search(text)
+    if separator is None:
+        return False
+    try:
+        head = phonenumbers.parse(text[: separator.start()], default_region)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_valid_number(head)
+
+
+def to_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
+    """Pure: E.164 for a raw phone text, or (SkipReason.INVALID_PHONE, why) - never raises.
+
+    `default_region` (ISO 3166 alpha-2) is used for numbers in national form; a number with "+" ignores it.
+    Accepted: spaces (unicode ones too), dots, dashes, parentheses, a leading "tel:", digits phonenumbers
+    reads (full-width, Arabic-Indic). Refused: anything but exactly one valid number without extension.
+    """
+    invalid = SkipReason.INVALID_PHONE
+    text = raw.strip()
+    if len(text) > _MAX_PHONE_LENGTH:
+        return invalid, f"{_shown(raw)} is too long"
+    if not text.isascii():
+        text = _normalise_unicode(text).strip()
+    if text[:4].lower() == "tel:":
+        text = text[4:].lstrip()
+    if not text:
+        return invalid, f"{_shown(raw)} is blank"
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except phonenumbers.NumberParseException as exc:
+        if _several(text, default_region):
+            return invalid, f"{_shown(raw)} holds more than one number"
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE and "+" not in text:
+            return invalid, f"{_shown(raw)} has no country code and region {default_region!r} is unknown"
+        return invalid, f"{_shown(raw)} is {_PARSE_ERRORS.get(exc.error_type, 'not a phone number')}"
+    except Exception:  # "never raises": a phonenumbers bug on one odd value must not stop a cycle
+        return invalid, f"{_shown(raw)} could not be parsed"
+    if number.extension:
+        return invalid, f"{_shown(raw)} has an extension"
+    if _LETTER.search(text):
+        return invalid, f"{_shown(raw)} contains letters (no vanity numbers or labels)"
+    if _several(text, default_region):
+        return invalid, f"{_shown(raw)} holds more than one number"
+    if not phonenumbers.is_valid_number(number):
+        where = "" if text.startswith("+") else f" (read with region {default_region})"
+        return invalid, f"{_shown(raw)} is not a valid number{where}"
+    return phonenumbers.format_number(number, _E164)
+
+
+def decode_consistency_guid(value: object) -> str | None:
+    """Pure: `onPremisesImmutableId` (base64 of a GUID in .NET byte order) -> lower-case GUID string.
+
+    None for anything that is not base64 of exactly 16 bytes (another kind of anchor, garbage, wrong type).
+    A 16-byte value cannot be told apart from a GUID, whatever it was meant to be.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error, or text that is not ASCII
+        return None
+    if len(raw) != 16:
+        return None
+    # str(uuid.UUID(bytes_le=raw)) (the first three fields little-endian) in a third of the time; the
+    # round-trip test holds the two equal.
+    h = (raw[3::-1] + raw[5:3:-1] + raw[7:5:-1] + raw[8:]).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def map_user(user: object, *, tenant_id: str, phone_attribute: str, default_region: str) -> Member | Skipped:
+    """Pure: one Graph member object (parsed JSON, any shape) -> Member or Skipped. Never raises on data.
+
+    Checked in order: a JSON object with a non-empty string `id` (else INVALID_RECORD, object_id ""),
+    `@odata.type` (NOT_A_USER unless absent, null or "#microsoft.graph.user"), `accountEnabled` exactly
+    false (DISABLED), the phone (NO_PHONE, INVALID_PHONE). `phone_attribute` is a configuration value:
+    one that `parse_phone_attribute` refuses raises its ValueError.
+    """
+    canonical = _canonical(phone_attribute)
+    if not isinstance(user, dict):
+        return Skipped("", None, SkipReason.INVALID_RECORD, f"not a JSON object: {_shown(user)}")
+    upn = user.get("userPrincipalName")
+    upn = (upn.strip() or None) if isinstance(upn, str) else None
+    object_id = user.get("id")
+    if not isinstance(object_id, str) or not object_id.strip():
+        what = "missing" if object_id is None else f"not a usable id: {_shown(object_id)}"
+        return Skipped("", upn, SkipReason.INVALID_RECORD, f"id is {what}")
+    object_id = object_id.strip()
+    odata_type = user.get("@odata.type")
+    if odata_type is not None and odata_type != _USER_TYPE:
+        return Skipped(object_id, upn, SkipReason.NOT_A_USER, f"@odata.type is {_shown(odata_type)}")
+    if user.get("accountEnabled") is False:
+        return Skipped(object_id, upn, SkipReason.DISABLED, "accountEnabled is false")
+    raw = raw_phone(user, canonical)
+    if raw is None:
+        return Skipped(object_id, upn, SkipReason.NO_PHONE, _no_phone_detail(user, canonical))
+    phone = to_e164(raw, default_region)
+    if isinstance(phone, tuple):
+        return Skipped(object_id, upn, phone[0], f"{canonical} {phone[1]}")
+    consistency_id = decode_consistency_guid(user.get("onPremisesImmutableId"))
+    return Member(object_id, tenant_id, upn, phone, consistency_id)
