@@ -13,10 +13,7 @@ same controls to another process.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import hashlib
 import hmac
 import json
 import math
@@ -39,7 +36,20 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from typing_extensions import TypedDict  # pydantic validates only this TypedDict before Python 3.12
 
-from syncd.emulators.server import ConnectionDropped
+from syncd.emulators.common import (
+    FaultInjector,
+    Faults,
+    RecordedFault,
+    ScriptedFault,
+    encode_json,
+    json_headers,
+    read_body,
+    retry_after_value,
+    send_json,
+    send_truncated_and_drop,
+    sign_hs256,
+    verify_hs256,
+)
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -76,54 +86,9 @@ _GET_KEYS = frozenset({"user_object_id", "agent_id", "upn", "phone_number", "con
 _WRITE_KEYS = frozenset({"user_object_id", "agent_id", "consistency_id"})
 _PATCH_STRING_FIELDS = ("phone_number", "upn", "user_object_id", "tenant_id", "consistency_id")
 
-FaultKind = Literal["status", "throttle", "drop", "drop_after", "delay_after"]
-RecordedFault = Literal["error", "throttle", "drop", "drop_after", "delay_after", "latency"]
 AgentStatus = Literal["active", "offboarded"]
 KeyId = Literal["user_object_id", "agent_id", "upn", "phone_number", "consistency_id"]
 _T = TypeVar("_T")
-
-
-@dataclass
-class Faults:
-    """Random faults, applied to every non-control request with a seeded RNG (reproducible per seed)."""
-
-    latency_s: float = 0.0
-    """Added before handling each request."""
-    error_rate: float = 0.0
-    """Share of requests answered 503 {"message": "Service Unavailable"} (not applied)."""
-    throttle_rate: float = 0.0
-    """Share answered 429 with `Retry-After: <retry_after_s>` (integer seconds, rounded up; not applied)."""
-    retry_after_s: float = 1.0
-    drop_rate: float = 0.0
-    """Share whose connection is dropped before the request is applied."""
-    auth_too: bool = False
-    """Whether faults (latency included) also hit POST /rest/v1/authenticate."""
-
-
-@dataclass
-class ScriptedFault:
-    """A deterministic one-shot fault for tests; faults are consumed in order of injection.
-
-    kinds: "status" answers `status` without applying the request; "throttle" answers 429 with Retry-After;
-    "drop" drops the connection without applying the request; "drop_after" applies it, then drops the
-    connection; "delay_after" applies it, then waits `delay_s` before responding.
-    """
-
-    kind: FaultKind
-    method: str | None = None
-    """Match only this method (None = any)."""
-    path_contains: str | None = None
-    """Match only paths containing this. None matches every path except /rest/v1/authenticate, which is
-    hit only by a `path_contains` it contains (such as "/authenticate"), as random faults spare it unless
-    `Faults.auth_too`."""
-    times: int = 1
-    """How many matching requests it hits."""
-    status: int = 503
-    """For kind="status"."""
-    retry_after_s: float = 1.0
-    """For kind="throttle": the Retry-After header (integer seconds, rounded up)."""
-    delay_s: float = 0.0
-    """For kind="delay_after"."""
 
 
 @dataclass(frozen=True)
@@ -250,12 +215,6 @@ class _Plan:
     delay_s: float = 0.0
 
 
-@dataclass
-class _Scripted:
-    fault: ScriptedFault
-    remaining: int
-
-
 class _Rejected(Exception):
     """A PATCH/POST body that breaks a rule; carries the reply to send."""
 
@@ -305,68 +264,23 @@ def _fault_status_reply(status: int) -> _Reply:
 
 
 def _throttle_reply(retry_after_s: float) -> _Reply:
-    seconds = max(0, math.ceil(retry_after_s))
-    return _Reply(429, {"message": "Too Many Requests"}, headers=(("retry-after", str(seconds)),))
-
-
-def _encode(body: object) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def _raw_headers(reply: _Reply, body: bytes) -> list[tuple[bytes, bytes]]:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers)
-    return headers
+    return _Reply(
+        429, {"message": "Too Many Requests"}, headers=(("retry-after", retry_after_value(retry_after_s)),)
+    )
 
 
 async def _send_reply(send: Send, reply: _Reply) -> None:
-    body = _encode(reply.body)
-    await send({"type": "http.response.start", "status": reply.status, "headers": _raw_headers(reply, body)})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    body = encode_json(reply.body)
+    await send_json(send, reply.status, body, json_headers(body, reply.headers))
 
 
 async def _send_truncated_and_drop(send: Send, reply: _Reply) -> NoReturn:
-    """Look like a connection lost mid-response: promise the whole body, send half of it, abort.
-
-    uvicorn cannot close a connection before sending headers (an exception there becomes a 500), so the
-    client gets headers, part of the body, then EOF: httpx raises RemoteProtocolError, aiohttp a payload
-    error. A client that only looks at the status line sees the outcome that really happened: the real
-    status after "drop_after", a 502 after "drop".
-    """
-    body = _encode(reply.body)
-    await send({"type": "http.response.start", "status": reply.status, "headers": _raw_headers(reply, body)})
-    await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
-    raise ConnectionDropped("connection dropped by the emulator")
-
-
-# --- JWT (HS256, stdlib only) ----------------------------------------------------------------------------
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _json_segment(value: object) -> str:
-    return _b64url(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+    """See `send_truncated_and_drop`: the client gets headers and half the body, then EOF."""
+    body = encode_json(reply.body)
+    await send_truncated_and_drop(send, reply.status, body, json_headers(body, reply.headers))
 
 
 # --- request parsing -----------------------------------------------------------------------------------
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _parse_json(body: bytes) -> object | None:
@@ -514,12 +428,8 @@ class SmartCommEmulator:
 
     def inject(self, fault: ScriptedFault) -> None:
         """Queue a one-shot fault; the first queued fault matching a request hits it."""
-        if fault.times < 1:
-            raise ValueError("ScriptedFault.times must be at least 1")
-        if fault.kind not in ("status", "throttle", "drop", "drop_after", "delay_after"):
-            raise ValueError(f"unknown ScriptedFault.kind: {fault.kind!r}")
         with self._lock:
-            self._scripted.append(_Scripted(dataclasses.replace(fault), fault.times))
+            self._injector.inject(fault)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -602,9 +512,8 @@ class SmartCommEmulator:
         self._active_by_consistency: dict[str, _Agent] = {}
         self._log: list[_Entry] = []
         self._seq = 0
-        self._scripted: list[_Scripted] = []
+        self._injector = FaultInjector(self._seed)
         # Seeded on purpose: a test run must be reproducible, these are not secrets.
-        self._fault_rng = random.Random(self._seed)  # noqa: S311
         self._id_rng = random.Random(self._seed + 1)  # noqa: S311
         self.registered_tenants = None if self._initial_tenants is None else set(self._initial_tenants)
         self.ten_dlc_numbers = None if self._initial_numbers is None else set(self._initial_numbers)
@@ -682,7 +591,7 @@ class SmartCommEmulator:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Record, apply faults, handle: the path of every request to the emulated service."""
-        body = await _read_body(receive)
+        body = await read_body(receive)
         incoming = _incoming(scope, body)
         logged_body = _logged_body(incoming.path, body)
         with self._lock:
@@ -723,47 +632,15 @@ class SmartCommEmulator:
 
     def _plan(self, incoming: _Incoming) -> _Plan:
         """Pick this request's fault: the first matching scripted fault, else the random ones."""
-        is_auth = incoming.path == AUTH_PATH
-        for index, scripted in enumerate(self._scripted):
-            fault = scripted.fault
-            if fault.method is not None and fault.method.upper() != incoming.method:
-                continue
-            if fault.path_contains is None:
-                if is_auth:
-                    continue
-            elif fault.path_contains not in incoming.path:
-                continue
-            scripted.remaining -= 1
-            if scripted.remaining <= 0:
-                del self._scripted[index]
-            return self._scripted_plan(fault)
-
-        faults = self.faults
-        if is_auth and not faults.auth_too:
-            return _Plan()
-        latency = max(0.0, faults.latency_s)
-        # One draw per request, always, so the sequence of faults depends only on the seed and on the
-        # order of arrival, not on the rates chosen.
-        draw = self._fault_rng.random()
-        if draw < faults.error_rate:
-            return _Plan("error", latency, reply=_fault_status_reply(503))
-        draw -= faults.error_rate
-        if draw < faults.throttle_rate:
-            return _Plan("throttle", latency, reply=_throttle_reply(faults.retry_after_s))
-        draw -= faults.throttle_rate
-        if draw < faults.drop_rate:
-            return _Plan("drop", latency)
-        return _Plan("latency" if latency > 0 else None, latency)
-
-    @staticmethod
-    def _scripted_plan(fault: ScriptedFault) -> _Plan:
-        if fault.kind == "status":
-            return _Plan("error", reply=_fault_status_reply(fault.status))
-        if fault.kind == "throttle":
-            return _Plan("throttle", reply=_throttle_reply(fault.retry_after_s))
-        if fault.kind == "delay_after":
-            return _Plan("delay_after", delay_s=max(0.0, fault.delay_s))
-        return _Plan(fault.kind)
+        decision = self._injector.decide(
+            self.faults, method=incoming.method, target=incoming.path, is_auth=incoming.path == AUTH_PATH
+        )
+        reply: _Reply | None = None
+        if decision.fault == "error" and decision.status is not None:
+            reply = _fault_status_reply(decision.status)
+        elif decision.fault == "throttle":
+            reply = _throttle_reply(decision.retry_after_s)
+        return _Plan(decision.fault, decision.latency_s, reply=reply, delay_s=decision.delay_s)
 
     # --- tokens -----------------------------------------------------------------------------------------
 
@@ -783,10 +660,8 @@ class SmartCommEmulator:
             "src": "api-gtw",
             "jti": jti,
         }
-        signing_input = f"{_json_segment({'alg': 'HS256', 'typ': 'JWT'})}.{_json_segment(payload)}"
-        signature = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
         self._tokens[jti] = _Token(customer_id=self.customer_id, expires_at=float(expires))
-        return f"{signing_input}.{_b64url(signature)}"
+        return sign_hs256(self._key, payload)
 
     def _token_id(self, authorization: str | None) -> str | None:
         """The jti of a bearer token this emulator signed (whatever its expiry), else None."""
@@ -795,23 +670,8 @@ class SmartCommEmulator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        parts = token.strip().split(".")
-        if len(parts) != 3:
-            return None
-        header_b64, payload_b64, signature_b64 = parts
-        try:
-            signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
-            signature = _b64url_decode(signature_b64)
-            header: object = json.loads(_b64url_decode(header_b64))
-            payload: object = json.loads(_b64url_decode(payload_b64))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            return None
-        expected = hmac.new(self._key, signing_input, hashlib.sha256).digest()
-        if not hmac.compare_digest(signature, expected):
-            return None
-        if not isinstance(header, dict) or header.get("alg") != "HS256":
-            return None
-        if not isinstance(payload, dict):
+        payload = verify_hs256(self._key, token.strip())
+        if payload is None:
             return None
         jti = payload.get("jti")
         return jti if isinstance(jti, str) and jti in self._tokens else None
