@@ -6,10 +6,14 @@ the sync-cycle issue; the models here are what the rest of the code depends on.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from syncd.model import parse_phone_attribute
 
 
 class SmartCommSettings(BaseModel):
@@ -65,3 +69,115 @@ class SmartCommSettings(BaseModel):
         if value and not Path(value).is_file():
             raise ValueError(f"no such file: {value}")
         return value
+
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _https_url(value: str, *, path_allowed: bool) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be an https:// URL")
+    if parts.query or parts.fragment or (not path_allowed and parts.path not in ("", "/")):
+        raise ValueError("must be scheme and host only")
+    return value.rstrip("/")
+
+
+class GraphSettings(BaseModel):
+    """The `[graph]` section: the Entra app registration and what to read from Microsoft Graph."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenant_id: str
+    """The Entra tenant's GUID; also the `tenant_id` of every agent."""
+    client_id: str
+    """The app registration's application (client) ID."""
+    client_secret: SecretStr | None = None
+    """The app's client secret; never logged. Give this or `certificate_path`."""
+    certificate_path: str = ""
+    """A PEM file with the private key and its certificate, or a .pfx/.p12 file; instead of a secret."""
+    certificate_password: SecretStr | None = None
+    """Passphrase of an encrypted private key or PFX file."""
+    authority_host: str = "https://login.microsoftonline.com"
+    """The Entra login host: sovereign clouds use e.g. https://login.microsoftonline.us."""
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    """Graph endpoint with its version path, e.g. https://graph.microsoft.us/v1.0 for GCC High."""
+    group_ids: list[str] = Field(min_length=1)
+    """Object IDs of the groups whose (transitive) members become agents."""
+    phone_attribute: str = "businessPhones"
+    """Where the number lives: businessPhones (first entry), mobilePhone, or
+    onPremisesExtensionAttributes.extensionAttributeN (N = 1..15)."""
+    default_region: str = "US"
+    """ISO 3166 region for numbers written without a country code, e.g. "(415) 555-0123"."""
+    ca_bundle: str = ""
+    """PEM file of CA certificates to trust for login and Graph; empty means the system's trust store."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds to establish a connection."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds to wait for each read of a response (a page of 999 users can take a while)."""
+    page_size: int = Field(default=999, ge=1, le=999)
+    """Members per page (`$top`); Graph allows at most 999."""
+    max_retries: int = Field(default=5, ge=0, le=10)
+    """Retries of a throttled (429) or unavailable (503/504) request by the Graph SDK's retry handler."""
+    retry_delay_s: float = Field(default=1.0, ge=0, le=180)
+    """Base delay the SDK adds to each retry's exponential backoff (a Retry-After header wins)."""
+    max_attempts: int = Field(default=4, ge=1)
+    """Attempts per page for timeouts and dropped connections, the first included."""
+
+    @field_validator("tenant_id", "client_id")
+    @classmethod
+    def _guid(cls, value: str) -> str:
+        if not _GUID.match(value.strip()):
+            raise ValueError("must be a GUID like 8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0")
+        return value.strip().lower()
+
+    @field_validator("group_ids")
+    @classmethod
+    def _guids(cls, values: list[str]) -> list[str]:
+        bad = [value for value in values if not _GUID.match(value.strip())]
+        if bad:
+            raise ValueError(f"not group object IDs (GUIDs): {', '.join(bad)}")
+        return list(dict.fromkeys(value.strip().lower() for value in values))
+
+    @field_validator("authority_host")
+    @classmethod
+    def _authority(cls, value: str) -> str:
+        return _https_url(value, path_allowed=False)
+
+    @field_validator("base_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        return _https_url(value, path_allowed=True)
+
+    @field_validator("phone_attribute")
+    @classmethod
+    def _phone_attribute(cls, value: str) -> str:
+        return parse_phone_attribute(value)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}: use an ISO 3166 code such as US, GB or DE")
+        return region
+
+    @field_validator("ca_bundle", "certificate_path")
+    @classmethod
+    def _existing_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> GraphSettings:
+        has_secret = self.client_secret is not None and bool(self.client_secret.get_secret_value())
+        if has_secret == bool(self.certificate_path):
+            raise ValueError("give exactly one of client_secret or certificate_path")
+        return self
+
+    @property
+    def graph_origin(self) -> str:
+        """Scheme and host of `base_url`: the audience of Graph tokens (`<origin>/.default`)."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import SmartCommSettings
+from syncd.config import GraphSettings, SmartCommSettings
+from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
@@ -71,3 +72,37 @@ def variant(settings: SmartCommSettings, **changes: object) -> SmartCommSettings
 async def client(settings: SmartCommSettings, emulator: SmartCommEmulator) -> AsyncIterator[SmartCommClient]:
     async with SmartCommClient(settings) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def graph_server(test_ca: TestCA) -> Iterator[tuple[GraphEmulator, RunningServer]]:
+    emulator = GraphEmulator()
+    with serve_https(emulator.app, ca=test_ca) as server:
+        yield emulator, server
+
+
+@pytest.fixture
+def graph(graph_server: tuple[GraphEmulator, RunningServer]) -> Iterator[GraphEmulator]:
+    emulator, _ = graph_server
+    emulator.reset()
+    emulator.page_cap = 999
+    emulator.token_lifetime_s = 3600.0
+    yield emulator
+    emulator.reset()
+
+
+def graph_settings_for(server: RunningServer, group_ids: list[str], **changes: object) -> GraphSettings:
+    """Real settings for the Graph emulator; short retry delays keep throttling tests fast."""
+    values: dict[str, object] = {
+        "tenant_id": DEFAULT_TENANT_ID,
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "authority_host": server.base_url,
+        "base_url": f"{server.base_url}/v1.0",
+        "group_ids": group_ids,
+        "ca_bundle": str(server.ca_path),
+        "retry_delay_s": 0.0,
+        "max_retries": 3,
+        "timeout_s": 10.0,
+    }
+    return GraphSettings.model_validate(values | changes)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from syncd.config import SmartCommSettings
+from syncd.config import GraphSettings, SmartCommSettings
 
 BASE = {"customer_id": 12345, "username": "api@example.com", "password": "pw"}
 
@@ -48,3 +48,74 @@ def test_base_url_trailing_slash_is_dropped_and_ca_bundle_must_exist(tmp_path: P
     )
     assert settings.base_url == "https://127.0.0.1:8443"
     assert settings.ca_bundle == str(pem)
+
+
+TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
+CLIENT = "3f6b1d2e-5a4c-4e7b-9c1d-2b8f0a6e4d31"
+GROUP = "0b5c1f5e-2a36-4d3c-9a6a-3c2a1c2b0d11"
+GRAPH = {"tenant_id": TENANT, "client_id": CLIENT, "client_secret": "s", "group_ids": [GROUP]}
+
+
+def test_graph_defaults_and_normalisation() -> None:
+    settings = GraphSettings.model_validate(
+        GRAPH
+        | {
+            "tenant_id": TENANT.upper(),
+            "group_ids": [GROUP, GROUP.upper()],
+            "default_region": "gb",
+            "phone_attribute": "extensionattribute7",
+        }
+    )
+    assert settings.tenant_id == TENANT
+    assert settings.group_ids == [GROUP]
+    assert settings.default_region == "GB"
+    assert settings.phone_attribute == "onPremisesExtensionAttributes.extensionAttribute7"
+    assert settings.graph_origin == "https://graph.microsoft.com"
+    assert settings.authority_host == "https://login.microsoftonline.com"
+    assert "s" not in repr(settings.client_secret)
+
+
+def test_sovereign_cloud_by_configuration() -> None:
+    settings = GraphSettings.model_validate(
+        GRAPH
+        | {
+            "authority_host": "https://login.microsoftonline.us",
+            "base_url": "https://graph.microsoft.us/v1.0/",
+        }
+    )
+    assert settings.base_url == "https://graph.microsoft.us/v1.0"
+    assert settings.graph_origin == "https://graph.microsoft.us"
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"tenant_id": "contoso.onmicrosoft.com"}, "tenant_id"),
+        ({"client_id": ""}, "client_id"),
+        ({"group_ids": []}, "group_ids"),
+        ({"group_ids": ["Sales"]}, "group_ids"),
+        ({"phone_attribute": "homePhone"}, "phone_attribute"),
+        ({"default_region": "USA"}, "default_region"),
+        ({"authority_host": "http://login.microsoftonline.com"}, "authority_host"),
+        ({"authority_host": "https://login.microsoftonline.com/tenant"}, "authority_host"),
+        ({"base_url": "graph.microsoft.com"}, "base_url"),
+        ({"page_size": 1000}, "page_size"),
+        ({"certificate_path": "/nonexistent.pem"}, "certificate_path"),
+    ],
+)
+def test_invalid_graph_values_name_their_key(override: dict[str, object], key: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        GraphSettings.model_validate(GRAPH | override)
+    assert [error["loc"] for error in caught.value.errors()] == [(key,)]
+
+
+@pytest.mark.parametrize("credentials", [{}, {"client_secret": ""}, {"certificate_path": "CERT"}])
+def test_exactly_one_graph_credential(credentials: dict[str, str], tmp_path: Path) -> None:
+    cert = tmp_path / "app.pem"
+    cert.write_text("pem")
+    values = {k: v for k, v in GRAPH.items() if k != "client_secret"}
+    values |= {k: str(cert) if v == "CERT" else v for k, v in credentials.items()}
+    if credentials.get("certificate_path"):
+        values["client_secret"] = "s"
+    with pytest.raises(ValidationError, match="exactly one of client_secret or certificate_path"):
+        GraphSettings.model_validate(values)

@@ -1,0 +1,237 @@
+"""The source: the transitive user members of the configured groups, read from Microsoft Graph.
+
+Requests are built by msgraph-sdk's request builders (URL templates, query parameters, auth, the Graph retry
+middleware for 429/503/504 with Retry-After) on our own pooled httpx client (aiohttp transport, our TLS
+context). Member pages are taken as raw bytes and parsed as plain JSON: SDK models cost about 10 ms per
+user, JSON about 8 us (../shared/spec/NOTES.md, "Measured costs"). Pages stream: each is mapped and dropped
+before the next is fetched.
+
+A read either returns every member of every configured group or raises a `GraphError`; it never returns
+a partial set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import httpx
+import structlog
+from httpx_aiohttp import AiohttpTransport
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.request_information import RequestInformation
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory
+
+from syncd.config import GraphSettings
+from syncd.graph.auth import MsalTokenProvider
+from syncd.graph.errors import (
+    GraphError,
+    GraphPermissionError,
+    GraphReadError,
+    GraphUnavailable,
+    GroupNotFound,
+    shorten,
+)
+from syncd.graph.mapping import map_user, select_fields
+from syncd.model import DesiredState, Member, Skipped
+
+log = structlog.get_logger("syncd.graph")
+
+ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
+"""kiota parses any 4xx/5xx body into Graph's OData error model (code + message)."""
+
+
+def classify(exc: APIError, *, group_id: str | None) -> GraphError:
+    """Pure: our error for a failed Graph answer that kiota raised."""
+    status = exc.response_status_code
+    code, message = "", ""
+    if isinstance(exc, ODataError) and exc.error is not None:
+        code, message = exc.error.code or "", exc.error.message or ""
+    message = shorten(message or str(exc))
+    if status == 404:
+        return GroupNotFound(
+            "the group does not exist (deleted, or a wrong ID)",
+            status=status,
+            code=code,
+            group_id=group_id,
+            setting="graph.group_ids",
+        )
+    if status == 403:
+        return GraphPermissionError(
+            "Graph refused to list the members: grant the app the application permissions "
+            "GroupMember.Read.All and User.Read.All (and Member.Read.Hidden for hidden memberships), "
+            f"with admin consent. Graph said: {message}",
+            status=status,
+            code=code,
+            group_id=group_id,
+        )
+    if status == 429 or (status is not None and status >= 500):
+        return GraphUnavailable(
+            f"Graph is throttling or unavailable after every retry: {message}",
+            status=status,
+            code=code,
+            group_id=group_id,
+        )
+    return GraphReadError(message, status=status, code=code, group_id=group_id)
+
+
+class GraphSource:
+    """Reads desired state for one tenant. Use as `async with GraphSource(settings) as source:`."""
+
+    def __init__(
+        self,
+        settings: GraphSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._tokens = MsalTokenProvider(settings)
+        if transport is None:
+            context = ssl.create_default_context(cafile=settings.ca_bundle or None)
+            transport = AiohttpTransport(verify=context, trust_env=False)
+        # kiota wraps the transport in a middleware transport that does not close what it wraps.
+        self._transport = transport
+        http = httpx.AsyncClient(
+            transport=transport,
+            trust_env=False,
+            timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
+        )
+        retry = RetryHandlerOption(delay=settings.retry_delay_s, max_retries=settings.max_retries)
+        http = GraphClientFactory.create_with_default_middleware(
+            client=http, options={RetryHandlerOption.get_key(): retry}
+        )
+        self._http = http
+        self._adapter = GraphRequestAdapter(BaseBearerTokenAuthenticationProvider(self._tokens), client=http)
+        # Set explicitly and without a trailing slash, else requests go to /v1.0//groups.
+        self._adapter.base_url = settings.base_url
+        self._graph = GraphServiceClient(request_adapter=self._adapter)
+        self._select = select_fields(settings.phone_attribute)
+        # Jitter only spreads retries out; it needs no cryptographic randomness.
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._graph_host = urlsplit(settings.base_url).hostname
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close both connection pools (Graph's and msal's)."""
+        await self._http.aclose()
+        await self._transport.aclose()
+        await asyncio.to_thread(self._tokens.close)
+
+    async def read(self) -> DesiredState:
+        """Every configured group's transitive user members, mapped, deduplicated by object ID."""
+        members: dict[str, Member] = {}
+        skipped: dict[str, Skipped] = {}
+        counts: dict[str, int] = {}
+        for group_id in self._settings.group_ids:
+            count = 0
+            async for page in self.group_pages(group_id):
+                count += len(page)
+                for item in page:
+                    if isinstance(item, Member):
+                        members[item.object_id] = item
+                    else:
+                        skipped[item.object_id or f"(no id #{len(skipped)})"] = item
+            counts[group_id] = count
+            log.info("graph.group_read", group_id=group_id, users=count)
+        return DesiredState(members=members, skipped=skipped, group_counts=counts)
+
+    async def group_pages(self, group_id: str) -> AsyncIterator[list[Member | Skipped]]:
+        """The group's transitive user members, one mapped page at a time."""
+        builder = self._graph.groups.by_group_id(group_id).transitive_members.graph_user
+        query = builder.GraphUserRequestBuilderGetQueryParameters(
+            select=self._select, top=self._settings.page_size, count=True
+        )
+        request = builder.to_get_request_information(self._configuration(query))
+        settings = self._settings
+        pages = 0
+        while True:
+            page = await self._fetch_page(request, group_id)
+            pages += 1
+            users = page.get("value")
+            if not isinstance(users, list):
+                raise GraphReadError(f"page {pages} has no `value` array", group_id=group_id)
+            yield [
+                map_user(
+                    user,
+                    tenant_id=settings.tenant_id,
+                    phone_attribute=settings.phone_attribute,
+                    default_region=settings.default_region,
+                )
+                for user in users
+            ]
+            next_link = page.get("@odata.nextLink")
+            if next_link is None:
+                return
+            if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
+                raise GraphReadError(f"page {pages} has an unusable @odata.nextLink", group_id=group_id)
+            # The next link carries the whole query; only the headers must be sent again.
+            request = builder.with_url(next_link).to_get_request_information(self._configuration(None))
+
+    @staticmethod
+    def _configuration(query: Any) -> RequestConfiguration[Any]:
+        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+        # The user cast is an advanced query: Graph wants these on every page.
+        configuration.headers.add("ConsistencyLevel", "eventual")
+        return configuration
+
+    async def _fetch_page(self, request: RequestInformation, group_id: str) -> dict[str, Any]:
+        """One page as parsed JSON: our retries for transport failures, one token refresh on 401."""
+        settings = self._settings
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body = await self._adapter.send_primitive_async(request, "bytes", ERROR_MAP)
+            except APIError as exc:
+                if exc.response_status_code == 401 and not refreshed:
+                    refreshed, attempt = True, attempt - 1
+                    log.info("graph.token_rejected", group_id=group_id)
+                    await self._tokens.invalidate()
+                    # kiota only asks for a token when the request has no Authorization header yet.
+                    request.headers.remove("Authorization")
+                    continue
+                raise classify(exc, group_id=group_id) from exc
+            except httpx.HTTPError as exc:
+                if attempt >= settings.max_attempts:
+                    raise GraphUnavailable(
+                        f"no answer from Graph after {attempt} attempts (last: {type(exc).__name__})",
+                        group_id=group_id,
+                    ) from exc
+                delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + self._rng.random() / 2)
+                log.warning(
+                    "graph.retry",
+                    group_id=group_id,
+                    attempt=attempt,
+                    reason=type(exc).__name__,
+                    delay_s=round(delay, 3),
+                )
+                await asyncio.sleep(delay)
+                continue
+            try:
+                page = json.loads(body) if isinstance(body, bytes | bytearray) else None
+            except ValueError:
+                page = None
+            if not isinstance(page, dict):
+                raise GraphReadError("a member page is not a JSON object", group_id=group_id)
+            return page
