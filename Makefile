@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint demo clean
+.PHONY: all venv test lint demo bench clean
 
 all: lint test
 
@@ -30,3 +30,6 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python bench/graph_read.py
