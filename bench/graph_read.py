@@ -58,6 +58,9 @@ def peak_rss_mb() -> float:
 def measure_reader(where: dict[str, Any]) -> dict[str, float]:
     from syncd.config import GraphSettings
     from syncd.graph.source import GraphSource
+    from syncd.logging import configure_logging
+
+    configure_logging(level="warning", json=True)  # to stderr: stdout carries the figures
 
     settings = GraphSettings(
         tenant_id=where["tenant_id"], client_id=where["client_id"], client_secret=where["secret"],

@@ -140,6 +140,17 @@ def _several(text: str, default_region: str) -> bool:
     return phonenumbers.is_valid_number(head)
 
 
+def is_valid(number: phonenumbers.PhoneNumber, default_region: str) -> bool:
+    """Pure: `phonenumbers.is_valid_number(number)`, asked of the default region first.
+
+    A number valid for the configured region is valid; asking that first skips is_valid_number's walk over
+    every region that shares the country code (about 25 for +1), which was half the cost of mapping a user.
+    """
+    return phonenumbers.is_valid_number_for_region(number, default_region) or phonenumbers.is_valid_number(
+        number
+    )
+
+
 def to_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
     """Pure: E.164 for a raw phone text, or (SkipReason.INVALID_PHONE, why) - never raises.
 
@@ -173,7 +184,7 @@ def to_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
         return invalid, f"{_shown(raw)} contains letters (no vanity numbers or labels)"
     if _several(text, default_region):
         return invalid, f"{_shown(raw)} holds more than one number"
-    if not phonenumbers.is_valid_number(number):
+    if not is_valid(number, default_region):
         where = "" if text.startswith("+") else f" (read with region {default_region})"
         return invalid, f"{_shown(raw)} is not a valid number{where}"
     return phonenumbers.format_number(number, _E164)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from syncd.graph.mapping import (
     PHONE_ATTRIBUTES,
     decode_consistency_guid,
+    is_valid,
     map_user,
     parse_phone_attribute,
     raw_phone,
@@ -756,3 +757,16 @@ def test_to_e164_never_raises(raw: str, region: str) -> None:
         assert result == phonenumbers.format_number(
             phonenumbers.parse(result), phonenumbers.PhoneNumberFormat.E164
         )
+
+
+@settings(max_examples=300, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    country=st.sampled_from([1, 44, 49, 33, 61, 81, 91, 7, 39, 34]),
+    national=st.integers(min_value=1, max_value=10**12),
+    region=st.sampled_from(
+        ["US", "CA", "GB", "JE", "DE", "FR", "AU", "JP", "IN", "RU", "KZ", "IT", "ES", "AG"]
+    ),
+)
+def test_region_first_validity_agrees_with_phonenumbers(country: int, national: int, region: str) -> None:
+    number = phonenumbers.PhoneNumber(country_code=country, national_number=national)
+    assert is_valid(number, region) == phonenumbers.is_valid_number(number)
