@@ -170,7 +170,7 @@ class GraphSource:
             users = page.get("value")
             if not isinstance(users, list):
                 raise GraphReadError(f"page {pages} has no `value` array", group_id=group_id)
-            yield [
+            mapped: list[Member | Skipped] = [
                 map_user(
                     user,
                     tenant_id=settings.tenant_id,
@@ -180,6 +180,9 @@ class GraphSource:
                 for user in users
             ]
             next_link = page.get("@odata.nextLink")
+            # Let the raw page go before anyone works on the mapped one: at most one is alive at a time.
+            del page, users
+            yield mapped
             if next_link is None:
                 return
             if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
