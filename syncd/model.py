@@ -171,3 +171,88 @@ class DesiredState:
     """Out-of-scope members by object ID (records without an ID under a synthetic key)."""
     group_counts: dict[str, int]
     """Users read per configured group (before mapping), in configuration order."""
+
+
+class Action(StrEnum):
+    """A write the plan asks of SmartCommunicator."""
+
+    ONBOARD = "onboard"
+    UPDATE = "update"
+    OFFBOARD = "offboard"
+
+
+class MemberStatus(StrEnum):
+    """Where a person stands in our records."""
+
+    ACTIVE = "active"
+    """An agent exists with the recorded fields."""
+    OFFBOARDED = "offboarded"
+    """No agent (offboarded by us, or never onboarded because the person left scope)."""
+    SKIPPED = "skipped"
+    """In a configured group but out of scope (see `skip_reason`)."""
+    FAILED = "failed"
+    """The last write failed; retried after `next_attempt_at`."""
+    PENDING = "pending"
+    """A write was sent and its outcome is not known yet (settled at the next start)."""
+
+
+class Outcome(StrEnum):
+    """How one operation ended."""
+
+    PENDING = "pending"
+    OK = "ok"
+    ADOPTED = "adopted"
+    """The agent already existed for this object ID; it was read back (and patched if needed)."""
+    ALREADY_GONE = "already_gone"
+    """DELETE found no agent: nothing left to do."""
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    """Not sent (dry run, or the cycle stopped before it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFields:
+    """The fields of an agent that we push and compare."""
+
+    tenant_id: str
+    phone_number: str
+    upn: str | None
+    consistency_id: str | None
+
+    @classmethod
+    def of(cls, member: Member) -> AgentFields:
+        return cls(member.tenant_id, member.phone_number, member.upn, member.consistency_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What we know of one person: the agent we believe exists, and how our last attempt went."""
+
+    object_id: str
+    status: MemberStatus
+    agent: AgentFields | None = None
+    """The agent SmartCommunicator holds as far as we know (None: no active agent)."""
+    upn: str | None = None
+    """Last UPN seen in Graph (for status and explain, whether or not an agent exists)."""
+    skip_reason: SkipReason | None = None
+    detail: str | None = None
+    """Skip detail or the last error, for the admin."""
+    attempts: int = 0
+    """Consecutive failed attempts (0 after a success)."""
+    next_attempt_at: float | None = None
+    """Epoch seconds before which a failed person is not retried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One planned write."""
+
+    action: Action
+    object_id: str
+    desired: AgentFields | None
+    """The agent we want (None for an offboarding)."""
+    believed: AgentFields | None
+    """The agent we believe exists now (None for an onboarding)."""
+    fields: tuple[str, ...] = ()
+    """For an update: the fields that differ."""
+    reason: str = ""
