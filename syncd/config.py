@@ -1,17 +1,23 @@
 """Typed settings of syncd, section by section, with units in the names and a docstring per field.
 
-Loading them from TOML, `SYNCD_<SECTION>__<KEY>` environment variables and `*_file` secrets arrives with
-the sync-cycle issue; the models here are what the rest of the code depends on.
+`Settings` gathers the sections. Loading them from TOML, `SYNCD_<SECTION>__<KEY>` environment variables
+and `*_file` secrets is `syncd.settings_loader`'s job; the models here, and `ConfigError` (raised by the
+loader and by `Settings.require`), are what the rest of the code depends on.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, overload
 from urllib.parse import urlsplit
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from syncd.model import parse_phone_attribute
 
@@ -181,3 +187,222 @@ class GraphSettings(BaseModel):
         """Scheme and host of `base_url`: the audience of Graph tokens (`<origin>/.default`)."""
         parts = urlsplit(self.base_url)
         return f"{parts.scheme}://{parts.netloc}"
+
+
+class ConfigError(Exception):
+    """A configuration the user must fix.
+
+    `key` is the dotted key at fault ("graph.client_secret"), or "" for the whole file; `str(error)` is
+    "<key>: <message>" (just the message without a key). When several keys are wrong, `key` is the first and
+    `message` goes on with "; <key>: <message>" for each other; `problems` holds every (key, message) pair.
+    Messages never contain a secret value.
+    """
+
+    def __init__(self, key: str, message: str, *, problems: Sequence[tuple[str, str]] = ()) -> None:
+        self.key = key
+        self.message = message
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems) or ((key, message),)
+        super().__init__(f"{key}: {message}" if key else message)
+
+    @classmethod
+    def from_problems(cls, problems: Sequence[tuple[str, str]]) -> ConfigError:
+        """One error for every (key, message) in `problems` (at least one), in their order."""
+        (key, message), *rest = problems
+        text = "; ".join([message, *(f"{other}: {what}" if other else what for other, what in rest)])
+        return cls(key, text, problems=problems)
+
+
+_DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+
+
+class DatabaseSettings(BaseModel):
+    """The `[database]` section: where syncd records members, runs, operations and delta links."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = "sqlite:///data/syncd.db"
+    """SQLAlchemy URL of the database. Default "sqlite:///data/syncd.db" (a path relative to the working
+    directory; four slashes for an absolute one). `postgresql+psycopg://user:password@host:5432/syncd` lets
+    several replicas share state. May carry a password, so messages never echo it."""
+
+    @field_validator("url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        # make_url's own errors quote the whole URL, password included: say what is wrong without it.
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a SQLAlchemy URL: use e.g. sqlite:///data/syncd.db or postgresql+psycopg://user@host/syncd"
+            ) from None
+        if url.drivername not in _DATABASE_DRIVERS:
+            hint = " (psycopg 3 is the installed driver)" if url.drivername.startswith("postgresql") else ""
+            raise ValueError(
+                f"unsupported driver {url.drivername!r}{hint}: use sqlite:///path.db or postgresql+psycopg://..."
+            )
+        return value
+
+
+class SyncSettings(BaseModel):
+    """The `[sync]` section: how often cycles run, how much one may do, and how failed users are retried.
+
+    Durations are floats of seconds here; in TOML and the environment they are written "90s", "15m",
+    "1h30m", "500ms" or as a bare number of seconds, under the field's name without `_s` (`interval`, not
+    `interval_s`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_s: float = Field(default=900.0, gt=0, alias="interval")
+    """Seconds between incremental cycles (Graph delta queries). TOML `interval`; default 900 ("15m")."""
+    full_interval_s: float = Field(default=86400.0, gt=0, alias="full_interval")
+    """Seconds between full cycles, which re-read every group and compare with the remote agents list to
+    repair drift. TOML `full_interval`; default 86400 ("24h")."""
+    jitter_s: float = Field(default=30.0, ge=0, alias="jitter")
+    """Up to this many seconds of random delay before each scheduled cycle, so restarts and replicas do not
+    call the APIs in step. TOML `jitter`; default 30 ("30s")."""
+    max_offboard: int = Field(default=25, ge=0)
+    """Safety guard: a cycle that would delete more agents than this deletes none and stops (exit 3); 0 stops
+    every cycle that would delete one. A count of agents; default 25."""
+    concurrency: int = Field(default=8, ge=1, le=256)
+    """SmartCommunicator writes in flight at once, 1..256. A count of requests; default 8."""
+    retry_initial_s: float = Field(default=60.0, gt=0, alias="retry_initial")
+    """Seconds before the first retry of a user whose change failed (a conflict, a rejected number); the
+    delay doubles per failure up to `retry_max`. TOML `retry_initial`; default 60 ("1m")."""
+    retry_max_s: float = Field(default=21600.0, gt=0, alias="retry_max")
+    """Longest delay between retries of a failing user, at least `retry_initial`. TOML `retry_max`; default
+    21600 ("6h")."""
+
+    @field_validator("retry_max_s")
+    @classmethod
+    def _not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("retry_initial_s")
+        if initial is not None and value < initial:
+            raise ValueError("must not be shorter than sync.retry_initial")
+        return value
+
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class AdminSettings(BaseModel):
+    """The `[admin]` section: the admin HTTP API (/healthz /readyz /metrics /status /resync)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = "127.0.0.1:8080"
+    """Address the admin API listens on, host:port with port 1..65535 and an IPv6 address in brackets
+    ("[::1]:8080"); "0.0.0.0:8080" listens on every interface. Default "127.0.0.1:8080"."""
+    token: SecretStr | None = None
+    """Bearer token that admin API clients must send (`Authorization: Bearer <token>`); never logged. Default
+    unset, and then no request can authenticate."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, colon, port = value.strip().rpartition(":")
+        if not colon or not host:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8080 or [::1]:8080")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("port must be a number from 1 to 65535")
+        if host.startswith("[") and host.endswith("]"):
+            try:
+                ipaddress.IPv6Address(host[1:-1])
+            except ValueError:
+                raise ValueError(f"{host} is not an IPv6 address in brackets") from None
+        elif ":" in host:
+            raise ValueError("put an IPv6 address in brackets, e.g. [::1]:8080")
+        elif not _HOSTNAME.match(host):
+            raise ValueError(f"{host!r} is not a host name or address")
+        return f"{host}:{int(port)}"
+
+    @field_validator("token")
+    @classmethod
+    def _non_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The host part of `listen`, without the brackets of an IPv6 address."""
+        return self.listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+
+    @property
+    def port(self) -> int:
+        """The port part of `listen`."""
+        return int(self.listen.rpartition(":")[2])
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("auto", "json", "console")
+
+
+class LogSettings(BaseModel):
+    """The `[log]` section: how much syncd logs, and in which form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: str = "info"
+    """Least severe level written: debug, info, warning or error (any case). Default "info"."""
+    format: str = "auto"
+    """json (one object per line), console (for a human), or auto: console on a terminal, JSON otherwise
+    (a container). Default "auto"."""
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        form = value.strip().lower()
+        if form not in _LOG_FORMATS:
+            raise ValueError(f"must be one of {', '.join(_LOG_FORMATS)}")
+        return form
+
+
+class Settings(BaseModel):
+    """All of syncd's settings, one attribute per TOML section (`syncd.settings_loader.load_settings`).
+
+    `graph` and `smartcomm` have required keys and no defaults, so they are None when the configuration has
+    no such section; commands that need them call `require`, which fails like any other configuration error.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    """The `[database]` section; every key has a default."""
+    graph: GraphSettings | None = None
+    """The `[graph]` section, or None when it is absent (from the file and from the environment)."""
+    smartcomm: SmartCommSettings | None = None
+    """The `[smartcomm]` section, or None when it is absent (from the file and from the environment)."""
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    """The `[sync]` section; every key has a default."""
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    """The `[admin]` section; every key has a default."""
+    log: LogSettings = Field(default_factory=LogSettings)
+    """The `[log]` section; every key has a default."""
+
+    @overload
+    def require(self, section: Literal["graph"]) -> GraphSettings: ...
+    @overload
+    def require(self, section: Literal["smartcomm"]) -> SmartCommSettings: ...
+    def require(self, section: Literal["graph", "smartcomm"]) -> GraphSettings | SmartCommSettings:
+        """The named section, or ConfigError(section, "missing section [<section>]") when it is absent."""
+        value = self.graph if section == "graph" else self.smartcomm
+        if value is None:
+            raise ConfigError(section, f"missing section [{section}]")
+        return value
+
+    def require_graph(self) -> GraphSettings:
+        """`require("graph")`: the `[graph]` section, or ConfigError("graph", "missing section [graph]")."""
+        return self.require("graph")
+
+    def require_smartcomm(self) -> SmartCommSettings:
+        """`require("smartcomm")`: the `[smartcomm]` section, or ConfigError naming it when it is absent."""
+        return self.require("smartcomm")
