@@ -1,0 +1,664 @@
+"""The state store: members as we recorded them, runs, the operations audit log and small key/values, kept
+in SQLite (the embedded default) or PostgreSQL (shared by replicas) through SQLAlchemy Core.
+
+Every public method is one short transaction and is synchronous: the transactions are small and local, so
+the engine calls them straight from its event loop. The Python side speaks epoch seconds and the model's
+types; the database holds UTC timestamps, enumeration values as text and JSON as text.
+
+Every SQLAlchemy, DB-API or Alembic failure leaves this module as `StoreError`, raised `from` the cause,
+whose message names the database URL with its password hidden and never repeats statement parameters.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql import Insert
+
+from syncd.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
+from syncd.store import tables
+
+SQLITE_PRAGMAS = (
+    # First, so that even switching the journal mode waits for another process instead of failing.
+    "PRAGMA busy_timeout=5000",
+    # Readers never block the writer and vice versa; one writer at a time waits (busy_timeout) for another.
+    "PRAGMA journal_mode=WAL",
+    # Durable at every checkpoint, fast per commit: with WAL a power cut can lose the last commits, never
+    # corrupt the file, and the next cycle converges again anyway.
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+)
+"""Run on every new SQLite connection."""
+
+BATCH_SIZE = 5_000
+"""Rows per executemany when saving members: bounds memory, not transactions (one per call)."""
+
+POSTGRES_CONNECT_TIMEOUT_S = 10
+"""libpq waits forever for an unreachable host by default; a daemon should fail and retry instead."""
+
+MIGRATION_LOCK_KEY = 0x73796E6364
+"""PostgreSQL advisory lock ("syncd") held while migrating, so replicas starting together take turns."""
+
+_READ_ONLY = "syncd_read_only"
+"""Execution option marking read transactions, which SQLite starts deferred instead of IMMEDIATE."""
+
+_ERROR_LIMIT = 500
+"""Characters of a driver's message kept in a StoreError."""
+
+_MEMBER_COLUMNS = tuple(column.name for column in tables.members.columns if column.name != "object_id")
+"""What an upsert of a whole member row replaces."""
+
+_RECORDED_COLUMNS = tuple(
+    tables.members.c[name]
+    for name in (
+        "object_id",
+        "status",
+        "agent_active",
+        "tenant_id",
+        "phone_number",
+        "upn_pushed",
+        "consistency_id",
+        "upn",
+        "skip_reason",
+        "detail",
+        "attempts",
+        "next_attempt_at",
+    )
+)
+"""The columns `_recorded` decodes, in its order."""
+
+
+class StoreError(Exception):
+    """A database failure: unreachable, locked, constraint violated, schema too new, ...
+
+    The message names the database with its password hidden; the driver's exception is the `__cause__`.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One cycle as recorded."""
+
+    id: int
+    trigger: str
+    """Who started it: "cli", "schedule", "manual", ..."""
+    kind: str
+    """"incremental" or "full"."""
+    dry_run: bool
+    started_at: float
+    """Epoch seconds."""
+    ended_at: float | None
+    """Epoch seconds; None while running."""
+    outcome: str
+    """"running", "ok", "failed", "guard", "interrupted" or "error"."""
+    counts: dict[str, int]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """One write to SmartCommunicator as the audit log holds it."""
+
+    id: int
+    run_id: int
+    object_id: str
+    action: Action
+    outcome: Outcome
+    http_status: int | None
+    error: str | None
+    """The API's message for a failure; never a secret."""
+    desired: AgentFields | None
+    believed: AgentFields | None
+    created_at: float
+    """Epoch seconds: when it was recorded, just before the request was sent."""
+    settled_at: float | None
+    """Epoch seconds; None while pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOperation:
+    """A write whose request may or may not have reached SmartCommunicator (the process stopped before
+    its outcome was recorded): the engine reads the agent back to settle it."""
+
+    id: int
+    run_id: int
+    object_id: str
+    action: Action
+    desired: AgentFields | None
+    believed: AgentFields | None
+
+
+class Store:
+    """The state store on one database URL (`sqlite:///path`, `sqlite://` in memory, or
+    `postgresql+psycopg://...`).
+
+    Creating a Store does not connect; the first method call does. `connect_args` go to the DB-API
+    `connect()` (tests use it to set a PostgreSQL `search_path`). Thread-safe for file and PostgreSQL URLs;
+    an in-memory SQLite database is a single shared connection, for quick tests only.
+    """
+
+    def __init__(self, url: str, *, connect_args: Mapping[str, Any] | None = None) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            # Not repeated: where its password sits cannot be told.
+            raise StoreError(f"invalid database URL: {exc}") from exc
+        self._safe_url = _hide_password(parsed)
+        self._secrets = [
+            s for s in (parsed.password, parsed.query.get("password")) if isinstance(s, str) and s
+        ]
+        args = dict(connect_args or {})
+        options: dict[str, Any] = {}
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            database = parsed.database or ""
+            if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+                # One connection shared by every caller, or each would see its own empty database.
+                options["poolclass"] = StaticPool
+                args.setdefault("check_same_thread", False)
+            elif not database.startswith("file:"):
+                try:
+                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the directory of {self._safe_url}: {exc}") from exc
+        elif backend == "postgresql":
+            # A connection dropped by a server restart is replaced on checkout instead of failing a cycle.
+            options["pool_pre_ping"] = True
+            if "connect_timeout" not in parsed.query:
+                args.setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
+        else:
+            raise StoreError(f"unsupported database {self._safe_url}: use sqlite:// or postgresql+psycopg://")
+        try:
+            self._engine = create_engine(parsed, connect_args=args, **options)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise StoreError(f"cannot use database {self._safe_url}: {self._describe(exc)}") from exc
+        if backend == "sqlite":
+            _install_sqlite_hooks(self._engine)
+        self._reader = self._engine.execution_options(**{_READ_ONLY: True})
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self._safe_url!r})"
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password hidden, for logs and messages."""
+        return self._safe_url
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for migrations, tests and admin tools; the engine uses the methods)."""
+        return self._engine
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    # schema
+
+    def upgrade(self) -> None:
+        """Migrate the database to the newest revision (creating the tables in an empty one).
+
+        Idempotent. Runs in one transaction on both backends (SQLite and PostgreSQL have transactional DDL),
+        so a failed migration leaves the previous schema.
+        """
+        config = Config()
+        config.set_main_option("script_location", str(migrations_directory()))
+        # Without it Alembic warns (DeprecationWarning) about legacy path splitting.
+        config.set_main_option("path_separator", "os")
+        with self._write("upgrading the schema") as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+            else:
+                # Batch migrations rebuild a table (copy, drop, rename); with foreign_keys=ON dropping a
+                # referenced table fails at once unless checks wait for the commit. Reset at commit.
+                connection.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def current_revision(self) -> str | None:
+        """The schema's Alembic revision, or None for a database never migrated."""
+        with self._read("reading the schema revision") as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    # members
+
+    def load_recorded(self) -> dict[str, Recorded]:
+        """Every member row, by object ID."""
+        query = select(*_RECORDED_COLUMNS)
+        with self._read("loading members") as connection:
+            return {row[0]: _recorded(row) for row in connection.execute(query)}
+
+    def save_members(self, records: Iterable[Recorded]) -> None:
+        """Insert or replace many members in one transaction (the last record wins for a repeated ID)."""
+        now = _to_datetime(time.time())
+        with self._write("saving members") as connection:
+            statement = _upsert(connection, tables.members, "object_id", _MEMBER_COLUMNS)
+            # Keyed by object ID: PostgreSQL refuses one statement that upserts the same row twice.
+            batch: dict[str, dict[str, Any]] = {}
+            for record in records:
+                batch[record.object_id] = _member_row(record, now)
+                if len(batch) >= BATCH_SIZE:
+                    connection.execute(statement, list(batch.values()))
+                    batch = {}
+            if batch:
+                connection.execute(statement, list(batch.values()))
+
+    def members_needing_attention(self) -> list[Recorded]:
+        """Members whose last write failed or is not settled, by object ID."""
+        m = tables.members
+        query = (
+            select(*_RECORDED_COLUMNS)
+            .where(m.c.status.in_([MemberStatus.FAILED.value, MemberStatus.PENDING.value]))
+            .order_by(m.c.object_id)
+        )
+        with self._read("loading members needing attention") as connection:
+            return [_recorded(row) for row in connection.execute(query)]
+
+    def count_by_status(self) -> dict[str, int]:
+        """Members per status, for the statuses that have any."""
+        m = tables.members
+        query = select(m.c.status, func.count()).group_by(m.c.status).order_by(m.c.status)
+        with self._read("counting members") as connection:
+            return {status: count for status, count in connection.execute(query)}
+
+    # runs
+
+    def begin_run(self, *, trigger: str, kind: str, dry_run: bool) -> int:
+        """Record a cycle starting now (outcome "running"); its ID."""
+        statement = insert(tables.runs).values(
+            trigger=trigger,
+            kind=kind,
+            dry_run=dry_run,
+            started_at=_to_datetime(time.time()),
+            outcome="running",
+            counts="{}",
+        )
+        with self._write("recording a run") as connection:
+            return _inserted_id(connection, statement)
+
+    def finish_run(
+        self, run_id: int, *, outcome: str, counts: Mapping[str, int], error: str | None = None
+    ) -> None:
+        """Record how a cycle ended (ended_at is now)."""
+        r = tables.runs
+        statement = (
+            update(r)
+            .where(r.c.id == run_id)
+            .values(
+                ended_at=_to_datetime(time.time()),
+                outcome=outcome,
+                counts=json.dumps({str(key): int(value) for key, value in counts.items()}, sort_keys=True),
+                error=error,
+            )
+        )
+        with self._write("finishing a run") as connection:
+            if connection.execute(statement).rowcount != 1:
+                raise StoreError(f"no run {run_id} in {self._safe_url}")
+
+    def interrupt_running_runs(self) -> int:
+        """Mark every run still "running" (its process died) as "interrupted"; how many there were."""
+        r = tables.runs
+        statement = (
+            update(r)
+            .where(r.c.outcome == "running")
+            .values(outcome="interrupted", ended_at=_to_datetime(time.time()))
+        )
+        with self._write("interrupting runs") as connection:
+            return connection.execute(statement).rowcount
+
+    def runs(self, *, limit: int = 10) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        r = tables.runs
+        query = select(r).order_by(r.c.id.desc()).limit(limit)
+        with self._read("listing runs") as connection:
+            return [
+                RunRecord(
+                    id=row.id,
+                    trigger=row.trigger,
+                    kind=row.kind,
+                    dry_run=row.dry_run,
+                    started_at=_to_epoch(row.started_at),
+                    ended_at=_to_epoch_or_none(row.ended_at),
+                    outcome=row.outcome,
+                    counts={str(key): int(value) for key, value in json.loads(row.counts).items()},
+                    error=row.error,
+                )
+                for row in connection.execute(query)
+            ]
+
+    # operations
+
+    def start_operation(self, run_id: int, change: Change) -> int:
+        """Record a write as pending, before its request is sent, and mark the member pending; its ID.
+
+        One transaction, so a crash leaves either both or neither. A member seen for the first time gets a
+        row with no agent.
+        """
+        now = _to_datetime(time.time())
+        operation = insert(tables.operations).values(
+            run_id=run_id,
+            object_id=change.object_id,
+            action=change.action.value,
+            outcome=Outcome.PENDING.value,
+            desired=_fields_json(change.desired),
+            believed=_fields_json(change.believed),
+            created_at=now,
+        )
+        known = change.desired or change.believed
+        member = {
+            "object_id": change.object_id,
+            "status": MemberStatus.PENDING.value,
+            "agent_active": False,
+            "upn": known.upn if known is not None else None,
+            "attempts": 0,
+            "updated_at": now,
+        }
+        with self._write("starting an operation") as connection:
+            op_id = _inserted_id(connection, operation)
+            # An existing row keeps its believed agent until the outcome is known: only its status changes.
+            mark_pending = _upsert(connection, tables.members, "object_id", ("status", "updated_at"))
+            connection.execute(mark_pending, member)
+        return op_id
+
+    def settle_operation(
+        self,
+        op_id: int,
+        *,
+        outcome: Outcome,
+        record: Recorded,
+        http_status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record how a write ended and replace the member's row with `record`, in one transaction."""
+        now = _to_datetime(time.time())
+        o = tables.operations
+        statement = (
+            update(o)
+            .where(o.c.id == op_id)
+            .values(outcome=outcome.value, http_status=http_status, error=error, settled_at=now)
+        )
+        with self._write("settling an operation") as connection:
+            if connection.execute(statement).rowcount != 1:
+                raise StoreError(f"no operation {op_id} in {self._safe_url}")
+            connection.execute(
+                _upsert(connection, tables.members, "object_id", _MEMBER_COLUMNS), _member_row(record, now)
+            )
+
+    def pending_operations(self) -> list[PendingOperation]:
+        """Operations never settled (the process stopped between request and outcome), oldest first."""
+        o = tables.operations
+        query = (
+            select(o.c.id, o.c.run_id, o.c.object_id, o.c.action, o.c.desired, o.c.believed)
+            .where(o.c.outcome == Outcome.PENDING.value)
+            .order_by(o.c.id)
+        )
+        with self._read("listing pending operations") as connection:
+            return [
+                PendingOperation(
+                    id=row.id,
+                    run_id=row.run_id,
+                    object_id=row.object_id,
+                    action=Action(row.action),
+                    desired=_fields(row.desired),
+                    believed=_fields(row.believed),
+                )
+                for row in connection.execute(query)
+            ]
+
+    def operations(
+        self, *, object_id: str | None = None, run_id: int | None = None, limit: int = 100
+    ) -> list[OperationRecord]:
+        """The latest operations, newest first, optionally of one member and/or one run."""
+        o = tables.operations
+        query = select(o).order_by(o.c.id.desc()).limit(limit)
+        if object_id is not None:
+            query = query.where(o.c.object_id == object_id)
+        if run_id is not None:
+            query = query.where(o.c.run_id == run_id)
+        with self._read("listing operations") as connection:
+            return [
+                OperationRecord(
+                    id=row.id,
+                    run_id=row.run_id,
+                    object_id=row.object_id,
+                    action=Action(row.action),
+                    outcome=Outcome(row.outcome),
+                    http_status=row.http_status,
+                    error=row.error,
+                    desired=_fields(row.desired),
+                    believed=_fields(row.believed),
+                    created_at=_to_epoch(row.created_at),
+                    settled_at=_to_epoch_or_none(row.settled_at),
+                )
+                for row in connection.execute(query)
+            ]
+
+    # key/value
+
+    def get_value(self, key: str) -> str | None:
+        """The value stored under `key`, or None."""
+        query = select(tables.kv.c.value).where(tables.kv.c.key == key)
+        with self._read("reading a value") as connection:
+            value: str | None = connection.execute(query).scalar_one_or_none()
+            return value
+
+    def set_value(self, key: str, value: str) -> None:
+        """Store `value` under `key`, replacing any previous one."""
+        self.set_values({key: value})
+
+    def set_values(self, values: Mapping[str, str]) -> None:
+        """Store several values in one transaction."""
+        if not values:
+            return
+        now = _to_datetime(time.time())
+        rows = [{"key": key, "value": value, "updated_at": now} for key, value in values.items()]
+        with self._write("storing values") as connection:
+            connection.execute(_upsert(connection, tables.kv, "key", ("value", "updated_at")), rows)
+
+    # transactions and errors
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[Connection]:
+        """A read-write transaction (on SQLite: BEGIN IMMEDIATE), committed unless the block raises."""
+        with self._failures(doing), self._engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        """A read-only transaction (on SQLite: deferred, so it never waits for a writer)."""
+        with self._failures(doing), self._reader.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _failures(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except (SQLAlchemyError, CommandError) as exc:
+            raise StoreError(f"{doing} failed on {self._safe_url}: {self._describe(exc)}") from exc
+
+    def _describe(self, exc: BaseException) -> str:
+        """The driver's own message: SQLAlchemy's rendering would repeat the statement's parameters."""
+        cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        text = " ".join(f"{type(cause).__name__}: {cause}".split())
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:_ERROR_LIMIT]
+
+
+def migrations_directory() -> Path:
+    """The directory of the `migrations` package (env.py and versions/), wherever it is installed.
+
+    Found through the import system rather than relative to this file, so it works from a checkout, an
+    editable install (where it may show up as a namespace package) and a wheel in site-packages alike.
+    """
+    try:
+        spec = importlib.util.find_spec("migrations")
+    except (ImportError, ValueError) as exc:
+        raise StoreError(f"cannot import the migrations package: {exc}") from exc
+    locations = [] if spec is None else list(spec.submodule_search_locations or [])
+    for location in locations:
+        directory = Path(location)
+        # Another distribution could ship a top-level "migrations" too: ours is the one with env.py.
+        if (directory / "env.py").is_file() and (directory / "versions").is_dir():
+            return directory
+    raise StoreError(f"the migrations package (env.py, versions/) is not installed; searched {locations}")
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    """Pragmas on every connection, and SQLAlchemy (not sqlite3) in charge of BEGIN."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3's legacy transaction control would skip BEGIN before DDL and SELECT; take it over.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in SQLITE_PRAGMAS:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY, whatever
+        # busy_timeout says, if another connection wrote in between: writers take the lock up front.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _upsert(connection: Connection, table: Table, key: str, update_columns: Sequence[str]) -> Insert:
+    """INSERT ... ON CONFLICT (key) DO UPDATE SET the given columns from the inserted row."""
+    statement: sqlite.Insert | postgresql.Insert
+    if connection.dialect.name == "sqlite":
+        statement = sqlite.insert(table)
+    elif connection.dialect.name == "postgresql":
+        statement = postgresql.insert(table)
+    else:  # pragma: no cover - Store refuses other backends
+        raise StoreError(f"no upsert for {connection.dialect.name}")
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[key], set_={column: excluded[column] for column in update_columns}
+    )
+
+
+def _inserted_id(connection: Connection, statement: Insert) -> int:
+    primary_key = connection.execute(statement).inserted_primary_key
+    assert primary_key is not None  # a single-row INSERT always reports it
+    return int(primary_key[0])
+
+
+def _member_row(record: Recorded, now: datetime) -> dict[str, Any]:
+    agent = record.agent
+    return {
+        "object_id": record.object_id,
+        "status": record.status.value,
+        "agent_active": agent is not None,
+        "tenant_id": agent.tenant_id if agent is not None else None,
+        "phone_number": agent.phone_number if agent is not None else None,
+        "upn_pushed": agent.upn if agent is not None else None,
+        "consistency_id": agent.consistency_id if agent is not None else None,
+        "upn": record.upn,
+        "skip_reason": record.skip_reason.value if record.skip_reason is not None else None,
+        "detail": record.detail,
+        "attempts": record.attempts,
+        "next_attempt_at": _to_datetime_or_none(record.next_attempt_at),
+        "updated_at": now,
+    }
+
+
+def _recorded(row: Sequence[Any]) -> Recorded:
+    """A Recorded from a row of `_RECORDED_COLUMNS`."""
+    (
+        object_id,
+        status,
+        agent_active,
+        tenant_id,
+        phone_number,
+        upn_pushed,
+        consistency_id,
+        upn,
+        skip_reason,
+        detail,
+        attempts,
+        next_attempt_at,
+    ) = row
+    return Recorded(
+        object_id=object_id,
+        status=MemberStatus(status),
+        agent=AgentFields(tenant_id, phone_number, upn_pushed, consistency_id) if agent_active else None,
+        upn=upn,
+        skip_reason=SkipReason(skip_reason) if skip_reason is not None else None,
+        detail=detail,
+        attempts=attempts,
+        next_attempt_at=_to_epoch_or_none(next_attempt_at),
+    )
+
+
+def _fields_json(fields: AgentFields | None) -> str | None:
+    if fields is None:
+        return None
+    return json.dumps(
+        {
+            "tenant_id": fields.tenant_id,
+            "phone_number": fields.phone_number,
+            "upn": fields.upn,
+            "consistency_id": fields.consistency_id,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _fields(text: str | None) -> AgentFields | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    return AgentFields(data["tenant_id"], data["phone_number"], data.get("upn"), data.get("consistency_id"))
+
+
+def _to_datetime(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def _to_datetime_or_none(epoch: float | None) -> datetime | None:
+    return None if epoch is None else _to_datetime(epoch)
+
+
+def _to_epoch(value: datetime) -> float:
+    # SQLite keeps no offset; everything written here is UTC.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _to_epoch_or_none(value: datetime | None) -> float | None:
+    return None if value is None else _to_epoch(value)
+
+
+def _hide_password(url: URL) -> str:
+    """The URL for messages: its password, and a libpq `password` query parameter, as "***"."""
+    if "password" in url.query:
+        url = url.update_query_dict({"password": "***"})
+    return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")

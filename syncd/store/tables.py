@@ -1,0 +1,101 @@
+"""The schema of syncd's database as SQLAlchemy Core tables: members, runs, operations (the audit log), kv.
+
+These tables are the reference the migrations must produce: a test migrates an empty database and asks
+Alembic's autogenerate comparison for differences against `metadata`, on SQLite and on PostgreSQL. Change a
+table here only together with a new revision in `migrations/versions/`.
+
+Times are `DateTime(timezone=True)` holding UTC; enumerations are stored as their text values (no database
+enum types, so a new value needs no migration); JSON is stored as text so both backends read it alike.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Deterministic constraint and index names, identical on every backend, so a later migration can drop or
+# alter them by name (SQLite batch mode needs names to find them).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# Values that come from Graph or the API (UPNs, numbers, GUIDs) are unbounded text: an unexpected length must
+# not make PostgreSQL reject a whole batch of members. Our own codes (statuses, outcomes) are short.
+_CODE = 32
+
+members = Table(
+    "members",
+    metadata,
+    Column("object_id", String(64), primary_key=True),
+    Column("status", String(_CODE), nullable=False, index=True),
+    Column("agent_active", Boolean, nullable=False),
+    Column("tenant_id", String, nullable=True),
+    Column("phone_number", String, nullable=True),
+    Column("upn_pushed", String, nullable=True),
+    Column("consistency_id", String, nullable=True),
+    Column("upn", String, nullable=True),
+    Column("skip_reason", String(_CODE), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""One row per person we know of: the agent we believe exists (NULL fields when `agent_active` is false)
+and how our last attempt went."""
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trigger", String(_CODE), nullable=False),
+    Column("kind", String(_CODE), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("outcome", String(_CODE), nullable=False),
+    Column("counts", Text, nullable=False),
+    Column("error", Text, nullable=True),
+)
+"""One row per cycle; `counts` is a JSON object of str -> int."""
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False, index=True),
+    Column("object_id", String(64), nullable=False, index=True),
+    Column("action", String(_CODE), nullable=False),
+    Column("outcome", String(_CODE), nullable=False, index=True),
+    Column("http_status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("desired", Text, nullable=True),
+    Column("believed", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True), nullable=True),
+)
+"""The audit log: one row per write to SmartCommunicator, inserted as "pending" before the request is sent
+and settled after, so a crash in between leaves a trace the next start can resolve."""
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""Small named values: Graph delta links, per-group counts, ..."""

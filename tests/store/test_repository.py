@@ -1,0 +1,525 @@
+"""The state store against real databases: migrations, members, runs, the operations log, key/values,
+failures and concurrency, each on SQLite and on PostgreSQL (see conftest.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+
+import migrations
+from syncd.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
+from syncd.store import OperationRecord, PendingOperation, RunRecord, Store, StoreError
+from syncd.store.repository import migrations_directory
+from syncd.store.tables import metadata
+from tests.store.conftest import Database
+
+TENANT = "0b5c4a8e-3f0e-4c11-9a43-6a2d8a2f1c77"
+ALICE = AgentFields(TENANT, "+14155550100", "alice@contoso.com", "6f9619ff-8b86-d011-b42d-00c04fc964ff")
+ALICE_MOVED = AgentFields(TENANT, "+14155550199", "alice.smith@contoso.com", ALICE.consistency_id)
+BOB = AgentFields(TENANT, "+442071838750", "bob@contoso.com", None)
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory(str(migrations_directory())).get_current_head()
+
+
+def onboard(object_id: str, fields: AgentFields = ALICE) -> Change:
+    return Change(Action.ONBOARD, object_id, desired=fields, believed=None, reason="new member")
+
+
+# migrations
+
+
+def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Database) -> None:
+    with database.open() as store:
+        assert store.current_revision() is None
+        store.upgrade()
+        assert store.current_revision() == head_revision() == "0001"
+        store.upgrade()
+        assert store.current_revision() == "0001"
+
+        with store.engine.connect() as connection:
+            assert set(inspect(connection).get_table_names()) == {
+                "members",
+                "runs",
+                "operations",
+                "kv",
+                "alembic_version",
+            }
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_the_alembic_command_line_migrates_without_an_ini(database: Database) -> None:
+    migrations.main(["-x", f"url={database.url_with_search_path()}", "upgrade", "head"])
+    with database.open() as store:
+        assert store.current_revision() == "0001"
+        store.upgrade()  # already there: nothing to do
+        assert store.load_recorded() == {}
+
+
+def test_offline_mode_renders_the_schema_as_sql(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    migrations.main(["-x", f"url=sqlite:///{tmp_path / 'never.db'}", "upgrade", "head", "--sql"])
+    output = capsys.readouterr().out
+    assert "CREATE TABLE members" in output
+    assert "CREATE INDEX ix_operations_outcome" in output
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dirs" / "syncd.db"
+    with Store(f"sqlite:///{path}") as store:
+        store.upgrade()
+        with store.engine.connect() as connection:
+            pragma = connection.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA foreign_keys").scalar() == 1
+            assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert pragma("PRAGMA busy_timeout").scalar() == 5000
+    # WAL is a property of the file: any other client sees it.
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    raw.close()
+
+
+def test_an_in_memory_sqlite_store_works_for_quick_tests() -> None:
+    with Store("sqlite://") as store:
+        store.upgrade()
+        record = Recorded("m-1", MemberStatus.ACTIVE, ALICE, upn=ALICE.upn)
+        store.save_members([record])
+        assert store.load_recorded() == {"m-1": record}
+
+
+def test_foreign_keys_are_enforced(store: Store) -> None:
+    with pytest.raises(StoreError, match="starting an operation failed"):
+        store.start_operation(4242, onboard("m-1"))
+    # One transaction: the member was not marked pending either.
+    assert store.load_recorded() == {}
+    assert store.operations() == []
+
+
+# members
+
+EVERY_SHAPE = [
+    *(Recorded(f"status-{status.value}", status) for status in MemberStatus),
+    *(Recorded(f"agent-{status.value}", status, ALICE, upn=ALICE.upn) for status in MemberStatus),
+    *(
+        Recorded(
+            f"skip-{reason.value}", MemberStatus.SKIPPED, upn=None, skip_reason=reason, detail="phone: n/a"
+        )
+        for reason in SkipReason
+    ),
+    Recorded(
+        "failed-with-backoff",
+        MemberStatus.FAILED,
+        BOB,
+        upn="bob@contoso.com",
+        detail="[409] number held by another agent",
+        attempts=3,
+        next_attempt_at=1_764_200_000.25,
+    ),
+    Recorded(
+        "agent-without-upn-or-guid", MemberStatus.ACTIVE, AgentFields(TENANT, "+33142685300", None, None)
+    ),
+    Recorded(
+        "unicode-upn",
+        MemberStatus.ACTIVE,
+        AgentFields(TENANT, "+4930901820", "jürgen.müßig@bücher.example", None),
+        upn="jürgen.müßig@bücher.example",
+        detail="Zeichen: ü ß 漢字 🙂",
+    ),
+    Recorded("renamed", MemberStatus.ACTIVE, ALICE, upn="alice.new@contoso.com"),
+    Recorded("x" * 64, MemberStatus.OFFBOARDED, upn="longest-id@contoso.com"),
+]
+
+
+def test_every_recorded_shape_round_trips(store: Store) -> None:
+    store.save_members(EVERY_SHAPE)
+    assert store.load_recorded() == {record.object_id: record for record in EVERY_SHAPE}
+    assert store.count_by_status() == dict(Counter(record.status.value for record in EVERY_SHAPE))
+
+
+def test_saving_replaces_rows_and_clears_a_forgotten_agent(store: Store) -> None:
+    store.save_members(
+        [
+            Recorded("m-1", MemberStatus.ACTIVE, ALICE, upn=ALICE.upn),
+            Recorded("m-2", MemberStatus.ACTIVE, BOB),
+        ]
+    )
+    gone = Recorded("m-1", MemberStatus.OFFBOARDED, None, upn=ALICE.upn)
+    store.save_members([gone])
+    assert store.load_recorded() == {"m-1": gone, "m-2": Recorded("m-2", MemberStatus.ACTIVE, BOB)}
+
+
+def test_the_last_record_wins_when_an_id_repeats_in_one_call(store: Store) -> None:
+    first = Recorded("m-1", MemberStatus.FAILED, attempts=1)
+    last = Recorded("m-1", MemberStatus.ACTIVE, ALICE)
+    store.save_members([first, last])
+    assert store.load_recorded() == {"m-1": last}
+
+
+def test_saving_nothing_is_fine(store: Store) -> None:
+    store.save_members([])
+    store.save_members(iter(()))
+    assert store.load_recorded() == {}
+    assert store.count_by_status() == {}
+
+
+def test_members_needing_attention_are_the_failed_and_pending_ones_by_id(store: Store) -> None:
+    store.save_members(
+        [
+            Recorded("d", MemberStatus.PENDING, ALICE),
+            Recorded("a", MemberStatus.ACTIVE, ALICE),
+            Recorded("c", MemberStatus.FAILED, attempts=2, next_attempt_at=1_800_000_000.0),
+            Recorded("b", MemberStatus.FAILED, BOB, attempts=1),
+            Recorded("e", MemberStatus.SKIPPED, skip_reason=SkipReason.NO_PHONE),
+        ]
+    )
+    assert [record.object_id for record in store.members_needing_attention()] == ["b", "c", "d"]
+    assert store.members_needing_attention()[1] == Recorded(
+        "c", MemberStatus.FAILED, attempts=2, next_attempt_at=1_800_000_000.0
+    )
+
+
+def test_a_hundred_thousand_members_save_in_one_call_within_seconds(
+    database: Database, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = [
+        Recorded(
+            f"{n:08d}-0000-4000-8000-000000000000",
+            MemberStatus.ACTIVE,
+            AgentFields(TENANT, f"+1415{n:07d}", f"user{n}@contoso.com", None),
+            upn=f"user{n}@contoso.com",
+        )
+        for n in range(100_000)
+    ]
+    started = time.perf_counter()
+    store.save_members(records)
+    elapsed = time.perf_counter() - started
+    with capsys.disabled():
+        print(f"\n  save_members(100_000) on {database.backend}: {elapsed:.2f} s", end="")
+    assert store.count_by_status() == {"active": 100_000}
+    loaded = store.load_recorded()
+    assert len(loaded) == 100_000
+    assert loaded[records[12345].object_id] == records[12345]
+    assert elapsed < 10.0
+
+
+# runs
+
+
+def test_a_run_goes_from_running_to_finished(store: Store) -> None:
+    before = time.time()
+    run_id = store.begin_run(trigger="cli", kind="full", dry_run=True)
+    (running,) = store.runs()
+    assert running == RunRecord(
+        id=run_id,
+        trigger="cli",
+        kind="full",
+        dry_run=True,
+        started_at=running.started_at,
+        ended_at=None,
+        outcome="running",
+        counts={},
+        error=None,
+    )
+    assert before - 1 <= running.started_at <= time.time() + 1
+
+    store.finish_run(run_id, outcome="failed", counts={"onboard": 3, "failed": 1}, error="[409] conflict")
+    (finished,) = store.runs()
+    assert finished.outcome == "failed"
+    assert finished.counts == {"onboard": 3, "failed": 1}
+    assert finished.error == "[409] conflict"
+    assert finished.ended_at is not None
+    assert finished.started_at <= finished.ended_at <= time.time() + 1
+
+
+def test_runs_are_listed_newest_first_up_to_the_limit(store: Store) -> None:
+    ids = [store.begin_run(trigger="schedule", kind="incremental", dry_run=False) for _ in range(12)]
+    assert [run.id for run in store.runs()] == ids[::-1][:10]
+    assert [run.id for run in store.runs(limit=3)] == ids[::-1][:3]
+
+
+def test_interrupting_marks_only_the_runs_still_running(store: Store) -> None:
+    done = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+    store.finish_run(done, outcome="ok", counts={})
+    crashed = [store.begin_run(trigger="schedule", kind="full", dry_run=False) for _ in range(2)]
+    assert store.interrupt_running_runs() == 2
+    assert store.interrupt_running_runs() == 0
+    by_id = {run.id: run for run in store.runs()}
+    assert by_id[done].outcome == "ok"
+    assert all(by_id[run_id].outcome == "interrupted" for run_id in crashed)
+    assert all(by_id[run_id].ended_at is not None for run_id in crashed)
+
+
+def test_finishing_an_unknown_run_is_an_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="no run 77"):
+        store.finish_run(77, outcome="ok", counts={})
+
+
+# operations
+
+
+def test_starting_an_operation_records_it_and_marks_a_new_member_pending(store: Store) -> None:
+    run_id = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+    before = time.time()
+    op_id = store.start_operation(run_id, onboard("m-1"))
+
+    assert store.load_recorded() == {"m-1": Recorded("m-1", MemberStatus.PENDING, None, upn=ALICE.upn)}
+    (operation,) = store.operations()
+    assert operation == OperationRecord(
+        id=op_id,
+        run_id=run_id,
+        object_id="m-1",
+        action=Action.ONBOARD,
+        outcome=Outcome.PENDING,
+        http_status=None,
+        error=None,
+        desired=ALICE,
+        believed=None,
+        created_at=operation.created_at,
+        settled_at=None,
+    )
+    assert before - 1 <= operation.created_at <= time.time() + 1
+
+    settled = Recorded("m-1", MemberStatus.ACTIVE, ALICE, upn=ALICE.upn)
+    store.settle_operation(op_id, outcome=Outcome.OK, record=settled, http_status=201)
+    assert store.load_recorded() == {"m-1": settled}
+    (operation,) = store.operations()
+    assert operation.outcome is Outcome.OK
+    assert operation.http_status == 201
+    assert operation.settled_at is not None
+    assert operation.created_at <= operation.settled_at
+    assert store.pending_operations() == []
+
+
+def test_starting_an_update_keeps_the_believed_agent_until_it_settles(store: Store) -> None:
+    store.save_members([Recorded("m-1", MemberStatus.ACTIVE, ALICE, upn=ALICE.upn)])
+    run_id = store.begin_run(trigger="schedule", kind="incremental", dry_run=False)
+    change = Change(Action.UPDATE, "m-1", desired=ALICE_MOVED, believed=ALICE, fields=("phone_number", "upn"))
+    op_id = store.start_operation(run_id, change)
+    assert store.load_recorded() == {"m-1": Recorded("m-1", MemberStatus.PENDING, ALICE, upn=ALICE.upn)}
+
+    failed = Recorded(
+        "m-1",
+        MemberStatus.FAILED,
+        ALICE,
+        upn=ALICE_MOVED.upn,
+        detail="phone number is held by another agent",
+        attempts=1,
+        next_attempt_at=1_764_203_600.5,
+    )
+    store.settle_operation(
+        op_id, outcome=Outcome.FAILED, record=failed, http_status=400, error="phone number already in use"
+    )
+    assert store.load_recorded() == {"m-1": failed}
+    (operation,) = store.operations(object_id="m-1")
+    assert (operation.outcome, operation.http_status, operation.error) == (
+        Outcome.FAILED,
+        400,
+        "phone number already in use",
+    )
+    assert (operation.desired, operation.believed) == (ALICE_MOVED, ALICE)
+
+
+def test_settling_an_unknown_operation_changes_nothing(store: Store) -> None:
+    store.save_members([Recorded("m-1", MemberStatus.ACTIVE, ALICE)])
+    with pytest.raises(StoreError, match="no operation 99"):
+        store.settle_operation(99, outcome=Outcome.OK, record=Recorded("m-1", MemberStatus.OFFBOARDED))
+    assert store.load_recorded() == {"m-1": Recorded("m-1", MemberStatus.ACTIVE, ALICE)}
+
+
+def test_operations_left_pending_by_a_crash_are_found_by_the_next_process(database: Database) -> None:
+    with database.open() as first:
+        first.upgrade()
+        run_id = first.begin_run(trigger="schedule", kind="incremental", dry_run=False)
+        onboarding = first.start_operation(run_id, onboard("m-1"))
+        settled = first.start_operation(run_id, onboard("m-2", BOB))
+        first.settle_operation(settled, outcome=Outcome.OK, record=Recorded("m-2", MemberStatus.ACTIVE, BOB))
+        offboarding = first.start_operation(
+            run_id, Change(Action.OFFBOARD, "m-3", desired=None, believed=ALICE_MOVED)
+        )
+        # The process dies here: neither the pending operations nor the run are ever settled.
+
+    with database.open() as second:
+        second.upgrade()
+        assert second.pending_operations() == [
+            PendingOperation(onboarding, run_id, "m-1", Action.ONBOARD, desired=ALICE, believed=None),
+            PendingOperation(offboarding, run_id, "m-3", Action.OFFBOARD, desired=None, believed=ALICE_MOVED),
+        ]
+        assert [record.object_id for record in second.members_needing_attention()] == ["m-1", "m-3"]
+        assert second.interrupt_running_runs() == 1
+
+
+def test_operations_filter_by_member_and_run_newest_first(store: Store) -> None:
+    first_run = store.begin_run(trigger="cli", kind="full", dry_run=False)
+    second_run = store.begin_run(trigger="schedule", kind="incremental", dry_run=False)
+    ids = {
+        (run_id, object_id): store.start_operation(run_id, onboard(object_id))
+        for run_id in (first_run, second_run)
+        for object_id in ("m-1", "m-2", "m-3")
+    }
+    everything = sorted(ids.values(), reverse=True)
+    assert [op.id for op in store.operations()] == everything
+    assert [op.id for op in store.operations(limit=2)] == everything[:2]
+    assert [op.id for op in store.operations(object_id="m-2")] == [
+        ids[second_run, "m-2"],
+        ids[first_run, "m-2"],
+    ]
+    assert [op.id for op in store.operations(run_id=first_run)] == [
+        ids[first_run, "m-3"],
+        ids[first_run, "m-2"],
+        ids[first_run, "m-1"],
+    ]
+    assert [op.id for op in store.operations(object_id="m-1", run_id=second_run)] == [ids[second_run, "m-1"]]
+    assert store.operations(object_id="nobody") == []
+
+
+# key/value
+
+
+def test_values_are_stored_replaced_and_set_together(store: Store) -> None:
+    assert store.get_value("delta:group-1") is None
+    store.set_value("delta:group-1", "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=abc")
+    store.set_value("delta:group-1", "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=def")
+    assert store.get_value("delta:group-1") == "https://graph.microsoft.com/v1.0/groups/delta?$deltatoken=def"
+
+    long_value = "ü" * 100_000
+    store.set_values({"count:group-1": "42", "count:group-2": "0", "delta:group-1": long_value})
+    store.set_values({})
+    assert store.get_value("count:group-1") == "42"
+    assert store.get_value("count:group-2") == "0"
+    assert store.get_value("delta:group-1") == long_value
+
+
+# failures
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://u:SECRETPW@127.0.0.1:1/x",
+        "postgresql+psycopg://u@127.0.0.1:1/x?password=SECRETPW",
+    ],
+)
+def test_an_unreachable_database_is_a_store_error_that_hides_the_password(url: str) -> None:
+    with Store(url) as store:
+        assert "SECRETPW" not in repr(store)
+        with pytest.raises(StoreError) as raised:
+            store.upgrade()
+        with pytest.raises(StoreError):
+            store.load_recorded()
+    message = str(raised.value)
+    assert "SECRETPW" not in message
+    assert "127.0.0.1:1/x" in message
+    assert "***" in message
+    assert raised.value.__cause__ is not None
+
+
+def test_a_sqlite_file_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-directory").write_text("")
+    with pytest.raises(StoreError, match="cannot create the directory"):
+        Store(f"sqlite:///{tmp_path / 'not-a-directory' / 'syncd.db'}")
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("mysql://u:SECRETPW@localhost/x", "unsupported database"),
+        ("not a url:SECRETPW@", "invalid database URL"),
+    ],
+)
+def test_unusable_urls_are_store_errors_that_hide_the_password(url: str, match: str) -> None:
+    with pytest.raises(StoreError, match=match) as raised:
+        Store(url)
+    assert "SECRETPW" not in str(raised.value)
+
+
+def test_a_database_newer_than_the_code_is_a_store_error(store: Store) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(StoreError, match="upgrading the schema failed"):
+        store.upgrade()
+
+
+# concurrency
+
+
+def test_replicas_starting_together_migrate_once(database: Database) -> None:
+    stores = [database.open() for _ in range(3)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(stores))
+
+    def start(store: Store) -> None:
+        try:
+            barrier.wait(timeout=10)
+            store.upgrade()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=50)
+    finally:
+        for store in stores:
+            store.close()
+    assert errors == []
+    with database.open() as check:
+        assert check.current_revision() == "0001"
+
+
+def test_two_stores_writing_from_two_threads_do_not_fail(database: Database) -> None:
+    with database.open() as setup:
+        setup.upgrade()
+    stores = [database.open(), database.open()]
+    errors: list[BaseException] = []
+    rounds = 40
+
+    def work(worker: int, store: Store) -> None:
+        try:
+            run_id = store.begin_run(trigger=f"worker-{worker}", kind="incremental", dry_run=False)
+            for n in range(rounds):
+                object_id = f"w{worker}-{n}"
+                op_id = store.start_operation(run_id, onboard(object_id))
+                store.settle_operation(
+                    op_id, outcome=Outcome.OK, record=Recorded(object_id, MemberStatus.ACTIVE, ALICE)
+                )
+                store.save_members(
+                    [Recorded(f"bulk-{worker}-{n}-{k}", MemberStatus.SKIPPED) for k in range(20)]
+                )
+                store.set_value(f"worker-{worker}", str(n))
+                store.load_recorded()
+            store.finish_run(run_id, outcome="ok", counts={"onboard": rounds})
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(worker, store)) for worker, store in enumerate(stores)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=50)
+    finally:
+        for store in stores:
+            store.close()
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+
+    with database.open() as check:
+        counts = check.count_by_status()
+        assert counts["active"] == 2 * rounds
+        assert counts["skipped"] == 2 * rounds * 20
+        assert [run.outcome for run in check.runs()] == ["ok", "ok"]
+        assert check.get_value("worker-0") == check.get_value("worker-1") == str(rounds - 1)
+        assert len(check.operations(limit=1000)) == 2 * rounds
