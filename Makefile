@@ -20,8 +20,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check syncd tests
-	$(BIN)/ruff format --check syncd tests
+	$(BIN)/ruff check syncd tests migrations bench
+	$(BIN)/ruff format --check syncd tests migrations bench
 	$(BIN)/mypy syncd
 	$(BIN)/lint-imports
 

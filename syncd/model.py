@@ -6,7 +6,7 @@ Nothing here does I/O. More types (Change, Plan, Outcome) arrive with the sync c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
@@ -171,6 +171,8 @@ class DesiredState:
     """Out-of-scope members by object ID (records without an ID under a synthetic key)."""
     group_counts: dict[str, int]
     """Users read per configured group (before mapping), in configuration order."""
+    group_in_scope: dict[str, int] = field(default_factory=dict)
+    """Members in scope per configured group; the empty-group guard compares it across cycles."""
 
 
 class Action(StrEnum):

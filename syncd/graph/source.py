@@ -142,18 +142,20 @@ class GraphSource:
         members: dict[str, Member] = {}
         skipped: dict[str, Skipped] = {}
         counts: dict[str, int] = {}
+        in_scope: dict[str, int] = {}
         for group_id in self._settings.group_ids:
-            count = 0
+            count = scope = 0
             async for page in self.group_pages(group_id):
                 count += len(page)
                 for item in page:
                     if isinstance(item, Member):
                         members[item.object_id] = item
+                        scope += 1
                     else:
                         skipped[item.object_id or f"(no id #{len(skipped)})"] = item
-            counts[group_id] = count
-            log.info("graph.group_read", group_id=group_id, users=count)
-        return DesiredState(members=members, skipped=skipped, group_counts=counts)
+            counts[group_id], in_scope[group_id] = count, scope
+            log.info("graph.group_read", group_id=group_id, users=count, in_scope=scope)
+        return DesiredState(members=members, skipped=skipped, group_counts=counts, group_in_scope=in_scope)
 
     async def group_pages(self, group_id: str) -> AsyncIterator[list[Member | Skipped]]:
         """The group's transitive user members, one mapped page at a time."""

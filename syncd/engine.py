@@ -1,0 +1,509 @@
+"""One sync cycle: settle what a crash left pending, read desired state, plan, guard, apply, record.
+
+Every write is recorded as a pending operation before it is sent and settled after its answer, so a cycle
+interrupted at any point (kill -9 included) is repaired by the next one: pending operations are settled by
+reading the agent back before anything else is planned. Writes run concurrently up to `sync.concurrency`
+over one pooled client; one person's failure never stops the others, while a systemic failure
+(credentials, service down, throttled) stops starting new writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import structlog
+
+from syncd.config import Settings
+from syncd.graph.errors import GraphError
+from syncd.graph.source import GraphSource
+from syncd.model import (
+    Action,
+    Agent,
+    AgentFields,
+    AgentPatch,
+    Change,
+    DesiredState,
+    MemberStatus,
+    NewAgent,
+    Outcome,
+    Recorded,
+)
+from syncd.reconcile import GuardStop, Plan, changed_fields, plan, settle
+from syncd.smartcomm import (
+    AgentExists,
+    AgentNotFound,
+    AnchorExists,
+    ErrorCategory,
+    SmartCommClient,
+    SmartCommError,
+)
+from syncd.store import PendingOperation, Store
+
+log = structlog.get_logger("syncd.engine")
+
+EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_GUARD = 0, 1, 2, 3
+IN_SCOPE_KEY = "group_in_scope"
+SYSTEMIC = frozenset({ErrorCategory.AUTH, ErrorCategory.UNAVAILABLE, ErrorCategory.THROTTLED})
+
+
+@dataclass
+class Failure:
+    """One person's failed write, for the report."""
+
+    object_id: str
+    upn: str | None
+    action: Action
+    error: str
+    category: str
+
+
+@dataclass
+class CycleResult:
+    """What a cycle did; `exit_code` is the CLI's."""
+
+    run_id: int | None
+    kind: str
+    dry_run: bool
+    planned: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+    unchanged: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    deferred: int = 0
+    unmanaged: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    stopped_by: GuardStop | None = None
+    error: str | None = None
+    exit_code: int = EXIT_OK
+    duration_s: float = 0.0
+    changes: list[Change] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--json` document (stable keys; scripts depend on them)."""
+        return {
+            "run_id": self.run_id,
+            "kind": self.kind,
+            "dry_run": self.dry_run,
+            "exit_code": self.exit_code,
+            "planned": self.planned,
+            "outcomes": self.outcomes,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "deferred": self.deferred,
+            "unmanaged": self.unmanaged,
+            "failures": [f.__dict__ | {"action": f.action.value} for f in self.failures],
+            "stopped_by": None if self.stopped_by is None else self.stopped_by.guard,
+            "stop_reason": None if self.stopped_by is None else self.stopped_by.message,
+            "error": self.error,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+    def counts(self) -> dict[str, int]:
+        """Flat counts for the runs table."""
+        flat = {f"planned_{k}": v for k, v in self.planned.items()}
+        for action, outcomes in self.outcomes.items():
+            flat |= {f"{action}_{outcome}": n for outcome, n in outcomes.items()}
+        flat |= {
+            "unchanged": self.unchanged,
+            "skipped": sum(self.skipped.values()),
+            "deferred": self.deferred,
+            "failed": len(self.failures),
+            "unmanaged": self.unmanaged,
+        }
+        return flat
+
+
+Progress = Callable[[int, int], None]
+
+
+class Engine:
+    """Runs cycles for one configuration and store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        graph_transport: httpx.AsyncBaseTransport | None = None,
+        smartcomm_transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._graph_transport = graph_transport
+        self._smartcomm_transport = smartcomm_transport
+        self._clock = clock
+
+    async def run_cycle(
+        self,
+        *,
+        trigger: str = "cli",
+        full: bool = False,
+        dry_run: bool = False,
+        force: bool = False,
+        user: str | None = None,
+        progress: Progress | None = None,
+    ) -> CycleResult:
+        """One cycle; never raises for remote or data problems (they end up in the result and the run)."""
+        started = time.monotonic()
+        kind = "full" if full else "incremental"
+        store = self._store
+        result = CycleResult(run_id=None, kind=kind, dry_run=dry_run)
+        result.run_id = store.begin_run(trigger=trigger, kind=kind, dry_run=dry_run)
+        outcome = "error"
+        try:
+            async with SmartCommClient(
+                self._settings.require_smartcomm(), transport=self._smartcomm_transport
+            ) as client:
+                # Credentials first: a wrong password must fail the cycle even when nothing is to be written.
+                await client.authenticate()
+                if not dry_run:
+                    await self._settle_pending(client)
+                desired = await self._read_desired()
+                remote = await self._remote(client) if full else None
+                recorded = store.load_recorded()
+                only = self._resolve(user, desired, recorded) if user else None
+                the_plan = plan(
+                    desired,
+                    recorded,
+                    remote,
+                    now=self._clock(),
+                    max_offboard=self._settings.sync.max_offboard,
+                    force=force,
+                    previous_in_scope=self._previous_in_scope(),
+                    only=only,
+                )
+                self._report_plan(result, the_plan)
+                if the_plan.stop is not None:
+                    result.stopped_by = the_plan.stop
+                    result.exit_code = EXIT_GUARD
+                    outcome = "guard"
+                    log.warning(
+                        "sync.stopped_by_guard", guard=the_plan.stop.guard, reason=the_plan.stop.message
+                    )
+                    return result
+                if dry_run:
+                    outcome = "ok"
+                    return result
+                self._record_scope(desired, recorded, the_plan, only)
+                await self._apply(client, the_plan, desired, recorded, result, progress)
+                if only is None:
+                    self._remember_in_scope(desired)
+                outcome = "failed" if result.failures or result.error else "ok"
+                result.exit_code = EXIT_FAILURES if outcome == "failed" else EXIT_OK
+                return result
+        except (GraphError, SmartCommError) as exc:
+            result.error = str(exc)
+            result.exit_code = EXIT_FAILURES
+            outcome = "error"
+            log.error("sync.failed", error=str(exc), error_type=type(exc).__name__)
+            return result
+        except UserNotFound as exc:
+            result.error = str(exc)
+            result.exit_code = EXIT_CONFIG
+            outcome = "error"
+            return result
+        finally:
+            result.duration_s = time.monotonic() - started
+            store.finish_run(result.run_id, outcome=outcome, counts=result.counts(), error=result.error)
+            log.info(
+                "sync.cycle",
+                run_id=result.run_id,
+                kind=kind,
+                dry_run=dry_run,
+                outcome=outcome,
+                duration_s=round(result.duration_s, 3),
+                **result.counts(),
+            )
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    async def _read_desired(self) -> DesiredState:
+        async with GraphSource(self._settings.require_graph(), transport=self._graph_transport) as source:
+            return await source.read()
+
+    @staticmethod
+    async def _remote(client: SmartCommClient) -> dict[str, Agent]:
+        agents: dict[str, Agent] = {}
+        for agent in await client.list_agents():
+            # An object may appear twice (an old offboarded record and a new one): the active one wins.
+            if agent.active or agent.user_object_id not in agents:
+                agents[agent.user_object_id] = agent
+        return agents
+
+    def _previous_in_scope(self) -> dict[str, int]:
+        raw = self._store.get_value(IN_SCOPE_KEY)
+        try:
+            value = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return {str(k): int(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+    def _remember_in_scope(self, desired: DesiredState) -> None:
+        self._store.set_value(IN_SCOPE_KEY, json.dumps(desired.group_in_scope))
+
+    @staticmethod
+    def _resolve(user: str, desired: DesiredState, recorded: Mapping[str, Recorded]) -> str:
+        """The object ID meant by `--user` (an object ID or a UPN, any case)."""
+        wanted = user.strip().lower()
+        if wanted in desired.members or wanted in desired.skipped or wanted in recorded:
+            return wanted
+        for object_id, member in desired.members.items():
+            if (member.upn or "").lower() == wanted:
+                return object_id
+        for object_id, skipped in desired.skipped.items():
+            if (skipped.upn or "").lower() == wanted:
+                return object_id
+        for object_id, record in recorded.items():
+            if (record.upn or "").lower() == wanted:
+                return object_id
+        raise UserNotFound(f"no user {user!r} in the configured groups or in our records")
+
+    # -- crash recovery -----------------------------------------------------------------------------
+
+    async def _settle_pending(self, client: SmartCommClient) -> None:
+        """Settle operations a crash left pending, by reading each agent back."""
+        pending = self._store.pending_operations()
+        if not pending:
+            return
+        recorded = self._store.load_recorded()
+        log.warning("sync.settling_pending", operations=len(pending))
+        for operation in pending:
+            await self._settle_one(client, operation, recorded.get(operation.object_id))
+
+    async def _settle_one(
+        self, client: SmartCommClient, op: PendingOperation, previous: Recorded | None
+    ) -> None:
+        upn = previous.upn if previous is not None else None
+        try:
+            agent = await client.get_agent(op.object_id)
+        except AgentNotFound:
+            agent = None
+        remote = _fields(agent, upn) if agent is not None and agent.active else None
+        change = Change(op.action, op.object_id, op.desired, op.believed)
+        if op.action is Action.OFFBOARD:
+            done = remote is None
+        else:
+            done = remote is not None and op.desired is not None and not changed_fields(remote, op.desired)
+        now = self._clock()
+        if done:
+            record = settle(change, Outcome.OK, previous, now=now, upn=upn, agent=remote)
+            self._store.settle_operation(op.id, outcome=Outcome.OK, record=record)
+            return
+        # Not applied (or only partly): believe what the service holds; the plan takes it from there.
+        record = Recorded(
+            op.object_id,
+            MemberStatus.FAILED,
+            remote,
+            upn=upn,
+            detail="interrupted before its answer; not applied",
+            attempts=0,
+        )
+        self._store.settle_operation(
+            op.id, outcome=Outcome.FAILED, record=record, error="interrupted before its answer; not applied"
+        )
+
+    # -- applying -----------------------------------------------------------------------------------
+
+    def _record_scope(
+        self, desired: DesiredState, recorded: Mapping[str, Recorded], the_plan: Plan, only: str | None
+    ) -> None:
+        """Record skipped people and agents found already gone (no call needed for either)."""
+        updates: list[Recorded] = []
+        for skipped in the_plan.skipped:
+            if not skipped.object_id or (only is not None and skipped.object_id != only):
+                continue
+            previous = recorded.get(skipped.object_id)
+            if previous is not None and previous.agent is not None:
+                continue  # still has an agent: the offboarding settles its record
+            updates.append(
+                Recorded(
+                    skipped.object_id,
+                    MemberStatus.SKIPPED,
+                    None,
+                    upn=skipped.upn,
+                    skip_reason=skipped.reason,
+                    detail=skipped.detail,
+                )
+            )
+        for object_id in the_plan.forgotten:
+            previous = recorded.get(object_id)
+            updates.append(
+                Recorded(object_id, MemberStatus.OFFBOARDED, None, upn=previous.upn if previous else None)
+            )
+        if updates:
+            self._store.save_members(updates)
+
+    async def _apply(
+        self,
+        client: SmartCommClient,
+        the_plan: Plan,
+        desired: DesiredState,
+        recorded: Mapping[str, Recorded],
+        result: CycleResult,
+        progress: Progress | None,
+    ) -> None:
+        semaphore = asyncio.Semaphore(self._settings.sync.concurrency)
+        tally: Counter[tuple[str, str]] = Counter()
+        total, done = len(the_plan.changes), 0
+        halted: list[str] = []
+
+        async def one(change: Change) -> None:
+            nonlocal done
+            async with semaphore:
+                if halted:
+                    tally[(change.action.value, Outcome.SKIPPED.value)] += 1
+                    return
+                outcome = await self._write(client, change, desired, recorded, result, halted)
+                tally[(change.action.value, outcome.value)] += 1
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+
+        await asyncio.gather(*(one(change) for change in the_plan.changes))
+        for (action, outcome), n in sorted(tally.items()):
+            result.outcomes.setdefault(action, {})[outcome] = n
+        if halted:
+            result.error = halted[0]
+
+    async def _write(
+        self,
+        client: SmartCommClient,
+        change: Change,
+        desired: DesiredState,
+        recorded: Mapping[str, Recorded],
+        result: CycleResult,
+        halted: list[str],
+    ) -> Outcome:
+        store, settings = self._store, self._settings.sync
+        member = desired.members.get(change.object_id)
+        previous = recorded.get(change.object_id)
+        upn = member.upn if member else (previous.upn if previous else None)
+        assert result.run_id is not None  # begin_run came first
+        op_id = store.start_operation(result.run_id, change)
+        agent: AgentFields | None = None
+        try:
+            outcome, agent = await self._send(client, change, upn)
+        except SmartCommError as exc:
+            systemic = exc.category in SYSTEMIC
+            if systemic and not halted:
+                halted.append(f"stopped starting writes: {exc}")
+                log.error("sync.systemic_failure", error=str(exc), category=exc.category.value)
+            record = settle(
+                change,
+                Outcome.FAILED,
+                previous,
+                now=self._clock(),
+                upn=upn,
+                error=exc.message,
+                retry_initial_s=settings.retry_initial_s,
+                retry_max_s=settings.retry_max_s,
+                backoff=not systemic,
+            )
+            store.settle_operation(
+                op_id, outcome=Outcome.FAILED, record=record, http_status=exc.status, error=exc.message
+            )
+            result.failures.append(
+                Failure(change.object_id, upn, change.action, exc.message, exc.category.value)
+            )
+            log.warning(
+                "sync.write_failed",
+                object_id=change.object_id,
+                action=change.action.value,
+                error=exc.message,
+                category=exc.category.value,
+                status=exc.status,
+            )
+            return Outcome.FAILED
+        record = settle(change, outcome, previous, now=self._clock(), upn=upn, agent=agent)
+        store.settle_operation(op_id, outcome=outcome, record=record)
+        return outcome
+
+    async def _send(
+        self, client: SmartCommClient, change: Change, upn: str | None
+    ) -> tuple[Outcome, AgentFields | None]:
+        """The API calls of one change; raises SmartCommError for what the caller records as failed."""
+        oid = change.object_id
+        if change.action is Action.OFFBOARD:
+            try:
+                await client.offboard(oid)
+            except AgentNotFound:
+                return Outcome.ALREADY_GONE, None
+            return Outcome.OK, None
+        wanted = change.desired
+        assert wanted is not None
+        if change.action is Action.UPDATE:
+            try:
+                agent = await client.update(oid, _patch(wanted, change.fields))
+            except AgentNotFound:
+                # Gone behind our back: onboard it again.
+                return await self._onboard(client, oid, wanted, upn)
+            return Outcome.OK, _fields(agent, wanted.upn)
+        return await self._onboard(client, oid, wanted, upn)
+
+    async def _onboard(
+        self, client: SmartCommClient, oid: str, wanted: AgentFields, upn: str | None
+    ) -> tuple[Outcome, AgentFields | None]:
+        try:
+            await client.onboard(
+                NewAgent(oid, wanted.tenant_id, wanted.phone_number, wanted.upn, wanted.consistency_id)
+            )
+        except AgentExists:
+            return await self._adopt(client, await client.get_agent(oid), wanted)
+        except AnchorExists as exc:
+            holder = await client.get_agent(wanted.consistency_id or "", key_id="consistency_id")
+            if holder.user_object_id != oid:
+                raise AnchorConflict(
+                    f"consistency GUID {wanted.consistency_id} belongs to agent {holder.user_object_id}: "
+                    "was the user re-created in Entra? An admin must decide",
+                    status=exc.status,
+                ) from exc
+            return await self._adopt(client, holder, wanted)
+        return Outcome.OK, wanted
+
+    @staticmethod
+    async def _adopt(
+        client: SmartCommClient, agent: Agent, wanted: AgentFields
+    ) -> tuple[Outcome, AgentFields | None]:
+        """Take over an agent that exists for this object ID, patching what differs."""
+        current = _fields(agent, agent.upn)
+        fields = changed_fields(current, wanted)
+        if fields:
+            agent = await client.update(agent.user_object_id, _patch(wanted, fields))
+            current = _fields(agent, agent.upn or wanted.upn)
+        return Outcome.ADOPTED, current
+
+    # -- reporting ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _report_plan(result: CycleResult, the_plan: Plan) -> None:
+        result.planned = {action.value: the_plan.count(action) for action in Action}
+        result.unchanged = the_plan.unchanged
+        result.deferred = len(the_plan.deferred)
+        result.unmanaged = len(the_plan.unmanaged)
+        result.skipped = dict(Counter(s.reason.value for s in the_plan.skipped))
+        result.changes = the_plan.changes
+
+
+class UserNotFound(Exception):
+    """`--user` names nobody we know."""
+
+
+class AnchorConflict(SmartCommError):
+    """The consistency GUID is held by another object's agent."""
+
+    category = ErrorCategory.CONFLICT
+
+
+def _fields(agent: Agent, upn: str | None) -> AgentFields:
+    return AgentFields(agent.tenant_id, agent.phone_number, agent.upn or upn, agent.consistency_id)
+
+
+def _patch(wanted: AgentFields, fields: tuple[str, ...]) -> AgentPatch:
+    return AgentPatch(**{name: getattr(wanted, name) for name in fields})

@@ -1,0 +1,171 @@
+"""End-to-end fixtures: both emulators over HTTPS, a tenant, a config file, and the real `syncd` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
+from syncd.emulators.server import RunningServer, TestCA, serve_https
+from syncd.emulators.smartcomm import (
+    DEFAULT_CUSTOMER_ID,
+    DEFAULT_PASSWORD,
+    DEFAULT_USERNAME,
+    SmartCommEmulator,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def e2e_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA(tmp_path_factory.mktemp("e2e-ca"))
+
+
+@pytest.fixture(scope="session")
+def servers(
+    e2e_ca: TestCA,
+) -> Iterator[tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer]]:
+    graph, smartcomm = GraphEmulator(), SmartCommEmulator()
+    with (
+        serve_https(graph.app, ca=e2e_ca) as graph_server,
+        serve_https(smartcomm.app, ca=e2e_ca) as sc_server,
+    ):
+        yield graph, graph_server, smartcomm, sc_server
+
+
+@dataclass
+class Result:
+    """A finished `syncd` process."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, object]:
+        document = json.loads(self.stdout)
+        assert isinstance(document, dict)
+        return document
+
+
+@dataclass
+class World:
+    """Both emulators, one configured group with users, and a config file for syncd."""
+
+    graph: GraphEmulator
+    smartcomm: SmartCommEmulator
+    group: str
+    config: Path
+    users: dict[str, str] = field(default_factory=dict)  # upn -> object id
+    phones: dict[str, str] = field(default_factory=dict)  # object id -> E.164 number
+
+    def add_user(self, name: str, phone: str, *, group: str | None = None, **extra: object) -> str:
+        upn = f"{name}@contoso.com"
+        object_id = self.graph.add_user(upn=upn, business_phones=[phone], **extra)  # type: ignore[arg-type]
+        self.graph.add_member(group or self.group, object_id)
+        self.users[upn] = object_id
+        return object_id
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+        process = subprocess.run(
+            [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=clean_env(env),
+            cwd=self.config.parent,
+        )
+        return Result(process.returncode, process.stdout, process.stderr)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(None),
+            cwd=self.config.parent,
+        )
+
+    def writes(self) -> list[tuple[str, str, object]]:
+        """POST/PATCH/DELETE calls SmartCommunicator received (authentication excluded), in order."""
+        return [
+            (r.method, r.path.rsplit("/agents", 1)[-1] or "/", r.body)
+            for r in self.smartcomm.requests
+            if r.method in {"POST", "PATCH", "DELETE"} and "/agents" in r.path
+        ]
+
+    def agents(self) -> dict[str, tuple[str, str]]:
+        """Active agents as object id -> (phone, upn)."""
+        return {
+            str(a["user_object_id"]): (str(a["phone_number"]), str(a["upn"]))
+            for a in self.smartcomm.agents()
+            if a["status"] == "active"
+        }
+
+
+def clean_env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env | (extra or {})
+
+
+def write_config(
+    path: Path, graph: RunningServer, smartcomm: RunningServer, group: str, **sync: object
+) -> None:
+    sync_values = {"max_offboard": 10, "concurrency": 4} | sync
+    sync_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in sync_values.items())
+    path.write_text(
+        f"""
+[database]
+url = "sqlite:///{path.parent / "syncd.db"}"
+
+[graph]
+tenant_id = "{DEFAULT_TENANT_ID}"
+client_id = "{DEFAULT_CLIENT_ID}"
+client_secret = "{DEFAULT_CLIENT_SECRET}"
+authority_host = "{graph.base_url}"
+base_url = "{graph.base_url}/v1.0"
+group_ids = ["{group}"]
+ca_bundle = "{graph.ca_path}"
+retry_delay_s = 0
+
+[smartcomm]
+base_url = "{smartcomm.base_url}"
+customer_id = {DEFAULT_CUSTOMER_ID}
+username = "{DEFAULT_USERNAME}"
+password = "{DEFAULT_PASSWORD}"
+ca_bundle = "{smartcomm.ca_path}"
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+
+[sync]
+{sync_lines}
+
+[log]
+format = "json"
+""",
+        encoding="utf-8",
+    )
+
+
+@pytest.fixture
+def world(
+    servers: tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer], tmp_path: Path
+) -> Iterator[World]:
+    graph, graph_server, smartcomm, sc_server = servers
+    graph.reset()
+    smartcomm.reset()
+    group = graph.add_group(display_name="SmartCommunicator agents")
+    config = tmp_path / "syncd.toml"
+    write_config(config, graph_server, sc_server, group)
+    yield World(graph, smartcomm, group, config)
+    graph.reset()
+    smartcomm.reset()
