@@ -259,3 +259,47 @@ def test_status_shows_runs_and_counts(world: World) -> None:
     report = world.run("status", "--json").json()
     assert report["members"] == {"active": 2, "skipped": 1}
     assert report["runs"][0]["outcome"] == "ok"  # type: ignore[index]
+
+
+def test_offboarding_an_agent_already_gone_is_done(world: World) -> None:
+    ids = seed(world, 2)
+    assert world.run("sync").code == 0
+    world.smartcomm.reset()  # the agent vanished remotely
+    world.smartcomm.add_agent(user_object_id=ids[1], tenant_id=TENANT, phone_number="+14155550001")
+    world.graph.remove_member(world.group, ids[0])
+    result = world.run("sync", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["outcomes"] == {"offboard": {"already_gone": 1}}
+    assert [(m, p) for m, p, _ in world.writes()] == [("DELETE", f"/{ids[0]}")]
+    assert world.run("status", "--json").json()["members"] == {"active": 1, "offboarded": 1}
+
+
+def test_full_sync_reports_agents_it_never_managed_and_leaves_them(world: World) -> None:
+    seed(world, 1)
+    stranger = "0b5c1f5e-2a36-4d3c-9a6a-3c2a1c2b0d11"
+    world.smartcomm.add_agent(user_object_id=stranger, tenant_id=TENANT, phone_number="+14155559999")
+    result = world.run("sync", "--full", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["unmanaged"] == 1
+    assert stranger in world.agents()
+    assert all(path != f"/{stranger}" for _, path, _ in world.writes())
+
+
+def test_a_failed_graph_read_offboards_nobody(world: World) -> None:
+    from syncd.emulators.smartcomm import ScriptedFault
+
+    seed(world, 3)
+    assert world.run("sync").code == 0
+    world.smartcomm.clear_requests()
+    world.graph.inject(ScriptedFault(kind="status", status=503, path_contains="transitiveMembers", times=100))
+    result = world.run("sync", "--json")
+    assert result.code == 1
+    assert "503" in str(result.json()["error"])
+    assert world.writes() == []
+    assert len(world.agents()) == 3
+
+
+def test_db_upgrade(world: World) -> None:
+    result = world.run("db", "upgrade")
+    assert result.code == 0, result.stderr
+    assert "database at revision 0001" in result.stdout
