@@ -232,7 +232,7 @@ def _status(store: Store, *, as_json: bool, runs: int) -> int:
         return 0
     print("Last runs:")
     header = ("id", "started (UTC)", "kind", "trigger", "outcome", "secs", "changes")
-    print("  {:>4}  {:<19}  {:<11}  {:<8}  {:<11}  {:>6}  {}".format(*header))
+    print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*header))
     for r in recent:
         secs = f"{r.ended_at - r.started_at:.1f}" if r.ended_at is not None else "-"
         changed = ", ".join(
@@ -240,7 +240,7 @@ def _status(store: Store, *, as_json: bool, runs: int) -> int:
         )
         kind = r.kind + (" dry" if r.dry_run else "")
         row = (r.id, _when(r.started_at), kind, r.trigger, r.outcome, secs, changed)
-        print("  {:>4}  {:<19}  {:<11}  {:<8}  {:<11}  {:>6}  {}".format(*row))
+        print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*row))
     print("Members: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
     print(f"Needing attention: {len(attention)}")
     for m in attention:
