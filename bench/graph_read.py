@@ -34,7 +34,12 @@ def serve(users: int, page_cap: int) -> None:
     """Child process: the Graph emulator over HTTPS with one group of `users`; prints where, waits on stdin."""
     import tempfile
 
-    from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
+    from syncd.emulators.graph import (
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        DEFAULT_TENANT_ID,
+        GraphEmulator,
+    )
     from syncd.emulators.server import TestCA, serve_https
     from syncd.emulators.tenant import TenantSpec, build_tenant
 
@@ -42,12 +47,24 @@ def serve(users: int, page_cap: int) -> None:
     started = time.perf_counter()
     tenant = build_tenant(emulator, TenantSpec(users=users, seed=1))
     built_s = time.perf_counter() - started
-    with tempfile.TemporaryDirectory() as directory, serve_https(emulator.app, ca=TestCA(Path(directory))) as server:
-        print(json.dumps({
-            "base_url": server.base_url, "ca_path": str(server.ca_path), "group_id": tenant.top_group_id,
-            "tenant_id": DEFAULT_TENANT_ID, "client_id": DEFAULT_CLIENT_ID, "secret": DEFAULT_CLIENT_SECRET,
-            "built_s": round(built_s, 2),
-        }), flush=True)
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        serve_https(emulator.app, ca=TestCA(Path(directory))) as server,
+    ):
+        print(
+            json.dumps(
+                {
+                    "base_url": server.base_url,
+                    "ca_path": str(server.ca_path),
+                    "group_id": tenant.top_group_id,
+                    "tenant_id": DEFAULT_TENANT_ID,
+                    "client_id": DEFAULT_CLIENT_ID,
+                    "secret": DEFAULT_CLIENT_SECRET,
+                    "built_s": round(built_s, 2),
+                }
+            ),
+            flush=True,
+        )
         sys.stdin.read()
 
 
@@ -63,9 +80,13 @@ def measure_reader(where: dict[str, Any]) -> dict[str, float]:
     configure_logging(level="warning", json=True)  # to stderr: stdout carries the figures
 
     settings = GraphSettings(
-        tenant_id=where["tenant_id"], client_id=where["client_id"], client_secret=where["secret"],
-        authority_host=where["base_url"], base_url=where["base_url"] + "/v1.0",
-        group_ids=[where["group_id"]], ca_bundle=where["ca_path"],
+        tenant_id=where["tenant_id"],
+        client_id=where["client_id"],
+        client_secret=where["secret"],
+        authority_host=where["base_url"],
+        base_url=where["base_url"] + "/v1.0",
+        group_ids=[where["group_id"]],
+        ca_bundle=where["ca_path"],
     )
 
     async def run() -> int:
@@ -76,8 +97,13 @@ def measure_reader(where: dict[str, Any]) -> dict[str, float]:
     rss_before = peak_rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()
     users = asyncio.run(run())
-    return {"users": users, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
-            "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before}
+    return {
+        "users": users,
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": rss_before,
+    }
 
 
 def measure_baseline(where: dict[str, Any]) -> dict[str, float]:
@@ -86,12 +112,20 @@ def measure_baseline(where: dict[str, Any]) -> dict[str, float]:
     connection = http.client.HTTPSConnection(base.hostname, base.port, context=context)
     rss_before = peak_rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()
-    form = urllib.parse.urlencode({
-        "grant_type": "client_credentials", "client_id": where["client_id"], "client_secret": where["secret"],
-        "scope": where["base_url"] + "/.default",
-    })
-    connection.request("POST", f"/{where['tenant_id']}/oauth2/v2.0/token", body=form,
-                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = urllib.parse.urlencode(
+        {
+            "grant_type": "client_credentials",
+            "client_id": where["client_id"],
+            "client_secret": where["secret"],
+            "scope": where["base_url"] + "/.default",
+        }
+    )
+    connection.request(
+        "POST",
+        f"/{where['tenant_id']}/oauth2/v2.0/token",
+        body=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     token = json.loads(connection.getresponse().read())["access_token"]
     headers = {"Authorization": f"Bearer {token}", "ConsistencyLevel": "eventual"}
     query = urllib.parse.urlencode({"$select": SELECT, "$top": "999", "$count": "true"})
@@ -107,8 +141,13 @@ def measure_baseline(where: dict[str, Any]) -> dict[str, float]:
             parts = urllib.parse.urlsplit(next_link)
             path = f"{parts.path}?{parts.query}"
     connection.close()
-    return {"users": users, "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
-            "peak_rss_mb": peak_rss_mb(), "rss_before_mb": rss_before}
+    return {
+        "users": users,
+        "wall_s": time.perf_counter() - wall,
+        "cpu_s": time.process_time() - cpu,
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_before_mb": rss_before,
+    }
 
 
 def child(mode: str, where: str) -> None:
@@ -118,7 +157,9 @@ def child(mode: str, where: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--page-cap", type=int, default=999)
     parser.add_argument("--child", choices=["reader", "baseline", "serve"])
@@ -133,20 +174,37 @@ def main() -> None:
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, __file__, "--child", "serve", "--users", str(args.users), "--page-cap", str(args.page_cap)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "serve",
+            "--users",
+            str(args.users),
+            "--page-cap",
+            str(args.page_cap),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert server.stdout is not None
         where = server.stdout.readline()
         location = json.loads(where)
-        print(f"emulator: {args.users:,} users in one group, pages of {args.page_cap}, "
-              f"tenant built in {location['built_s']} s")
+        print(
+            f"emulator: {args.users:,} users in one group, pages of {args.page_cap}, "
+            f"tenant built in {location['built_s']} s"
+        )
         results = {}
         for mode in ("baseline", "reader", "baseline", "reader"):  # warm both once; keep the second run
             out = subprocess.run(
                 [sys.executable, __file__, "--child", mode, "--where", where],
-                capture_output=True, text=True, env=env, check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
             )
             results[mode] = json.loads(out.stdout)
     finally:
@@ -156,12 +214,16 @@ def main() -> None:
     print(f"{'':10} {'users':>8} {'wall s':>8} {'CPU s':>8} {'CPU/user':>10} {'peak RSS':>10}")
     for mode in ("baseline", "reader"):
         r = results[mode]
-        print(f"{mode:10} {r['users']:>8,} {r['wall_s']:>8.2f} {r['cpu_s']:>8.2f} "
-              f"{r['cpu_s'] / r['users'] * 1e6:>8.1f}us {r['peak_rss_mb']:>8.0f}MB")
+        print(
+            f"{mode:10} {r['users']:>8,} {r['wall_s']:>8.2f} {r['cpu_s']:>8.2f} "
+            f"{r['cpu_s'] / r['users'] * 1e6:>8.1f}us {r['peak_rss_mb']:>8.0f}MB"
+        )
     b, r = results["baseline"], results["reader"]
-    print(f"ratio reader/baseline: wall {r['wall_s'] / b['wall_s']:.2f}x, CPU {r['cpu_s'] / b['cpu_s']:.2f}x, "
-          f"peak RSS {r['peak_rss_mb'] / b['peak_rss_mb']:.2f}x "
-          f"(reader's RSS before reading: {r['rss_before_mb']:.0f} MB, imports included)")
+    print(
+        f"ratio reader/baseline: wall {r['wall_s'] / b['wall_s']:.2f}x, CPU {r['cpu_s'] / b['cpu_s']:.2f}x, "
+        f"peak RSS {r['peak_rss_mb'] / b['peak_rss_mb']:.2f}x "
+        f"(reader's RSS before reading: {r['rss_before_mb']:.0f} MB, imports included)"
+    )
 
 
 if __name__ == "__main__":
