@@ -31,7 +31,7 @@ SELECT = "id,userPrincipalName,accountEnabled,onPremisesImmutableId,businessPhon
 
 
 def serve(users: int, page_cap: int) -> None:
-    """Child process: the Graph emulator over HTTPS with one group of `users`; prints where, waits on stdin."""
+    """Child process: the Graph emulator over HTTPS with one group of `users`; prints where, then waits."""
     import tempfile
 
     from syncd.emulators.graph import (
