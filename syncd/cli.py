@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from syncd import __version__
 from syncd.config import Settings
-from syncd.engine import EXIT_CONFIG, EXIT_FAILURES, CycleResult, Engine
+from syncd.engine import EXIT_CONFIG, EXIT_FAILURES, CycleResult, Engine, status_document
 from syncd.logging import configure_logging
 from syncd.model import Action
 from syncd.settings_loader import ConfigError, config_path, load_settings
@@ -51,20 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.add_argument("--runs", type=int, default=10, help="how many runs to show (default 10)")
 
+    sub.add_parser("run", help="the daemon: sync on a schedule, serve the admin API, resync on demand")
+
+    resync = sub.add_parser("resync", help="ask the running daemon for a cycle now (via its admin API)")
+    resync.add_argument("--full", action="store_true", help="a full cycle (compare with the remote list)")
+    resync.add_argument("--wait", action="store_true", help="wait for the cycle; exit with its exit code")
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_sub.add_parser("upgrade", help="apply migrations (also done at every start)")
 
-    sub.add_parser("demo", help="run the main job against the built-in emulators")
+    demo = sub.add_parser("demo", help="run the main job against the built-in emulators")
+    demo.add_argument("--debug", action="store_true", help="show the traceback if the demo fails")
+
+    emulate = sub.add_parser("emulate", help="serve the Graph and SmartCommunicator emulators over HTTPS")
+    emulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emulate.add_argument("--graph-port", type=int, default=8443, help="Graph emulator port (0: any free)")
+    emulate.add_argument("--smartcomm-port", type=int, default=9443, help="SmartComm port (0: any free)")
+    emulate.add_argument("--hostname", action="append", metavar="NAME", help="extra certificate name")
+    emulate.add_argument("--state-dir", default="emulators", help="CA, config, db (default ./emulators)")
+    emulate.add_argument("--users", type=int, default=200, help="users in the tenant (default 200)")
+    emulate.add_argument("--seed", type=int, default=1, help="tenant seed (default 1)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "emulate":
+        from syncd import demo
+
+        return demo.emulate_main(args)
     if args.command == "demo":
-        print("syncd demo: not yet. The daemon and the demo tenant arrive with their issue.")
-        return 0
+        from syncd import demo
+
+        return demo.run_demo(debug=args.debug)
     try:
         settings = load_settings(config_path(args.config, os.environ), os.environ)
     except ConfigError as exc:
@@ -74,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log.level,
         json=None if settings.log.format == "auto" else settings.log.format == "json",
     )
+    if args.command == "resync":
+        return _resync(settings, full=args.full, wait=args.wait)
     try:
         store = Store(settings.database.url)
         try:
@@ -83,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             if args.command == "status":
                 return _status(store, as_json=args.json, runs=args.runs)
+            if args.command == "run":
+                return _run(settings, store)
+            assert args.command == "sync", args.command
             return _sync(settings, store, args)
         finally:
             store.close()
@@ -92,6 +118,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"syncd: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _run(settings: Settings, store: Store) -> int:
+    from syncd.daemon import AlreadyRunning, Daemon
+
+    try:
+        return asyncio.run(Daemon(settings, store).run())
+    except AlreadyRunning as exc:
+        print(f"syncd: {exc}; not starting a second one", file=sys.stderr)
+        return EXIT_FAILURES
+
+
+def _resync(settings: Settings, *, full: bool, wait: bool) -> int:
+    """POST /resync to the daemon named by admin.listen (0.0.0.0 and :: mean this machine)."""
+    import httpx
+
+    host, port = settings.admin.host, settings.admin.port
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapping, not binding
+    url = f"http://[{host}]:{port}/resync" if ":" in host else f"http://{host}:{port}/resync"
+    token = settings.admin.token.get_secret_value() if settings.admin.token else ""
+    if not token:
+        message = "admin.token (or admin.token_file) is not configured; the daemon refuses resync without one"
+        print(f"syncd: {message}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        response = httpx.post(
+            url,
+            json={"full": full},
+            params={"wait": "true"} if wait else None,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=None if wait else 10.0,
+            trust_env=False,
+        )
+    except httpx.HTTPError as exc:
+        print(
+            f"syncd: cannot reach the daemon at {url}: {type(exc).__name__}; is `syncd run` running?",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURES
+    if response.status_code in (401, 403):
+        print(
+            f"syncd: the daemon refused the request: {response.json().get('error', response.text)}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    if response.status_code == 202:
+        print("resync queued" + (" (full)" if full else ""))
+        return 0
+    if response.status_code != 200:
+        print(f"syncd: the daemon answered {response.status_code}: {response.text[:300]}", file=sys.stderr)
+        return EXIT_FAILURES
+    document = response.json()
+    print(json.dumps(document, sort_keys=True))
+    return int(document.get("exit_code", EXIT_FAILURES))
 
 
 def _sync(settings: Settings, store: Store, args: argparse.Namespace) -> int:
@@ -192,44 +272,12 @@ def _when(epoch: float | None) -> str:
 
 
 def _status(store: Store, *, as_json: bool, runs: int) -> int:
+    if as_json:
+        print(json.dumps(status_document(store, runs), sort_keys=True))
+        return 0
     recent = store.runs(limit=runs)
     counts = store.count_by_status()
     attention = store.members_needing_attention()
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "runs": [
-                        {
-                            "id": r.id,
-                            "trigger": r.trigger,
-                            "kind": r.kind,
-                            "dry_run": r.dry_run,
-                            "started_at": r.started_at,
-                            "ended_at": r.ended_at,
-                            "outcome": r.outcome,
-                            "counts": r.counts,
-                            "error": r.error,
-                        }
-                        for r in recent
-                    ],
-                    "members": counts,
-                    "attention": [
-                        {
-                            "object_id": m.object_id,
-                            "upn": m.upn,
-                            "status": m.status.value,
-                            "detail": m.detail,
-                            "attempts": m.attempts,
-                            "next_attempt_at": m.next_attempt_at,
-                        }
-                        for m in attention
-                    ],
-                },
-                sort_keys=True,
-            )
-        )
-        return 0
     print("Last runs:")
     header = ("id", "started (UTC)", "kind", "trigger", "outcome", "secs", "changes")
     print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*header))

@@ -491,6 +491,38 @@ class Engine:
         result.changes = the_plan.changes
 
 
+def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
+    """What `syncd status --json` and `GET /status` return: last runs, members by status, attention."""
+    return {
+        "runs": [
+            {
+                "id": r.id,
+                "trigger": r.trigger,
+                "kind": r.kind,
+                "dry_run": r.dry_run,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "outcome": r.outcome,
+                "counts": r.counts,
+                "error": r.error,
+            }
+            for r in store.runs(limit=runs)
+        ],
+        "members": store.count_by_status(),
+        "attention": [
+            {
+                "object_id": m.object_id,
+                "upn": m.upn,
+                "status": m.status.value,
+                "detail": m.detail,
+                "attempts": m.attempts,
+                "next_attempt_at": m.next_attempt_at,
+            }
+            for m in store.members_needing_attention()
+        ],
+    }
+
+
 class UserNotFound(Exception):
     """`--user` names nobody we know."""
 

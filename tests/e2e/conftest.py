@@ -73,7 +73,7 @@ class World:
         self.users[upn] = object_id
         return object_id
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Result:
         process = subprocess.run(
             [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
             capture_output=True,
@@ -84,13 +84,13 @@ class World:
         )
         return Result(process.returncode, process.stdout, process.stderr)
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=clean_env(None),
+            env=clean_env(env),
             cwd=self.config.parent,
         )
 

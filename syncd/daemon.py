@@ -1,0 +1,270 @@
+"""The long-lived process behind `syncd run`: the schedule, manual resyncs, signals and the instance lock.
+
+Cycles never overlap: a trigger that arrives during a cycle queues exactly one follow-up (a second one joins
+it, and asks for a full cycle if either did). APScheduler runs an incremental cycle every `sync.interval`
+(with jitter) and a full one every `sync.full_interval`; SIGHUP and `POST /resync` trigger one by hand.
+SIGTERM/SIGINT stop the schedule, give the cycle in flight `shutdown_grace_s` to finish, then cancel it: its
+pending operations stay recorded as pending and are settled by the next start, so nothing is lost or sent
+twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import structlog
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from syncd.admin import build_app
+from syncd.config import Settings
+from syncd.engine import EXIT_FAILURES, CycleResult, Engine
+from syncd.metrics import Metrics
+from syncd.store import Store
+
+log = structlog.get_logger("syncd.daemon")
+
+SHUTDOWN_GRACE_S = 20.0
+"""How long a cycle in flight may run on after SIGTERM before it is cancelled (container stop timeouts are
+usually 10-30 s; pending operations of a cancelled cycle are settled at the next start)."""
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds the instance lock for this database."""
+
+
+@dataclass
+class _Request:
+    full: bool
+    trigger: str
+    future: asyncio.Future[CycleResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Daemon:
+    """Schedules cycles for one configuration and serves the admin API beside them."""
+
+    def __init__(self, settings: Settings, store: Store, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.engine = engine or Engine(settings, store)
+        self.metrics = Metrics()
+        self.started_at = time.time()
+        self.last_result: CycleResult | None = None
+        self.last_outcome: str | None = None
+        self.running: _Request | None = None
+        self._queued: _Request | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    # -- triggering -----------------------------------------------------------------------------------
+
+    def trigger(self, *, full: bool = False, trigger: str = "manual") -> asyncio.Future[CycleResult]:
+        """Ask for a cycle; the future resolves with its result. Never two at once, at most one queued."""
+        if self._stop.is_set():
+            future: asyncio.Future[CycleResult] = asyncio.get_running_loop().create_future()
+            future.set_exception(RuntimeError("syncd is shutting down"))
+            return future
+        if self.running is None:
+            request = _Request(full, trigger)
+            self.running = request
+            self._task = asyncio.create_task(self._cycles(request), name="syncd-cycle")
+            return request.future
+        if self._queued is None:
+            self._queued = _Request(full, trigger)
+        else:
+            self._queued.full = self._queued.full or full
+        log.info("daemon.cycle_queued", trigger=trigger, full=self._queued.full)
+        return self._queued.future
+
+    async def _cycles(self, request: _Request | None) -> None:
+        while request is not None:
+            self.running = request
+            try:
+                result = await self.engine.run_cycle(trigger=request.trigger, full=request.full)
+            except asyncio.CancelledError:
+                request.future.cancel()
+                raise
+            except Exception as exc:  # a bug must not kill the daemon; the next cycle tries again
+                log.exception("daemon.cycle_crashed")
+                request.future.set_exception(exc)
+                self.last_outcome = "error"
+            else:
+                self._observe(result)
+                request.future.set_result(result)
+            request, self._queued = self._queued, None
+        self.running = None
+
+    def _observe(self, result: CycleResult) -> None:
+        self.last_result = result
+        if result.stopped_by is not None:
+            self.last_outcome = "guard"
+        elif result.error is not None:
+            self.last_outcome = "error"
+        else:
+            self.last_outcome = "failed" if result.failures else "ok"
+        self.metrics.observe(result, self.last_outcome, self.store.count_by_status())
+
+    @property
+    def systemic_failure(self) -> str | None:
+        """Why the last cycle could not do its job as a whole (not ready), or None."""
+        if self.last_outcome == "error" and self.last_result is not None:
+            return self.last_result.error or "the last cycle failed"
+        return None
+
+    # -- running --------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        with instance_lock(self.store, self.settings.database.url):
+            self.store.interrupt_running_runs()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+            server = _AdminServer(
+                uvicorn.Config(
+                    build_app(self),
+                    host=self.settings.admin.host,
+                    port=self.settings.admin.port,
+                    log_config=None,
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+            admin = asyncio.create_task(server.serve(), name="syncd-admin")
+            scheduler = self._scheduler()
+            scheduler.start()
+            log.info(
+                "daemon.started",
+                pid=os.getpid(),
+                admin=self.settings.admin.listen,
+                interval_s=self.settings.sync.interval_s,
+                full_interval_s=self.settings.sync.full_interval_s,
+            )
+            try:
+                await self._stop.wait()
+                log.info("daemon.stopping")
+                scheduler.shutdown(wait=False)
+                await self._drain()
+            finally:
+                server.should_exit = True
+                with contextlib.suppress(asyncio.CancelledError):
+                    await admin
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+        log.info("daemon.stopped")
+        return 0
+
+    async def _scheduled(self, *, full: bool) -> None:
+        # A coroutine on purpose: APScheduler runs plain callables in a thread pool, away from our loop.
+        self.trigger(full=full, trigger="schedule")
+
+    def _on_sighup(self) -> None:
+        log.info("daemon.sighup")
+        self.trigger(full=False, trigger="sighup")
+
+    def _scheduler(self) -> AsyncIOScheduler:
+        sync = self.settings.sync
+        scheduler = AsyncIOScheduler()
+        scheduler.add_job(
+            self._scheduled,
+            IntervalTrigger(seconds=sync.interval_s, jitter=sync.jitter_s or None),
+            kwargs={"full": False},
+            next_run_time=_now(),
+            id="incremental",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        scheduler.add_job(
+            self._scheduled,
+            IntervalTrigger(seconds=sync.full_interval_s, jitter=sync.jitter_s or None),
+            kwargs={"full": True},
+            id="full",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        return scheduler
+
+    async def _drain(self) -> None:
+        """Let the cycle in flight finish within the grace period; cancel it after."""
+        self._queued = None
+        task = self._task
+        if task is None or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            log.warning("daemon.cancelling_cycle", grace_s=SHUTDOWN_GRACE_S)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        except Exception:
+            return
+
+
+class _AdminServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT (graceful drain first)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _now() -> object:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def instance_lock(store: Store, url: str) -> Iterator[None]:
+    """Hold the single-instance lock for this database, or raise AlreadyRunning.
+
+    SQLite: an exclusive flock on `<database file>.lock` (released by the kernel if the process dies).
+    PostgreSQL: a session advisory lock on a dedicated connection.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:":
+            yield
+            return
+        path = Path(database).resolve().with_name(Path(database).name + ".lock")
+        handle: IO[str] = path.open("a+")
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise AlreadyRunning(f"another syncd is already running on {database} (lock {path})") from exc
+            yield
+        finally:
+            handle.close()
+        return
+    with store.engine.connect() as connection:
+        key = 0x73796E6364  # "syncd"
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        if not got:
+            raise AlreadyRunning(f"another syncd already holds the lock on {store.url}")
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+
+
+__all__ = ["EXIT_FAILURES", "AlreadyRunning", "Daemon", "instance_lock"]

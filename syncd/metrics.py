@@ -1,0 +1,78 @@
+"""Prometheus metrics of the daemon, in a registry of its own (tests and daemons never share one)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from syncd.engine import CycleResult
+
+DURATION_BUCKETS_S = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class Metrics:
+    """The series `/metrics` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.cycles = Counter(
+            "syncd_cycles",
+            "Sync cycles by outcome (ok, failed, guard, error).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.operations = Counter(
+            "syncd_operations",
+            "SmartCommunicator writes by action and outcome.",
+            ["action", "outcome"],
+            registry=self.registry,
+        )
+        self.managed = Gauge(
+            "syncd_managed_agents",
+            "Agents syncd manages (members with status active).",
+            registry=self.registry,
+        )
+        self.members = Gauge(
+            "syncd_members", "Recorded people by status.", ["status"], registry=self.registry
+        )
+        self.skipped = Gauge(
+            "syncd_skipped_users",
+            "Group members out of scope in the last cycle, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "syncd_last_success_timestamp_seconds",
+            "When a cycle last ended with every in-scope user converged.",
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "syncd_cycle_duration_seconds",
+            "Wall time of sync cycles.",
+            buckets=DURATION_BUCKETS_S,
+            registry=self.registry,
+        )
+
+    def observe(self, result: CycleResult, outcome: str, by_status: Mapping[str, int]) -> None:
+        """Account for one finished cycle."""
+        self.cycles.labels(outcome=outcome).inc()
+        self.duration.observe(result.duration_s)
+        for action, outcomes in result.outcomes.items():
+            for name, count in outcomes.items():
+                self.operations.labels(action=action, outcome=name).inc(count)
+        self.managed.set(by_status.get("active", 0))
+        for status, count in by_status.items():
+            self.members.labels(status=status).set(count)
+        if outcome != "guard" and result.error is None:
+            self.skipped.clear()
+            for reason, count in result.skipped.items():
+                self.skipped.labels(reason=reason).set(count)
+        if outcome == "ok":
+            self.last_success.set_to_current_time()
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
