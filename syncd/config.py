@@ -272,6 +272,10 @@ class SyncSettings(BaseModel):
     retry_max_s: float = Field(default=21600.0, gt=0, alias="retry_max")
     """Longest delay between retries of a failing user, at least `retry_initial`. TOML `retry_max`; default
     21600 ("6h")."""
+    shutdown_grace_s: float = Field(default=20.0, ge=0, alias="shutdown_grace")
+    """Seconds a cycle in flight may run on after SIGTERM before it is cancelled (its pending operations are
+    settled at the next start). TOML `shutdown_grace`; default 20 ("20s"), below common container stop
+    timeouts."""
 
     @field_validator("retry_max_s")
     @classmethod

@@ -3,9 +3,9 @@
 Cycles never overlap: a trigger that arrives during a cycle queues exactly one follow-up (a second one joins
 it, and asks for a full cycle if either did). APScheduler runs an incremental cycle every `sync.interval`
 (with jitter) and a full one every `sync.full_interval`; SIGHUP and `POST /resync` trigger one by hand.
-SIGTERM/SIGINT stop the schedule, give the cycle in flight `shutdown_grace_s` to finish, then cancel it: its
-pending operations stay recorded as pending and are settled by the next start, so nothing is lost or sent
-twice.
+SIGTERM/SIGINT stop the schedule, give the cycle in flight `sync.shutdown_grace` to finish, then cancel it:
+its pending operations stay recorded as pending and are settled by the next start, so nothing is lost or
+sent twice.
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ from syncd.metrics import Metrics
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
-
-SHUTDOWN_GRACE_S = 20.0
-"""How long a cycle in flight may run on after SIGTERM before it is cancelled (container stop timeouts are
-usually 10-30 s; pending operations of a cancelled cycle are settled at the next start)."""
 
 
 class AlreadyRunning(Exception):
@@ -203,18 +199,21 @@ class Daemon:
 
     async def _drain(self) -> None:
         """Let the cycle in flight finish within the grace period; cancel it after."""
-        self._queued = None
+        if self._queued is not None:
+            self._queued.future.cancel()  # a follow-up that will not run: its waiters learn so now
+            self._queued = None
         task = self._task
         if task is None or task.done():
             return
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=SHUTDOWN_GRACE_S)
+            await asyncio.wait_for(asyncio.shield(task), timeout=self.settings.sync.shutdown_grace_s)
         except TimeoutError:
-            log.warning("daemon.cancelling_cycle", grace_s=SHUTDOWN_GRACE_S)
+            log.warning("daemon.cancelling_cycle", grace_s=self.settings.sync.shutdown_grace_s)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         except Exception:
+            # The cycle's own failure was already logged and recorded by the engine; shutting down goes on.
             return
 
 

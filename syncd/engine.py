@@ -204,6 +204,11 @@ class Engine:
             outcome = "error"
             log.error("sync.failed", error=str(exc), error_type=type(exc).__name__)
             return result
+        except asyncio.CancelledError:
+            # SIGTERM after the grace period: writes in flight stay pending and are settled at the next start.
+            outcome = "interrupted"
+            result.error = "interrupted by shutdown"
+            raise
         except UserNotFound as exc:
             result.error = str(exc)
             result.exit_code = EXIT_CONFIG

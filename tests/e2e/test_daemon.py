@@ -32,7 +32,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0, what: str = "
 class Daemon:
     """A running `syncd run` with its admin URL."""
 
-    def __init__(self, world: World, *, interval: str = "1s", token: str | None = TOKEN) -> None:
+    def __init__(
+        self,
+        world: World,
+        *,
+        interval: str = "1s",
+        token: str | None = TOKEN,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -42,6 +49,7 @@ class Daemon:
         }
         if token:
             self.env["SYNCD_ADMIN__TOKEN"] = token
+        self.env |= env or {}
         self.world = world
         self.process = world.start("run", env=self.env)
         wait_for(self.healthy, what="/healthz")
@@ -187,3 +195,32 @@ def test_a_second_daemon_on_the_same_database_does_not_run(world: World, daemons
     assert second.returncode == 1
     assert "another syncd is already running" in stderr
     assert first.stop()[0] == 0
+
+
+def test_sigterm_past_the_grace_period_cancels_and_the_next_start_settles(
+    world: World, daemons: list[Daemon]
+) -> None:
+    ids = [world.add_user(f"user{i}", f"+1 415 555 {i:04d}") for i in range(30)]
+    world.smartcomm.faults = Faults(latency_s=0.4)
+    world.config.write_text(world.config.read_text().replace("concurrency = 4", "concurrency = 2"))
+    daemons.append(daemon := Daemon(world, interval="1h", env={"SYNCD_SYNC__SHUTDOWN_GRACE": "0.5s"}))
+    wait_for(
+        lambda: sum(r.method == "POST" and r.path.endswith("/agents") for r in world.smartcomm.requests) >= 3,
+        what="writes to start",
+    )
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert '"event": "daemon.cancelling_cycle"' in stderr
+    world.smartcomm.faults = Faults()
+    assert len(world.agents()) < 30
+    runs = world.run("status", "--json").json()["runs"]
+    assert runs[0]["outcome"] == "interrupted"  # type: ignore[index]
+    result = world.run("sync", "--json")
+    assert result.code == 0, result.stderr
+    assert sorted(world.agents()) == sorted(ids)
+    posts = [
+        r.body["user_object_id"]  # type: ignore[index]
+        for r in world.smartcomm.requests
+        if r.method == "POST" and r.path.endswith("/agents") and r.applied
+    ]
+    assert len(posts) == len(set(posts)) == 30
