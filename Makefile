@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check syncd tests migrations bench
 	$(BIN)/mypy syncd
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile
 
 demo: $(STAMP)
 	$(BIN)/syncd demo
