@@ -292,7 +292,7 @@ def test_a_failed_graph_read_offboards_nobody(world: World) -> None:
     assert world.run("sync").code == 0
     world.smartcomm.clear_requests()
     world.graph.inject(ScriptedFault(kind="status", status=503, path_contains="transitiveMembers", times=100))
-    result = world.run("sync", "--json")
+    result = world.run("sync", "--json", env={"SYNCD_GRAPH__MAX_RETRIES": "1"})
     assert result.code == 1
     assert "503" in str(result.json()["error"])
     assert world.writes() == []
