@@ -16,9 +16,15 @@ import hmac
 import json
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
+
+import pydantic
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from syncd.emulators.server import ConnectionDropped
 
@@ -286,3 +292,131 @@ async def send_truncated_and_drop(
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
     raise ConnectionDropped("connection dropped by the emulator")
+
+
+# --- the control API both emulators share (/_emulator/...) ---------------------------------------------
+
+
+class ControlError(Exception):
+    """A malformed control API request (answered 400)."""
+
+
+class _TokenLifetime(TypedDict):
+    seconds: float
+
+
+_FAULTS_ADAPTER = pydantic.TypeAdapter(Faults)
+_SCRIPTED_ADAPTER = pydantic.TypeAdapter(ScriptedFault)
+_TOKEN_LIFETIME_ADAPTER = pydantic.TypeAdapter(_TokenLifetime)
+_T = TypeVar("_T")
+
+
+def control_error(exc: Exception) -> JSONResponse:
+    """The 400 answer to a malformed control request."""
+    return JSONResponse({"error": str(exc)}, status_code=400)
+
+
+async def control_body(request: Request) -> object:
+    """The parsed JSON body of a control request ({} when empty)."""
+    raw = await request.body()
+    try:
+        parsed: object = json.loads(raw) if raw else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ControlError(f"body is not JSON: {exc}") from exc
+    return parsed
+
+
+def validate_control(adapter: pydantic.TypeAdapter[_T], body: object, allowed: Iterable[str]) -> _T:
+    """`body` checked against `adapter`, refusing fields not in `allowed`."""
+    if not isinstance(body, dict):
+        raise ControlError("body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ControlError(f"unknown fields: {', '.join(unknown)}")
+    try:
+        return adapter.validate_python(body)
+    except pydantic.ValidationError as exc:
+        raise ControlError(str(exc)) from exc
+
+
+def field_names(cls: type[Any]) -> list[str]:
+    """The field names of a dataclass (what a control endpoint accepts)."""
+    return [field.name for field in dataclasses.fields(cls)]
+
+
+class ControlApi:
+    """The control endpoints both emulators share: request log, faults, scripted faults, token revocation and
+    lifetime, reset. An emulator inherits it and adds `shared_control_routes()` to its own control routes."""
+
+    faults: Faults
+    token_lifetime_s: float
+
+    @property
+    def requests(self) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def clear_requests(self) -> None:
+        raise NotImplementedError
+
+    def inject(self, fault: ScriptedFault) -> None:
+        raise NotImplementedError
+
+    def revoke_tokens(self) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def shared_control_routes(self) -> list[Route]:
+        return [
+            Route("/requests", self._control_get_requests, methods=["GET"]),
+            Route("/requests", self._control_clear_requests, methods=["DELETE"]),
+            Route("/faults", self._control_set_faults, methods=["PUT"]),
+            Route("/inject", self._control_inject, methods=["POST"]),
+            Route("/revoke", self._control_revoke, methods=["POST"]),
+            Route("/reset", self._control_reset, methods=["POST"]),
+            Route("/token_lifetime", self._control_set_token_lifetime, methods=["PUT"]),
+        ]
+
+    async def _control_get_requests(self, request: Request) -> JSONResponse:
+        return JSONResponse([dataclasses.asdict(r) for r in self.requests])
+
+    async def _control_clear_requests(self, request: Request) -> JSONResponse:
+        self.clear_requests()
+        return JSONResponse({"ok": True})
+
+    async def _control_set_faults(self, request: Request) -> JSONResponse:
+        try:
+            faults = validate_control(_FAULTS_ADAPTER, await control_body(request), field_names(Faults))
+        except ControlError as exc:
+            return control_error(exc)
+        self.faults = faults
+        return JSONResponse(dataclasses.asdict(faults))
+
+    async def _control_inject(self, request: Request) -> JSONResponse:
+        try:
+            fault = validate_control(
+                _SCRIPTED_ADAPTER, await control_body(request), field_names(ScriptedFault)
+            )
+            self.inject(fault)
+        except (ControlError, ValueError) as exc:
+            return control_error(exc)
+        return JSONResponse(dataclasses.asdict(fault))
+
+    async def _control_revoke(self, request: Request) -> JSONResponse:
+        self.revoke_tokens()
+        return JSONResponse({"ok": True})
+
+    async def _control_reset(self, request: Request) -> JSONResponse:
+        self.reset()
+        return JSONResponse({"ok": True})
+
+    async def _control_set_token_lifetime(self, request: Request) -> JSONResponse:
+        try:
+            lifetime = validate_control(_TOKEN_LIFETIME_ADAPTER, await control_body(request), ("seconds",))
+        except ControlError as exc:
+            return control_error(exc)
+        if not lifetime["seconds"] > 0:
+            return JSONResponse({"error": "seconds must be positive"}, status_code=400)
+        self.token_lifetime_s = lifetime["seconds"]
+        return JSONResponse({"seconds": self.token_lifetime_s})

@@ -55,19 +55,25 @@ from starlette.routing import Mount, Route
 from typing_extensions import TypedDict  # pydantic validates only this TypedDict before Python 3.12
 
 from syncd.emulators.common import (
+    ControlApi,
+    ControlError,
     FaultInjector,
     Faults,
     RecordedFault,
     ScriptedFault,
     b64url,
     b64url_decode,
+    control_body,
+    control_error,
     encode_json,
+    field_names,
     json_headers,
     read_body,
     retry_after_value,
     send_json,
     send_truncated_and_drop,
     sign_hs256,
+    validate_control,
     verify_hs256,
 )
 
@@ -680,12 +686,6 @@ class _PageCap(TypedDict):
     page_cap: int
 
 
-class _TokenLifetime(TypedDict):
-    seconds: float
-
-
-_FAULTS_ADAPTER = pydantic.TypeAdapter(Faults)
-_SCRIPTED_ADAPTER = pydantic.TypeAdapter(ScriptedFault)
 _USER_ADAPTER = pydantic.TypeAdapter(_UserFields)
 _USERS_ADAPTER = pydantic.TypeAdapter(list[_UserFields])
 _OBJECT_ADAPTER = pydantic.TypeAdapter(_ObjectFields)
@@ -693,11 +693,6 @@ _MEMBER_ADAPTER = pydantic.TypeAdapter(_MemberFields)
 _APP_ADAPTER = pydantic.TypeAdapter(_AppFields)
 _GROUP_REF_ADAPTER = pydantic.TypeAdapter(_GroupRef)
 _PAGE_CAP_ADAPTER = pydantic.TypeAdapter(_PageCap)
-_TOKEN_LIFETIME_ADAPTER = pydantic.TypeAdapter(_TokenLifetime)
-
-
-class _ControlError(Exception):
-    """A malformed control API request (answered 400)."""
 
 
 class _Rejected(Exception):
@@ -743,7 +738,7 @@ class _ServiceApp:
         await self._emulator._serve(scope, receive, send)
 
 
-class GraphEmulator:
+class GraphEmulator(ControlApi):
     """Entra login and the Graph directory of one tenant, with fault injection and a request log.
 
     Thread-safe: under `serve_https` the app runs in the server thread while tests call these methods from
@@ -2114,12 +2109,7 @@ class GraphEmulator:
 
     def _control_routes(self) -> list[Route]:
         return [
-            Route("/requests", self._control_get_requests, methods=["GET"]),
-            Route("/requests", self._control_clear_requests, methods=["DELETE"]),
-            Route("/faults", self._control_set_faults, methods=["PUT"]),
-            Route("/inject", self._control_inject, methods=["POST"]),
-            Route("/revoke", self._control_revoke, methods=["POST"]),
-            Route("/reset", self._control_reset, methods=["POST"]),
+            *self.shared_control_routes(),
             Route("/tenant", self._control_tenant, methods=["POST"]),
             Route("/apps", self._control_register_app, methods=["POST"]),
             Route("/users", self._control_add_users, methods=["POST"]),
@@ -2133,73 +2123,18 @@ class GraphEmulator:
             Route("/members", self._control_remove_member, methods=["DELETE"]),
             Route("/deny", self._control_deny, methods=["POST"]),
             Route("/page_cap", self._control_set_page_cap, methods=["PUT"]),
-            Route("/token_lifetime", self._control_set_token_lifetime, methods=["PUT"]),
             Route("/expire_delta_links", self._control_expire_delta_links, methods=["POST"]),
         ]
-
-    @staticmethod
-    async def _control_body(request: Request) -> object:
-        raw = await request.body()
-        try:
-            parsed: object = json.loads(raw) if raw else {}
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _ControlError(f"body is not JSON: {exc}") from exc
-        return parsed
-
-    @staticmethod
-    def _validate(adapter: pydantic.TypeAdapter[_T], body: object, allowed: Iterable[str]) -> _T:
-        if not isinstance(body, dict):
-            raise _ControlError("body must be a JSON object")
-        unknown = sorted(set(body) - set(allowed))
-        if unknown:
-            raise _ControlError(f"unknown fields: {', '.join(unknown)}")
-        try:
-            return adapter.validate_python(body)
-        except pydantic.ValidationError as exc:
-            raise _ControlError(str(exc)) from exc
-
-    async def _control_get_requests(self, request: Request) -> JSONResponse:
-        return JSONResponse([dataclasses.asdict(r) for r in self.requests])
-
-    async def _control_clear_requests(self, request: Request) -> JSONResponse:
-        self.clear_requests()
-        return JSONResponse({"ok": True})
-
-    async def _control_set_faults(self, request: Request) -> JSONResponse:
-        try:
-            faults = self._validate(_FAULTS_ADAPTER, await self._control_body(request), _field_names(Faults))
-        except _ControlError as exc:
-            return _control_error(exc)
-        self.faults = faults
-        return JSONResponse(dataclasses.asdict(faults))
-
-    async def _control_inject(self, request: Request) -> JSONResponse:
-        try:
-            fault = self._validate(
-                _SCRIPTED_ADAPTER, await self._control_body(request), _field_names(ScriptedFault)
-            )
-            self.inject(fault)
-        except (_ControlError, ValueError) as exc:
-            return _control_error(exc)
-        return JSONResponse(dataclasses.asdict(fault))
-
-    async def _control_revoke(self, request: Request) -> JSONResponse:
-        self.revoke_tokens()
-        return JSONResponse({"ok": True})
-
-    async def _control_reset(self, request: Request) -> JSONResponse:
-        self.reset()
-        return JSONResponse({"ok": True})
 
     async def _control_tenant(self, request: Request) -> JSONResponse:
         from syncd.emulators.tenant import TenantSpec, build_tenant  # tenant.py builds on this module
 
         try:
-            spec = self._validate(
-                pydantic.TypeAdapter(TenantSpec), await self._control_body(request), _field_names(TenantSpec)
+            spec = validate_control(
+                pydantic.TypeAdapter(TenantSpec), await control_body(request), field_names(TenantSpec)
             )
-        except _ControlError as exc:
-            return _control_error(exc)
+        except ControlError as exc:
+            return control_error(exc)
         try:
             built = await anyio.to_thread.run_sync(build_tenant, self, spec)
         except ValueError as exc:
@@ -2208,9 +2143,7 @@ class GraphEmulator:
 
     async def _control_register_app(self, request: Request) -> JSONResponse:
         try:
-            fields = self._validate(
-                _APP_ADAPTER, await self._control_body(request), _AppFields.__optional_keys__
-            )
+            fields = validate_control(_APP_ADAPTER, await control_body(request), _AppFields.__optional_keys__)
             pem = fields.get("certificate_pem")
             self.register_app(
                 fields.get("client_id", DEFAULT_CLIENT_ID),
@@ -2218,34 +2151,34 @@ class GraphEmulator:
                 certificate_pem=pem.encode("ascii") if pem else None,
                 roles=fields.get("roles", GRAPH_ROLES),
             )
-        except (_ControlError, ValueError) as exc:
-            return _control_error(exc)
+        except (ControlError, ValueError) as exc:
+            return control_error(exc)
         return JSONResponse({"ok": True})
 
     async def _control_add_users(self, request: Request) -> JSONResponse:
         """One user (an object, answered {"id"}) or many (a list, answered {"ids"})."""
         allowed = _UserFields.__optional_keys__
         try:
-            body = await self._control_body(request)
+            body = await control_body(request)
             if isinstance(body, list):
-                users = [self._validate(_USER_ADAPTER, item, allowed) for item in body]
+                users = [validate_control(_USER_ADAPTER, item, allowed) for item in body]
                 ids = self.add_users(users)
                 return JSONResponse({"ids": ids})
-            fields = self._validate(_USER_ADAPTER, body, allowed)
+            fields = validate_control(_USER_ADAPTER, body, allowed)
             return JSONResponse({"id": self.add_users([fields])[0]})
-        except _ControlError as exc:
-            return _control_error(exc)
+        except ControlError as exc:
+            return control_error(exc)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
 
     async def _control_update_user(self, request: Request) -> JSONResponse:
         allowed = _UserFields.__optional_keys__ - {"id"}
         try:
-            fields = self._validate(_USER_ADAPTER, await self._control_body(request), allowed)
+            fields = validate_control(_USER_ADAPTER, await control_body(request), allowed)
             changes: dict[str, object] = {key: value for key, value in fields.items() if key != "id"}
             self.update_user(request.path_params["user_id"], **changes)
-        except (_ControlError, ValueError) as exc:
-            return _control_error(exc)
+        except (ControlError, ValueError) as exc:
+            return control_error(exc)
         return JSONResponse({"ok": True})
 
     async def _control_delete_user(self, request: Request) -> JSONResponse:
@@ -2258,7 +2191,7 @@ class GraphEmulator:
     async def _control_object(self, request: Request, kind: str) -> JSONResponse:
         allowed = {"id", "display_name", "mail"} if kind == "contact" else {"id", "display_name"}
         try:
-            fields = self._validate(_OBJECT_ADAPTER, await self._control_body(request), allowed)
+            fields = validate_control(_OBJECT_ADAPTER, await control_body(request), allowed)
             object_id, name = fields.get("id"), fields.get("display_name", "")
             if kind == "group":
                 created = self.add_group(id=object_id, display_name=name)
@@ -2268,8 +2201,8 @@ class GraphEmulator:
                 created = self.add_contact(id=object_id, display_name=name, mail=fields.get("mail"))
             else:
                 created = self.add_service_principal(id=object_id, display_name=name)
-        except _ControlError as exc:
-            return _control_error(exc)
+        except ControlError as exc:
+            return control_error(exc)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         return JSONResponse({"id": created})
@@ -2287,12 +2220,12 @@ class GraphEmulator:
         return await self._control_object(request, "service_principal")
 
     async def _control_members(self, request: Request) -> tuple[str, list[str]]:
-        fields = self._validate(
-            _MEMBER_ADAPTER, await self._control_body(request), _MemberFields.__optional_keys__
+        fields = validate_control(
+            _MEMBER_ADAPTER, await control_body(request), _MemberFields.__optional_keys__
         )
         group_id = fields.get("group_id")
         if group_id is None:
-            raise _ControlError("group_id is required")
+            raise ControlError("group_id is required")
         member_ids = list(fields.get("member_ids", []))
         if "member_id" in fields:
             member_ids.append(fields["member_id"])
@@ -2302,8 +2235,8 @@ class GraphEmulator:
         try:
             group_id, member_ids = await self._control_members(request)
             self.add_members(group_id, member_ids)
-        except (_ControlError, ValueError) as exc:
-            return _control_error(exc)
+        except (ControlError, ValueError) as exc:
+            return control_error(exc)
         return JSONResponse({"ok": True})
 
     async def _control_remove_member(self, request: Request) -> JSONResponse:
@@ -2311,37 +2244,27 @@ class GraphEmulator:
             group_id, member_ids = await self._control_members(request)
             for member_id in member_ids:
                 self.remove_member(group_id, member_id)
-        except (_ControlError, ValueError) as exc:
-            return _control_error(exc)
+        except (ControlError, ValueError) as exc:
+            return control_error(exc)
         return JSONResponse({"ok": True})
 
     async def _control_deny(self, request: Request) -> JSONResponse:
         try:
-            fields = self._validate(_GROUP_REF_ADAPTER, await self._control_body(request), ("group_id",))
+            fields = validate_control(_GROUP_REF_ADAPTER, await control_body(request), ("group_id",))
             self.deny_group(fields["group_id"])
-        except (_ControlError, ValueError) as exc:
-            return _control_error(exc)
+        except (ControlError, ValueError) as exc:
+            return control_error(exc)
         return JSONResponse({"ok": True})
 
     async def _control_set_page_cap(self, request: Request) -> JSONResponse:
         try:
-            fields = self._validate(_PAGE_CAP_ADAPTER, await self._control_body(request), ("page_cap",))
-        except _ControlError as exc:
-            return _control_error(exc)
+            fields = validate_control(_PAGE_CAP_ADAPTER, await control_body(request), ("page_cap",))
+        except ControlError as exc:
+            return control_error(exc)
         if fields["page_cap"] < 1:
             return JSONResponse({"error": "page_cap must be at least 1"}, status_code=400)
         self.page_cap = fields["page_cap"]
         return JSONResponse({"page_cap": self.page_cap})
-
-    async def _control_set_token_lifetime(self, request: Request) -> JSONResponse:
-        try:
-            fields = self._validate(_TOKEN_LIFETIME_ADAPTER, await self._control_body(request), ("seconds",))
-        except _ControlError as exc:
-            return _control_error(exc)
-        if not fields["seconds"] > 0:
-            return JSONResponse({"error": "seconds must be positive"}, status_code=400)
-        self.token_lifetime_s = fields["seconds"]
-        return JSONResponse({"seconds": self.token_lifetime_s})
 
     async def _control_expire_delta_links(self, request: Request) -> JSONResponse:
         self.expire_delta_links()
@@ -2362,14 +2285,6 @@ def _graph_headers(incoming: _Incoming) -> tuple[tuple[str, str], ...]:
         ("client-request-id", incoming.client_request_id or request_id),
         ("odata-version", "4.0"),
     )
-
-
-def _control_error(exc: Exception) -> JSONResponse:
-    return JSONResponse({"error": str(exc)}, status_code=400)
-
-
-def _field_names(cls: type[Any]) -> list[str]:
-    return [field.name for field in dataclasses.fields(cls)]
 
 
 def _tuple(value: object) -> tuple[str, ...] | None:

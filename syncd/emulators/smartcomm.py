@@ -37,10 +37,13 @@ from starlette.routing import Mount, Route
 from typing_extensions import TypedDict  # pydantic validates only this TypedDict before Python 3.12
 
 from syncd.emulators.common import (
+    ControlApi,
+    ControlError,
     FaultInjector,
     Faults,
     RecordedFault,
     ScriptedFault,
+    control_body,
     encode_json,
     json_headers,
     read_body,
@@ -48,6 +51,7 @@ from syncd.emulators.common import (
     send_json,
     send_truncated_and_drop,
     sign_hs256,
+    validate_control,
     verify_hs256,
 )
 
@@ -129,10 +133,6 @@ class _Registries(TypedDict, total=False):
 
     registered_tenants: list[str] | None
     ten_dlc_numbers: list[str] | None
-
-
-class _TokenLifetime(TypedDict):
-    seconds: float
 
 
 @dataclass
@@ -360,11 +360,8 @@ def _list_view(agent: _Agent) -> dict[str, object]:
     return view
 
 
-_FAULTS_ADAPTER = pydantic.TypeAdapter(Faults)
-_SCRIPTED_ADAPTER = pydantic.TypeAdapter(ScriptedFault)
 _AGENT_FIELDS_ADAPTER = pydantic.TypeAdapter(_AgentFields)
 _REGISTRIES_ADAPTER = pydantic.TypeAdapter(_Registries)
-_TOKEN_LIFETIME_ADAPTER = pydantic.TypeAdapter(_TokenLifetime)
 
 
 class _ServiceApp:
@@ -377,7 +374,7 @@ class _ServiceApp:
         await self._emulator._serve(scope, receive, send)
 
 
-class SmartCommEmulator:
+class SmartCommEmulator(ControlApi):
     """The SmartCommunicator agents API of one customer account, with fault injection and a request log.
 
     Thread-safe: under `serve_https` the app runs in the server thread while tests call these methods from
@@ -921,57 +918,23 @@ class SmartCommEmulator:
 
     def _control_routes(self) -> list[Route]:
         return [
-            Route("/requests", self._control_get_requests, methods=["GET"]),
-            Route("/requests", self._control_clear_requests, methods=["DELETE"]),
+            *self.shared_control_routes(),
             Route("/agents", self._control_get_agents, methods=["GET"]),
             Route("/agents", self._control_add_agent, methods=["POST"]),
-            Route("/faults", self._control_set_faults, methods=["PUT"]),
-            Route("/inject", self._control_inject, methods=["POST"]),
-            Route("/revoke", self._control_revoke, methods=["POST"]),
-            Route("/reset", self._control_reset, methods=["POST"]),
             Route("/registries", self._control_set_registries, methods=["PUT"]),
-            Route("/token_lifetime", self._control_set_token_lifetime, methods=["PUT"]),
         ]
-
-    @staticmethod
-    async def _control_body(request: Request) -> object:
-        raw = await request.body()
-        try:
-            parsed: object = json.loads(raw) if raw else {}
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _ControlError(f"body is not JSON: {exc}") from exc
-        return parsed
-
-    @staticmethod
-    def _validate(adapter: pydantic.TypeAdapter[_T], body: object, allowed: Iterable[str]) -> _T:
-        if not isinstance(body, dict):
-            raise _ControlError("body must be a JSON object")
-        unknown = sorted(set(body) - set(allowed))
-        if unknown:
-            raise _ControlError(f"unknown fields: {', '.join(unknown)}")
-        try:
-            return adapter.validate_python(body)
-        except pydantic.ValidationError as exc:
-            raise _ControlError(str(exc)) from exc
-
-    async def _control_get_requests(self, request: Request) -> JSONResponse:
-        return JSONResponse([dataclasses.asdict(r) for r in self.requests])
-
-    async def _control_clear_requests(self, request: Request) -> JSONResponse:
-        self.clear_requests()
-        return JSONResponse({"ok": True})
 
     async def _control_get_agents(self, request: Request) -> JSONResponse:
         return JSONResponse(self.agents())
 
     async def _control_add_agent(self, request: Request) -> JSONResponse:
         try:
-            fields = self._validate(
+            fields = validate_control(
                 _AGENT_FIELDS_ADAPTER,
-                await self._control_body(request),
+                await control_body(request),
                 _AgentFields.__required_keys__ | _AgentFields.__optional_keys__,
             )
-        except _ControlError as exc:
+        except ControlError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
             agent_id = self.add_agent(**fields)
@@ -979,38 +942,12 @@ class SmartCommEmulator:
             return JSONResponse({"error": str(exc)}, status_code=409)
         return JSONResponse({"agent_id": agent_id})
 
-    async def _control_set_faults(self, request: Request) -> JSONResponse:
-        try:
-            faults = self._validate(_FAULTS_ADAPTER, await self._control_body(request), _field_names(Faults))
-        except _ControlError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        self.faults = faults
-        return JSONResponse(dataclasses.asdict(faults))
-
-    async def _control_inject(self, request: Request) -> JSONResponse:
-        try:
-            fault = self._validate(
-                _SCRIPTED_ADAPTER, await self._control_body(request), _field_names(ScriptedFault)
-            )
-            self.inject(fault)
-        except (_ControlError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse(dataclasses.asdict(fault))
-
-    async def _control_revoke(self, request: Request) -> JSONResponse:
-        self.revoke_tokens()
-        return JSONResponse({"ok": True})
-
-    async def _control_reset(self, request: Request) -> JSONResponse:
-        self.reset()
-        return JSONResponse({"ok": True})
-
     async def _control_set_registries(self, request: Request) -> JSONResponse:
         try:
-            registries = self._validate(
-                _REGISTRIES_ADAPTER, await self._control_body(request), _Registries.__optional_keys__
+            registries = validate_control(
+                _REGISTRIES_ADAPTER, await control_body(request), _Registries.__optional_keys__
             )
-        except _ControlError as exc:
+        except ControlError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         with self._lock:
             if "registered_tenants" in registries:
@@ -1024,26 +961,6 @@ class SmartCommEmulator:
                 "ten_dlc_numbers": _sorted_or_none(self.ten_dlc_numbers),
             }
         return JSONResponse(current)
-
-    async def _control_set_token_lifetime(self, request: Request) -> JSONResponse:
-        try:
-            lifetime = self._validate(
-                _TOKEN_LIFETIME_ADAPTER, await self._control_body(request), ("seconds",)
-            )
-        except _ControlError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        if not lifetime["seconds"] > 0:
-            return JSONResponse({"error": "seconds must be positive"}, status_code=400)
-        self.token_lifetime_s = lifetime["seconds"]
-        return JSONResponse({"seconds": self.token_lifetime_s})
-
-
-class _ControlError(Exception):
-    """A malformed control API request (answered 400)."""
-
-
-def _field_names(cls: type[Faults] | type[ScriptedFault]) -> list[str]:
-    return [field.name for field in dataclasses.fields(cls)]
 
 
 def _sorted_or_none(values: set[str] | None) -> list[str] | None:
