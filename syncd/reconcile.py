@@ -167,14 +167,19 @@ def plan(
 def _guard(
     result: Plan, desired: DesiredState, max_offboard: int, previous: Mapping[str, int]
 ) -> GuardStop | None:
+    # In scope, not merely read: a group whose users all come back without phones (Graph's "limited
+    # information" answer when User.Read.All is missing) is as suspicious as an empty one.
     emptied = [
-        group for group, count in desired.group_counts.items() if count == 0 and previous.get(group, 0) > 0
+        group
+        for group, count in desired.group_counts.items()
+        if desired.group_in_scope.get(group, count) == 0 and previous.get(group, 0) > 0
     ]
     if emptied:
         return GuardStop(
             "empty_group",
-            f"configured group(s) {', '.join(emptied)} read as empty but had members in scope last time; "
-            "nothing was changed. Check the group in Entra; if it really is empty now, run with --force.",
+            f"configured group(s) {', '.join(emptied)} have nobody in scope but had members in scope last "
+            "time; nothing was changed. Check the group and the app's permissions in Entra; if it really is "
+            "empty now, run with --force.",
         )
     offboards = result.count(Action.OFFBOARD)
     if offboards > max_offboard:

@@ -172,6 +172,14 @@ class GraphSource:
             users = page.get("value")
             if not isinstance(users, list):
                 raise GraphReadError(f"page {pages} has no `value` array", group_id=group_id)
+            if users and not any(isinstance(u, dict) and u.get("userPrincipalName") for u in users):
+                # Every user has a UPN: a page without any is Graph's "limited information" answer, which
+                # would make everyone look out of scope.
+                raise GraphPermissionError(
+                    "Graph returned users without their properties (limited information): grant the app "
+                    "the application permission User.Read.All with admin consent",
+                    group_id=group_id,
+                )
             mapped: list[Member | Skipped] = [
                 map_user(
                     user,

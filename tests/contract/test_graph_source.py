@@ -384,3 +384,17 @@ async def test_tokens_go_only_to_the_graph_host(graph_server: GraphServer) -> No
         assert await provider.get_authorization_token("https://evil.example.com/v1.0/groups") == ""
     finally:
         provider.close()
+
+
+async def test_limited_information_users_are_a_permission_error(
+    graph: GraphEmulator, graph_server: GraphServer
+) -> None:
+    _, server = graph_server
+    group = graph.add_group()
+    for i in range(3):
+        user = graph.add_user(upn=f"u{i}@contoso.com", raw={"userPrincipalName": None, "businessPhones": []})
+        graph.add_member(group, user)
+    with pytest.raises(GraphPermissionError) as caught:
+        await read(server, [group])
+    assert "User.Read.All" in str(caught.value)
+    assert caught.value.group_id == group

@@ -290,3 +290,17 @@ def test_guard_never_lets_more_offboards_through(
     state = desired(*{m.object_id: m for m in wanted}.values())
     result = plan(state, {r.object_id: r for r in history}, now=NOW, max_offboard=limit)
     assert result.stop is not None or result.count(Action.OFFBOARD) <= limit
+
+
+def test_a_group_whose_members_all_fall_out_of_scope_stops_the_cycle() -> None:
+    # Graph's "limited information" answer: the users are read, but none has a phone any more.
+    records = {m.object_id: active(m) for m in (A, B)}
+    skipped = tuple(
+        Skipped(m.object_id, m.upn, SkipReason.NO_PHONE, "businessPhones is empty") for m in (A, B)
+    )
+    state = DesiredState(
+        members={}, skipped={s.object_id: s for s in skipped}, group_counts={G1: 2}, group_in_scope={G1: 0}
+    )
+    stopped = plan(state, records, now=NOW, max_offboard=25, previous_in_scope={G1: 2})
+    assert stopped.stop is not None
+    assert stopped.stop.guard == "empty_group"
