@@ -81,11 +81,13 @@ def build_app(daemon: Daemon) -> Starlette:
         except ValueError:
             return JSONResponse({"error": 'the body must be JSON like {"full": true}'}, status_code=400)
         full = bool(body.get("full", False)) if isinstance(body, dict) else False
-        future = daemon.trigger(full=full, trigger="manual")
+        force = bool(body.get("force", False)) if isinstance(body, dict) else False
+        future = daemon.trigger(full=full, trigger="manual", force=force)
         if request.query_params.get("wait", "").lower() not in {"1", "true", "yes"}:
-            return JSONResponse({"queued": True, "full": full}, status_code=202)
+            return JSONResponse({"queued": True, "full": full, "force": force}, status_code=202)
         try:
-            result = await future
+            # Shielded: a client that goes away must not cancel the cycle's future for everyone else.
+            result = await asyncio.shield(future)
         except Exception as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(result.to_json())

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     resync = sub.add_parser("resync", help="ask the running daemon for a cycle now (via its admin API)")
     resync.add_argument("--full", action="store_true", help="a full cycle (compare with the remote list)")
     resync.add_argument("--wait", action="store_true", help="wait for the cycle; exit with its exit code")
+    resync.add_argument("--force", action="store_true", help="let that cycle pass the safety guards")
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -96,7 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         json=None if settings.log.format == "auto" else settings.log.format == "json",
     )
     if args.command == "resync":
-        return _resync(settings, full=args.full, wait=args.wait)
+        return _resync(settings, full=args.full, wait=args.wait, force=args.force)
+    if args.command in ("run", "sync"):
+        try:  # a daemon without either side would only fail every interval: say so now
+            settings.require_graph()
+            settings.require_smartcomm()
+        except ConfigError as exc:
+            print(f"syncd: configuration error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         store = Store(settings.database.url)
         try:
@@ -121,16 +129,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings, store: Store) -> int:
-    from syncd.daemon import AlreadyRunning, Daemon
+    from syncd.daemon import AdminBindError, AlreadyRunning, Daemon
 
     try:
         return asyncio.run(Daemon(settings, store).run())
     except AlreadyRunning as exc:
         print(f"syncd: {exc}; not starting a second one", file=sys.stderr)
         return EXIT_FAILURES
+    except AdminBindError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
 
 
-def _resync(settings: Settings, *, full: bool, wait: bool) -> int:
+def _resync(settings: Settings, *, full: bool, wait: bool, force: bool = False) -> int:
     """POST /resync to the daemon named by admin.listen (0.0.0.0 and :: mean this machine)."""
     import httpx
 
@@ -145,7 +156,7 @@ def _resync(settings: Settings, *, full: bool, wait: bool) -> int:
     try:
         response = httpx.post(
             url,
-            json={"full": full},
+            json={"full": full, "force": force},
             params={"wait": "true"} if wait else None,
             headers={"Authorization": f"Bearer {token}"},
             timeout=None if wait else 10.0,
@@ -175,7 +186,25 @@ def _resync(settings: Settings, *, full: bool, wait: bool) -> int:
 
 
 def _sync(settings: Settings, store: Store, args: argparse.Namespace) -> int:
-    store.interrupt_running_runs()  # a previous process that died mid-cycle left its run "running"
+    if args.dry_run:
+        return _sync_locked(settings, store, args)
+    from syncd.daemon import AlreadyRunning, instance_lock
+
+    try:
+        with instance_lock(store, settings.database.url):
+            return _sync_locked(settings, store, args)
+    except AlreadyRunning as exc:
+        print(
+            f"syncd: {exc}: a daemon is running on this database; ask it instead with "
+            "`syncd resync [--full] [--force] --wait`",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURES
+
+
+def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        store.interrupt_running_runs()  # a previous process that died mid-cycle left its run "running"
     progress = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     result = asyncio.run(
         Engine(settings, store).run_cycle(

@@ -15,9 +15,11 @@ import contextlib
 import fcntl
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -45,6 +47,7 @@ class AlreadyRunning(Exception):
 class _Request:
     full: bool
     trigger: str
+    force: bool = False
     future: asyncio.Future[CycleResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -68,41 +71,59 @@ class Daemon:
 
     # -- triggering -----------------------------------------------------------------------------------
 
-    def trigger(self, *, full: bool = False, trigger: str = "manual") -> asyncio.Future[CycleResult]:
+    def trigger(
+        self, *, full: bool = False, trigger: str = "manual", force: bool = False
+    ) -> asyncio.Future[CycleResult]:
         """Ask for a cycle; the future resolves with its result. Never two at once, at most one queued."""
         if self._stop.is_set():
             future: asyncio.Future[CycleResult] = asyncio.get_running_loop().create_future()
             future.set_exception(RuntimeError("syncd is shutting down"))
             return future
         if self.running is None:
-            request = _Request(full, trigger)
+            request = _Request(full, trigger, force)
             self.running = request
             self._task = asyncio.create_task(self._cycles(request), name="syncd-cycle")
             return request.future
         if self._queued is None:
-            self._queued = _Request(full, trigger)
+            self._queued = _Request(full, trigger, force)
         else:
             self._queued.full = self._queued.full or full
+            self._queued.force = self._queued.force or force
         log.info("daemon.cycle_queued", trigger=trigger, full=self._queued.full)
         return self._queued.future
 
     async def _cycles(self, request: _Request | None) -> None:
-        while request is not None:
-            self.running = request
-            try:
-                result = await self.engine.run_cycle(trigger=request.trigger, full=request.full)
-            except asyncio.CancelledError:
+        try:
+            while request is not None:
+                self.running = request
+                result = await self._one_cycle(request)
+                if not request.future.done():
+                    request.future.set_result(result)
+                request, self._queued = self._queued, None
+        except asyncio.CancelledError:
+            if request is not None and not request.future.done():
                 request.future.cancel()
-                raise
-            except Exception as exc:  # a bug must not kill the daemon; the next cycle tries again
-                log.exception("daemon.cycle_crashed")
-                request.future.set_exception(exc)
-                self.last_outcome = "error"
-            else:
-                self._observe(result)
-                request.future.set_result(result)
-            request, self._queued = self._queued, None
-        self.running = None
+            raise
+        finally:
+            self.running = None
+
+    async def _one_cycle(self, request: _Request) -> CycleResult:
+        """Run one cycle; whatever happens, the daemon goes on and the caller gets a result."""
+        try:
+            result = await self.engine.run_cycle(
+                trigger=request.trigger, full=request.full, force=request.force
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not stop the schedule; the next cycle tries again
+            log.exception("daemon.cycle_crashed")
+            result = CycleResult(run_id=None, kind="full" if request.full else "incremental", dry_run=False)
+            result.error, result.exit_code = f"the cycle crashed: {exc!r}", EXIT_FAILURES
+        try:
+            self._observe(result)
+        except Exception:  # metrics or the status query failing must not wedge the daemon
+            log.exception("daemon.observe_failed")
+        return result
 
     def _observe(self, result: CycleResult) -> None:
         self.last_result = result
@@ -111,21 +132,23 @@ class Daemon:
         elif result.error is not None:
             self.last_outcome = "error"
         else:
-            self.last_outcome = "failed" if result.failures else "ok"
+            self.last_outcome = "failed" if result.exit_code else "ok"
         self.metrics.observe(result, self.last_outcome, self.store.count_by_status())
 
     @property
     def systemic_failure(self) -> str | None:
         """Why the last cycle could not do its job as a whole (not ready), or None."""
-        if self.last_outcome == "error" and self.last_result is not None:
-            return self.last_result.error or "the last cycle failed"
-        return None
+        if self.last_outcome != "error":
+            return None
+        return (self.last_result.error if self.last_result else None) or "the last cycle failed"
 
     # -- running --------------------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the process exit code."""
         with instance_lock(self.store, self.settings.database.url):
+            # Bind before anything starts: a busy port is a clear error, not uvicorn's exit(3) mid-cycle.
+            listening = bind_admin(self.settings.admin.host, self.settings.admin.port)
             self.store.interrupt_running_runs()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -141,7 +164,7 @@ class Daemon:
                     lifespan="off",
                 )
             )
-            admin = asyncio.create_task(server.serve(), name="syncd-admin")
+            admin = asyncio.create_task(server.serve(sockets=[listening]), name="syncd-admin")
             scheduler = self._scheduler()
             scheduler.start()
             log.info(
@@ -160,6 +183,7 @@ class Daemon:
                 server.should_exit = True
                 with contextlib.suppress(asyncio.CancelledError):
                     await admin
+                listening.close()
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
@@ -176,11 +200,16 @@ class Daemon:
     def _scheduler(self) -> AsyncIOScheduler:
         sync = self.settings.sync
         scheduler = AsyncIOScheduler()
+        # A daemon restarted more often than full_interval must still repair drift: the full cycle is due
+        # full_interval after the last one (stored), and runs first at start when it is overdue.
+        last_full = self.engine.last_full_cycle_at()
+        full_due = time.time() if last_full is None else last_full + sync.full_interval_s
+        full_first = full_due <= time.time()
         scheduler.add_job(
             self._scheduled,
             IntervalTrigger(seconds=sync.interval_s, jitter=sync.jitter_s or None),
             kwargs={"full": False},
-            next_run_time=_now(),
+            next_run_time=_at(time.time() + sync.interval_s if full_first else time.time()),
             id="incremental",
             coalesce=True,
             max_instances=1,
@@ -190,6 +219,7 @@ class Daemon:
             self._scheduled,
             IntervalTrigger(seconds=sync.full_interval_s, jitter=sync.jitter_s or None),
             kwargs={"full": True},
+            next_run_time=_at(max(full_due, time.time())),
             id="full",
             coalesce=True,
             max_instances=1,
@@ -217,6 +247,28 @@ class Daemon:
             return
 
 
+class AdminBindError(Exception):
+    """The admin API cannot listen where admin.listen says."""
+
+
+def bind_admin(host: str, port: int) -> socket.socket:
+    """A listening socket for the admin API, or AdminBindError naming the address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio disables Nagle on accepted connections only for such listeners.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise AdminBindError(
+            f"the admin API cannot listen on {host}:{port} (admin.listen): {exc.strerror}"
+        ) from exc
+    sock.setblocking(False)
+    return sock
+
+
 class _AdminServer(uvicorn.Server):
     """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT (graceful drain first)."""
 
@@ -225,10 +277,8 @@ class _AdminServer(uvicorn.Server):
         yield
 
 
-def _now() -> object:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 @contextlib.contextmanager
@@ -255,7 +305,8 @@ def instance_lock(store: Store, url: str) -> Iterator[None]:
         finally:
             handle.close()
         return
-    with store.engine.connect() as connection:
+    # Autocommit: the lock's connection must not sit "idle in transaction" (timeouts would drop it).
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         key = 0x73796E6364  # "syncd"
         got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
         if not got:
@@ -263,7 +314,8 @@ def instance_lock(store: Store, url: str) -> Iterator[None]:
         try:
             yield
         finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            with contextlib.suppress(Exception):  # a dead connection has released the lock anyway
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
-__all__ = ["EXIT_FAILURES", "AlreadyRunning", "Daemon", "instance_lock"]
+__all__ = ["EXIT_FAILURES", "AdminBindError", "AlreadyRunning", "Daemon", "instance_lock"]

@@ -341,6 +341,8 @@ def _cycle(
     print()
     failed = len(result.failures)
     verdict = f"{failed} write{'s' if failed != 1 else ''} failed"
+    if result.deferred:
+        verdict += f", {result.deferred} waiting for a retry (not converged yet)"
     print(f"{title}: run {result.run_id}, {result.kind}, {result.duration_s:.1f} s")
     print(f"  result    {verdict}: `syncd sync` would exit {result.exit_code}")
     print("  planned   " + ", ".join(f"{action} {n}" for action, n in result.planned.items()))

@@ -21,7 +21,7 @@ import httpx
 import structlog
 
 from syncd.config import Settings
-from syncd.graph.errors import GraphError
+from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
 from syncd.graph.source import GraphSource
 from syncd.model import (
     Action,
@@ -40,9 +40,12 @@ from syncd.smartcomm import (
     AgentExists,
     AgentNotFound,
     AnchorExists,
+    AuthError,
     ErrorCategory,
     SmartCommClient,
     SmartCommError,
+    TenantNotRegistered,
+    TlsVerificationError,
 )
 from syncd.store import PendingOperation, Store
 
@@ -50,7 +53,10 @@ log = structlog.get_logger("syncd.engine")
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_GUARD = 0, 1, 2, 3
 IN_SCOPE_KEY = "group_in_scope"
+LAST_FULL_KEY = "last_full_cycle_at"
 SYSTEMIC = frozenset({ErrorCategory.AUTH, ErrorCategory.UNAVAILABLE, ErrorCategory.THROTTLED})
+CONFIG_CAUSED = (GraphCredentialError, GraphPermissionError, GroupNotFound, AuthError, TlsVerificationError)
+"""Failures whose cause is the configuration (credentials, permissions, group IDs, CA bundle)."""
 
 
 @dataclass
@@ -195,12 +201,16 @@ class Engine:
                 await self._apply(client, the_plan, desired, recorded, result, progress)
                 if only is None:
                     self._remember_in_scope(desired)
-                outcome = "failed" if result.failures or result.error else "ok"
+                    if full:
+                        self._store.set_value(LAST_FULL_KEY, repr(self._clock()))
+                # People waiting out a backoff are not converged either: exit 1 until they are.
+                outcome = "failed" if result.failures or result.error or result.deferred else "ok"
                 result.exit_code = EXIT_FAILURES if outcome == "failed" else EXIT_OK
                 return result
         except (GraphError, SmartCommError) as exc:
             result.error = str(exc)
-            result.exit_code = EXIT_FAILURES
+            # Wrong credentials, permissions, group IDs or CA bundle are the configuration's fault: exit 2.
+            result.exit_code = EXIT_CONFIG if isinstance(exc, CONFIG_CAUSED) else EXIT_FAILURES
             outcome = "error"
             log.error("sync.failed", error=str(exc), error_type=type(exc).__name__)
             return result
@@ -226,6 +236,14 @@ class Engine:
                 duration_s=round(result.duration_s, 3),
                 **result.counts(),
             )
+
+    def last_full_cycle_at(self) -> float | None:
+        """When a full cycle last completed its writes (epoch seconds), if ever."""
+        raw = self._store.get_value(LAST_FULL_KEY)
+        try:
+            return float(raw) if raw else None
+        except ValueError:
+            return None
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -365,7 +383,20 @@ class Engine:
                 if halted:
                     tally[(change.action.value, Outcome.SKIPPED.value)] += 1
                     return
-                outcome = await self._write(client, change, desired, recorded, result, halted)
+                try:
+                    outcome = await self._write(client, change, desired, recorded, result, halted)
+                except Exception as exc:
+                    # A bug or an unmapped library error: the operation stays pending (settled by reading the
+                    # agent back at the next start) and the other writes go on.
+                    log.exception(
+                        "sync.write_crashed", object_id=change.object_id, action=change.action.value
+                    )
+                    result.failures.append(
+                        Failure(
+                            change.object_id, None, change.action, f"unexpected error: {exc!r}", "unexpected"
+                        )
+                    )
+                    outcome = Outcome.PENDING
                 tally[(change.action.value, outcome.value)] += 1
                 done += 1
                 if progress is not None:
@@ -396,10 +427,23 @@ class Engine:
         try:
             outcome, agent = await self._send(client, change, upn)
         except SmartCommError as exc:
-            systemic = exc.category in SYSTEMIC
+            systemic = exc.category in SYSTEMIC or isinstance(exc, TenantNotRegistered)
             if systemic and not halted:
                 halted.append(f"stopped starting writes: {exc}")
                 log.error("sync.systemic_failure", error=str(exc), category=exc.category.value)
+            result.failures.append(
+                Failure(change.object_id, upn, change.action, exc.message, exc.category.value)
+            )
+            if exc.outcome_was_unknown:
+                # The write may have been applied (its answer was lost): leave the operation pending, so the
+                # next start reads the agent back instead of believing there is none.
+                log.warning(
+                    "sync.write_outcome_unknown",
+                    object_id=change.object_id,
+                    action=change.action.value,
+                    error=exc.message,
+                )
+                return Outcome.PENDING
             record = settle(
                 change,
                 Outcome.FAILED,
@@ -413,9 +457,6 @@ class Engine:
             )
             store.settle_operation(
                 op_id, outcome=Outcome.FAILED, record=record, http_status=exc.status, error=exc.message
-            )
-            result.failures.append(
-                Failure(change.object_id, upn, change.action, exc.message, exc.category.value)
             )
             log.warning(
                 "sync.write_failed",

@@ -157,7 +157,10 @@ class MsalTokenProvider(AccessTokenProvider):
         try:
             app = self._app or self._build()
             result = app.acquire_token_for_client(scopes=self._scopes)
-        except httpx.HTTPError as exc:
+        except GraphCredentialError:
+            raise
+        except (httpx.HTTPError, ValueError) as exc:
+            # ValueError: msal could not read the login endpoint's answer (not JSON, e.g. a proxy's page).
             host = self._settings.authority_host
             raise GraphUnavailable(
                 f"cannot reach the Entra login endpoint {host}: {type(exc).__name__}",

@@ -225,7 +225,10 @@ class GraphSource:
                     request.headers.remove("Authorization")
                     continue
                 raise classify(exc, group_id=group_id) from exc
-            except httpx.HTTPError as exc:
+            except GraphError:
+                raise
+            except Exception as exc:
+                # httpx errors and whatever the transport lets through unmapped: retried, then unavailable.
                 if attempt >= settings.max_attempts:
                     raise GraphUnavailable(
                         f"no answer from Graph after {attempt} attempts (last: {type(exc).__name__})",

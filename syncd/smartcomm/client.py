@@ -255,7 +255,9 @@ class SmartCommClient:
             started = time.monotonic()
             try:
                 response = await self._http.request(method, path, params=params, json=body, headers=headers)
-            except httpx.HTTPError as exc:
+            except Exception as exc:
+                # httpx errors, and what a transport lets through unmapped (httpx-aiohttp passes some aiohttp
+                # errors on as they are): either way the answer was lost, and nothing but our types leaves.
                 reason = type(exc).__name__
                 if _is_tls_verification_failure(exc):
                     raise TlsVerificationError(

@@ -205,6 +205,10 @@ MESSAGES: dict[str, tuple[type[AgentRequestError], Identifier | None]] = {
     "azure object id is not registered with smartcommunicator": (AgentNotFound, "user_object_id"),
 }
 
+NOT_FOUND_MESSAGES = frozenset({"no records found for any of the parameters provided", "agent not found"})
+"""The documented 404 messages. Any other 404 (a proxy's, a wrong base URL) is not "the agent is gone":
+taking it for that would record an offboarding that never happened."""
+
 _RETRYABLE_5XX = frozenset({500, 502, 503, 504})
 
 
@@ -271,6 +275,6 @@ def classify(
     if known is not None:
         error_type, field = known
         return build(error_type, message, field)
-    if status == 404:
-        return build(AgentNotFound, message or "Not Found")
+    if status == 404 and message.lower() in NOT_FOUND_MESSAGES:
+        return build(AgentNotFound, message)
     return build(UnexpectedResponse, message or f"undocumented response {status}")

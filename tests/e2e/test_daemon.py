@@ -224,3 +224,24 @@ def test_sigterm_past_the_grace_period_cancels_and_the_next_start_settles(
         if r.method == "POST" and r.path.endswith("/agents") and r.applied
     ]
     assert len(posts) == len(set(posts)) == 30
+
+
+def test_sync_refuses_to_race_a_running_daemon(world: World, daemons: list[Daemon]) -> None:
+    daemons.append(daemon := Daemon(world, interval="1h"))
+    result = world.run("sync", "--force")
+    assert result.code == 1
+    assert "syncd resync" in result.stderr
+    assert world.run("sync", "--dry-run").code == 0  # a dry run writes nothing: allowed
+    assert daemon.stop()[0] == 0
+
+
+def test_a_busy_admin_port_is_a_clear_error(world: World) -> None:
+    import socket as sockets
+
+    with sockets.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = world.run("run", env={"SYNCD_ADMIN__LISTEN": f"127.0.0.1:{port}"}, timeout=30)
+    assert result.code == 1
+    assert "admin.listen" in result.stderr

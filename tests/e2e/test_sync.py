@@ -243,7 +243,7 @@ def test_secrets_never_reach_the_output(world: World) -> None:
     assert DEFAULT_PASSWORD not in text
     assert "not-the-password-42" not in text
     assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.", text), "a JWT reached the output"
-    assert outputs[-1].code == 1
+    assert outputs[-1].code == 2  # wrong credentials are a configuration error
     assert "smartcomm.password" in outputs[-1].stdout + outputs[-1].stderr
 
 
@@ -303,3 +303,33 @@ def test_db_upgrade(world: World) -> None:
     result = world.run("db", "upgrade")
     assert result.code == 0, result.stderr
     assert "database at revision 0001" in result.stdout
+
+
+def test_a_write_whose_answer_is_lost_stays_pending_and_is_settled_by_reading_back(world: World) -> None:
+    from syncd.emulators.smartcomm import ScriptedFault
+
+    oid, _ = seed(world, 2)  # two: leaving the only member in scope would trip the empty-group guard
+    # Applied, then every answer lost: the outcome is unknown.
+    world.smartcomm.inject(ScriptedFault(kind="drop_after", method="POST", path_contains="/agents", times=20))
+    first = world.run("sync", "--json", env={"SYNCD_SMARTCOMM__MAX_ATTEMPTS": "2"})
+    assert first.code == 1
+    assert first.json()["outcomes"] == {"onboard": {"pending": 2}}
+    assert world.run("status", "--json").json()["members"] == {"pending": 2}
+    world.smartcomm.clear_requests()
+    second = world.run("sync", "--json")
+    assert second.code == 0, second.stderr
+    assert world.writes() == []  # read back, adopted: no second onboarding
+    assert world.run("status", "--json").json()["members"] == {"active": 2}
+    world.graph.update_user(oid, account_enabled=False)
+    assert world.run("sync").code == 0
+    assert [(m, p) for m, p, _ in world.writes()] == [("DELETE", f"/{oid}")]
+    assert oid not in world.agents()
+
+
+def test_a_missing_section_is_a_configuration_error_for_run_and_sync(world: World) -> None:
+    text = world.config.read_text()
+    world.config.write_text(text[: text.index("[smartcomm]")] + text[text.index("[sync]") :])
+    for command in ("sync", "run"):
+        result = world.run(command, timeout=30)
+        assert result.code == 2, (command, result.stderr)
+        assert "smartcomm" in result.stderr

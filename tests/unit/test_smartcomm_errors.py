@@ -138,7 +138,7 @@ def test_documented_400_messages(message: str, shape: str) -> None:
             ErrorCategory.NOT_FOUND,
         ),
         (404, {"requestId": "r", "message": "Agent not found"}, AgentNotFound, ErrorCategory.NOT_FOUND),
-        (404, {}, AgentNotFound, ErrorCategory.NOT_FOUND),
+        (404, {}, UnexpectedResponse, ErrorCategory.UNEXPECTED),
         (401, {"code": 401, "error": "Unauthorized"}, TokenRejected, ErrorCategory.AUTH),
         (403, {"code": 403, "error": "Forbidden"}, CustomerForbidden, ErrorCategory.AUTH),
         (429, {}, Throttled, ErrorCategory.THROTTLED),
