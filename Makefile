@@ -34,3 +34,4 @@ clean:
 
 bench: $(STAMP)
 	$(BIN)/python bench/graph_read.py
+	$(BIN)/python bench/store_save.py

@@ -189,9 +189,8 @@ def test_members_needing_attention_are_the_failed_and_pending_ones_by_id(store: 
     )
 
 
-def test_a_hundred_thousand_members_save_in_one_call_within_seconds(
-    database: Database, store: Store, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_hundred_thousand_members_save_in_one_call(database: Database, store: Store) -> None:
+    # How long it takes is measured by bench/store_save.py, not asserted here.
     records = [
         Recorded(
             f"{n:08d}-0000-4000-8000-000000000000",
@@ -201,16 +200,11 @@ def test_a_hundred_thousand_members_save_in_one_call_within_seconds(
         )
         for n in range(100_000)
     ]
-    started = time.perf_counter()
     store.save_members(records)
-    elapsed = time.perf_counter() - started
-    with capsys.disabled():
-        print(f"\n  save_members(100_000) on {database.backend}: {elapsed:.2f} s", end="")
     assert store.count_by_status() == {"active": 100_000}
     loaded = store.load_recorded()
     assert len(loaded) == 100_000
     assert loaded[records[12345].object_id] == records[12345]
-    assert elapsed < 10.0
 
 
 # runs

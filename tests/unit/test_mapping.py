@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 import uuid
 
 import phonenumbers
@@ -155,11 +154,13 @@ def test_to_e164_rejects(raw: str, region: str, why: str) -> None:
 
 
 @pytest.mark.parametrize("raw", ["1" * 10_000, "x" * 10_000, "+1 " + "5" * 9_997, "\u0661" * 10_000])
-def test_very_long_values_are_refused_quickly(raw: str) -> None:
-    start = time.perf_counter()
-    for _ in range(100):
-        assert isinstance(to_e164(raw, "US"), tuple)
-    assert time.perf_counter() - start < 0.5  # measured: about 0.2 ms for the 100 calls
+def test_very_long_values_are_refused_before_parsing(raw: str) -> None:
+    # The length check comes first, so a huge value never reaches phonenumbers (no timing needed to know it).
+    result = to_e164(raw, "US")
+    assert isinstance(result, tuple)
+    reason, detail = result
+    assert reason is SkipReason.INVALID_PHONE
+    assert "is too long" in detail
 
 
 # --- where the phone lives -------------------------------------------------------------------------------
