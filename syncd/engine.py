@@ -10,10 +10,11 @@ over one pooled client; one person's failure never stops the others, while a sys
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,12 @@ from syncd.model import (
     AgentPatch,
     Change,
     DesiredState,
+    Member,
     MemberStatus,
     NewAgent,
     Outcome,
     Recorded,
+    Skipped,
 )
 from syncd.reconcile import GuardStop, Plan, changed_fields, plan, settle
 from syncd.smartcomm import (
@@ -197,7 +200,7 @@ class Engine:
                 if dry_run:
                     outcome = "ok"
                     return result
-                self._record_scope(desired, recorded, the_plan, only)
+                self._record_scope(recorded, the_plan, only)
                 await self._apply(client, the_plan, desired, recorded, result, progress)
                 if only is None:
                     self._remember_in_scope(desired)
@@ -226,7 +229,8 @@ class Engine:
             return result
         finally:
             result.duration_s = time.monotonic() - started
-            store.finish_run(result.run_id, outcome=outcome, counts=result.counts(), error=result.error)
+            counts = result.counts()
+            store.finish_run(result.run_id, outcome=outcome, counts=counts, error=result.error)
             log.info(
                 "sync.cycle",
                 run_id=result.run_id,
@@ -234,7 +238,7 @@ class Engine:
                 dry_run=dry_run,
                 outcome=outcome,
                 duration_s=round(result.duration_s, 3),
-                **result.counts(),
+                **counts,
             )
 
     def last_full_cycle_at(self) -> float | None:
@@ -277,15 +281,12 @@ class Engine:
         wanted = user.strip().lower()
         if wanted in desired.members or wanted in desired.skipped or wanted in recorded:
             return wanted
-        for object_id, member in desired.members.items():
-            if (member.upn or "").lower() == wanted:
-                return object_id
-        for object_id, skipped in desired.skipped.items():
-            if (skipped.upn or "").lower() == wanted:
-                return object_id
-        for object_id, record in recorded.items():
-            if (record.upn or "").lower() == wanted:
-                return object_id
+        people: Iterable[Member | Skipped | Recorded] = itertools.chain(
+            desired.members.values(), desired.skipped.values(), recorded.values()
+        )
+        for person in people:
+            if (person.upn or "").lower() == wanted:
+                return person.object_id
         raise UserNotFound(f"no user {user!r} in the configured groups or in our records")
 
     # -- crash recovery -----------------------------------------------------------------------------
@@ -308,7 +309,7 @@ class Engine:
             agent = await client.get_agent(op.object_id)
         except AgentNotFound:
             agent = None
-        remote = _fields(agent, upn) if agent is not None and agent.active else None
+        remote = AgentFields.of_agent(agent, upn) if agent is not None and agent.active else None
         change = Change(op.action, op.object_id, op.desired, op.believed)
         if op.action is Action.OFFBOARD:
             done = remote is None
@@ -334,9 +335,7 @@ class Engine:
 
     # -- applying -----------------------------------------------------------------------------------
 
-    def _record_scope(
-        self, desired: DesiredState, recorded: Mapping[str, Recorded], the_plan: Plan, only: str | None
-    ) -> None:
+    def _record_scope(self, recorded: Mapping[str, Recorded], the_plan: Plan, only: str | None) -> None:
         """Record skipped people and agents found already gone (no call needed for either)."""
         updates: list[Recorded] = []
         for skipped in the_plan.skipped:
@@ -425,7 +424,7 @@ class Engine:
         op_id = store.start_operation(result.run_id, change)
         agent: AgentFields | None = None
         try:
-            outcome, agent = await self._send(client, change, upn)
+            outcome, agent = await self._send(client, change)
         except SmartCommError as exc:
             systemic = exc.category in SYSTEMIC or isinstance(exc, TenantNotRegistered)
             if systemic and not halted:
@@ -471,9 +470,7 @@ class Engine:
         store.settle_operation(op_id, outcome=outcome, record=record)
         return outcome
 
-    async def _send(
-        self, client: SmartCommClient, change: Change, upn: str | None
-    ) -> tuple[Outcome, AgentFields | None]:
+    async def _send(self, client: SmartCommClient, change: Change) -> tuple[Outcome, AgentFields | None]:
         """The API calls of one change; raises SmartCommError for what the caller records as failed."""
         oid = change.object_id
         if change.action is Action.OFFBOARD:
@@ -489,12 +486,12 @@ class Engine:
                 agent = await client.update(oid, _patch(wanted, change.fields))
             except AgentNotFound:
                 # Gone behind our back: onboard it again.
-                return await self._onboard(client, oid, wanted, upn)
-            return Outcome.OK, _fields(agent, wanted.upn)
-        return await self._onboard(client, oid, wanted, upn)
+                return await self._onboard(client, oid, wanted)
+            return Outcome.OK, AgentFields.of_agent(agent, wanted.upn)
+        return await self._onboard(client, oid, wanted)
 
     async def _onboard(
-        self, client: SmartCommClient, oid: str, wanted: AgentFields, upn: str | None
+        self, client: SmartCommClient, oid: str, wanted: AgentFields
     ) -> tuple[Outcome, AgentFields | None]:
         try:
             await client.onboard(
@@ -518,11 +515,11 @@ class Engine:
         client: SmartCommClient, agent: Agent, wanted: AgentFields
     ) -> tuple[Outcome, AgentFields | None]:
         """Take over an agent that exists for this object ID, patching what differs."""
-        current = _fields(agent, agent.upn)
+        current = AgentFields.of_agent(agent, None)
         fields = changed_fields(current, wanted)
         if fields:
             agent = await client.update(agent.user_object_id, _patch(wanted, fields))
-            current = _fields(agent, agent.upn or wanted.upn)
+            current = AgentFields.of_agent(agent, wanted.upn)
         return Outcome.ADOPTED, current
 
     # -- reporting ----------------------------------------------------------------------------------
@@ -577,10 +574,6 @@ class AnchorConflict(SmartCommError):
     """The consistency GUID is held by another object's agent."""
 
     category = ErrorCategory.CONFLICT
-
-
-def _fields(agent: Agent, upn: str | None) -> AgentFields:
-    return AgentFields(agent.tenant_id, agent.phone_number, agent.upn or upn, agent.consistency_id)
 
 
 def _patch(wanted: AgentFields, fields: tuple[str, ...]) -> AgentPatch:

@@ -225,6 +225,11 @@ class AgentFields:
     def of(cls, member: Member) -> AgentFields:
         return cls(member.tenant_id, member.phone_number, member.upn, member.consistency_id)
 
+    @classmethod
+    def of_agent(cls, agent: Agent, upn: str | None) -> AgentFields:
+        """The fields of a remote agent; `upn` stands in when the service gave none (the list has none)."""
+        return cls(agent.tenant_id, agent.phone_number, agent.upn or upn, agent.consistency_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Recorded:

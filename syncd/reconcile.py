@@ -87,7 +87,7 @@ def _believed(
         return None
     # The agents list carries no UPN: keep believing the one we pushed.
     upn = record.agent.upn if record is not None and record.agent is not None else None
-    return AgentFields(agent.tenant_id, agent.phone_number, upn, agent.consistency_id)
+    return AgentFields.of_agent(agent, upn)
 
 
 def _waiting(record: Recorded | None, now: float) -> bool:
