@@ -318,4 +318,4 @@ def instance_lock(store: Store, url: str) -> Iterator[None]:
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
 
 
-__all__ = ["EXIT_FAILURES", "AdminBindError", "AlreadyRunning", "Daemon", "instance_lock"]
+__all__ = ["AdminBindError", "AlreadyRunning", "Daemon", "instance_lock"]

@@ -295,6 +295,8 @@ class SmartCommClient:
                 self._tokens.invalidate(token)
                 log.info("smartcomm.token_rejected", method=method, path=path)
                 continue
+            if status < 400:
+                return response
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
             if is_retryable_status(status):
                 outcome_unknown = outcome_unknown or (status != 429 and method != "GET")
@@ -302,17 +304,15 @@ class SmartCommClient:
                 if attempt < settings.max_attempts and waitable:
                     await self._pause(method, path, attempt, reason=str(status), retry_after_s=retry_after)
                     continue
-            if status >= 400:
-                raise classify(
-                    status,
-                    response.content,
-                    method=method,
-                    path=path,
-                    attempts=attempt,
-                    outcome_was_unknown=outcome_unknown,
-                    retry_after_s=retry_after,
-                )
-            return response
+            raise classify(
+                status,
+                response.content,
+                method=method,
+                path=path,
+                attempts=attempt,
+                outcome_was_unknown=outcome_unknown,
+                retry_after_s=retry_after,
+            )
 
     async def _pause(
         self, method: str, path: str, attempt: int, *, reason: str, retry_after_s: float | None
