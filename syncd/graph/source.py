@@ -34,6 +34,7 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
+from syncd.backoff import backoff_delay_s
 from syncd.config import GraphSettings
 from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.errors import (
@@ -234,7 +235,7 @@ class GraphSource:
                         f"no answer from Graph after {attempt} attempts (last: {type(exc).__name__})",
                         group_id=group_id,
                     ) from exc
-                delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * (0.5 + self._rng.random() / 2)
+                delay = backoff_delay_s(attempt, initial_s=0.5, max_s=30.0, rng=self._rng)
                 log.warning(
                     "graph.retry",
                     group_id=group_id,

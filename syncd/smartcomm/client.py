@@ -31,6 +31,7 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from syncd import __version__
+from syncd.backoff import backoff_delay_s
 from syncd.config import SmartCommSettings
 from syncd.model import Agent, AgentPatch, NewAgent, ReadKey, WriteKey
 from syncd.smartcomm.errors import (
@@ -49,16 +50,6 @@ from syncd.smartcomm.tokens import TokenSource
 log = structlog.get_logger("syncd.smartcomm")
 
 AUTHENTICATE_PATH = "/rest/v1/authenticate"
-
-
-def backoff_delay_s(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
-    """Pure given `rng`: seconds to wait after failed attempt number `attempt` (1-based).
-
-    Exponential (`initial_s * 2**(attempt-1)`, capped at `max_s`) with "equal jitter": between half and
-    all of that, so concurrent callers spread out but never retry at once.
-    """
-    ceiling = min(max_s, initial_s * 2.0 ** (attempt - 1))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
