@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from syncd.model import parse_phone_attribute
+from syncd.model import TEAMS, TEAMS_CATEGORIES, parse_phone_attribute, parse_phone_source
 
 
 class SmartCommSettings(BaseModel):
@@ -110,9 +110,17 @@ class GraphSettings(BaseModel):
     """Graph endpoint with its version path, e.g. https://graph.microsoft.us/v1.0 for GCC High."""
     group_ids: list[str] = Field(min_length=1)
     """Object IDs of the groups whose (transitive) members become agents."""
-    phone_attribute: str = "businessPhones"
-    """Where the number lives: businessPhones (first entry), mobilePhone, or
-    onPremisesExtensionAttributes.extensionAttributeN (N = 1..15)."""
+    phone_attribute: str = ""
+    """The single place the number lives (the older form of `phone_source`): businessPhones (first entry),
+    mobilePhone, or onPremisesExtensionAttributes.extensionAttributeN (N = 1..15). Empty: businessPhones."""
+    phone_source: list[str] = Field(default_factory=list)
+    """Where numbers come from, in order of preference: "teams" (the user's Teams number assignment) and any
+    phone attributes; the first that yields one valid number wins. Empty: [phone_attribute]."""
+    teams_categories: list[str] = Field(default_factory=lambda: ["primary"])
+    """Teams assignment categories that may give the number, in order of preference (primary, private,
+    alternate)."""
+    teams_page_size: int = Field(default=1000, ge=1, le=1000)
+    """Teams number assignments per page (`$top`); Graph allows at most 1,000."""
     default_region: str = "US"
     """ISO 3166 region for numbers written without a country code, e.g. "(415) 555-0123"."""
     ca_bundle: str = ""
@@ -158,7 +166,33 @@ class GraphSettings(BaseModel):
     @field_validator("phone_attribute")
     @classmethod
     def _phone_attribute(cls, value: str) -> str:
-        return parse_phone_attribute(value)
+        return parse_phone_attribute(value) if value.strip() else ""
+
+    @field_validator("phone_source", mode="before")
+    @classmethod
+    def _one_source(cls, value: object) -> object:
+        # A single source may be written as a string: phone_source = "teams".
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("phone_source")
+    @classmethod
+    def _phone_source(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("phone_attribute"):
+            raise ValueError("give phone_source or the older phone_attribute, not both")
+        chain = [parse_phone_source(value) for value in values]
+        repeated = sorted({source for source in chain if chain.count(source) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+        return chain
+
+    @field_validator("teams_categories")
+    @classmethod
+    def _teams_categories(cls, values: list[str]) -> list[str]:
+        categories = list(dict.fromkeys(value.strip().lower() for value in values))
+        unknown = [value for value in categories if value not in TEAMS_CATEGORIES]
+        if unknown or not categories:
+            raise ValueError(f"choose one or more of {', '.join(TEAMS_CATEGORIES)}")
+        return categories
 
     @field_validator("default_region")
     @classmethod
@@ -181,6 +215,16 @@ class GraphSettings(BaseModel):
         if has_secret == bool(self.certificate_path):
             raise ValueError("give exactly one of client_secret or certificate_path")
         return self
+
+    @property
+    def phone_chain(self) -> tuple[str, ...]:
+        """The phone sources in order: `phone_source`, or else `phone_attribute` (default businessPhones)."""
+        return tuple(self.phone_source) or (self.phone_attribute or "businessPhones",)
+
+    @property
+    def uses_teams(self) -> bool:
+        """Whether a cycle reads the Teams number assignments."""
+        return TEAMS in self.phone_chain
 
     @property
     def graph_origin(self) -> str:

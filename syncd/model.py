@@ -25,6 +25,13 @@ _CHOICES = (
 )
 
 
+TEAMS = "teams"
+"""The phone source that is the user's Teams number assignment (Graph's numberAssignments)."""
+
+TEAMS_CATEGORIES: tuple[str, ...] = ("primary", "private", "alternate")
+"""Teams assignment categories (Graph's `assignmentCategory`) that can be chosen as the agent's number."""
+
+
 def parse_phone_attribute(name: str) -> str:
     """Pure: the canonical attribute name for a config value, or ValueError listing the choices.
 
@@ -37,13 +44,27 @@ def parse_phone_attribute(name: str) -> str:
     return canonical
 
 
+def parse_phone_source(name: str) -> str:
+    """Pure: the canonical name of one entry of the phone source chain: "teams" or a phone attribute.
+
+    Case-insensitive like `parse_phone_attribute`; ValueError listing the choices otherwise.
+    """
+    if name.strip().lower() == TEAMS:
+        return TEAMS
+    try:
+        return parse_phone_attribute(name)
+    except ValueError:
+        raise ValueError(f"unknown phone source {name!r}: choose teams or one of {_CHOICES}") from None
+
+
 class SkipReason(StrEnum):
     """Why a group member is not (or no longer) in scope for an agent."""
 
     NO_PHONE = "no_phone"
-    """The configured phone attribute is empty."""
+    """No configured phone source has a number (empty attributes, no Teams number assignment)."""
     INVALID_PHONE = "invalid_phone"
-    """The phone attribute holds something that is not one valid number (garbage, an extension, ...)."""
+    """No configured phone source has a valid number, and at least one holds something that is not one valid
+    number (garbage, an extension, ...)."""
     DISABLED = "disabled"
     """The account is disabled (`accountEnabled` is false)."""
     NOT_A_USER = "not_a_user"
@@ -66,6 +87,8 @@ class Member:
     """E.164, e.g. "+14155550100"."""
     consistency_id: str | None
     """msDS-ConsistencyGuid as a lower-case GUID string, when the user is synced with one."""
+    phone_source: str | None = None
+    """Where `phone_number` came from: "teams" or the attribute's name (None where not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +196,9 @@ class DesiredState:
     """Users read per configured group (before mapping), in configuration order."""
     group_in_scope: dict[str, int] = field(default_factory=dict)
     """Members in scope per configured group; the empty-group guard compares it across cycles."""
+    ambiguous: dict[str, str] = field(default_factory=dict)
+    """Members whose number was chosen among several equally ranked candidates, by object ID: how it was
+    chosen (several Teams assignments of the same category)."""
 
 
 class Action(StrEnum):
@@ -248,6 +274,8 @@ class Recorded:
     """Consecutive failed attempts (0 after a success)."""
     next_attempt_at: float | None = None
     """Epoch seconds before which a failed person is not retried."""
+    phone_source: str | None = None
+    """Where the number of `agent` came from ("teams" or an attribute's name), when it is known."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ The Graph reader selects the fields named by `select_fields`, parses member page
 and never raises on data (whatever Graph, or a broken proxy in between, sent). Phone numbers are
 normalised to E.164 with `phonenumbers`, and only a field that holds exactly one valid number is accepted:
 no extension, no letters (phonenumbers would silently turn vanity letters into digits), no lists.
-`onPremisesImmutableId` is decoded to the msDS-ConsistencyGuid string when it is a GUID anchor.
+`onPremisesImmutableId` is decoded to the msDS-ConsistencyGuid string when it is a GUID anchor. With a chain
+of phone sources (`graph.phone_source`, e.g. teams, businessPhones, mobilePhone) the first source holding one
+valid number gives it, and the member records which source that was.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import base64
 import re
 import reprlib
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import phonenumbers
 
+from syncd.graph.teams import TeamsNumber
 from syncd.model import (
     EXTENSION_PREFIX,
     PHONE_ATTRIBUTES,
+    TEAMS,
     Member,
     Skipped,
     SkipReason,
@@ -57,13 +61,21 @@ def _canonical(phone_attribute: str) -> str:
     return _CANONICAL.get(phone_attribute) or parse_phone_attribute(phone_attribute)
 
 
-def select_fields(phone_attribute: str) -> list[str]:
-    """Pure: the minimal Graph `$select` for users when the phone lives in `phone_attribute`.
+def select_fields(phone_sources: str | Sequence[str]) -> list[str]:
+    """Pure: the minimal Graph `$select` for users whose phone comes from `phone_sources` (one or a chain).
 
-    Extension attributes can only be selected as the whole `onPremisesExtensionAttributes` object.
+    Extension attributes can only be selected as the whole `onPremisesExtensionAttributes` object; the
+    "teams" source is read from another endpoint and selects nothing here.
     """
-    top_level = _canonical(phone_attribute).partition(".")[0]
-    return ["id", "userPrincipalName", "accountEnabled", "onPremisesImmutableId", top_level]
+    chain = [phone_sources] if isinstance(phone_sources, str) else phone_sources
+    phone_fields = [_canonical(source).partition(".")[0] for source in chain if source != TEAMS]
+    return [
+        "id",
+        "userPrincipalName",
+        "accountEnabled",
+        "onPremisesImmutableId",
+        *dict.fromkeys(phone_fields),
+    ]
 
 
 def _phone_value(user: Mapping[str, object], canonical: str) -> object:
@@ -210,15 +222,71 @@ def decode_consistency_guid(value: object) -> str | None:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def map_user(user: object, *, tenant_id: str, phone_attribute: str, default_region: str) -> Member | Skipped:
+def teams_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
+    """Pure: `to_e164` for a Teams `telephoneNumber`, which Teams keeps in international form: digits
+    without the "+" that do not read as a valid number of the default region are read with a "+"."""
+    phone = to_e164(raw, default_region)
+    text = raw.strip()
+    if isinstance(phone, tuple) and text.isdigit():
+        retried = to_e164("+" + text, default_region)
+        if isinstance(retried, str):
+            return retried
+    return phone
+
+
+def _chosen_phone(
+    user: Mapping[str, object],
+    object_id: str,
+    chain: Sequence[str],
+    teams: Mapping[str, TeamsNumber] | None,
+    default_region: str,
+) -> tuple[str, str] | tuple[SkipReason, str]:
+    """(E.164, source) from the first source with one valid number, or (reason, what each source held)."""
+    problems: list[str] = []
+    invalid = False
+    for source in chain:
+        if source == TEAMS:
+            assigned = teams.get(object_id.lower()) if teams is not None else None
+            if assigned is None:
+                problems.append("teams has no number assigned")
+                continue
+            phone = teams_e164(assigned.number, default_region)
+        else:
+            raw = raw_phone(user, source)
+            if raw is None:
+                problems.append(_no_phone_detail(user, source))
+                continue
+            phone = to_e164(raw, default_region)
+        if isinstance(phone, str):
+            return phone, source
+        invalid = True
+        problems.append(f"{source} {phone[1]}")
+    reason = SkipReason.INVALID_PHONE if invalid else SkipReason.NO_PHONE
+    return reason, "; ".join(problems)
+
+
+def map_user(
+    user: object,
+    *,
+    tenant_id: str,
+    phone_sources: str | Sequence[str],
+    default_region: str,
+    teams: Mapping[str, TeamsNumber] | None = None,
+) -> Member | Skipped:
     """Pure: one Graph member object (parsed JSON, any shape) -> Member or Skipped. Never raises on data.
 
     Checked in order: a JSON object with a non-empty string `id` (else INVALID_RECORD, object_id ""),
     `@odata.type` (NOT_A_USER unless absent, null or "#microsoft.graph.user"), `accountEnabled` exactly
-    false (DISABLED), the phone (NO_PHONE, INVALID_PHONE). `phone_attribute` is a configuration value:
-    one that `parse_phone_attribute` refuses raises its ValueError.
+    false (DISABLED), the phone: the first of `phone_sources` (one source or a chain of "teams" and
+    attribute names) that holds one valid number gives it, else NO_PHONE (every source empty) or
+    INVALID_PHONE (some source held something else), with what each source held. "teams" looks the user
+    up in `teams` (by lower-case object ID). A source that `parse_phone_source` refuses raises its
+    ValueError (it is a configuration value).
     """
-    canonical = _canonical(phone_attribute)
+    chain = [
+        _canonical(source) if source != TEAMS else TEAMS
+        for source in ([phone_sources] if isinstance(phone_sources, str) else phone_sources)
+    ]
     if not isinstance(user, dict):
         return Skipped("", None, SkipReason.INVALID_RECORD, f"not a JSON object: {_shown(user)}")
     upn = user.get("userPrincipalName")
@@ -233,11 +301,8 @@ def map_user(user: object, *, tenant_id: str, phone_attribute: str, default_regi
         return Skipped(object_id, upn, SkipReason.NOT_A_USER, f"@odata.type is {_shown(odata_type)}")
     if user.get("accountEnabled") is False:
         return Skipped(object_id, upn, SkipReason.DISABLED, "accountEnabled is false")
-    raw = raw_phone(user, canonical)
-    if raw is None:
-        return Skipped(object_id, upn, SkipReason.NO_PHONE, _no_phone_detail(user, canonical))
-    phone = to_e164(raw, default_region)
-    if isinstance(phone, tuple):
-        return Skipped(object_id, upn, phone[0], f"{canonical} {phone[1]}")
+    phone, source = _chosen_phone(user, object_id, chain, teams, default_region)
+    if isinstance(phone, SkipReason):
+        return Skipped(object_id, upn, phone, source)
     consistency_id = decode_consistency_guid(user.get("onPremisesImmutableId"))
-    return Member(object_id, tenant_id, upn, phone, consistency_id)
+    return Member(object_id, tenant_id, upn, phone, consistency_id, source)

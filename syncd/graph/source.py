@@ -16,7 +16,7 @@ import asyncio
 import json
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -46,7 +46,8 @@ from syncd.graph.errors import (
     shorten,
 )
 from syncd.graph.mapping import map_user, select_fields
-from syncd.model import DesiredState, Member, Skipped
+from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
+from syncd.model import TEAMS, DesiredState, Member, Skipped
 
 log = structlog.get_logger("syncd.graph")
 
@@ -54,13 +55,45 @@ ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 """kiota parses any 4xx/5xx body into Graph's OData error model (code + message)."""
 
 
-def classify(exc: APIError, *, group_id: str | None) -> GraphError:
-    """Pure: our error for a failed Graph answer that kiota raised."""
+TEAMS_ROLE = "TeamsTelephoneNumber.Read.All"
+
+
+def classify_teams(exc: APIError) -> GraphError:
+    """Pure: our error for a failed answer of the Teams number assignments list.
+
+    A 403 is a configuration error naming the missing permission, never an empty list of numbers.
+    """
     status = exc.response_status_code
+    code, message = _odata(exc)
+    if status == 403:
+        return GraphPermissionError(
+            "Graph refused to list the Teams number assignments: grant the app the application permission "
+            f"{TEAMS_ROLE} with admin consent, or take teams out of graph.phone_source. "
+            f"Graph said: {message}",
+            status=status,
+            code=code,
+        )
+    if status == 429 or (status is not None and status >= 500):
+        return GraphUnavailable(
+            f"Graph is throttling or unavailable after every retry (Teams number assignments): {message}",
+            status=status,
+            code=code,
+        )
+    return GraphReadError(f"reading the Teams number assignments failed: {message}", status=status, code=code)
+
+
+def _odata(exc: APIError) -> tuple[str, str]:
+    """Graph's error code and (shortened) message from a kiota error."""
     code, message = "", ""
     if isinstance(exc, ODataError) and exc.error is not None:
         code, message = exc.error.code or "", exc.error.message or ""
-    message = shorten(message or str(exc))
+    return code, shorten(message or str(exc))
+
+
+def classify(exc: APIError, *, group_id: str | None) -> GraphError:
+    """Pure: our error for a failed Graph answer that kiota raised."""
+    status = exc.response_status_code
+    code, message = _odata(exc)
     if status == 404:
         return GroupNotFound(
             "the group does not exist (deleted, or a wrong ID)",
@@ -119,7 +152,9 @@ class GraphSource:
         # Set explicitly and without a trailing slash, else requests go to /v1.0//groups.
         self._adapter.base_url = settings.base_url
         self._graph = GraphServiceClient(request_adapter=self._adapter)
-        self._select = select_fields(settings.phone_attribute)
+        self._chain = settings.phone_chain
+        self._select = select_fields(self._chain)
+        self._teams: dict[str, TeamsNumber] | None = None
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._graph_host = urlsplit(settings.base_url).hostname
@@ -139,7 +174,12 @@ class GraphSource:
         await asyncio.to_thread(self._tokens.close)
 
     async def read(self) -> DesiredState:
-        """Every configured group's transitive user members, mapped, deduplicated by object ID."""
+        """Every configured group's transitive user members, mapped, deduplicated by object ID.
+
+        With "teams" in the phone source chain, the tenant's Teams number assignments are read first.
+        """
+        if self._settings.uses_teams:
+            self._teams = await self.teams_numbers()
         members: dict[str, Member] = {}
         skipped: dict[str, Skipped] = {}
         counts: dict[str, int] = {}
@@ -156,7 +196,67 @@ class GraphSource:
                         skipped[item.object_id or f"(no id #{len(skipped)})"] = item
             counts[group_id], in_scope[group_id] = count, scope
             log.info("graph.group_read", group_id=group_id, users=count, in_scope=scope)
-        return DesiredState(members=members, skipped=skipped, group_counts=counts, group_in_scope=in_scope)
+        return DesiredState(
+            members=members,
+            skipped=skipped,
+            group_counts=counts,
+            group_in_scope=in_scope,
+            ambiguous=self._ambiguous(members),
+        )
+
+    def _ambiguous(self, members: Mapping[str, Member]) -> dict[str, str]:
+        """Members whose Teams number was chosen among tied assignments, with how (also logged)."""
+        teams = self._teams
+        if not teams:
+            return {}
+        ambiguous: dict[str, str] = {}
+        for object_id, member in members.items():
+            if member.phone_source != TEAMS:
+                continue
+            assigned = teams.get(object_id.lower())
+            if assigned is not None and assigned.note is not None:
+                ambiguous[object_id] = assigned.note
+                log.warning("graph.teams_number_tie", object_id=object_id, upn=member.upn, note=assigned.note)
+        return ambiguous
+
+    async def teams_numbers(self) -> dict[str, TeamsNumber]:
+        """The tenant's Teams numbers assigned to users, by lower-case object ID (one per user).
+
+        Raises GraphPermissionError naming TeamsTelephoneNumber.Read.All when the app lacks it: no
+        answer is never taken for "nobody has a Teams number".
+        """
+        settings = self._settings
+        builder = self._graph.admin.teams.telephone_number_management.number_assignments
+        query = builder.NumberAssignmentsRequestBuilderGetQueryParameters(
+            filter=assignment_filter(settings.teams_categories), top=settings.teams_page_size
+        )
+        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+        request = builder.to_get_request_information(configuration)
+        indexer = TeamsIndexer(settings.teams_categories)
+        pages = 0
+        while True:
+            page = await self._fetch_page(request, "Teams number assignments", classify_teams)
+            pages += 1
+            items = page.get("value")
+            if not isinstance(items, list):
+                raise GraphReadError(f"Teams number assignments page {pages} has no `value` array")
+            indexer.add(items)
+            next_link = page.get("@odata.nextLink")
+            del page, items
+            if next_link is None:
+                break
+            if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
+                raise GraphReadError(f"Teams number assignments page {pages} has an unusable @odata.nextLink")
+            request = builder.with_url(next_link).to_get_request_information(RequestConfiguration())
+        numbers = indexer.result()
+        log.info(
+            "graph.teams_read",
+            pages=pages,
+            assignments=indexer.read,
+            users=len(numbers),
+            ignored=dict(indexer.ignored),
+        )
+        return numbers
 
     async def group_pages(self, group_id: str) -> AsyncIterator[list[Member | Skipped]]:
         """The group's transitive user members, one mapped page at a time."""
@@ -167,8 +267,12 @@ class GraphSource:
         request = builder.to_get_request_information(self._configuration(query))
         settings = self._settings
         pages = 0
+
+        def classify_members(exc: APIError) -> GraphError:
+            return classify(exc, group_id=group_id)
+
         while True:
-            page = await self._fetch_page(request, group_id)
+            page = await self._fetch_page(request, f"group {group_id}", classify_members, group_id=group_id)
             pages += 1
             users = page.get("value")
             if not isinstance(users, list):
@@ -185,8 +289,9 @@ class GraphSource:
                 map_user(
                     user,
                     tenant_id=settings.tenant_id,
-                    phone_attribute=settings.phone_attribute,
+                    phone_sources=self._chain,
                     default_region=settings.default_region,
+                    teams=self._teams,
                 )
                 for user in users
             ]
@@ -208,8 +313,16 @@ class GraphSource:
         configuration.headers.add("ConsistencyLevel", "eventual")
         return configuration
 
-    async def _fetch_page(self, request: RequestInformation, group_id: str) -> dict[str, Any]:
-        """One page as parsed JSON: our retries for transport failures, one token refresh on 401."""
+    async def _fetch_page(
+        self,
+        request: RequestInformation,
+        what: str,
+        classify_error: Callable[[APIError], GraphError],
+        *,
+        group_id: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of `what` as parsed JSON: our retries for transport failures, one token refresh on 401;
+        Graph's refusals become `classify_error(exc)`."""
         settings = self._settings
         refreshed = False
         attempt = 0
@@ -220,12 +333,12 @@ class GraphSource:
             except APIError as exc:
                 if exc.response_status_code == 401 and not refreshed:
                     refreshed, attempt = True, attempt - 1
-                    log.info("graph.token_rejected", group_id=group_id)
+                    log.info("graph.token_rejected", reading=what)
                     await self._tokens.invalidate()
                     # kiota only asks for a token when the request has no Authorization header yet.
                     request.headers.remove("Authorization")
                     continue
-                raise classify(exc, group_id=group_id) from exc
+                raise classify_error(exc) from exc
             except GraphError:
                 raise
             except Exception as exc:
@@ -238,7 +351,7 @@ class GraphSource:
                 delay = backoff_delay_s(attempt, initial_s=0.5, max_s=30.0, rng=self._rng)
                 log.warning(
                     "graph.retry",
-                    group_id=group_id,
+                    reading=what,
                     attempt=attempt,
                     reason=type(exc).__name__,
                     delay_s=round(delay, 3),
@@ -250,5 +363,5 @@ class GraphSource:
             except ValueError:
                 page = None
             if not isinstance(page, dict):
-                raise GraphReadError("a member page is not a JSON object", group_id=group_id)
+                raise GraphReadError(f"a page of {what} is not a JSON object", group_id=group_id)
             return page

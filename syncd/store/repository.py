@@ -80,6 +80,7 @@ _RECORDED_COLUMNS = tuple(
         "detail",
         "attempts",
         "next_attempt_at",
+        "phone_source",
     )
 )
 """The columns `_recorded` decodes, in its order."""
@@ -283,6 +284,19 @@ class Store:
         query = select(m.c.status, func.count()).group_by(m.c.status).order_by(m.c.status)
         with self._read("counting members") as connection:
             return {status: count for status, count in connection.execute(query)}
+
+    def count_by_phone_source(self) -> dict[str, int]:
+        """Active agents per source of their number ("unknown" where it was not recorded)."""
+        m = tables.members
+        source = func.coalesce(m.c.phone_source, "unknown")
+        query = (
+            select(source, func.count())
+            .where(m.c.agent_active.is_(True))
+            .group_by(source)
+            .order_by(source)
+        )
+        with self._read("counting phone sources") as connection:
+            return {name: count for name, count in connection.execute(query)}
 
     # runs
 
@@ -586,6 +600,7 @@ def _member_row(record: Recorded, now: datetime) -> dict[str, Any]:
         "attempts": record.attempts,
         "next_attempt_at": _to_datetime_or_none(record.next_attempt_at),
         "updated_at": now,
+        "phone_source": record.phone_source if agent is not None else None,
     }
 
 
@@ -604,6 +619,7 @@ def _recorded(row: Sequence[Any]) -> Recorded:
         detail,
         attempts,
         next_attempt_at,
+        phone_source,
     ) = row
     return Recorded(
         object_id=object_id,
@@ -614,6 +630,7 @@ def _recorded(row: Sequence[Any]) -> Recorded:
         detail=detail,
         attempts=attempts,
         next_attempt_at=_to_epoch_or_none(next_attempt_at),
+        phone_source=phone_source,
     )
 
 

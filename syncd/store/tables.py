@@ -54,6 +54,7 @@ members = Table(
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("phone_source", String(200), nullable=True),
 )
 """One row per person we know of: the agent we believe exists (NULL fields when `agent_active` is false)
 and how our last attempt went."""

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -43,9 +44,9 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
     with database.open() as store:
         assert store.current_revision() is None
         store.upgrade()
-        assert store.current_revision() == head_revision() == "0001"
+        assert store.current_revision() == head_revision() == "0002"
         store.upgrade()
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == "0002"
 
         with store.engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) == {
@@ -61,9 +62,35 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
 def test_the_alembic_command_line_migrates_without_an_ini(database: Database) -> None:
     migrations.main(["-x", f"url={database.url_with_search_path()}", "upgrade", "head"])
     with database.open() as store:
-        assert store.current_revision() == "0001"
+        assert store.current_revision() == "0002"
         store.upgrade()  # already there: nothing to do
         assert store.load_recorded() == {}
+
+
+def test_0002_keeps_existing_members_and_records_phone_sources(database: Database) -> None:
+    url = database.url_with_search_path()
+    migrations.main(["-x", f"url={url}", "upgrade", "0001"])
+    with database.open() as store:
+        assert store.current_revision() == "0001"
+        with store.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO members (object_id, status, agent_active, tenant_id, phone_number, attempts, "
+                    "updated_at) VALUES ('old', 'active', :yes, :tenant, '+14155550100', 0, :now)"
+                ),
+                {"yes": True, "tenant": TENANT, "now": datetime.now(UTC)},
+            )
+        store.upgrade()
+        assert store.current_revision() == "0002"
+        old = store.load_recorded()["old"]
+        assert (old.status, old.phone_source) == (MemberStatus.ACTIVE, None)
+        store.save_members([Recorded("new", MemberStatus.ACTIVE, BOB, upn=BOB.upn, phone_source="teams")])
+        assert store.load_recorded()["new"].phone_source == "teams"
+        assert store.count_by_phone_source() == {"teams": 1, "unknown": 1}
+    migrations.main(["-x", f"url={url}", "downgrade", "0001"])
+    with database.open() as store, store.engine.connect() as connection:
+        assert "phone_source" not in {column["name"] for column in inspect(connection).get_columns("members")}
+        assert connection.execute(text("SELECT count(*) FROM members")).scalar_one() == 2
 
 
 def test_offline_mode_renders_the_schema_as_sql(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -470,7 +497,7 @@ def test_replicas_starting_together_migrate_once(database: Database) -> None:
             store.close()
     assert errors == []
     with database.open() as check:
-        assert check.current_revision() == "0001"
+        assert check.current_revision() == "0002"
 
 
 def test_two_stores_writing_from_two_threads_do_not_fail(database: Database) -> None:

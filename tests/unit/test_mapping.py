@@ -49,7 +49,7 @@ def user(**fields: object) -> dict[str, object]:
 
 
 def mapped(record: object, phone_attribute: str = "businessPhones", region: str = "US") -> Member | Skipped:
-    return map_user(record, tenant_id=TENANT, phone_attribute=phone_attribute, default_region=region)
+    return map_user(record, tenant_id=TENANT, phone_sources=phone_attribute, default_region=region)
 
 
 # --- phone numbers ---------------------------------------------------------------------------------------
@@ -350,6 +350,7 @@ def test_a_typical_user_is_a_member() -> None:
         upn="ada@contoso.com",
         phone_number="+14155550123",
         consistency_id="f7cc07d7-7c15-447d-876d-c01b0e5a9e38",
+        phone_source="businessPhones",
     )
 
 
