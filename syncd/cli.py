@@ -267,6 +267,12 @@ def _print_result(result: CycleResult, out: TextIO) -> None:
         + (f"   unmanaged agents {result.unmanaged}" if result.unmanaged else ""),
         file=out,
     )
+    if len(result.phone_sources) > 1 or "teams" in result.phone_sources:
+        print("  numbers from " + ", ".join(f"{k} {v}" for k, v in result.phone_sources.items()), file=out)
+    for object_id, note in sorted(result.ambiguous.items())[:SHOWN_CHANGES]:
+        print(f"  ambiguous number for {object_id}: {note}", file=out)
+    if len(result.ambiguous) > SHOWN_CHANGES:
+        print(f"  ... and {len(result.ambiguous) - SHOWN_CHANGES} more ambiguous numbers", file=out)
     if result.stopped_by is not None:
         print(f"  STOPPED by the {result.stopped_by.guard} guard: {result.stopped_by.message}", file=out)
     if result.dry_run or result.stopped_by is not None:
@@ -319,6 +325,9 @@ def _status(store: Store, *, as_json: bool, runs: int) -> int:
         row = (r.id, _when(r.started_at), kind, r.trigger, r.outcome, secs, changed)
         print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*row))
     print("Members: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
+    sources = store.count_by_phone_source()
+    if sources:
+        print("Agents' numbers from: " + ", ".join(f"{source} {n}" for source, n in sources.items()))
     print(f"Needing attention: {len(attention)}")
     for m in attention:
         print(

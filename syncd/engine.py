@@ -10,6 +10,7 @@ over one pooled client; one person's failure never stops the others, while a sys
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import time
@@ -92,6 +93,10 @@ class CycleResult:
     exit_code: int = EXIT_OK
     duration_s: float = 0.0
     changes: list[Change] = field(default_factory=list)
+    phone_sources: dict[str, int] = field(default_factory=dict)
+    """Members in scope by where their number came from (graph.phone_source)."""
+    ambiguous: dict[str, str] = field(default_factory=dict)
+    """Members whose number was chosen among tied candidates, by object ID: how."""
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document (stable keys; scripts depend on them)."""
@@ -111,6 +116,10 @@ class CycleResult:
             "stop_reason": None if self.stopped_by is None else self.stopped_by.message,
             "error": self.error,
             "duration_s": round(self.duration_s, 3),
+            "phone_sources": self.phone_sources,
+            "ambiguous_numbers": [
+                {"object_id": object_id, "note": note} for object_id, note in sorted(self.ambiguous.items())
+            ],
         }
 
     def counts(self) -> dict[str, int]:
@@ -189,6 +198,7 @@ class Engine:
                     only=only,
                 )
                 self._report_plan(result, the_plan)
+                self._report_sources(result, desired)
                 if the_plan.stop is not None:
                     result.stopped_by = the_plan.stop
                     result.exit_code = EXIT_GUARD
@@ -200,7 +210,7 @@ class Engine:
                 if dry_run:
                     outcome = "ok"
                     return result
-                self._record_scope(recorded, the_plan, only)
+                self._record_scope(recorded, the_plan, desired, only)
                 await self._apply(client, the_plan, desired, recorded, result, progress)
                 if only is None:
                     self._remember_in_scope(desired)
@@ -335,9 +345,15 @@ class Engine:
 
     # -- applying -----------------------------------------------------------------------------------
 
-    def _record_scope(self, recorded: Mapping[str, Recorded], the_plan: Plan, only: str | None) -> None:
-        """Record skipped people and agents found already gone (no call needed for either)."""
-        updates: list[Recorded] = []
+    def _record_scope(
+        self, recorded: Mapping[str, Recorded], the_plan: Plan, desired: DesiredState, only: str | None
+    ) -> None:
+        """Record skipped people, agents found already gone, and unchanged agents whose number now comes
+        from another phone source (no call needed for any of them)."""
+        updates: list[Recorded] = [
+            dataclasses.replace(recorded[object_id], phone_source=desired.members[object_id].phone_source)
+            for object_id in the_plan.resourced
+        ]
         for skipped in the_plan.skipped:
             if not skipped.object_id or (only is not None and skipped.object_id != only):
                 continue
@@ -466,7 +482,10 @@ class Engine:
                 status=exc.status,
             )
             return Outcome.FAILED
-        record = settle(change, outcome, previous, now=self._clock(), upn=upn, agent=agent)
+        source = member.phone_source if member is not None else None
+        record = settle(
+            change, outcome, previous, now=self._clock(), upn=upn, agent=agent, phone_source=source
+        )
         store.settle_operation(op_id, outcome=outcome, record=record)
         return outcome
 
@@ -533,6 +552,13 @@ class Engine:
         result.skipped = dict(Counter(s.reason.value for s in the_plan.skipped))
         result.changes = the_plan.changes
 
+    @staticmethod
+    def _report_sources(result: CycleResult, desired: DesiredState) -> None:
+        result.phone_sources = dict(
+            Counter(member.phone_source or "unknown" for member in desired.members.values()).most_common()
+        )
+        result.ambiguous = dict(desired.ambiguous)
+
 
 def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
     """What `syncd status --json` and `GET /status` return: last runs, members by status, attention."""
@@ -552,6 +578,7 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
             for r in store.runs(limit=runs)
         ],
         "members": store.count_by_status(),
+        "phone_sources": store.count_by_phone_source(),
         "attention": [
             {
                 "object_id": m.object_id,

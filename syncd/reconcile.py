@@ -51,6 +51,9 @@ class Plan:
     """Full cycle: agents we recorded that are already gone remotely and left scope (no call needed)."""
     unmanaged: list[Agent] = field(default_factory=list)
     """Full cycle: active remote agents we never managed; reported, never touched."""
+    resourced: list[str] = field(default_factory=list)
+    """Unchanged agents whose number now comes from another phone source: the record changes, nothing is
+    sent."""
     stop: GuardStop | None = None
 
     def count(self, action: Action) -> int:
@@ -153,6 +156,8 @@ def plan(
             )
         else:
             result.unchanged += 1
+            if record is not None and record.agent is not None and member.phone_source != record.phone_source:
+                result.resourced.append(object_id)
     if remote is not None:
         result.unmanaged = [
             agent
@@ -208,19 +213,31 @@ def settle(
     retry_initial_s: float = 60.0,
     retry_max_s: float = 21600.0,
     backoff: bool = True,
+    phone_source: str | None = None,
 ) -> Recorded:
     """Pure: the record after `change` ended with `outcome`.
 
     `agent` is what the service now holds when the caller read it back (adoption); otherwise the desired
-    fields are taken as written. A failure keeps the previous belief and, with `backoff`, schedules the next
-    attempt (doubling from `retry_initial_s` up to `retry_max_s`); systemic failures pass backoff=False.
+    fields are taken as written, with `phone_source` as where the desired number came from. A failure keeps
+    the previous belief (and its source) and, with `backoff`, schedules the next attempt (doubling from
+    `retry_initial_s` up to `retry_max_s`); systemic failures pass backoff=False.
     """
     if outcome in (Outcome.OK, Outcome.ADOPTED, Outcome.ALREADY_GONE):
         if change.action is Action.OFFBOARD:
             return Recorded(change.object_id, MemberStatus.OFFBOARDED, None, upn=upn)
-        return Recorded(change.object_id, MemberStatus.ACTIVE, agent or change.desired, upn=upn)
+        held = agent or change.desired
+        # A read-back number that is not the desired one did not come from the source.
+        same = (
+            held is not None
+            and change.desired is not None
+            and held.phone_number == change.desired.phone_number
+        )
+        return Recorded(
+            change.object_id, MemberStatus.ACTIVE, held, upn=upn, phone_source=phone_source if same else None
+        )
     believed = agent if agent is not None else (previous.agent if previous is not None else change.believed)
     attempts = (previous.attempts if previous is not None else 0) + 1
+    kept_source = previous.phone_source if previous is not None and believed == previous.agent else None
     return Recorded(
         change.object_id,
         MemberStatus.FAILED,
@@ -231,4 +248,5 @@ def settle(
         next_attempt_at=now + retry_delay_s(attempts, initial_s=retry_initial_s, max_s=retry_max_s)
         if backoff
         else None,
+        phone_source=kept_source,
     )

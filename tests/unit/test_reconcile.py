@@ -304,3 +304,42 @@ def test_a_group_whose_members_all_fall_out_of_scope_stops_the_cycle() -> None:
     stopped = plan(state, records, now=NOW, max_offboard=25, previous_in_scope={G1: 2})
     assert stopped.stop is not None
     assert stopped.stop.guard == "empty_group"
+
+
+def test_an_unchanged_agent_whose_number_comes_from_another_source_is_resourced() -> None:
+    from_teams = dataclasses.replace(A, phone_source="teams")
+    recorded = {
+        "a": dataclasses.replace(active(A), phone_source="businessPhones"),
+        "b": dataclasses.replace(active(B), phone_source="businessPhones"),
+    }
+    same_source_b = dataclasses.replace(B, phone_source="businessPhones")
+    result = plan(desired(from_teams, same_source_b), recorded, now=NOW, max_offboard=10)
+    assert (result.changes, result.unchanged, result.resourced) == ([], 2, ["a"])
+
+
+def test_a_new_number_from_a_new_source_is_an_update_not_a_resourcing() -> None:
+    moved = dataclasses.replace(A, phone_number="+14155550199", phone_source="teams")
+    recorded = {"a": dataclasses.replace(active(A), phone_source="businessPhones")}
+    result = plan(desired(moved), recorded, now=NOW, max_offboard=10)
+    assert actions(result) == [("update", "a", ("phone_number",))]
+    assert result.resourced == []
+
+
+def test_settle_records_where_the_number_came_from() -> None:
+    wanted = AgentFields.of(A)
+    onboard = plan(desired(A), {}, now=NOW, max_offboard=10).changes[0]
+    done = settle(onboard, Outcome.OK, None, now=NOW, upn=A.upn, phone_source="teams")
+    assert (done.status, done.agent, done.phone_source) == (MemberStatus.ACTIVE, wanted, "teams")
+    # Adopted with another number than the desired one: that number did not come from the source.
+    other = dataclasses.replace(wanted, phone_number="+14155550111")
+    adopted = settle(onboard, Outcome.ADOPTED, None, now=NOW, upn=A.upn, agent=other, phone_source="teams")
+    assert (adopted.agent, adopted.phone_source) == (other, None)
+    # A failure keeps the previous belief and its source.
+    previous = dataclasses.replace(active(A, phone_number="+1999"), phone_source="mobilePhone")
+    update = plan(desired(A), {"a": previous}, now=NOW, max_offboard=10).changes[0]
+    failed = settle(update, Outcome.FAILED, previous, now=NOW, upn=A.upn, error="x", phone_source="teams")
+    assert (failed.status, failed.agent, failed.phone_source) == (
+        MemberStatus.FAILED,
+        previous.agent,
+        "mobilePhone",
+    )
