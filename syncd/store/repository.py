@@ -290,10 +290,7 @@ class Store:
         m = tables.members
         source = func.coalesce(m.c.phone_source, "unknown")
         query = (
-            select(source, func.count())
-            .where(m.c.agent_active.is_(True))
-            .group_by(source)
-            .order_by(source)
+            select(source, func.count()).where(m.c.agent_active.is_(True)).group_by(source).order_by(source)
         )
         with self._read("counting phone sources") as connection:
             return {name: count for name, count in connection.execute(query)}
