@@ -267,7 +267,7 @@ def _print_result(result: CycleResult, out: TextIO) -> None:
         + (f"   unmanaged agents {result.unmanaged}" if result.unmanaged else ""),
         file=out,
     )
-    if len(result.phone_sources) > 1 or "teams" in result.phone_sources:
+    if result.phone_sources:
         print("  numbers from " + ", ".join(f"{k} {v}" for k, v in result.phone_sources.items()), file=out)
     for object_id, note in sorted(result.ambiguous.items())[:SHOWN_CHANGES]:
         print(f"  ambiguous number for {object_id}: {note}", file=out)

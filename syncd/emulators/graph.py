@@ -13,10 +13,16 @@ Emulated, as the real services behave (see spec/NOTES.md):
   (nested groups, cycles, OData casts as advanced queries, $select/$top/$count, absolute nextLinks with an
   opaque $skiptoken), `users/{id}`, and delta queries for groups (`members@delta`) and users, with delta
   links that can be expired (410).
+- Teams telephone number assignments: `admin/teams/telephoneNumberManagement/numberAssignments` (and
+  `.../numberAssignments/{id}`), needing TeamsTelephoneNumber.Read.All or .ReadWrite.All, ascending by
+  telephoneNumber, with $filter (`<property> eq '<value>'` clauses joined by `and`, a parenthesised `or`
+  group on one property, `<collection>/any(c:c eq '<value>')`; not on id or city), $top (default 500, at
+  most 1,000) and $skip, and absolute nextLinks carrying the next $skip.
 
 On top: random and scripted faults (`syncd.emulators.common`), a request log, and a control API under
-`/_emulator/` (no auth, never logged) for another process. Fixture methods (`add_user`, `add_member`, ...)
-change the directory directly; `syncd.emulators.tenant.build_tenant` builds realistic tenants with them.
+`/_emulator/` (no auth, never logged) for another process. Fixture methods (`add_user`, `add_member`,
+`assign_number`, ...) change the directory directly; `syncd.emulators.tenant.build_tenant` builds realistic
+tenants with them.
 """
 
 from __future__ import annotations
@@ -82,10 +88,12 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
+    "DEFAULT_APP_ROLES",
     "DEFAULT_CLIENT_ID",
     "DEFAULT_CLIENT_SECRET",
     "DEFAULT_TENANT_ID",
     "GRAPH_ROLES",
+    "TEAMS_NUMBER_ROLE",
     "Faults",
     "GraphEmulator",
     "RecordedRequest",
@@ -96,7 +104,11 @@ DEFAULT_TENANT_ID = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
 DEFAULT_CLIENT_ID = "3f6b1d2e-5a4c-4e7b-9c1d-2b8f0a6e4d31"
 DEFAULT_CLIENT_SECRET = "emulator-client-secret"  # noqa: S105 - the emulator's test credential, not a secret
 GRAPH_ROLES = ("GroupMember.Read.All", "User.Read.All")
-"""The application permissions a default app registration gets (what syncd needs)."""
+"""The application permissions syncd needs by default: group members and users."""
+TEAMS_NUMBER_ROLE = "TeamsTelephoneNumber.Read.All"
+"""The least privileged application permission that lists Teams telephone number assignments."""
+DEFAULT_APP_ROLES = (*GRAPH_ROLES, TEAMS_NUMBER_ROLE)
+"""The roles the default app registration (and `register_app` unless told otherwise) is granted."""
 
 GRAPH_PREFIX = "/v1.0"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -116,6 +128,7 @@ _USER_ROLES = frozenset(
     {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
 )
 _HIDDEN_MEMBERS_ROLE = "Member.Read.Hidden"
+_NUMBER_ROLES = frozenset({TEAMS_NUMBER_ROLE, "TeamsTelephoneNumber.ReadWrite.All"})
 
 _GRAPH_JSON = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -131,6 +144,94 @@ _PAGE_CACHE_BYTES = 512 * 1024 * 1024
 """Delta rounds (their change lists) kept for paging; an evicted round is recomputed from its token."""
 _EXTENSION_KEYS = tuple(f"extensionAttribute{i}" for i in range(1, 16))
 _T = TypeVar("_T")
+
+# --- Teams telephone number assignments (microsoft.graph.teamsAdministration.numberAssignment) -----------
+
+_NUMBER_SET = "admin/teams/telephoneNumberManagement/numberAssignments"
+_NUMBER_PATH = ("admin", "teams", "telephonenumbermanagement", "numberassignments")
+_NUMBER_TYPE_NAME = "microsoft.graph.teamsAdministration.numberAssignment"
+_NUMBER_DEFAULT_TOP = 500
+_NUMBER_MAX_TOP = 1000
+# The enum members of Graph v1.0's metadata (msgraph-sdk's teams_administration models say the same).
+_NUMBER_TYPES = ("internalError", "directRouting", "callingPlan", "operatorConnect", "unknownFutureValue")
+_ACTIVATION_STATES = (
+    "activated",
+    "assignmentPending",
+    "assignmentFailed",
+    "updatePending",
+    "updateFailed",
+    "unknownFutureValue",
+)
+_ASSIGNMENT_CATEGORIES = ("primary", "private", "alternate", "unknownFutureValue")
+_ASSIGNMENT_STATUSES = (
+    "unassigned",
+    "internalError",
+    "userAssigned",
+    "conferenceAssigned",
+    "voiceApplicationAssigned",
+    "thirdPartyAppAssigned",
+    "policyAssigned",
+    "unknownFutureValue",
+)
+_TARGETED_STATUSES = frozenset(
+    {
+        "userAssigned",
+        "conferenceAssigned",
+        "voiceApplicationAssigned",
+        "thirdPartyAppAssigned",
+        "policyAssigned",
+    }
+)
+_NUMBER_SOURCES = ("online", "onPremises", "unknownFutureValue")
+# Fixed operator IDs: Microsoft for Calling Plans, one carrier for Operator Connect.
+_OPERATOR_IDS = {
+    "callingPlan": "0019adbc-b82a-47b4-a799-4e993a9982f1",
+    "operatorConnect": "7a205197-8e59-487d-b9fa-3fc1b108f1e5",
+}
+_CAPABILITIES = {
+    "conferenceAssigned": ["conferenceAssignment"],
+    "voiceApplicationAssigned": ["voiceApplicationAssignment"],
+}
+_NUMBER_PROPS = (
+    "id",
+    "telephoneNumber",
+    "operatorId",
+    "numberType",
+    "activationState",
+    "capabilities",
+    "locationId",
+    "civicAddressId",
+    "networkSiteId",
+    "assignmentTargetId",
+    "assignmentCategory",
+    "portInStatus",
+    "assignmentStatus",
+    "isoCountryCode",
+    "city",
+    "numberSource",
+    "supportedCustomerActions",
+    "reverseNumberLookupOptions",
+)
+_NUMBER_COLLECTIONS = frozenset({"capabilities", "supportedCustomerActions", "reverseNumberLookupOptions"})
+_NUMBER_UNFILTERABLE = frozenset({"id", "city"})
+_NUMBER_PROPS_BY_LOWER = {name.lower(): name for name in _NUMBER_PROPS}
+# Undocumented for this endpoint: refused rather than silently ignored.
+_NUMBER_OPTIONS_REFUSED = frozenset(
+    {"select", "orderby", "search", "expand", "count", "format", "apply", "skiptoken", "deltatoken"}
+)
+_NUMBER_FIELDS = frozenset(
+    {
+        "telephone_number",
+        "target_id",
+        "category",
+        "status",
+        "number_type",
+        "activation_state",
+        "iso_country_code",
+        "number_source",
+        "id",
+    }
+)
 
 
 # --- the directory's object types ----------------------------------------------------------------------
@@ -686,6 +787,24 @@ class _PageCap(TypedDict):
     page_cap: int
 
 
+class _NumberFields(TypedDict, total=False):
+    """Body of POST /_emulator/number_assignments: `GraphEmulator.assign_number`'s arguments."""
+
+    telephone_number: str
+    target_id: str | None
+    category: str | None
+    status: str
+    number_type: str
+    activation_state: str
+    iso_country_code: str | None
+    number_source: str
+    id: str | None
+
+
+class _NumberRef(TypedDict):
+    telephone_number: str
+
+
 _USER_ADAPTER = pydantic.TypeAdapter(_UserFields)
 _USERS_ADAPTER = pydantic.TypeAdapter(list[_UserFields])
 _OBJECT_ADAPTER = pydantic.TypeAdapter(_ObjectFields)
@@ -693,6 +812,8 @@ _MEMBER_ADAPTER = pydantic.TypeAdapter(_MemberFields)
 _APP_ADAPTER = pydantic.TypeAdapter(_AppFields)
 _GROUP_REF_ADAPTER = pydantic.TypeAdapter(_GroupRef)
 _PAGE_CAP_ADAPTER = pydantic.TypeAdapter(_PageCap)
+_NUMBER_ADAPTER = pydantic.TypeAdapter(_NumberFields)
+_NUMBER_REF_ADAPTER = pydantic.TypeAdapter(_NumberRef)
 
 
 class _Rejected(Exception):
@@ -810,9 +931,11 @@ class GraphEmulator(ControlApi):
         *,
         secret: str | None = DEFAULT_CLIENT_SECRET,
         certificate_pem: bytes | None = None,
-        roles: Iterable[str] = GRAPH_ROLES,
+        roles: Iterable[str] = DEFAULT_APP_ROLES,
     ) -> None:
         """Register (or replace) an app: its client secret and/or certificate, and its granted roles.
+
+        `roles` defaults to `DEFAULT_APP_ROLES`; `GRAPH_ROLES` makes an app that may not read Teams numbers.
 
         `certificate_pem` is the PUBLIC certificate whose private key signs client assertions. Entra takes
         RSA certificates only (msal signs RS256/PS256), so an EC certificate raises ValueError.
@@ -1011,12 +1134,88 @@ class GraphEmulator(ControlApi):
         with self._lock:
             self._expire_deltas()
 
+    def assign_number(
+        self,
+        telephone_number: str,
+        target_id: str | None,
+        *,
+        category: str | None = "primary",
+        status: str = "userAssigned",
+        number_type: str = "operatorConnect",
+        activation_state: str = "activated",
+        iso_country_code: str | None = "US",
+        number_source: str = "online",
+        id: str | None = None,
+    ) -> str:
+        """Create or replace the Teams assignment record of a telephone number; return the record's ID.
+
+        A number has at most one record, keyed by the number as Teams shows it: with a "+" prefix, added if
+        missing (Direct Routing numbers may end in ";ext=123"). A replaced record keeps its ID unless `id` is
+        given; new ones get a GUID from the emulator's seeded RNG. `target_id` is the user's (or resource
+        account's) object ID and is not checked: Teams keeps stale assignments of deleted users. It must be
+        None for status "unassigned" (whose category reads null, as Graph shows it) and set for the
+        assigned statuses. Enum values are Graph's (ValueError otherwise).
+        """
+        fields: dict[str, object] = {
+            "telephone_number": telephone_number,
+            "target_id": target_id,
+            "category": category,
+            "status": status,
+            "number_type": number_type,
+            "activation_state": activation_state,
+            "iso_country_code": iso_country_code,
+            "number_source": number_source,
+            "id": id,
+        }
+        return self.assign_numbers([fields])[0]
+
+    def assign_numbers(self, assignments: Iterable[Mapping[str, Any]]) -> list[str]:
+        """`assign_number` for many numbers (mappings of its argument names) under one lock acquisition;
+        nothing changes if one is refused. Returns the IDs in the order given."""
+        with self._lock:
+            staged: dict[str, dict[str, object]] = {}
+            staged_ids: dict[str, str] = {}
+            result: list[str] = []
+            for fields in assignments:
+                record = self._number_record(fields, staged, staged_ids)
+                number, record_id = str(record["telephoneNumber"]), str(record["id"])
+                previous = staged.get(number)
+                if previous is not None:
+                    staged_ids.pop(str(previous["id"]), None)
+                staged[number] = record
+                staged_ids[record_id] = number
+                result.append(record_id)
+            for number, record in staged.items():
+                previous = self._numbers.get(number)
+                if previous is not None:
+                    self._number_ids.pop(str(previous["id"]), None)
+                self._numbers[number] = record
+                self._number_ids[str(record["id"])] = number
+            if staged:
+                self._numbers_changed()
+            return result
+
+    def unassign_number(self, telephone_number: str) -> None:
+        """Remove a number's assignment record (ValueError if it has none)."""
+        with self._lock:
+            number = _teams_number(telephone_number)
+            record = self._numbers.pop(number, None)
+            if record is None:
+                raise ValueError(f"no number assignment for {number!r}")
+            self._number_ids.pop(str(record["id"]), None)
+            self._numbers_changed()
+
+    def number_assignments(self) -> list[dict[str, object]]:
+        """Copies of every number assignment record as the API renders them, ascending by telephoneNumber."""
+        with self._lock:
+            return [_copy_record(record) for record in self._sorted_numbers()]
+
     def reset(self) -> None:
         """Back to the state after construction, except that issued access tokens stay valid.
 
-        Clears objects, memberships, apps (the default app is registered again), the request log (seq
-        restarts at 1), faults, scripted faults, revocations and delta state (old delta links answer 410),
-        and restores the token lifetime, page cap and RNG seed given to the constructor.
+        Clears objects, memberships, Teams number assignments, apps (the default app is registered again),
+        the request log (seq restarts at 1), faults, scripted faults, revocations and delta state (old delta
+        links answer 410), and restores the token lifetime, page cap and RNG seed given to the constructor.
         """
         with self._lock:
             self._clear_state()
@@ -1047,6 +1246,11 @@ class GraphEmulator(ControlApi):
         100,000-user group again and again."""
         self._pages_size = 0
         self._projections: dict[tuple[tuple[str, ...] | None, bool], _Projection] = {}
+        self._numbers: dict[str, dict[str, object]] = {}
+        """Teams number assignment records as served, by telephoneNumber."""
+        self._number_ids: dict[str, str] = {}
+        """Record ID -> telephoneNumber."""
+        self._numbers_sorted: list[dict[str, object]] | None = None
         self._log: list[_Entry] = []
         self._seq = 0
         self._injector = FaultInjector(self._seed)
@@ -1056,7 +1260,7 @@ class GraphEmulator(ControlApi):
             client_id=DEFAULT_CLIENT_ID,
             secret=DEFAULT_CLIENT_SECRET,
             certificate=None,
-            roles=frozenset(GRAPH_ROLES),
+            roles=frozenset(DEFAULT_APP_ROLES),
             service_principal_id=self._new_id(),
             display_name="syncd",
         )
@@ -1083,6 +1287,95 @@ class GraphEmulator(ControlApi):
             object_id = str(self._new_uuid())
             if object_id not in self._objects:
                 return object_id
+
+    def _number_record(
+        self,
+        fields: Mapping[str, Any],
+        staged: Mapping[str, dict[str, object]],
+        staged_ids: Mapping[str, str],
+    ) -> dict[str, object]:
+        """A checked number assignment record, not stored yet; ValueError for what `assign_number` refuses."""
+        unknown = fields.keys() - _NUMBER_FIELDS
+        if unknown:
+            raise ValueError(f"unknown number assignment fields: {', '.join(sorted(unknown))}")
+        if "telephone_number" not in fields or "target_id" not in fields:
+            raise ValueError(
+                "a number assignment needs telephone_number and target_id (None when unassigned)"
+            )
+        number = _teams_number(fields["telephone_number"])
+        target_id = fields["target_id"]
+        if target_id is not None and (not isinstance(target_id, str) or not target_id):
+            raise ValueError("target_id must be a non-empty string or None")
+        status = _enum_value("status", fields.get("status", "userAssigned"), _ASSIGNMENT_STATUSES)
+        category = fields.get("category", "primary")
+        if category is not None:
+            category = _enum_value("category", category, _ASSIGNMENT_CATEGORIES)
+        number_type = _enum_value("number_type", fields.get("number_type", "operatorConnect"), _NUMBER_TYPES)
+        activation = _enum_value(
+            "activation_state", fields.get("activation_state", "activated"), _ACTIVATION_STATES
+        )
+        source = _enum_value("number_source", fields.get("number_source", "online"), _NUMBER_SOURCES)
+        country = fields.get("iso_country_code", "US")
+        if country is not None and not isinstance(country, str):
+            raise ValueError("iso_country_code must be a string or None")
+        if status == "unassigned":
+            if target_id is not None:
+                raise ValueError(f"{number}: an unassigned number has no target_id")
+            category = None  # Graph shows no category for an unassigned number
+        elif status in _TARGETED_STATUSES and target_id is None:
+            raise ValueError(f"{number}: status {status!r} needs a target_id")
+        given_id = fields.get("id")
+        existing = staged.get(number) or self._numbers.get(number)
+        if given_id is None:
+            record_id = str(existing["id"]) if existing is not None else self._new_number_id(staged_ids)
+        elif isinstance(given_id, str) and given_id:
+            record_id = given_id
+        else:
+            raise ValueError("id must be a non-empty string or None")
+        holder = staged_ids.get(record_id) or self._number_ids.get(record_id)
+        if holder is not None and holder != number:
+            raise ValueError(f"number assignment id {record_id!r} belongs to {holder!r}")
+        capabilities = _CAPABILITIES.get(status, ["userAssignment"])
+        if number_type == "directRouting":
+            capabilities = ["conferenceAssignment", "voiceApplicationAssignment", "userAssignment"]
+        values: dict[str, object] = {
+            "id": record_id,
+            "telephoneNumber": number,
+            "operatorId": _OPERATOR_IDS.get(number_type),
+            "numberType": number_type,
+            "activationState": activation,
+            "capabilities": list(capabilities),
+            "locationId": None,
+            "civicAddressId": None,
+            "networkSiteId": None,
+            "assignmentTargetId": target_id,
+            "assignmentCategory": category,
+            "portInStatus": None,
+            "assignmentStatus": status,
+            "isoCountryCode": country,
+            "city": None,
+            "numberSource": source,
+            "supportedCustomerActions": (
+                ["locationUpdate", "release"] if number_type == "callingPlan" else ["locationUpdate"]
+            ),
+            "reverseNumberLookupOptions": [],
+        }
+        return values
+
+    def _new_number_id(self, staged_ids: Mapping[str, str]) -> str:
+        while True:
+            record_id = str(self._new_uuid())
+            if record_id not in self._number_ids and record_id not in staged_ids:
+                return record_id
+
+    def _numbers_changed(self) -> None:
+        self._numbers_sorted = None
+
+    def _sorted_numbers(self) -> list[dict[str, object]]:
+        """The records ascending by telephoneNumber, as Get-CsPhoneNumberAssignment lists them (cached)."""
+        if self._numbers_sorted is None:
+            self._numbers_sorted = [self._numbers[number] for number in sorted(self._numbers)]
+        return self._numbers_sorted
 
     def _insert(self, kind: _Kind, object_id: str | None, props: dict[str, object]) -> _Object:
         if object_id is None:
@@ -1628,6 +1921,8 @@ class GraphEmulator(ControlApi):
             return self._get_group(incoming, token, segments[1])
         if lowered[0] == "users" and len(segments) == 2:
             return self._get_user(incoming, token, segments[1])
+        if lowered[0] == "admin":
+            return self._admin(incoming, token, segments)
         unknown = next((s for s in segments if s), segments[0])
         if lowered[0] in ("groups", "users") and len(segments) > 2:
             unknown = segments[2]
@@ -1648,12 +1943,14 @@ class GraphEmulator(ControlApi):
             )
         )
 
-    def _check_options(self, incoming: _Incoming, allowed: Iterable[str]) -> None:
+    def _check_options(
+        self, incoming: _Incoming, allowed: Iterable[str], refused: frozenset[str] = _OPTIONS_REFUSED
+    ) -> None:
         """Reject the OData options this endpoint does not take here ($filter, $orderby, ...)."""
         allowed_set = set(allowed)
         for name in incoming.query:
             bare = name[1:] if name.startswith("$") else name
-            if bare.lower() in _OPTIONS_REFUSED and bare not in allowed_set:
+            if bare.lower() in refused and bare not in allowed_set:
                 raise _Rejected(
                     _graph_error(
                         incoming,
@@ -1845,6 +2142,86 @@ class GraphEmulator(ControlApi):
             context += f"({','.join(select)})"
         body: dict[str, object] = {"@odata.context": context + "/$entity"}
         body.update(self._projection(select, with_type=False).project(obj))
+        return _Reply(200, encode_json(body), _graph_headers(incoming))
+
+    # --- Teams telephone number assignments -------------------------------------------------------------
+
+    def _admin(self, incoming: _Incoming, token: _Token, segments: list[str]) -> _Reply:
+        """Route /admin/...: only the Teams number assignments are emulated."""
+        for index, expected in enumerate(_NUMBER_PATH):
+            if index >= len(segments) or segments[index].lower() != expected:
+                # A missing segment: the resource above it is real but not emulated; name the last one given.
+                unknown = segments[min(index, len(segments) - 1)]
+                return _graph_error(
+                    incoming, 400, "BadRequest", f"Resource not found for the segment '{unknown}'."
+                )
+        tail = segments[len(_NUMBER_PATH) :]
+        if not tail:
+            return self._list_number_assignments(incoming, token)
+        is_key = bool(tail[0]) and not tail[0].startswith("$")
+        if len(tail) == 1 and is_key:
+            return self._get_number_assignment(incoming, token, tail[0])
+        unknown = tail[1] if is_key else tail[0]
+        return _graph_error(incoming, 400, "BadRequest", f"Resource not found for the segment '{unknown}'.")
+
+    def _list_number_assignments(self, incoming: _Incoming, token: _Token) -> _Reply:
+        self._require(incoming, token, _NUMBER_ROLES)
+        self._check_options(incoming, (), refused=_NUMBER_OPTIONS_REFUSED)
+        # Option names as the documentation writes them ($Top, $Skip) work too.
+        options = {name.lstrip("$").lower(): value for name, value in incoming.query_pairs}
+        top = _NUMBER_DEFAULT_TOP
+        raw_top = options.get("top")
+        if raw_top is not None:
+            top = int(raw_top) if re.fullmatch(r"[0-9]{1,9}", raw_top.strip()) else 0
+            if not 1 <= top <= _NUMBER_MAX_TOP:
+                raise _Rejected(
+                    _bad_request(
+                        incoming,
+                        f"Invalid page size specified: '{raw_top}'. Must be between 1 and {_NUMBER_MAX_TOP} "
+                        "inclusive.",
+                    )
+                )
+        skip = 0
+        raw_skip = options.get("skip")
+        if raw_skip is not None:
+            if not re.fullmatch(r"[0-9]{1,12}", raw_skip.strip()):
+                raise _Rejected(
+                    _bad_request(
+                        incoming,
+                        f"Invalid value '{raw_skip}' for the query option '$skip': it must be a whole number "
+                        "of 0 or more.",
+                    )
+                )
+            skip = int(raw_skip)
+        records = self._sorted_numbers()
+        raw_filter = options.get("filter")
+        if raw_filter is not None:
+            try:
+                clauses = _number_filter(raw_filter)
+            except ValueError as exc:
+                raise _Rejected(_bad_request(incoming, str(exc))) from None
+            records = [record for record in records if _number_matches(record, clauses)]
+        size = max(1, min(top, self.page_cap))
+        page = records[skip : skip + size]
+        body: dict[str, object] = {
+            "@odata.context": f"{incoming.origin}{GRAPH_PREFIX}/$metadata#{_NUMBER_SET}"
+        }
+        end = skip + len(page)
+        if end < len(records):
+            body["@odata.nextLink"] = _next_link(incoming, "$skip", str(end), drop=("skip",))
+        body["value"] = page
+        return _Reply(200, encode_json(body), _graph_headers(incoming))
+
+    def _get_number_assignment(self, incoming: _Incoming, token: _Token, record_id: str) -> _Reply:
+        self._require(incoming, token, _NUMBER_ROLES)
+        self._check_options(incoming, (), refused=_NUMBER_OPTIONS_REFUSED | {"filter", "top", "skip"})
+        number = self._number_ids.get(record_id)
+        if number is None:
+            raise self._not_found(incoming, record_id)
+        body: dict[str, object] = {
+            "@odata.context": f"{incoming.origin}{GRAPH_PREFIX}/$metadata#{_NUMBER_SET}/$entity"
+        }
+        body.update(self._numbers[number])
         return _Reply(200, encode_json(body), _graph_headers(incoming))
 
     # --- delta queries ----------------------------------------------------------------------------------
@@ -2124,6 +2501,9 @@ class GraphEmulator(ControlApi):
             Route("/deny", self._control_deny, methods=["POST"]),
             Route("/page_cap", self._control_set_page_cap, methods=["PUT"]),
             Route("/expire_delta_links", self._control_expire_delta_links, methods=["POST"]),
+            Route("/number_assignments", self._control_number_assignments, methods=["GET"]),
+            Route("/number_assignments", self._control_assign_numbers, methods=["POST"]),
+            Route("/number_assignments", self._control_unassign_number, methods=["DELETE"]),
         ]
 
     async def _control_tenant(self, request: Request) -> JSONResponse:
@@ -2149,7 +2529,7 @@ class GraphEmulator(ControlApi):
                 fields.get("client_id", DEFAULT_CLIENT_ID),
                 secret=fields.get("secret", DEFAULT_CLIENT_SECRET),
                 certificate_pem=pem.encode("ascii") if pem else None,
-                roles=fields.get("roles", GRAPH_ROLES),
+                roles=fields.get("roles", DEFAULT_APP_ROLES),
             )
         except (ControlError, ValueError) as exc:
             return control_error(exc)
@@ -2268,6 +2648,32 @@ class GraphEmulator(ControlApi):
 
     async def _control_expire_delta_links(self, request: Request) -> JSONResponse:
         self.expire_delta_links()
+        return JSONResponse({"ok": True})
+
+    async def _control_number_assignments(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.number_assignments())
+
+    async def _control_assign_numbers(self, request: Request) -> JSONResponse:
+        """One assignment (an object, answered {"id"}) or many (a list, answered {"ids"}), all or none."""
+        allowed = _NumberFields.__optional_keys__
+        try:
+            body = await control_body(request)
+            items = body if isinstance(body, list) else [body]
+            assignments = [validate_control(_NUMBER_ADAPTER, item, allowed) for item in items]
+            ids = self.assign_numbers(assignments)
+        except (ControlError, ValueError) as exc:
+            return control_error(exc)
+        return JSONResponse({"ids": ids} if isinstance(body, list) else {"id": ids[0]})
+
+    async def _control_unassign_number(self, request: Request) -> JSONResponse:
+        try:
+            fields = validate_control(_NUMBER_REF_ADAPTER, await control_body(request), ("telephone_number",))
+        except ControlError as exc:
+            return control_error(exc)
+        try:
+            self.unassign_number(fields["telephone_number"])
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
         return JSONResponse({"ok": True})
 
 
@@ -2516,3 +2922,125 @@ def _next_link(incoming: _Incoming, name: str, value: str, *, drop: Sequence[str
     ]
     parts.append(f"{name}={value}")
     return f"{incoming.origin}{quote(incoming.path, safe='/()$,.:@')}?{'&'.join(parts)}"
+
+
+# --- Teams number assignment helpers ---------------------------------------------------------------------
+
+
+def _teams_number(value: object) -> str:
+    """A telephone number as Teams records it: always with a "+" prefix (ValueError if unusable)."""
+    if not isinstance(value, str) or not value.strip("+") or any(c.isspace() for c in value):
+        raise ValueError(f"telephone_number must be a number like '+14255550100', not {value!r}")
+    return value if value.startswith("+") else f"+{value}"
+
+
+def _enum_value(name: str, value: object, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _copy_record(record: Mapping[str, object]) -> dict[str, object]:
+    return {key: list(value) if isinstance(value, list) else value for key, value in record.items()}
+
+
+_FILTER_STRING = r"'((?:[^']|'')*)'"
+_FILTER_EQ = re.compile(rf"\s*([A-Za-z][A-Za-z0-9]*)\s+eq\s+{_FILTER_STRING}\s*", re.IGNORECASE)
+_FILTER_ANY = re.compile(
+    rf"\s*([A-Za-z][A-Za-z0-9]*)/any\(\s*([A-Za-z_]\w*)\s*:\s*\2\s+eq\s+{_FILTER_STRING}\s*\)\s*",
+    re.IGNORECASE,
+)
+_FILTER_OPEN = re.compile(r"\s*\(")
+_FILTER_CLOSE = re.compile(r"\)\s*")
+_FILTER_OR = re.compile(r"or\s+", re.IGNORECASE)
+_FILTER_AND = re.compile(r"and\s+", re.IGNORECASE)
+_FilterClause = tuple[str, frozenset[str], bool]
+"""(property, lower-cased values any of which matches, whether the property is a collection)."""
+
+
+def _filter_property(name: str, *, collection: bool) -> str:
+    canonical = _NUMBER_PROPS_BY_LOWER.get(name.lower())
+    if canonical is None:
+        raise ValueError(f"Could not find a property named '{name}' on type '{_NUMBER_TYPE_NAME}'.")
+    if canonical in _NUMBER_UNFILTERABLE:
+        raise ValueError(
+            f"The property '{canonical}' cannot be used in $filter: number assignments can be filtered on "
+            "every property except id and city."
+        )
+    if collection and canonical not in _NUMBER_COLLECTIONS:
+        raise ValueError(f"'{canonical}' is not a collection: use {canonical} eq '<value>'.")
+    if not collection and canonical in _NUMBER_COLLECTIONS:
+        raise ValueError(f"'{canonical}' is a collection: use {canonical}/any(c:c eq '<value>').")
+    return canonical
+
+
+def _number_filter(raw: str) -> list[_FilterClause]:
+    """Pure: the clauses of a number assignment $filter, or ValueError saying what is wrong.
+
+    Takes `<property> eq '<value>'`, `<collection>/any(c:c eq '<value>')` and a parenthesised group of
+    `<property> eq '<value>'` joined by `or` (all on one property), joined by `and`; keywords and property
+    names in any case, '' for a quote inside a value.
+    """
+    unsupported = (
+        f"Unsupported $filter '{raw}': number assignments take <property> eq '<value>' clauses joined by "
+        "'and', where one clause may be a parenthesised group of eq comparisons of one property joined by "
+        "'or', or <collection>/any(c:c eq '<value>')."
+    )
+    clauses: list[_FilterClause] = []
+    pos = 0
+    while True:
+        opened = _FILTER_OPEN.match(raw, pos)
+        if opened is not None:
+            pos = opened.end()
+            prop: str | None = None
+            values: set[str] = set()
+            while True:
+                match = _FILTER_EQ.match(raw, pos)
+                if match is None:
+                    raise ValueError(unsupported)
+                name = _filter_property(match.group(1), collection=False)
+                if prop is not None and name != prop:
+                    raise ValueError(
+                        f"Unsupported $filter '{raw}': an 'or' group must compare one property ({prop}), "
+                        f"not {name} too."
+                    )
+                prop = name
+                values.add(match.group(2).replace("''", "'").lower())
+                pos = match.end()
+                alternative = _FILTER_OR.match(raw, pos)
+                if alternative is None:
+                    break
+                pos = alternative.end()
+            closed = _FILTER_CLOSE.match(raw, pos)
+            if closed is None or prop is None:
+                raise ValueError(unsupported)
+            pos = closed.end()
+            clauses.append((prop, frozenset(values), False))
+        elif (match := _FILTER_ANY.match(raw, pos)) is not None:
+            name = _filter_property(match.group(1), collection=True)
+            clauses.append((name, frozenset({match.group(3).replace("''", "'").lower()}), True))
+            pos = match.end()
+        elif (match := _FILTER_EQ.match(raw, pos)) is not None:
+            name = _filter_property(match.group(1), collection=False)
+            clauses.append((name, frozenset({match.group(2).replace("''", "'").lower()}), False))
+            pos = match.end()
+        else:
+            raise ValueError(unsupported)
+        if pos == len(raw):
+            return clauses
+        conjunction = _FILTER_AND.match(raw, pos)
+        if conjunction is None:
+            raise ValueError(unsupported)
+        pos = conjunction.end()
+
+
+def _number_matches(record: Mapping[str, object], clauses: Sequence[_FilterClause]) -> bool:
+    """Pure: whether a record passes every clause (values compared case-insensitively; null never matches)."""
+    for prop, values, collection in clauses:
+        value = record.get(prop)
+        if collection:
+            if not isinstance(value, list) or not any(str(item).lower() in values for item in value):
+                return False
+        elif value is None or str(value).lower() not in values:
+            return False
+    return True

@@ -5,6 +5,8 @@ reaches every user, some through nested groups (one of them nested a level furth
 twice, and the awkward cases in set numbers: phones in national form, extensions, garbage, none at all,
 disabled accounts, and non-user members (a device, a contact, a service principal). Most users carry an
 `onPremisesImmutableId` (a consistency GUID, base64 of its .NET byte order), as Entra Connect writes it.
+Optionally a share of them has a Teams phone number assigned (`TenantSpec.teams_share`), half of them the
+same number as in businessPhones and half a different one, a few with a second, alternate number.
 
 Pure apart from filling the emulator: the same spec and seed give the same IDs and data, whatever the
 emulator's own seed. Fast enough for benchmarks (bulk inserts; 1,000,000 users in seconds, not minutes).
@@ -72,6 +74,13 @@ class TenantSpec:
     """Members that are not users: a device, a contact, a service principal (cycling)."""
     consistency_guids: bool = True
     """Whether users synced from AD (all but every tenth) get onPremisesImmutableId."""
+    teams_share: float = 0.0
+    """Share (0..1, rounded to whole users) of the users with a valid businessPhones number that get a Teams
+    number assignment (primary, userAssigned, activated). Special users (no phone, bad phone, disabled,
+    extension) and mobile-only users get none. Half of them (rounded down) get their businessPhones number in
+    E.164, the others a different valid E.164 number found nowhere else in the tenant."""
+    teams_extra: int = 0
+    """How many of the Teams users also get a second, alternate-category assignment of another number."""
     seed: int = 0
 
 
@@ -89,6 +98,10 @@ class BuiltTenant:
     bad_phone_user_ids: list[str] = field(default_factory=list)
     disabled_user_ids: list[str] = field(default_factory=list)
     extension_user_ids: list[str] = field(default_factory=list)
+    teams_numbers: dict[str, str] = field(default_factory=dict)
+    """User ID -> the E.164 number of its primary Teams assignment (users without one are absent)."""
+    teams_alternate_numbers: dict[str, str] = field(default_factory=dict)
+    """User ID -> the E.164 number of its alternate Teams assignment (`TenantSpec.teams_extra` users)."""
 
 
 def _check(spec: TenantSpec) -> None:
@@ -100,8 +113,14 @@ def _check(spec: TenantSpec) -> None:
         raise ValueError(f"{special} special users do not fit in {spec.users} users")
     if not 0.0 <= spec.national_share <= 1.0:
         raise ValueError("national_share must be between 0 and 1")
-    if 2 * spec.users > _NUMBER_SPACE:
-        raise ValueError(f"at most {_NUMBER_SPACE // 2} users get distinct phone numbers")
+    if not 0.0 <= spec.teams_share <= 1.0:
+        raise ValueError("teams_share must be between 0 and 1")
+    if spec.teams_extra < 0:
+        raise ValueError("TenantSpec counts must not be negative")
+    # Users' own numbers take 2 per user; Teams numbers found nowhere else at most 2 more.
+    per_user = 4 if spec.teams_share > 0 or spec.teams_extra > 0 else 2
+    if per_user * spec.users > _NUMBER_SPACE:
+        raise ValueError(f"at most {_NUMBER_SPACE // per_user} users get distinct phone numbers")
 
 
 def _number(index: int) -> tuple[str, str, str]:
@@ -239,6 +258,13 @@ def build_tenant(emulator: GraphEmulator, spec: TenantSpec) -> BuiltTenant:
     def pick(indexes: set[int]) -> list[str]:
         return [user_ids[i] for i in sorted(indexes)]
 
+    teams_numbers: dict[str, str] = {}
+    teams_alternate: dict[str, str] = {}
+    if spec.teams_share > 0 or spec.teams_extra > 0:
+        special_indexes = no_phone | bad_phone | disabled | extension
+        eligible = [i for i in range(count) if i not in special_indexes and i % 10 not in (7, 8)]
+        teams_numbers, teams_alternate = _assign_teams_numbers(emulator, spec, user_ids, eligible)
+
     return BuiltTenant(
         top_group_id=top_id,
         nested_group_ids=nested_ids,
@@ -248,4 +274,53 @@ def build_tenant(emulator: GraphEmulator, spec: TenantSpec) -> BuiltTenant:
         bad_phone_user_ids=pick(bad_phone),
         disabled_user_ids=pick(disabled),
         extension_user_ids=pick(extension),
+        teams_numbers=teams_numbers,
+        teams_alternate_numbers=teams_alternate,
     )
+
+
+def _assign_teams_numbers(
+    emulator: GraphEmulator, spec: TenantSpec, user_ids: list[str], eligible: list[int]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Give `spec.teams_share` of the `eligible` users (indexes; each has a valid businessPhones number) a
+    primary Teams number and `spec.teams_extra` of those an alternate one; return both maps by user ID.
+
+    Draws from its own RNG, so the rest of the tenant is the same whatever the Teams settings.
+    """
+    rng = random.Random(spec.seed + 1)  # noqa: S311 - reproducible fixtures, not secrets
+    chosen = rng.sample(eligible, round(spec.teams_share * len(eligible)))
+    if spec.teams_extra > len(chosen):
+        raise ValueError(
+            f"teams_extra={spec.teams_extra} exceeds the {len(chosen)} users with a Teams number"
+        )
+    same = len(chosen) // 2
+    # Numbers 0 .. 2*users-1 are the users' own (businessPhones i, mobilePhone users+i): new ones follow.
+    fresh = 2 * spec.users
+
+    def assignment_id() -> str:
+        text = f"{(rng.getrandbits(128) & _UUID_CLEAR) | _UUID_V4:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+    primary: dict[str, str] = {}
+    assignments: list[dict[str, object]] = []
+    for n, i in enumerate(chosen):
+        if n < same:
+            number = _format(_number(i), 1)
+        else:
+            number, fresh = _format(_number(fresh), 1), fresh + 1
+        primary[user_ids[i]] = number
+        assignments.append({"telephone_number": number, "target_id": user_ids[i], "id": assignment_id()})
+    alternate: dict[str, str] = {}
+    for i in rng.sample(chosen, spec.teams_extra):
+        number, fresh = _format(_number(fresh), 1), fresh + 1
+        alternate[user_ids[i]] = number
+        assignments.append(
+            {
+                "telephone_number": number,
+                "target_id": user_ids[i],
+                "category": "alternate",
+                "id": assignment_id(),
+            }
+        )
+    emulator.assign_numbers(assignments)
+    return primary, alternate

@@ -84,7 +84,7 @@ async def test_reads_members_with_a_client_secret(graph: GraphEmulator, graph_se
     state = await read(server, [group])
 
     assert state.members == {
-        jane: Member(jane, DEFAULT_TENANT_ID, "jane@contoso.com", "+14155550123", guid),
+        jane: Member(jane, DEFAULT_TENANT_ID, "jane@contoso.com", "+14155550123", guid, "businessPhones"),
     }
     assert {oid: s.reason for oid, s in state.skipped.items()} == {
         nophone: SkipReason.NO_PHONE,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import json
+import re
 import ssl
 import time
 import uuid
@@ -29,10 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from syncd.emulators.graph import (
+    DEFAULT_APP_ROLES,
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_TENANT_ID,
     GRAPH_ROLES,
+    TEAMS_NUMBER_ROLE,
     Faults,
     GraphEmulator,
     ScriptedFault,
@@ -234,7 +238,7 @@ async def test_a_client_secret_gets_an_access_token(client: httpx.AsyncClient, e
     assert payload["aud"] == BASE
     assert payload["iss"] == f"https://sts.windows.net/{DEFAULT_TENANT_ID}/"
     assert (payload["tid"], payload["appid"]) == (DEFAULT_TENANT_ID, DEFAULT_CLIENT_ID)
-    assert sorted(payload["roles"]) == sorted(GRAPH_ROLES)
+    assert sorted(payload["roles"]) == sorted(DEFAULT_APP_ROLES) == sorted([*GRAPH_ROLES, TEAMS_NUMBER_ROLE])
     assert before <= payload["iat"] == payload["nbf"] <= time.time()
     assert payload["exp"] - payload["iat"] in (3600, 3601)
     [logged] = emu.requests
@@ -1096,6 +1100,525 @@ def test_build_tenant_is_deterministic_per_seed() -> None:
         build_tenant(first, spec)  # the same IDs again: reset() first
     with pytest.raises(ValueError, match="do not fit"):
         build_tenant(GraphEmulator(), TenantSpec(users=5, no_phone=3, bad_phone=3))
+
+
+# The default tenant as build_tenant made it before Teams numbers existed: its users must not change.
+DEFAULT_TENANT_SHA256 = "b3f4ab770df40f906ebf686666ceb0c6cdd3ec30708d2c650a5776055a3c0cdd"
+
+
+def tenant_fingerprint(emu: GraphEmulator, built: BuiltTenant) -> str:
+    props = [emu._objects[object_id].props for object_id in built.user_ids]
+    users = [
+        [object_id, p.get("userPrincipalName"), p.get("businessPhones"), p.get("mobilePhone")]
+        for object_id, p in zip(built.user_ids, props, strict=True)
+    ]
+    document = [users, built.top_group_id, built.nested_group_ids, built.non_user_ids]
+    return hashlib.sha256(json.dumps(document).encode()).hexdigest()
+
+
+def test_build_tenant_without_teams_numbers_is_unchanged(emu: GraphEmulator) -> None:
+    built = build_tenant(emu, TenantSpec())
+    assert tenant_fingerprint(emu, built) == DEFAULT_TENANT_SHA256
+    assert (built.teams_numbers, built.teams_alternate_numbers) == ({}, {})
+    assert emu.number_assignments() == []
+    explicit = GraphEmulator()
+    assert build_tenant(explicit, TenantSpec(teams_share=0.0, teams_extra=0)) == built
+    assert tenant_snapshot(explicit, built) == tenant_snapshot(emu, built)
+
+
+def e164(raw: str) -> str:
+    """A generated US phone ("(415) 555-0123", "+1 415 555 0123", "+14155550123") in E.164."""
+    digits = re.sub(r"\D", "", raw)
+    return f"+{digits}" if raw.startswith("+") else f"+1{digits}"
+
+
+def test_build_tenant_with_teams_numbers(emu: GraphEmulator) -> None:
+    spec = TenantSpec(users=400, teams_share=0.5, teams_extra=7, seed=9)
+    built = build_tenant(emu, spec)
+    plain = GraphEmulator()
+    built_plain = build_tenant(plain, TenantSpec(users=400, seed=9))
+    # The users are the same as without Teams numbers.
+    assert built.user_ids == built_plain.user_ids
+    assert tenant_snapshot(emu, built) == tenant_snapshot(plain, built_plain)
+
+    special = set(built.no_phone_user_ids + built.bad_phone_user_ids + built.disabled_user_ids)
+    special |= set(built.extension_user_ids)
+    props: dict[str, dict[str, Any]] = {
+        object_id: emu._objects[object_id].props for object_id in built.user_ids
+    }
+    eligible = [u for u in built.user_ids if u not in special and props[u].get("businessPhones")]
+    assert len(built.teams_numbers) == round(len(eligible) / 2)
+    assert set(built.teams_numbers) <= set(eligible)
+    same = [u for u, number in built.teams_numbers.items() if number == e164(props[u]["businessPhones"][0])]
+    assert len(same) == len(built.teams_numbers) // 2
+    own_numbers = {
+        e164(n)
+        for p in props.values()
+        for n in [*p.get("businessPhones", []), p.get("mobilePhone")]
+        if n and re.fullmatch(r"[+() 0-9-]{12,}", n)
+    }
+    different = [n for u, n in built.teams_numbers.items() if u not in same]
+    assert not own_numbers & set(different)
+    assert len(built.teams_alternate_numbers) == 7
+    assert set(built.teams_alternate_numbers) <= set(built.teams_numbers)
+    every = [*built.teams_numbers.values(), *built.teams_alternate_numbers.values()]
+    assert len(set(every)) == len(every)
+    assert all(re.fullmatch(r"\+1[2-9][0-9]{9}", n) for n in every)
+
+    records = emu.number_assignments()
+    assert {
+        r["assignmentTargetId"]: r["telephoneNumber"] for r in records if r["assignmentCategory"] == "primary"
+    } == (built.teams_numbers)
+    assert {
+        r["assignmentTargetId"]: r["telephoneNumber"]
+        for r in records
+        if r["assignmentCategory"] == "alternate"
+    } == built.teams_alternate_numbers
+    assert {(r["assignmentStatus"], r["activationState"]) for r in records} == {("userAssigned", "activated")}
+    assert {r["assignmentTargetId"] for r in records} <= set(built.user_ids)
+    # Deterministic per seed, whatever the emulator's seed.
+    other = GraphEmulator(seed=3)
+    assert build_tenant(other, spec) == built
+    assert other.number_assignments() == records
+    with pytest.raises(ValueError, match="teams_extra"):
+        build_tenant(GraphEmulator(), TenantSpec(users=20, teams_share=0.1, teams_extra=5))
+    with pytest.raises(ValueError, match="teams_share"):
+        build_tenant(GraphEmulator(), TenantSpec(users=20, teams_share=1.5))
+
+
+async def test_the_control_api_builds_tenants_with_teams_numbers(
+    client: httpx.AsyncClient, emu: GraphEmulator
+) -> None:
+    response = await client.post(
+        "/_emulator/tenant", json={"users": 50, "teams_share": 1.0, "teams_extra": 2}
+    )
+    assert response.status_code == 200, response.text
+    built = response.json()
+    assert len(built["teams_numbers"]) == len(emu.number_assignments()) - 2 > 0
+    assert len(built["teams_alternate_numbers"]) == 2
+
+
+# --- Teams telephone number assignments ---------------------------------------------------------------------
+
+NUMBERS = "/v1.0/admin/teams/telephoneNumberManagement/numberAssignments"
+NUMBERS_CONTEXT = f"{BASE}/v1.0/$metadata#admin/teams/telephoneNumberManagement/numberAssignments"
+NUMBER_PROPERTIES = {
+    "id",
+    "telephoneNumber",
+    "operatorId",
+    "numberType",
+    "activationState",
+    "assignmentCategory",
+    "assignmentStatus",
+    "assignmentTargetId",
+    "capabilities",
+    "city",
+    "civicAddressId",
+    "isoCountryCode",
+    "locationId",
+    "networkSiteId",
+    "numberSource",
+    "portInStatus",
+    "reverseNumberLookupOptions",
+    "supportedCustomerActions",
+}
+
+
+def us_number(n: int) -> str:
+    return f"+1425555{n:04d}"
+
+
+@pytest.fixture
+def numbers(emu: GraphEmulator) -> dict[str, str]:
+    """Six assignments of every kind (telephone number -> id), assigned out of order."""
+    return {
+        number: emu.assign_number(number, target, **options)
+        for number, target, options in [
+            ("+14255550105", "user-5", {"category": "alternate", "number_type": "directRouting"}),
+            ("+14255550101", "user-1", {}),
+            ("+14255550104", None, {"status": "unassigned", "number_type": "callingPlan"}),
+            ("+14255550103", "user-3", {"category": "private"}),
+            ("+14255550102;ext=12", "user-2", {"number_type": "directRouting"}),
+            ("+14255550100", "conf-1", {"status": "conferenceAssigned", "number_type": "callingPlan"}),
+        ]
+    }
+
+
+async def list_numbers(
+    client: httpx.AsyncClient, headers: dict[str, str], **params: str
+) -> list[dict[str, Any]]:
+    response = await client.get(NUMBERS, params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    assert "@odata.nextLink" not in response.json()
+    value: list[dict[str, Any]] = response.json()["value"]
+    return value
+
+
+def telephone_numbers(items: list[dict[str, Any]]) -> list[str]:
+    return [item["telephoneNumber"] for item in items]
+
+
+async def test_number_assignments_list_500_a_page_in_ascending_order_and_page_by_skip(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    order = list(range(501))
+    order.reverse()
+    emu.assign_numbers({"telephone_number": us_number(n), "target_id": f"user-{n}"} for n in order)
+    first = await client.get(NUMBERS, headers=auth)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["@odata.context"] == NUMBERS_CONTEXT
+    assert len(body["value"]) == 500
+    assert telephone_numbers(body["value"]) == [us_number(n) for n in range(500)]
+    assert set(body["value"][0]) == NUMBER_PROPERTIES
+    assert body["value"][0] | {"id": "x"} == {
+        "id": "x",
+        "telephoneNumber": us_number(0),
+        "operatorId": body["value"][0]["operatorId"],
+        "numberType": "operatorConnect",
+        "activationState": "activated",
+        "capabilities": ["userAssignment"],
+        "locationId": None,
+        "civicAddressId": None,
+        "networkSiteId": None,
+        "assignmentTargetId": "user-0",
+        "assignmentCategory": "primary",
+        "portInStatus": None,
+        "assignmentStatus": "userAssigned",
+        "isoCountryCode": "US",
+        "city": None,
+        "numberSource": "online",
+        "supportedCustomerActions": ["locationUpdate"],
+        "reverseNumberLookupOptions": [],
+    }
+    assert body["@odata.nextLink"] == f"{BASE}{NUMBERS}?$skip=500"
+    last = await client.get(body["@odata.nextLink"], headers=auth)
+    assert telephone_numbers(last.json()["value"]) == [us_number(500)]
+    assert "@odata.nextLink" not in last.json()
+    assert [(r.path, r.query, r.status) for r in emu.requests[1:]] == [
+        (NUMBERS, {}, 200),
+        (NUMBERS, {"$skip": "500"}, 200),
+    ]
+
+
+async def test_number_assignment_pages_follow_top_and_the_page_cap_keeping_the_query(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    emu.assign_numbers({"telephone_number": us_number(n), "target_id": f"u{n}"} for n in range(10))
+    emu.assign_number(us_number(99), None, status="unassigned")
+    emu.page_cap = 3
+    url: str | None = f"{NUMBERS}?$filter=assignmentStatus eq 'userAssigned'&$top=1000"
+    pages: list[list[str]] = []
+    while url is not None:
+        response = await client.get(url, headers=auth)
+        assert response.status_code == 200, response.text
+        pages.append(telephone_numbers(response.json()["value"]))
+        url = response.json().get("@odata.nextLink")
+        if url is not None:
+            query = parse_qs(urlsplit(url).query)
+            assert url.startswith(f"{BASE}{NUMBERS}?")
+            assert query["$filter"] == ["assignmentStatus eq 'userAssigned'"]
+            assert query["$top"] == ["1000"]
+    assert pages == [[us_number(n) for n in range(start, min(start + 3, 10))] for start in (0, 3, 6, 9)]
+    assert [r.query.get("$skip") for r in emu.requests[1:]] == [None, "3", "6", "9"]
+    emu.page_cap = 999
+    response = await client.get(NUMBERS, params={"$top": "4", "$skip": "8"}, headers=auth)
+    assert telephone_numbers(response.json()["value"]) == [us_number(8), us_number(9), us_number(99)]
+    assert "@odata.nextLink" not in response.json()
+    beyond = await client.get(NUMBERS, params={"$skip": "50"}, headers=auth)
+    assert beyond.json()["value"] == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("$top", "0"), ("$top", "1001"), ("$top", "ten"), ("$skip", "-1")]
+)
+async def test_number_assignment_top_and_skip_out_of_bounds_are_refused(
+    client: httpx.AsyncClient, auth: dict[str, str], option: str, value: str
+) -> None:
+    response = await client.get(NUMBERS, params={option: value}, headers=auth)
+    assert_graph_error(response, 400, "Request_BadRequest")
+    assert f"'{value}'" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("top", ["1", "1000", "500"])
+async def test_number_assignment_top_within_bounds(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator, top: str
+) -> None:
+    emu.assign_numbers({"telephone_number": us_number(n), "target_id": f"u{n}"} for n in range(2))
+    # The documentation writes $Top: option names are case-insensitive.
+    response = await client.get(NUMBERS, params={"$Top": top}, headers=auth)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["value"]) == min(int(top), 2)
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("assignmentStatus eq 'unassigned'", ["+14255550104"]),
+        ("ASSIGNMENTSTATUS EQ 'USERASSIGNED'", [
+            "+14255550101", "+14255550102;ext=12", "+14255550103", "+14255550105",
+        ]),
+        ("assignmentCategory eq 'primary' and numberType eq 'DirectRouting'", ["+14255550102;ext=12"]),
+        ("assignmentCategory eq 'alternate' AND numberType eq 'directRouting'", ["+14255550105"]),
+        ("assignmentCategory eq 'alternate' and numberType eq 'operatorConnect'", []),
+        (
+            "(assignmentCategory eq 'primary' or assignmentCategory eq 'private') "
+            "and assignmentStatus eq 'userAssigned'",
+            ["+14255550101", "+14255550102;ext=12", "+14255550103"],
+        ),
+        ("( numberType eq 'callingPlan' OR numberType eq 'directRouting' )", [
+            "+14255550100", "+14255550102;ext=12", "+14255550104", "+14255550105",
+        ]),
+        ("assignmentTargetId eq 'user-3'", ["+14255550103"]),
+        ("telephoneNumber eq '+14255550101'", ["+14255550101"]),
+        ("capabilities/any(c:c eq 'conferenceAssignment') and numberType eq 'callingPlan'", ["+14255550100"]),
+        ("isoCountryCode eq 'us' and assignmentCategory eq 'private'", ["+14255550103"]),
+    ],
+)  # fmt: skip
+async def test_number_assignment_filters(
+    client: httpx.AsyncClient,
+    auth: dict[str, str],
+    numbers: dict[str, str],
+    expression: str,
+    expected: list[str],
+) -> None:
+    assert telephone_numbers(await list_numbers(client, auth, **{"$filter": expression})) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("id eq 'x'", "except id and city"),
+        ("city eq 'Redmond'", "except id and city"),
+        ("colour eq 'blue'", "Could not find a property named 'colour'"),
+        ("numberType ne 'callingPlan'", "Unsupported $filter"),
+        ("numberType eq 'callingPlan' or numberType eq 'directRouting'", "Unsupported $filter"),
+        ("(numberType eq 'callingPlan' or assignmentStatus eq 'unassigned')", "one property"),
+        ("startswith(telephoneNumber, '+1425')", "Unsupported $filter"),
+        ("capabilities eq 'userAssignment'", "collection"),
+        ("numberType eq 'callingPlan' and", "Unsupported $filter"),
+        ("", "Unsupported $filter"),
+    ],
+)
+async def test_number_assignment_filters_graph_refuses(
+    client: httpx.AsyncClient, auth: dict[str, str], expression: str, says: str
+) -> None:
+    response = await client.get(NUMBERS, params={"$filter": expression}, headers=auth)
+    assert_graph_error(response, 400, "Request_BadRequest")
+    assert says in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("option", ["$select", "$orderby", "$count", "$expand", "$search", "select"])
+async def test_number_assignment_options_not_documented_are_refused(
+    client: httpx.AsyncClient, auth: dict[str, str], option: str
+) -> None:
+    response = await client.get(NUMBERS, params={option: "telephoneNumber"}, headers=auth)
+    assert_graph_error(response, 400, "Request_UnsupportedQuery")
+
+
+async def test_number_assignments_need_a_token_and_a_teams_number_role(
+    client: httpx.AsyncClient, emu: GraphEmulator, numbers: dict[str, str]
+) -> None:
+    unauthenticated = await client.get(NUMBERS)
+    assert_graph_error(unauthenticated, 401, "InvalidAuthenticationToken")
+    emu.register_app(roles=GRAPH_ROLES)
+    headers = {"Authorization": f"Bearer {await token(client)}"}
+    assert_graph_error(
+        await client.get(NUMBERS, headers=headers),
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
+    assert (await client.get(f"{NUMBERS}/{numbers['+14255550101']}", headers=headers)).status_code == 403
+    emu.register_app(roles=[*GRAPH_ROLES, "TeamsTelephoneNumber.ReadWrite.All"])
+    headers = {"Authorization": f"Bearer {await token(client)}"}
+    assert len(await list_numbers(client, headers)) == 6
+    assert [r.status for r in emu.requests if r.path.startswith(NUMBERS)] == [401, 403, 403, 200]
+
+
+async def test_get_one_number_assignment_and_unknown_segments(
+    client: httpx.AsyncClient, auth: dict[str, str], numbers: dict[str, str]
+) -> None:
+    number_id = numbers["+14255550104"]
+    response = await client.get(f"{NUMBERS}/{number_id}", headers=auth)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["@odata.context"] == f"{NUMBERS_CONTEXT}/$entity"
+    assert (body["id"], body["telephoneNumber"], body["assignmentStatus"]) == (
+        number_id,
+        "+14255550104",
+        "unassigned",
+    )
+    # Graph shows an unassigned number with neither target nor category.
+    assert (body["assignmentTargetId"], body["assignmentCategory"]) == (None, None)
+    assert_graph_error(
+        await client.get(f"{NUMBERS}/{uuid.uuid4()}", headers=auth), 404, "Request_ResourceNotFound"
+    )
+    # Segment names are case-insensitive, as Graph's are.
+    lowered = await client.get(NUMBERS.lower(), headers=auth)
+    assert len(lowered.json()["value"]) == 6
+    for path, segment in [
+        ("/v1.0/admin/teams/telephoneNumberManagement/numberAssignment", "numberAssignment"),
+        ("/v1.0/admin/teams/phoneNumbers", "phoneNumbers"),
+        ("/v1.0/admin/sharepoint", "sharepoint"),
+        (f"{NUMBERS}/$count", "$count"),
+        (f"{NUMBERS}/{number_id}/more", "more"),
+    ]:
+        response = await client.get(path, headers=auth)
+        assert_graph_error(response, 400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+
+
+async def test_the_sdk_request_builder_url_is_served(
+    client: httpx.AsyncClient, auth: dict[str, str], numbers: dict[str, str]
+) -> None:
+    from kiota_abstractions.authentication import AnonymousAuthenticationProvider
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from msgraph.graph_request_adapter import GraphRequestAdapter
+    from msgraph.graph_service_client import GraphServiceClient
+
+    adapter = GraphRequestAdapter(AnonymousAuthenticationProvider())
+    adapter.base_url = f"{BASE}/v1.0"
+    builder = GraphServiceClient(
+        request_adapter=adapter
+    ).admin.teams.telephone_number_management.number_assignments
+    query = builder.NumberAssignmentsRequestBuilderGetQueryParameters(
+        filter="assignmentStatus eq 'userAssigned' and assignmentCategory eq 'primary'", top=1000
+    )
+    request = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
+    request.path_parameters["baseurl"] = adapter.base_url
+    assert request.url.startswith(f"{BASE}{NUMBERS}?%24filter=")
+    response = await client.get(request.url, headers=auth)
+    assert telephone_numbers(response.json()["value"]) == ["+14255550101", "+14255550102;ext=12"]
+
+
+async def test_faults_and_the_request_log_cover_number_assignments(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    emu.assign_numbers({"telephone_number": us_number(n), "target_id": f"u{n}"} for n in range(3))
+    emu.page_cap = 2
+    emu.inject(ScriptedFault("status", status=503, path_contains="numberAssignments"))
+    emu.inject(ScriptedFault("throttle", retry_after_s=2, path_contains="$skip=2"))
+    assert_graph_error(await client.get(NUMBERS, headers=auth), 503, "serviceNotAvailable")
+    first = await client.get(NUMBERS, params={"$top": "2"}, headers=auth)
+    assert first.status_code == 200
+    throttled = await client.get(first.json()["@odata.nextLink"], headers=auth)
+    assert_graph_error(throttled, 429, "TooManyRequests")
+    assert throttled.headers["retry-after"] == "2"
+    again = await client.get(first.json()["@odata.nextLink"], headers=auth)
+    assert telephone_numbers(again.json()["value"]) == [us_number(2)]
+    emu.faults = Faults(error_rate=1.0)
+    assert_graph_error(await client.get(NUMBERS, headers=auth), 503, "serviceNotAvailable")
+    logged = emu.requests[1:]
+    assert [(r.method, r.path, r.query, r.status, r.fault) for r in logged] == [
+        ("GET", NUMBERS, {}, 503, "error"),
+        ("GET", NUMBERS, {"$top": "2"}, 200, None),
+        ("GET", NUMBERS, {"$top": "2", "$skip": "2"}, 429, "throttle"),
+        ("GET", NUMBERS, {"$top": "2", "$skip": "2"}, 200, None),
+        ("GET", NUMBERS, {}, 503, "error"),
+    ]
+    assert all(r.token_id == claims(auth["Authorization"].split()[1])["jti"] for r in logged)
+
+
+async def test_number_assignment_control_routes(client: httpx.AsyncClient, emu: GraphEmulator) -> None:
+    async def control(method: str, body: object, status: int = 200) -> Any:
+        response = await client.request(method, "/_emulator/number_assignments", json=body)
+        assert response.status_code == status, response.text
+        return response.json()
+
+    one = (await control("POST", {"telephone_number": "+14255550100", "target_id": "user-1"}))["id"]
+    many = (
+        await control(
+            "POST",
+            [
+                {"telephone_number": "+14255550101", "target_id": None, "status": "unassigned"},
+                {
+                    "telephone_number": "+14255550102",
+                    "target_id": "user-2",
+                    "category": "alternate",
+                    "number_type": "directRouting",
+                    "activation_state": "assignmentPending",
+                    "iso_country_code": "CA",
+                    "id": "fixed-id",
+                },
+            ],
+        )
+    )["ids"]
+    assert many[1] == "fixed-id"
+    listed = await control("GET", None)
+    assert [(r["id"], r["telephoneNumber"], r["assignmentTargetId"]) for r in listed] == [
+        (one, "+14255550100", "user-1"),
+        (many[0], "+14255550101", None),
+        ("fixed-id", "+14255550102", "user-2"),
+    ]
+    assert (listed[2]["activationState"], listed[2]["isoCountryCode"]) == ("assignmentPending", "CA")
+    assert listed == emu.number_assignments()
+    refused = await control(
+        "POST", {"telephone_number": "+14255550103", "target_id": "u", "status": "gone"}, 400
+    )
+    assert "status must be one of" in refused["error"]
+    refused = await control(
+        "POST", {"telephone_number": "+14255550103", "target_id": "u", "colour": "x"}, 400
+    )
+    assert "colour" in refused["error"]
+    # All or nothing: the second one is refused, so the first is not assigned either.
+    await control(
+        "POST",
+        [
+            {"telephone_number": "+14255550104", "target_id": "u"},
+            {"telephone_number": "+14255550105", "target_id": "u", "category": "secondary"},
+        ],
+        400,
+    )
+    assert len(emu.number_assignments()) == 3
+    await control("DELETE", {"telephone_number": "+14255550101"})
+    assert (
+        "no number assignment"
+        in (await control("DELETE", {"telephone_number": "+14255550101"}, 404))["error"]
+    )
+    await control("DELETE", {"number": "+14255550100"}, 400)
+    assert [r["telephoneNumber"] for r in emu.number_assignments()] == ["+14255550100", "+14255550102"]
+    assert all(not r.path.startswith("/_emulator") for r in emu.requests)
+    assert (await client.post("/_emulator/reset")).status_code == 200
+    assert emu.number_assignments() == []
+
+
+def test_number_assignment_fixture_methods(emu: GraphEmulator) -> None:
+    user = emu.add_user(upn="a@contoso.com")
+    first = emu.assign_number("14255550100", user)  # Teams records numbers with a "+"
+    assert [r["telephoneNumber"] for r in emu.number_assignments()] == ["+14255550100"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", first)
+    # One record per number: assigning it again replaces the record and keeps its ID.
+    assert emu.assign_number("+14255550100", user, category="private") == first
+    [record] = emu.number_assignments()
+    assert (record["id"], record["assignmentCategory"]) == (first, "private")
+    record["assignmentTargetId"] = "changed"  # a copy
+    assert emu.number_assignments()[0]["assignmentTargetId"] == user
+    with pytest.raises(ValueError, match="number_type must be one of"):
+        emu.assign_number("+14255550101", user, number_type="internalCalling")
+    with pytest.raises(ValueError, match="activation_state"):
+        emu.assign_number("+14255550101", user, activation_state="on")
+    with pytest.raises(ValueError, match="no target_id"):
+        emu.assign_number("+14255550101", user, status="unassigned")
+    with pytest.raises(ValueError, match="needs a target_id"):
+        emu.assign_number("+14255550101", None)
+    with pytest.raises(ValueError, match="belongs to"):
+        emu.assign_number("+14255550101", user, id=first)
+    with pytest.raises(ValueError, match="telephone_number"):
+        emu.assign_number("+1 425 555 0101", user)
+    with pytest.raises(ValueError, match="no number assignment"):
+        emu.unassign_number("+14255550101")
+    # A stale assignment: the user is gone, Teams still holds the number for it.
+    emu.assign_number("+14255550101", "no-such-user", number_type="internalError", status="internalError")
+    emu.delete_user(user)
+    assert [r["assignmentTargetId"] for r in emu.number_assignments()] == [user, "no-such-user"]
+    emu.unassign_number("14255550101")
+    assert len(emu.number_assignments()) == 1
+    emu.reset()
+    assert emu.number_assignments() == []
+    # Reproducible: the same seed generates the same IDs.
+    assert GraphEmulator(seed=5).assign_number(us_number(1), "u") == GraphEmulator(seed=5).assign_number(
+        us_number(1), "u"
+    )
 
 
 # --- over real HTTPS, with the real msal --------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Teams numbers as the phone source, end to end: `syncd sync` and `syncd status` against both emulators.
+
+Assertions read what SmartCommunicator received and what the commands printed.
+"""
+
+from __future__ import annotations
+
+from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, GRAPH_ROLES
+from tests.e2e.conftest import World
+
+
+def use_teams(world: World, chain: str = '["teams", "businessPhones"]') -> None:
+    text = world.config.read_text()
+    world.config.write_text(
+        text.replace("retry_delay_s = 0\n", f"retry_delay_s = 0\nphone_source = {chain}\n")
+    )
+
+
+def test_a_changed_teams_number_patches_the_agent_and_a_moved_source_writes_nothing(world: World) -> None:
+    use_teams(world)
+    ada = world.add_user("ada", "+1 415 555 0100")
+    bob = world.add_user("bob", "+1 415 555 0101")
+    cy = world.add_user("cy", "+1 415 555 0102")
+    world.graph.assign_number("+14155550150", ada)
+    world.graph.assign_number("+14155550102", cy)  # the same number as in businessPhones
+
+    first = world.run("sync", "--json")
+    assert first.code == 0, first.stderr
+    assert first.json()["phone_sources"] == {"teams": 2, "businessPhones": 1}
+    assert world.agents() == {
+        ada: ("+14155550150", "ada@contoso.com"),
+        bob: ("+14155550101", "bob@contoso.com"),
+        cy: ("+14155550102", "cy@contoso.com"),
+    }
+    status = world.run("status")
+    assert "Agents' numbers from: businessPhones 1, teams 2" in status.stdout
+
+    # Ada gets a new Teams number: exactly one PATCH with it.
+    world.graph.unassign_number("+14155550150")
+    world.graph.assign_number("+14155550160", ada)
+    # Cy loses the Teams assignment; businessPhones holds the same number: nothing to send.
+    world.graph.unassign_number("+14155550102")
+    world.smartcomm.clear_requests()
+    second = world.run("sync", "--json")
+    assert second.code == 0, second.stderr
+    assert world.writes() == [("PATCH", f"/{ada}", {"phone_number": "+14155550160"})]
+    assert second.json()["phone_sources"] == {"businessPhones": 2, "teams": 1}
+    status = world.run("status", "--json")
+    assert status.json()["phone_sources"] == {"businessPhones": 2, "teams": 1}
+
+    # Ada's Teams number goes away: the fallback number is pushed.
+    world.graph.unassign_number("+14155550160")
+    world.smartcomm.clear_requests()
+    third = world.run("sync")
+    assert third.code == 0, third.stderr
+    assert world.writes() == [("PATCH", f"/{ada}", {"phone_number": "+14155550100"})]
+    assert "numbers from businessPhones 3" in third.stdout
+
+
+def test_a_missing_teams_permission_stops_the_cycle_with_exit_2_and_changes_nothing(world: World) -> None:
+    ids = [world.add_user(f"user{i}", f"+1 415 555 010{i}") for i in range(3)]
+    assert world.run("sync").code == 0
+    use_teams(world, '"teams"')
+    world.graph.register_app(DEFAULT_CLIENT_ID, secret=DEFAULT_CLIENT_SECRET, roles=GRAPH_ROLES)
+    world.smartcomm.clear_requests()
+    result = world.run("sync")
+    assert result.code == 2
+    assert "TeamsTelephoneNumber.Read.All" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert world.writes() == []
+    assert sorted(world.agents()) == sorted(ids)
