@@ -75,8 +75,8 @@ def test_0002_keeps_existing_members_and_records_phone_sources(database: Databas
         with store.engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO members (object_id, status, agent_active, tenant_id, phone_number, attempts, "
-                    "updated_at) VALUES ('old', 'active', :yes, :tenant, '+14155550100', 0, :now)"
+                    "INSERT INTO members (object_id, status, agent_active, tenant_id, phone_number, "
+                    "attempts, updated_at) VALUES ('old', 'active', :yes, :tenant, '+14155550100', 0, :now)"
                 ),
                 {"yes": True, "tenant": TENANT, "now": datetime.now(UTC)},
             )

@@ -1,4 +1,4 @@
-"""The phone source chain (graph.phone_source): Teams number assignments, attributes, and the fallback rules."""
+"""The phone source chain (graph.phone_source): Teams number assignments, attributes, fallback rules."""
 
 from __future__ import annotations
 
