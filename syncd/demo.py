@@ -53,13 +53,14 @@ from syncd.emulators.tenant import DOMAIN, BuiltTenant, TenantSpec, build_tenant
 from syncd.engine import CycleResult, Engine
 from syncd.graph.source import GraphSource
 from syncd.logging import configure_logging
-from syncd.model import DesiredState, Member
+from syncd.model import TEAMS, DesiredState, Member
 from syncd.store import Store
 
 __all__ = ["DemoError", "demo_settings", "emulate", "emulate_config", "emulate_main", "run_demo"]
 
 DEMO_USERS = 200
 DEMO_SEED = 1
+DEMO_TEAMS_SHARE = 0.5
 CONFLICT_HOLDER_ID = "0f4e8c2a-6b1d-4c3e-9a7f-5d2b8e1c4a90"
 """Object ID of the agent that already holds one member's number (someone who left, never offboarded)."""
 
@@ -91,6 +92,7 @@ def demo_settings(
             group_ids=[group_id],
             ca_bundle=str(graph.ca_path),
             retry_delay_s=0,
+            phone_source=["teams", "businessPhones", "mobilePhone"],
         ),
         smartcomm=SmartCommSettings(
             base_url=smartcomm.base_url,
@@ -189,7 +191,7 @@ def run_demo(*, debug: bool = False) -> int:
 
 def _demo() -> None:
     graph, smartcomm = GraphEmulator(), SmartCommEmulator()
-    tenant = build_tenant(graph, TenantSpec(users=DEMO_USERS, seed=DEMO_SEED))
+    tenant = build_tenant(graph, TenantSpec(users=DEMO_USERS, seed=DEMO_SEED, teams_share=DEMO_TEAMS_SHARE))
     with tempfile.TemporaryDirectory(prefix="syncd-demo-") as tmp:
         ca = TestCA(Path(tmp) / "ca")
         with (
@@ -248,7 +250,8 @@ def _print_tenant(tenant: BuiltTenant) -> None:
         f"\n  {len(tenant.no_phone_user_ids)} without a phone, {len(tenant.bad_phone_user_ids)} with a bad"
         f" phone, {len(tenant.extension_user_ids)} with an extension, {len(tenant.disabled_user_ids)}"
         f" disabled, {len(tenant.non_user_ids)} members that are not users;"
-        "\n  numbers are read from businessPhones, so users with only a mobile number are skipped too."
+        f"\n  {len(tenant.teams_numbers)} users have a Teams phone number (half of them not the one in"
+        " businessPhones);\n  numbers come from Teams first, then businessPhones, then mobilePhone."
     )
 
 
@@ -259,7 +262,7 @@ def _choose(tenant: BuiltTenant, desired: DesiredState) -> _Scenario:
     return _Scenario(
         conflicted=in_scope[5],
         removed=[in_scope[10], in_scope[20]],
-        renumbered=in_scope[30],
+        renumbered=next(m for m in in_scope[30:] if m.phone_source == TEAMS),
         renamed=in_scope[40],
         used_numbers={m.phone_number for m in desired.members.values()},
     )
@@ -303,10 +306,11 @@ def _change_groups(graph: GraphEmulator, tenant: BuiltTenant, scenario: _Scenari
         f"- {len(scenario.removed)} users were removed from their groups: "
         + ", ".join(str(m.upn) for m in scenario.removed)
     )
-    e164, typed = _free_number(scenario)
-    graph.update_user(scenario.renumbered.object_id, business_phones=[typed])
+    e164, _ = _free_number(scenario)
+    graph.unassign_number(tenant.teams_numbers[scenario.renumbered.object_id])
+    graph.assign_number(e164, scenario.renumbered.object_id)
     lines.append(
-        f"~ {scenario.renumbered.upn} got a new office number: {scenario.renumbered.phone_number} -> {e164}"
+        f"~ {scenario.renumbered.upn} got a new Teams number: {scenario.renumbered.phone_number} -> {e164}"
     )
     old_upn = str(scenario.renamed.upn)
     local, _, domain = old_upn.partition("@")
@@ -355,6 +359,9 @@ def _cycle(
     print(f"  unchanged {result.unchanged}")
     reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(result.skipped.items()))
     print(f"  skipped   {sum(result.skipped.values())}" + (f" ({reasons})" if reasons else ""))
+    print(
+        "  numbers   in scope, by source: " + ", ".join(f"{k} {v}" for k, v in result.phone_sources.items())
+    )
     conflicted = scenario.conflicted
     for failure in result.failures:
         label = "conflict" if failure.category == "conflict" else "failed"
