@@ -1251,6 +1251,8 @@ class GraphEmulator(ControlApi):
         self._number_ids: dict[str, str] = {}
         """Record ID -> telephoneNumber."""
         self._numbers_sorted: list[dict[str, object]] | None = None
+        self._numbers_filtered: dict[str, list[dict[str, object]]] = {}
+        """$filter text -> the matching records in order (cleared on any change), so paging is not O(N^2)."""
         self._log: list[_Entry] = []
         self._seq = 0
         self._injector = FaultInjector(self._seed)
@@ -1370,6 +1372,7 @@ class GraphEmulator(ControlApi):
 
     def _numbers_changed(self) -> None:
         self._numbers_sorted = None
+        self._numbers_filtered.clear()
 
     def _sorted_numbers(self) -> list[dict[str, object]]:
         """The records ascending by telephoneNumber, as Get-CsPhoneNumberAssignment lists them (cached)."""
@@ -2200,7 +2203,11 @@ class GraphEmulator(ControlApi):
                 clauses = _number_filter(raw_filter)
             except ValueError as exc:
                 raise _Rejected(_bad_request(incoming, str(exc))) from None
-            records = [record for record in records if _number_matches(record, clauses)]
+            filtered = self._numbers_filtered.get(raw_filter)
+            if filtered is None:
+                filtered = [record for record in records if _number_matches(record, clauses)]
+                self._numbers_filtered[raw_filter] = filtered
+            records = filtered
         size = max(1, min(top, self.page_cap))
         page = records[skip : skip + size]
         body: dict[str, object] = {
