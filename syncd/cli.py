@@ -333,5 +333,6 @@ def _status(store: Store, *, as_json: bool, runs: int) -> int:
         print(
             f"  {m.status.value:<8} {m.object_id}  {m.upn or ''}  attempts {m.attempts}  "
             f"next {_when(m.next_attempt_at)}  {m.detail or ''}"
+            + (f"  (agent's number from {m.phone_source})" if m.phone_source else "")
         )
     return 0

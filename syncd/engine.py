@@ -587,6 +587,7 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
                 "detail": m.detail,
                 "attempts": m.attempts,
                 "next_attempt_at": m.next_attempt_at,
+                "phone_source": m.phone_source,
             }
             for m in store.members_needing_attention()
         ],

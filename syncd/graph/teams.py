@@ -69,11 +69,13 @@ class TeamsIndexer:
             if item.get("assignmentStatus") != USER_ASSIGNED:
                 self.ignored["not assigned to a user"] += 1
                 continue
-            rank = rank_of.get(item.get("assignmentCategory"))  # type: ignore[arg-type]
+            category = item.get("assignmentCategory")
+            rank = rank_of.get(category) if isinstance(category, str) else None
             if rank is None:
                 self.ignored["category not configured"] += 1
                 continue
-            if item.get("activationState") in NOT_LIVE:
+            state = item.get("activationState")
+            if isinstance(state, str) and state in NOT_LIVE:
                 self.ignored["not activated"] += 1
                 continue
             target, number = item.get("assignmentTargetId"), item.get("telephoneNumber")
@@ -83,7 +85,6 @@ class TeamsIndexer:
             if not isinstance(number, str) or not number.strip():
                 self.ignored["no number"] += 1
                 continue
-            category = item["assignmentCategory"]
             candidates.setdefault(target.strip().lower(), []).append((rank, number, category))
 
     def result(self) -> dict[str, TeamsNumber]:

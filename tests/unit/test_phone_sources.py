@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
@@ -196,15 +198,20 @@ def test_unusable_assignments_are_counted_not_raised() -> None:
             assignment(None, "+14155550103"),
             assignment(OBJECT_ID, 14155550104),
             assignment(OBJECT_ID, "+14155550105", state="updatePending"),
+            assignment(OBJECT_ID, "+14155550106") | {"assignmentCategory": ["primary"]},
+            assignment(OBJECT_ID, "+14155550107") | {"activationState": {"state": "activated"}},
         ]
     )
-    assert indexer.result() == {OBJECT_ID: TeamsNumber("+14155550105", "primary")}
+    chosen = indexer.result()[OBJECT_ID]
+    assert (chosen.number, chosen.category) == ("+14155550105", "primary")
+    assert chosen.note is not None  # tied with the one whose activation state is unreadable
     assert indexer.ignored == {
         "not an object": 1,
         "not assigned to a user": 1,
         "not activated": 2,
         "no target": 1,
         "no number": 1,
+        "category not configured": 1,
     }
 
 
@@ -285,3 +292,45 @@ def test_the_chain_from_the_environment(tmp_path: Path) -> None:
 )
 def test_bad_chains_name_their_key(tmp_path: Path, extra: str, message: str) -> None:
     assert str(config_error(tmp_path, extra)).startswith(message)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.dictionaries(
+                st.sampled_from(
+                    [
+                        "telephoneNumber",
+                        "assignmentTargetId",
+                        "assignmentCategory",
+                        "assignmentStatus",
+                        "activationState",
+                    ]
+                ),
+                st.sampled_from(
+                    ["userAssigned", "primary", "alternate", "activated", "assignmentPending", "+14155550100"]
+                )
+                | st.just(OBJECT_ID)
+                | st.recursive(
+                    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+                    max_leaves=4,
+                ),
+            ),
+            st.sampled_from([None, 1, "x", [], {}]),
+        ),
+        max_size=8,
+    )
+)
+def test_any_assignment_page_is_indexed_without_raising(items: list[object]) -> None:
+    indexer = TeamsIndexer(["primary", "alternate"])
+    indexer.add(items)
+    chosen = indexer.result()
+    assert indexer.read == len(items)
+    assert sum(indexer.ignored.values()) + sum(1 for _ in chosen) <= len(items)
+    for number in chosen.values():
+        # Whatever came in, what comes out can be mapped: a number is text, never raised on.
+        result = map_user(
+            user(), tenant_id=TENANT, phone_sources=("teams",), default_region="US", teams={OBJECT_ID: number}
+        )
+        assert isinstance(result, Member | Skipped)
