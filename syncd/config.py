@@ -321,6 +321,9 @@ class SyncSettings(BaseModel):
     """Seconds a cycle in flight may run on after SIGTERM before it is cancelled (its pending operations are
     settled at the next start). TOML `shutdown_grace`; default 20 ("20s"), below common container stop
     timeouts."""
+    history_days: int = Field(default=365, ge=1, le=36500)
+    """Days the audit history (operations and runs) is kept; older entries are deleted in the background.
+    A count of days, 1..36500; default 365."""
 
     @field_validator("retry_max_s")
     @classmethod
@@ -383,6 +386,79 @@ class AdminSettings(BaseModel):
         return int(self.listen.rpartition(":")[2])
 
 
+_NOTIFY_FORMATS = ("teams", "json")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class NotifySettings(BaseModel):
+    """The `[notify]` section: a webhook told when syncd needs an admin, and optionally a daily summary."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_url: SecretStr | None = None
+    """URL that receives one JSON POST per event (a cycle failing as a whole or recovering, the deletion
+    guard stopping a cycle, the daily summary), e.g. a Microsoft Teams incoming webhook (Workflows). It
+    carries its own credential, so it is a secret: never logged. https, or http to a loopback address.
+    Default unset: no notifications."""
+    format: str = "teams"
+    """teams: an Adaptive Card message, as a Teams incoming webhook renders it; json: a plain JSON object
+    (event, title, text, facts, time). Default "teams"."""
+    daily_summary: bool = False
+    """Also send a summary of the last 24 hours once a day at `daily_summary_at` (the daemon only).
+    Default false."""
+    daily_summary_at: str = "08:00"
+    """UTC time of day of the daily summary, HH:MM. Default "08:00"."""
+    timeout_s: float = Field(default=10.0, gt=0, alias="timeout")
+    """Seconds to wait for the webhook to answer one POST. TOML `timeout`; default 10 ("10s")."""
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    """Attempts per notification (timeouts, dropped connections, 5xx and 429 are retried with backoff),
+    the first included. Default 5."""
+    ca_bundle: str = ""
+    """PEM file of CA certificates to trust for the webhook; empty means the system's trust store."""
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        parts = urlsplit(url)
+        # Never quote the URL: it is the credential.
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            raise ValueError("must be https (plain http only to a loopback address)")
+        return SecretStr(url)
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        form = value.strip().lower()
+        if form not in _NOTIFY_FORMATS:
+            raise ValueError(f"must be one of {', '.join(_NOTIFY_FORMATS)}")
+        return form
+
+    @field_validator("daily_summary_at")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.match(value.strip()):
+            raise ValueError('must be a UTC time of day as HH:MM, e.g. "08:00"')
+        return value.strip()
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _existing_file(cls, value: str) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        """Whether notifications are sent at all."""
+        return self.webhook_url is not None
+
+
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _LOG_FORMATS = ("auto", "json", "console")
 
@@ -434,6 +510,8 @@ class Settings(BaseModel):
     """The `[sync]` section; every key has a default."""
     admin: AdminSettings = Field(default_factory=AdminSettings)
     """The `[admin]` section; every key has a default."""
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    """The `[notify]` section; every key has a default (no webhook: no notifications)."""
     log: LogSettings = Field(default_factory=LogSettings)
     """The `[log]` section; every key has a default."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from syncd.config import GraphSettings, SmartCommSettings
+from syncd.config import GraphSettings, NotifySettings, SmartCommSettings
 
 BASE = {"customer_id": 12345, "username": "api@example.com", "password": "pw"}
 
@@ -119,3 +119,34 @@ def test_exactly_one_graph_credential(credentials: dict[str, str], tmp_path: Pat
         values["client_secret"] = "s"
     with pytest.raises(ValidationError, match="exactly one of client_secret or certificate_path"):
         GraphSettings.model_validate(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "fragment"),
+    [
+        ({"webhook_url": "http://hooks.example.com/secret-path"}, "webhook_url", "must be https"),
+        ({"webhook_url": "ftp://hooks.example.com/secret-path"}, "webhook_url", "must be an https:// URL"),
+        ({"format": "slack"}, "format", "must be one of teams, json"),
+        ({"daily_summary_at": "8am"}, "daily_summary_at", "HH:MM"),
+        ({"daily_summary_at": "24:00"}, "daily_summary_at", "HH:MM"),
+        ({"max_attempts": 0}, "max_attempts", ""),
+    ],
+)
+def test_notify_settings_name_their_key_and_never_quote_the_url(
+    values: dict[str, object], key: str, fragment: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        NotifySettings.model_validate(values)
+    [error] = caught.value.errors(include_input=False)
+    assert error["loc"] == (key,)
+    assert fragment in error["msg"]
+    assert "secret-path" not in str(error)
+
+
+def test_notify_settings_accept_https_and_loopback_http() -> None:
+    assert not NotifySettings().enabled
+    https = NotifySettings.model_validate({"webhook_url": " https://x.webhook.office.com/a/b "})
+    assert https.enabled and https.webhook_url is not None
+    assert https.webhook_url.get_secret_value() == "https://x.webhook.office.com/a/b"
+    assert "webhook.office" not in repr(https)
+    assert NotifySettings.model_validate({"webhook_url": "http://127.0.0.1:9999/hook"}).enabled

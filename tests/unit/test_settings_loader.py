@@ -21,6 +21,7 @@ from syncd.config import (
     DatabaseSettings,
     GraphSettings,
     LogSettings,
+    NotifySettings,
     Settings,
     SmartCommSettings,
     SyncSettings,
@@ -349,6 +350,7 @@ SECRET_KEYS = [
     ("graph", "certificate_password"),
     ("smartcomm", "password"),
     ("admin", "token"),
+    ("notify", "webhook_url"),
 ]
 
 
@@ -357,7 +359,8 @@ SECRET_KEYS = [
 @pytest.mark.parametrize("content", ["from-a-file", "from-a-file\n", "  from-a-file \r\n\n"])
 def test_secret_from_a_file(tmp_path: Path, section: str, key: str, form: str, content: str) -> None:
     secret = tmp_path / "secret"
-    secret.write_text(content)
+    expected = "https://hooks.example.com/from-a-file" if section == "notify" else "from-a-file"
+    secret.write_text(content.replace("from-a-file", expected))
     text = without(FULL, key) if key in ("client_secret", "password") else FULL
     env: dict[str, str] = {}
     if form == "file":
@@ -368,7 +371,7 @@ def test_secret_from_a_file(tmp_path: Path, section: str, key: str, form: str, c
         env[f"SYNCD_{section.upper()}__{key.upper()}_FILE"] = str(secret)
     settings = load(tmp_path, text, env)
     value = getattr(getattr(settings, section), key)
-    assert value.get_secret_value() == "from-a-file"
+    assert value.get_secret_value() == expected
 
 
 @pytest.mark.parametrize(("section", "key"), SECRET_KEYS)
@@ -380,7 +383,7 @@ def test_a_secret_and_its_file_together_are_an_error(
 ) -> None:
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
-    text = without(FULL, key) + f"\n[{section}]\n" if section == "admin" else without(FULL, key)
+    text = without(FULL, key) + f"\n[{section}]\n" if section in ("admin", "notify") else without(FULL, key)
     env: dict[str, str] = {}
     variable = f"SYNCD_{section.upper()}__{key.upper()}"
     lines = []
@@ -773,6 +776,7 @@ def model_keys() -> dict[str, set[str]]:
         "smartcomm": SmartCommSettings,
         "sync": SyncSettings,
         "admin": AdminSettings,
+        "notify": NotifySettings,
         "log": LogSettings,
     }
     assert set(sections) == set(Settings.model_fields)
@@ -813,7 +817,7 @@ def test_the_example_marks_placeholders_and_names_every_variable() -> None:
 
 
 def test_the_secret_keys_are_exactly_the_documented_ones(tmp_path: Path) -> None:
-    # The four `_file` keys of the contract are accepted (test_secret_from_a_file); no other key has one.
+    # The `_file` keys of the contract are accepted (test_secret_from_a_file); no other key has one.
     for section, keys in model_keys().items():
         for key in keys - {k for _, k in SECRET_KEYS} - {f"{k}_file" for _, k in SECRET_KEYS}:
             env = {f"SYNCD_{section.upper()}__{key.upper()}_FILE": "/x"}
