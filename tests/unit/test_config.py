@@ -146,7 +146,8 @@ def test_notify_settings_name_their_key_and_never_quote_the_url(
 def test_notify_settings_accept_https_and_loopback_http() -> None:
     assert not NotifySettings().enabled
     https = NotifySettings.model_validate({"webhook_url": " https://x.webhook.office.com/a/b "})
-    assert https.enabled and https.webhook_url is not None
+    assert https.enabled
+    assert https.webhook_url is not None
     assert https.webhook_url.get_secret_value() == "https://x.webhook.office.com/a/b"
     assert "webhook.office" not in repr(https)
     assert NotifySettings.model_validate({"webhook_url": "http://127.0.0.1:9999/hook"}).enabled
