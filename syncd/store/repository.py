@@ -252,6 +252,25 @@ class Store:
         with self._read("loading members") as connection:
             return {row[0]: _recorded(row) for row in connection.execute(query)}
 
+    def find_members(self, text: str) -> list[tuple[Recorded, float]]:
+        """Members whose object ID, UPN (last seen or pushed, any case) or agent's number is `text`, with
+        when their row last changed (epoch seconds), by object ID."""
+        m = tables.members
+        wanted = text.strip()
+        lowered = wanted.lower()
+        query = (
+            select(*_RECORDED_COLUMNS, m.c.updated_at)
+            .where(
+                (m.c.object_id == lowered)
+                | (func.lower(m.c.upn) == lowered)
+                | (func.lower(m.c.upn_pushed) == lowered)
+                | (m.c.phone_number == wanted)
+            )
+            .order_by(m.c.object_id)
+        )
+        with self._read("finding members") as connection:
+            return [(_recorded(row[:-1]), _to_epoch(row[-1])) for row in connection.execute(query)]
+
     def save_members(self, records: Iterable[Recorded]) -> None:
         """Insert or replace many members in one transaction (the last record wins for a repeated ID)."""
         now = _to_datetime(time.time())

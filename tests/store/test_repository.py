@@ -544,3 +544,23 @@ def test_two_stores_writing_from_two_threads_do_not_fail(database: Database) -> 
         assert [run.outcome for run in check.runs()] == ["ok", "ok"]
         assert check.get_value("worker-0") == check.get_value("worker-1") == str(rounds - 1)
         assert len(check.operations(limit=1000)) == 2 * rounds
+
+
+def test_find_members_by_object_id_upn_or_number(database: Database) -> None:
+    with database.open() as store:
+        store.upgrade()
+        store.save_members(
+            [
+                Recorded("a1", MemberStatus.ACTIVE, ALICE, upn="Alice.New@contoso.com"),
+                Recorded("b2", MemberStatus.ACTIVE, BOB, upn=BOB.upn),
+                Recorded("c3", MemberStatus.SKIPPED, None, upn="carol@contoso.com"),
+            ]
+        )
+        assert [r.object_id for r, _ in store.find_members("A1")] == ["a1"]
+        assert [r.object_id for r, _ in store.find_members("alice.new@CONTOSO.com")] == ["a1"]
+        assert [r.object_id for r, _ in store.find_members("alice@contoso.com")] == ["a1"]  # the pushed UPN
+        assert [r.object_id for r, _ in store.find_members(" +442071838750 ")] == ["b2"]
+        assert [r.object_id for r, _ in store.find_members("carol@contoso.com")] == ["c3"]
+        assert store.find_members("nobody@contoso.com") == []
+        [(_, changed)] = store.find_members("b2")
+        assert abs(changed - time.time()) < 60
