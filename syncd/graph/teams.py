@@ -71,7 +71,7 @@ class TeamsIndexer:
                 continue
             category = item.get("assignmentCategory")
             rank = rank_of.get(category) if isinstance(category, str) else None
-            if rank is None:
+            if rank is None or not isinstance(category, str):
                 self.ignored["category not configured"] += 1
                 continue
             state = item.get("activationState")
