@@ -11,8 +11,10 @@ Emulated, as the real services behave (see spec/NOTES.md):
   PS256/x5t#S256 by a registered certificate), AADSTS errors, HS256 access tokens with roles and expiry.
 - Graph: bearer checks (401/403 in Graph's OData error shape), group `members` and `transitiveMembers`
   (nested groups, cycles, OData casts as advanced queries, $select/$top/$count, absolute nextLinks with an
-  opaque $skiptoken), `users/{id}`, and delta queries for groups (`members@delta`) and users, with delta
-  links that can be expired (410).
+  opaque $skiptoken), `users/{id}`, a user's direct memberships (`users/{id}/memberOf`, with casts, $select,
+  $top and paging; groups with limited information without a group permission, hidden memberships only with
+  Member.Read.Hidden), and delta queries for groups (`members@delta`) and users, with delta links that can
+  be expired (410).
 - Teams telephone number assignments: `admin/teams/telephoneNumberManagement/numberAssignments` (and
   `.../numberAssignments/{id}`), needing TeamsTelephoneNumber.Read.All or .ReadWrite.All, ascending by
   telephoneNumber, with $filter (`<property> eq '<value>'` clauses joined by `and`, a parenthesised `or`
@@ -128,6 +130,17 @@ _USER_ROLES = frozenset(
     {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
 )
 _HIDDEN_MEMBERS_ROLE = "Member.Read.Hidden"
+# A user's memberOf is a relationship of the user: readable with a user or a membership permission (Graph
+# documents Directory.Read.All as least privileged for apps; GroupMember.Read.All and User.Read.All work).
+# Without a group permission the groups come back with limited information (id and @odata.type only).
+_MEMBER_OF_ROLES = _MEMBER_ROLES | _USER_ROLES
+# memberOf cast segments, lower-cased -> type name. Directory roles and administrative units are valid casts
+# that this directory never has (always empty).
+_MEMBER_OF_CASTS = {
+    f"{prefix}.{name}".lower(): name
+    for prefix in ("microsoft.graph", "graph")
+    for name in ("group", "directoryRole", "administrativeUnit")
+}
 _NUMBER_ROLES = frozenset({TEAMS_NUMBER_ROLE, "TeamsTelephoneNumber.ReadWrite.All"})
 
 _GRAPH_JSON = (
@@ -1924,6 +1937,8 @@ class GraphEmulator(ControlApi):
             return self._get_group(incoming, token, segments[1])
         if lowered[0] == "users" and len(segments) == 2:
             return self._get_user(incoming, token, segments[1])
+        if lowered[0] == "users" and len(segments) >= 3 and lowered[2] == "memberof":
+            return self._list_member_of(incoming, token, segments[1], segments[3:])
         if lowered[0] == "admin":
             return self._admin(incoming, token, segments)
         unknown = next((s for s in segments if s), segments[0])
@@ -2118,6 +2133,105 @@ class GraphEmulator(ControlApi):
                 return ids.index(last) + 1
             except ValueError:
                 pass
+        return min(max(offset, 0), len(ids))
+
+    def _list_member_of(self, incoming: _Incoming, token: _Token, key: str, tail: list[str]) -> _Reply:
+        """GET /users/{id | userPrincipalName}/memberOf[/<cast>][/$count]: the groups the user is a direct
+        member of, in the order the groups were created."""
+        self._require(incoming, token, _MEMBER_OF_ROLES)
+        object_id = key if key in self._objects else self._by_upn.get(key.lower(), key)
+        user = self._objects.get(object_id)
+        if user is None or user.kind is not _USER:
+            raise self._not_found(incoming, key)
+        cast_name: str | None = None
+        count_segment = False
+        for segment in tail:
+            lowered = segment.lower()
+            if segment == "":
+                continue
+            if lowered == "$count" and not count_segment:
+                count_segment = True
+            elif cast_name is None and not count_segment and lowered in _MEMBER_OF_CASTS:
+                cast_name = _MEMBER_OF_CASTS[lowered]
+            else:
+                return _graph_error(
+                    incoming, 400, "BadRequest", f"Resource not found for the segment '{segment}'."
+                )
+        self._check_options(incoming, ())
+        eventual = (incoming.consistency_level or "").strip().lower() == "eventual"
+        count = self._count_requested(incoming)
+        hidden_ok = _HIDDEN_MEMBERS_ROLE in token.roles
+        ids = (
+            []
+            if cast_name not in (None, "group")
+            else [
+                group_id
+                for group_id, members in self._members.items()
+                if object_id in members and (hidden_ok or group_id not in self._denied)
+            ]
+        )
+        if count_segment:
+            if not eventual:
+                return _bad_request(incoming, "$count is not currently supported.")
+            return _Reply(200, str(len(ids)).encode(), content_type="text/plain")
+        if cast_name is not None and not (eventual and count):
+            return _graph_error(
+                incoming,
+                400,
+                "Request_UnsupportedQuery",
+                "An OData cast on a membership list is an advanced query: it needs the header "
+                "'ConsistencyLevel: eventual' and the query option '$count=true'.",
+            )
+        props = _GROUP.by_lower if cast_name == "group" else _DIRECTORY_OBJECT_PROPS
+        select = self._select(incoming, props, f"microsoft.graph.{cast_name or 'directoryObject'}")
+        size = self._page_size(incoming)
+        offset = self._member_of_offset(incoming, ids, object_id, cast_name)
+        page = ids[offset : offset + size]
+        projection = self._projection(select, with_type=True)
+        limited = not token.roles & _MEMBER_ROLES
+        value: list[dict[str, object]] = []
+        for group_id in page:
+            item = projection.project(self._objects[group_id])
+            if limited:
+                # Graph's "limited information": the type and ID, every other property null.
+                item = {name: item[name] if name in ("@odata.type", "id") else None for name in item}
+            value.append(item)
+        entity_set = f"{cast_name}s" if cast_name is not None else "directoryObjects"
+        context = f"{incoming.origin}{GRAPH_PREFIX}/$metadata#{entity_set}"
+        if select is not None:
+            context += f"({','.join(select)})"
+        body: dict[str, object] = {"@odata.context": context}
+        if count and eventual:
+            body["@odata.count"] = len(ids)
+        end = offset + len(page)
+        if end < len(ids):
+            skiptoken = self._link_token({"k": "mo", "u": object_id, "c": cast_name, "o": end, "l": page[-1]})
+            body["@odata.nextLink"] = _next_link(incoming, "$skiptoken", skiptoken, drop=("skiptoken",))
+        body["value"] = value
+        return _Reply(200, encode_json(body), _graph_headers(incoming))
+
+    def _member_of_offset(
+        self, incoming: _Incoming, ids: list[str], user_id: str, cast_name: str | None
+    ) -> int:
+        raw = incoming.option("skiptoken")
+        if raw is None:
+            return 0
+        payload = self._read_link_token(raw)
+        if (
+            payload is None
+            or payload.get("k") != "mo"
+            or payload.get("u") != user_id
+            or payload.get("c") != cast_name
+            or not isinstance(payload.get("o"), int)
+        ):
+            raise _Rejected(_bad_request(incoming, "The specified page token value is invalid."))
+        offset: int = payload["o"]
+        last = payload.get("l")
+        # Continue after the last group served, even if memberships changed in between.
+        if 0 < offset <= len(ids) and ids[offset - 1] == last:
+            return offset
+        if isinstance(last, str) and last in ids:
+            return ids.index(last) + 1
         return min(max(offset, 0), len(ids))
 
     def _get_user(self, incoming: _Incoming, token: _Token, key: str) -> _Reply:

@@ -7,7 +7,8 @@ user, JSON about 8 us (../shared/spec/NOTES.md, "Measured costs"). Pages stream:
 before the next is fetched.
 
 A read either returns every member of every configured group or raises a `GraphError`; it never returns
-a partial set.
+a partial set. The single-person reads (`get_user`, `member_of`, `get_group`, `child_groups`,
+`teams_assignments`) serve `syncd explain`: small answers, read whole through the same request path.
 """
 
 from __future__ import annotations
@@ -80,6 +81,30 @@ def classify_teams(exc: APIError) -> GraphError:
             code=code,
         )
     return GraphReadError(f"reading the Teams number assignments failed: {message}", status=status, code=code)
+
+
+def classify_person(exc: APIError, *, what: str) -> GraphError:
+    """Pure: our error for a failed read about one person (the user, their groups, a group's nested groups).
+
+    A 404 stays a `GraphReadError` with `status` 404, which the callers that expect it take for "none".
+    """
+    status = exc.response_status_code
+    code, message = _odata(exc)
+    if status == 403:
+        return GraphPermissionError(
+            f"Graph refused to read {what}: grant the app the application permissions User.Read.All and "
+            "GroupMember.Read.All (and Member.Read.Hidden for hidden memberships), with admin consent. "
+            f"Graph said: {message}",
+            status=status,
+            code=code,
+        )
+    if status == 429 or (status is not None and status >= 500):
+        return GraphUnavailable(
+            f"Graph is throttling or unavailable after every retry ({what}): {message}",
+            status=status,
+            code=code,
+        )
+    return GraphReadError(f"reading {what} failed: {message}", status=status, code=code)
 
 
 def _odata(exc: APIError) -> tuple[str, str]:
@@ -305,6 +330,104 @@ class GraphSource:
                 raise GraphReadError(f"page {pages} has an unusable @odata.nextLink", group_id=group_id)
             # The next link carries the whole query; only the headers must be sent again.
             request = builder.with_url(next_link).to_get_request_information(self._configuration(None))
+
+    # -- one person (syncd explain) -------------------------------------------------------------------
+
+    async def get_user(self, key: str) -> dict[str, Any] | None:
+        """One user by object ID or UPN, with the fields the mapping reads and `displayName`; None when Graph
+        has no such user (404)."""
+        builder = self._graph.users.by_user_id(key)
+        query = builder.UserItemRequestBuilderGetQueryParameters(select=[*self._select, "displayName"])
+        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+        request = builder.to_get_request_information(configuration)
+        what = f"user {key}"
+        try:
+            return await self._fetch_page(request, what, lambda exc: classify_person(exc, what=what))
+        except GraphReadError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def get_group(self, group_id: str) -> dict[str, Any] | None:
+        """A group's `id` and `displayName`; None when Graph has no such group (404)."""
+        builder = self._graph.groups.by_group_id(group_id)
+        query = builder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
+        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+        request = builder.to_get_request_information(configuration)
+        what = f"group {group_id}"
+        try:
+            return await self._fetch_page(request, what, lambda exc: classify_person(exc, what=what))
+        except GraphReadError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def member_of(self, object_id: str) -> list[dict[str, Any]]:
+        """The groups (`id`, `displayName`) the user is a direct member of, every page."""
+        builder = self._graph.users.by_user_id(object_id).member_of.graph_group
+        query = builder.GraphGroupRequestBuilderGetQueryParameters(
+            select=["id", "displayName"], top=self._settings.page_size, count=True
+        )
+        request = builder.to_get_request_information(self._configuration(query))
+        what = f"the groups of user {object_id}"
+        return await self._all_pages(
+            builder, request, what, lambda exc: classify_person(exc, what=what), advanced=True
+        )
+
+    async def child_groups(self, group_id: str) -> list[dict[str, Any]]:
+        """The groups (`id`, `displayName`) that are direct members of a group, every page."""
+        builder = self._graph.groups.by_group_id(group_id).members.graph_group
+        query = builder.GraphGroupRequestBuilderGetQueryParameters(
+            select=["id", "displayName"], top=self._settings.page_size, count=True
+        )
+        request = builder.to_get_request_information(self._configuration(query))
+        return await self._all_pages(
+            builder,
+            request,
+            f"the nested groups of group {group_id}",
+            lambda exc: classify(exc, group_id=group_id),
+            advanced=True,
+        )
+
+    async def teams_assignments(self, odata_filter: str) -> list[dict[str, Any]]:
+        """The Teams number assignments matching a `$filter` (e.g. `assignmentTargetId eq '<id>'`), raw,
+        every page."""
+        builder = self._graph.admin.teams.telephone_number_management.number_assignments
+        query = builder.NumberAssignmentsRequestBuilderGetQueryParameters(
+            filter=odata_filter, top=self._settings.teams_page_size
+        )
+        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+        request = builder.to_get_request_information(configuration)
+        return await self._all_pages(
+            builder, request, "Teams number assignments", classify_teams, advanced=False
+        )
+
+    async def _all_pages(
+        self,
+        builder: Any,
+        request: RequestInformation,
+        what: str,
+        classify_error: Callable[[APIError], GraphError],
+        *,
+        advanced: bool,
+    ) -> list[dict[str, Any]]:
+        """Every object of a small collection, following next links (kept on the Graph host)."""
+        items: list[dict[str, Any]] = []
+        pages = 0
+        while True:
+            page = await self._fetch_page(request, what, classify_error)
+            pages += 1
+            value = page.get("value")
+            if not isinstance(value, list):
+                raise GraphReadError(f"page {pages} of {what} has no `value` array")
+            items.extend(item for item in value if isinstance(item, dict))
+            next_link = page.get("@odata.nextLink")
+            if next_link is None:
+                return items
+            if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
+                raise GraphReadError(f"page {pages} of {what} has an unusable @odata.nextLink")
+            configuration = self._configuration(None) if advanced else RequestConfiguration()
+            request = builder.with_url(next_link).to_get_request_information(configuration)
 
     @staticmethod
     def _configuration(query: Any) -> RequestConfiguration[Any]:

@@ -1691,3 +1691,126 @@ def test_msal_gets_tokens_over_https(
     assert "access_token" in result, result
     assert claims(result["access_token"])["appidacr"] == "2"
     assert json.dumps(emulator.requests[-1].body).count("***") == 1
+
+
+# --- a user's direct memberships (memberOf) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def memberships(emu: GraphEmulator) -> dict[str, str]:
+    """ada is a direct member of sales and support (sales is nested in agents, hidden is hidden)."""
+    agents = emu.add_group(display_name="Agents")
+    sales = emu.add_group(display_name="Sales EMEA")
+    support = emu.add_group(display_name="Support")
+    hidden = emu.add_group(display_name="Hidden")
+    ada = emu.add_user(upn="ada@contoso.com")
+    emu.add_member(agents, sales)
+    emu.add_members(sales, [ada])
+    emu.add_member(support, ada)
+    emu.add_member(hidden, ada)
+    emu.deny_group(hidden)
+    return {"agents": agents, "sales": sales, "support": support, "hidden": hidden, "ada": ada}
+
+
+async def test_member_of_lists_direct_groups_by_id_or_upn(
+    client: httpx.AsyncClient, auth: dict[str, str], memberships: dict[str, str]
+) -> None:
+    ada = memberships["ada"]
+    for key in (ada, "ADA@contoso.com"):
+        response = await client.get(f"/v1.0/users/{key}/memberOf", headers=auth)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["@odata.context"] == f"{BASE}/v1.0/$metadata#directoryObjects"
+        # Direct memberships only (not agents, which holds sales), hidden ones left out, creation order.
+        assert ids(body["value"]) == [memberships["sales"], memberships["support"]]
+        assert body["value"][0]["@odata.type"] == "#microsoft.graph.group"
+        assert body["value"][0]["displayName"] == "Sales EMEA"
+
+
+@pytest.mark.parametrize("cast", ["microsoft.graph.group", "graph.group", "Microsoft.Graph.Group"])
+async def test_member_of_cast_to_groups_with_select_and_count(
+    client: httpx.AsyncClient, auth: dict[str, str], memberships: dict[str, str], cast: str
+) -> None:
+    url = f"/v1.0/users/{memberships['ada']}/memberOf/{cast}?$count=true&$select=id,displayName"
+    body = (await client.get(url, headers=auth)).json()
+    assert body["@odata.context"] == f"{BASE}/v1.0/$metadata#groups(id,displayName)"
+    assert body["@odata.count"] == 2
+    assert body["value"] == [
+        {"@odata.type": "#microsoft.graph.group", "id": memberships["sales"], "displayName": "Sales EMEA"},
+        {"@odata.type": "#microsoft.graph.group", "id": memberships["support"], "displayName": "Support"},
+    ]
+
+
+async def test_member_of_pages_with_absolute_next_links(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    user = emu.add_user(upn="busy@contoso.com")
+    groups = [emu.add_group(display_name=f"g{i}") for i in range(7)]
+    for group in groups:
+        emu.add_member(group, user)
+    url = f"/v1.0/users/{user}/memberOf/graph.group?$count=true&$select=id&$top=3"
+    items = await read_all(client, url, auth)
+    assert ids(items) == groups
+    pages = [r for r in emu.requests if r.path.endswith("/memberOf/graph.group")]
+    assert [r.status for r in pages] == [200, 200, 200]
+    assert [("$skiptoken" in r.query) for r in pages] == [False, True, True]
+
+
+async def test_member_of_of_an_unknown_user_or_a_group_is_404(
+    client: httpx.AsyncClient, auth: dict[str, str], memberships: dict[str, str]
+) -> None:
+    for key in ("nobody@contoso.com", str(uuid.uuid4()), memberships["sales"]):
+        response = await client.get(f"/v1.0/users/{key}/memberOf", headers=auth)
+        assert_graph_error(response, 404, "Request_ResourceNotFound")
+        assert key in response.json()["error"]["message"]
+
+
+async def test_member_of_advanced_query_rules_and_segments(
+    client: httpx.AsyncClient, auth: dict[str, str], memberships: dict[str, str]
+) -> None:
+    base = f"/v1.0/users/{memberships['ada']}/memberOf"
+    plain = {"Authorization": auth["Authorization"]}
+    not_advanced = await client.get(f"{base}/graph.group", headers=plain)
+    assert_graph_error(not_advanced, 400, "Request_UnsupportedQuery")
+    assert_graph_error(
+        await client.get(f"{base}/graph.group?$count=true", headers=plain), 400, "Request_UnsupportedQuery"
+    )
+    count = await client.get(f"{base}/graph.group/$count", headers=auth)
+    assert (count.status_code, count.text) == (200, "2")
+    assert_graph_error(await client.get(f"{base}/$count", headers=plain), 400, "Request_BadRequest")
+    roles = await client.get(f"{base}/microsoft.graph.directoryRole?$count=true", headers=auth)
+    assert roles.json()["value"] == []
+    assert roles.json()["@odata.context"] == f"{BASE}/v1.0/$metadata#directoryRoles"
+    bad = await client.get(f"{base}/graph.user", headers=auth)
+    assert_graph_error(bad, 400, "BadRequest", "Resource not found for the segment 'graph.user'.")
+    refused = await client.get(f"{base}?$filter=displayName eq 'Support'", headers=auth)
+    assert_graph_error(refused, 400, "Request_UnsupportedQuery")
+    unknown_property = await client.get(f"{base}/graph.group?$count=true&$select=nothing", headers=auth)
+    assert_graph_error(unknown_property, 400, "Request_BadRequest")
+
+
+async def test_member_of_permissions_limited_information_and_hidden_memberships(
+    client: httpx.AsyncClient, emu: GraphEmulator, memberships: dict[str, str]
+) -> None:
+    url = f"/v1.0/users/{memberships['ada']}/memberOf/graph.group?$count=true&$select=id,displayName"
+
+    async def read_with(roles: list[str]) -> httpx.Response:
+        emu.register_app(roles=roles)
+        return await client.get(url, headers={"Authorization": f"Bearer {await token(client)}", **EVENTUAL})
+
+    assert_graph_error(
+        await read_with(["TeamsTelephoneNumber.Read.All"]),
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
+    # A user permission alone reads the relationship, but the groups come back with limited information.
+    limited = (await read_with(["User.Read.All"])).json()["value"]
+    assert limited == [
+        {"@odata.type": "#microsoft.graph.group", "id": memberships["sales"], "displayName": None},
+        {"@odata.type": "#microsoft.graph.group", "id": memberships["support"], "displayName": None},
+    ]
+    full = (await read_with(["GroupMember.Read.All"])).json()["value"]
+    assert [item["displayName"] for item in full] == ["Sales EMEA", "Support"]
+    directory = (await read_with(["Directory.Read.All", "Member.Read.Hidden"])).json()["value"]
+    assert [item["displayName"] for item in directory] == ["Sales EMEA", "Support", "Hidden"]

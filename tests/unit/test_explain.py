@@ -1,0 +1,617 @@
+"""The pure decisions of `syncd explain`: what the argument is, paths through nested groups, each phone
+source's verdict, the consistency GUID, what the next cycle would do and how it is said, and the
+formatting of an explanation. Plain data in, plain data out, as parametrised tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from syncd.explain import (
+    Consistency,
+    Explanation,
+    GroupRef,
+    Membership,
+    NextCycle,
+    Phone,
+    RecordSection,
+    Remote,
+    SourceVerdict,
+    Who,
+    classify_query,
+    consistency_of,
+    next_cycle,
+    phone_verdicts,
+    render_text,
+    shortest_paths,
+    teams_notes,
+)
+from syncd.graph.mapping import map_user
+from syncd.graph.teams import TeamsIndexer
+from syncd.model import Agent, AgentFields, Member, MemberStatus, Recorded, Skipped, SkipReason
+
+OID = "4d90f551-8568-4935-821b-8cb9fa50ecd7"
+OTHER = "e2f19e0a-0490-41f4-8509-44a3390ae0b6"
+TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
+GROUP, SECOND = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "key"),
+    [
+        (f"  {OID.upper()} ", "object_id", OID),
+        ("Ada.Lovelace@Contoso.com", "upn", "Ada.Lovelace@Contoso.com"),
+        ("(415) 555-0100", "phone", "+14155550100"),
+        ("+44 20 7946 0958", "phone", "+442079460958"),
+        ("tel:+1-415-555-0100", "phone", "+14155550100"),
+        ("12345", "name", "12345"),
+        ("ada", "name", "ada"),
+        ("   ", "name", ""),
+    ],
+)
+def test_classify_query(text: str, kind: str, key: str) -> None:
+    assert classify_query(text, "US") == (kind, key)
+
+
+TREE = {
+    "top": ["a", "b"],
+    "a": ["c"],
+    "b": ["c", "d"],
+    "c": ["top", "e"],  # a cycle back to the top
+    "d": [],
+    "e": ["f"],
+}
+
+
+@pytest.mark.parametrize(
+    ("root", "targets", "max_paths", "expected"),
+    [
+        ("top", {"top"}, 5, [["top"]]),  # a direct member of the configured group
+        ("top", {"a"}, 5, [["top", "a"]]),
+        ("top", {"d"}, 5, [["top", "b", "d"]]),
+        ("top", {"c"}, 5, [["top", "a", "c"], ["top", "b", "c"]]),  # a diamond: both ways
+        ("top", {"c"}, 1, [["top", "a", "c"]]),
+        ("top", {"a", "f"}, 5, [["top", "a"]]),  # only the shortest
+        ("top", {"a", "d"}, 5, [["top", "a"]]),
+        ("top", {"b", "a"}, 5, [["top", "a"], ["top", "b"]]),  # two at the same depth, in tree order
+        ("top", {"f"}, 5, [["top", "a", "c", "e", "f"], ["top", "b", "c", "e", "f"]]),
+        ("top", {"nowhere"}, 5, []),
+        ("d", {"top"}, 5, []),  # not reachable downwards
+        ("unknown", {"a"}, 5, []),  # a group whose children were never read
+        ("c", {"b"}, 5, [["c", "top", "b"]]),  # through the cycle, once
+    ],
+)
+def test_shortest_paths(root: str, targets: set[str], max_paths: int, expected: list[list[str]]) -> None:
+    assert shortest_paths(root, TREE, targets, max_paths=max_paths) == expected
+
+
+def assignment(number: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "telephoneNumber": number,
+        "assignmentTargetId": OID,
+        "assignmentStatus": "userAssigned",
+        "assignmentCategory": "primary",
+        "activationState": "activated",
+    } | changes
+
+
+def user(**fields: Any) -> dict[str, Any]:
+    return {"id": OID, "userPrincipalName": "ada@contoso.com", "accountEnabled": True} | fields
+
+
+# (user fields, chain, teams items, expected (source, raw, e164, problem, chosen, notes) per source)
+PHONE_CASES: list[
+    tuple[str, dict[str, Any], list[str], list[dict[str, Any]] | None, list[tuple[Any, ...]]]
+] = [
+    (
+        "first valid wins, later ones shown",
+        {"businessPhones": ["+1 415 555 0100"], "mobilePhone": "415.555.0101"},
+        ["businessPhones", "mobilePhone"],
+        None,
+        [
+            ("businessPhones", "+1 415 555 0100", "+14155550100", None, True, ()),
+            ("mobilePhone", "415.555.0101", "+14155550101", None, False, ()),
+        ],
+    ),
+    (
+        "invalid then valid",
+        {"businessPhones": ["n/a"], "mobilePhone": "+1 415 555 0101"},
+        ["businessPhones", "mobilePhone"],
+        None,
+        [
+            ("businessPhones", "n/a", None, "'n/a' is not a phone number", False, ()),
+            ("mobilePhone", "+1 415 555 0101", "+14155550101", None, True, ()),
+        ],
+    ),
+    (
+        "all empty",
+        {"businessPhones": [" "], "mobilePhone": None},
+        ["businessPhones", "mobilePhone"],
+        None,
+        [
+            ("businessPhones", None, None, "empty", False, ()),
+            ("mobilePhone", None, None, "empty", False, ()),
+        ],
+    ),
+    (
+        "an extension attribute, short name",
+        {"onPremisesExtensionAttributes": {"extensionAttribute3": "+1 415 555 0102 x12"}},
+        ["extensionAttribute3"],
+        None,
+        [
+            (
+                "extensionAttribute3",
+                "+1 415 555 0102 x12",
+                None,
+                "'+1 415 555 0102 x12' has an extension",
+                False,
+                (),
+            )
+        ],
+    ),
+    (
+        "teams first, with the assignments that do not count",
+        {"businessPhones": ["+1 415 555 0100"]},
+        ["teams", "businessPhones"],
+        [
+            assignment("+14155550199"),
+            assignment("+14155550198", assignmentCategory="alternate"),
+            assignment("+14155550197", activationState="assignmentPending"),
+        ],
+        [
+            (
+                "teams",
+                "+14155550199",
+                "+14155550199",
+                None,
+                True,
+                (
+                    "+14155550198 (alternate, userAssigned, activated): category not configured",
+                    "+14155550197 (primary, userAssigned, assignmentPending): not activated",
+                ),
+            ),
+            ("businessPhones", "+1 415 555 0100", "+14155550100", None, False, ()),
+        ],
+    ),
+    (
+        "no teams number",
+        {"businessPhones": ["+1 415 555 0100"]},
+        ["teams", "businessPhones"],
+        [],
+        [
+            ("teams", None, None, "no number assigned", False, ()),
+            ("businessPhones", "+1 415 555 0100", "+14155550100", None, True, ()),
+        ],
+    ),
+    (
+        "a direct routing extension falls through",
+        {"mobilePhone": "+1 415 555 0101"},
+        ["teams", "mobilePhone"],
+        [assignment("+14155550198;ext=12")],
+        [
+            ("teams", "+14155550198;ext=12", None, "'+14155550198;ext=12' has an extension", False, ()),
+            ("mobilePhone", "+1 415 555 0101", "+14155550101", None, True, ()),
+        ],
+    ),
+    (
+        "a tie is noted",
+        {},
+        ["teams"],
+        [assignment("+14155550131"), assignment("+14155550130")],
+        [
+            (
+                "teams",
+                "+14155550130",
+                "+14155550130",
+                None,
+                True,
+                (
+                    "2 primary Teams numbers (+14155550130, +14155550131): chose +14155550130, the lowest; "
+                    "leave one assignment of that category in Teams",
+                ),
+            )
+        ],
+    ),
+    (
+        "teams digits without a plus",
+        {},
+        ["teams"],
+        [assignment("442079460958")],
+        [("teams", "442079460958", "+442079460958", None, True, ())],
+    ),
+    ("teams not read", {}, ["teams"], None, [("teams", None, None, "not read", False, ())]),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "chain", "items", "expected"), [c[1:] for c in PHONE_CASES], ids=[c[0] for c in PHONE_CASES]
+)
+def test_phone_verdicts(
+    fields: dict[str, Any],
+    chain: list[str],
+    items: list[dict[str, Any]] | None,
+    expected: list[tuple[Any, ...]],
+) -> None:
+    verdicts = phone_verdicts(user(**fields), chain, default_region="US", teams_items=items)
+    assert [(v.source, v.raw, v.e164, v.problem, v.chosen, v.notes) for v in verdicts] == expected
+    # The chosen source is the one the mapping (and so a cycle) takes.
+    if items is not None or "teams" not in chain:
+        indexer = TeamsIndexer(["primary"])
+        indexer.add(items or [])
+        mapped = map_user(
+            user(**fields), tenant_id=TENANT, phone_sources=chain, default_region="US", teams=indexer.result()
+        )
+        chosen = [v for v in verdicts if v.chosen]
+        if isinstance(mapped, Member):
+            assert [(v.source, v.e164) for v in chosen] == [(mapped.phone_source, mapped.phone_number)]
+        else:
+            assert chosen == []
+
+
+def test_teams_notes_say_why_each_assignment_does_not_count() -> None:
+    items: list[object] = [
+        assignment("+14155550100"),
+        assignment("+14155550101", assignmentStatus="voiceApplicationAssigned"),
+        assignment("+14155550102", assignmentCategory="private"),
+        assignment("+14155550103", activationState="assignmentFailed"),
+        "garbage",
+    ]
+    assert teams_notes(items, ["primary", "alternate"]) == [
+        "+14155550101 (primary, voiceApplicationAssigned, activated): not assigned to a user",
+        "+14155550102 (private, userAssigned, activated): category not configured",
+        "+14155550103 (primary, userAssigned, assignmentFailed): not activated",
+        "'garbage': not an object",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (
+            "AAECAwQFBgcICQoLDA0ODw==",
+            Consistency(
+                "AAECAwQFBgcICQoLDA0ODw==",
+                "03020100-0504-0706-0809-0a0b0c0d0e0f",
+                "sent to SmartCommunicator as consistency_id",
+            ),
+        ),
+        (None, Consistency(None, None, "not set (a cloud-only user): no consistency GUID is sent")),
+        (
+            "c2FtQGNvbnRvc28=",
+            Consistency(
+                "c2FtQGNvbnRvc28=",
+                None,
+                "not a base64 GUID (another kind of source anchor): no consistency GUID is sent",
+            ),
+        ),
+        (
+            42,
+            Consistency(
+                "42", None, "not a base64 GUID (another kind of source anchor): no consistency GUID is sent"
+            ),
+        ),
+    ],
+)
+def test_consistency_of(value: object, expected: Consistency) -> None:
+    assert consistency_of(user(onPremisesImmutableId=value)) == expected
+
+
+MEMBER = Member(OID, TENANT, "ada@contoso.com", "+14155550100", None, "businessPhones")
+PUSHED = AgentFields(TENANT, "+14155550100", "ada@contoso.com", None)
+ACTIVE = Recorded(OID, MemberStatus.ACTIVE, PUSHED, upn="ada@contoso.com", phone_source="businessPhones")
+NO_PHONE = Skipped(OID, "ada@contoso.com", SkipReason.NO_PHONE, "businessPhones is empty")
+FAILED = Recorded(
+    OID,
+    MemberStatus.FAILED,
+    None,
+    upn="ada@contoso.com",
+    detail="TN is already registered with a different Azure Object ID",
+    attempts=2,
+    next_attempt_at=NOW + 120,
+)
+HOLDER = Agent(OTHER, TENANT, "+14155550100", "active")
+
+# (name, person, in configured groups, record, extra keywords, expected action, text, fields, waiting_until)
+NEXT_CASES: list[tuple[Any, ...]] = [
+    (
+        "new member",
+        MEMBER,
+        [GROUP],
+        None,
+        {},
+        "onboard",
+        "onboard ada@contoso.com with +14155550100 (in scope, no agent yet)",
+        (),
+        None,
+    ),
+    (
+        "up to date",
+        MEMBER,
+        [GROUP],
+        ACTIVE,
+        {},
+        "nothing",
+        "nothing to do: the agent matches Graph",
+        (),
+        None,
+    ),
+    (
+        "new number",
+        Member(OID, TENANT, "ada@contoso.com", "+14155550199", None, "businessPhones"),
+        [GROUP],
+        ACTIVE,
+        {},
+        "update",
+        "update phone_number +14155550100 -> +14155550199",
+        ("phone_number",),
+        None,
+    ),
+    (
+        "renamed and a new number",
+        Member(OID, TENANT, "ada.l@contoso.com", "+14155550199", None, "businessPhones"),
+        [SECOND],
+        ACTIVE,
+        {},
+        "update",
+        "update phone_number +14155550100 -> +14155550199, upn ada@contoso.com -> ada.l@contoso.com",
+        ("phone_number", "upn"),
+        None,
+    ),
+    (
+        "number moved to another source",
+        Member(OID, TENANT, "ada@contoso.com", "+14155550100", None, "teams"),
+        [GROUP],
+        ACTIVE,
+        {},
+        "nothing",
+        "nothing to do: the agent matches Graph "
+        "(the record notes the number now comes from teams; nothing is sent)",
+        (),
+        None,
+    ),
+    (
+        "left the groups",
+        MEMBER,
+        [],
+        ACTIVE,
+        {},
+        "offboard",
+        "offboard: not in any configured group",
+        (),
+        None,
+    ),
+    ("gone from Graph", None, [], ACTIVE, {}, "offboard", "offboard: not in any configured group", (), None),
+    (
+        "lost the phone",
+        NO_PHONE,
+        [GROUP],
+        ACTIVE,
+        {},
+        "offboard",
+        "offboard: out of scope (no_phone: businessPhones is empty)",
+        (),
+        None,
+    ),
+    (
+        "skipped, no agent",
+        NO_PHONE,
+        [GROUP],
+        Recorded(OID, MemberStatus.SKIPPED, skip_reason=SkipReason.NO_PHONE),
+        {},
+        "nothing",
+        "nothing to do: out of scope (no_phone: businessPhones is empty), "
+        "and syncd manages no agent for them",
+        (),
+        None,
+    ),
+    (
+        "outsider",
+        MEMBER,
+        [],
+        None,
+        {},
+        "nothing",
+        "nothing to do: not in any configured group, and syncd manages no agent for them",
+        (),
+        None,
+    ),
+    (
+        "conflict, waiting",
+        MEMBER,
+        [GROUP],
+        FAILED,
+        {"number_holder": HOLDER, "remote": None, "remote_known": True},
+        "wait",
+        "waiting for retry until 2027-01-15 08:02:00 UTC (2 failed attempts); then: onboard ada@contoso.com "
+        f"with +14155550100 (in scope, no agent yet); it fails again while agent {OTHER} holds the number "
+        "(an admin must free it)",
+        (),
+        NOW + 120,
+    ),
+    (
+        "backoff over",
+        MEMBER,
+        [GROUP],
+        Recorded(OID, MemberStatus.FAILED, None, attempts=1, next_attempt_at=NOW - 1),
+        {"number_holder": Agent(OTHER, TENANT, "+14155550100", "offboarded")},
+        "onboard",
+        "onboard ada@contoso.com with +14155550100 (in scope, no agent yet)",
+        (),
+        None,
+    ),
+    (
+        "pending write",
+        MEMBER,
+        [GROUP],
+        Recorded(OID, MemberStatus.PENDING, PUSHED, phone_source="businessPhones"),
+        {},
+        "nothing",
+        "first settle the pending write by reading the agent back, "
+        "then: nothing to do: the agent matches Graph",
+        (),
+        None,
+    ),
+    ("graph unread", MEMBER, [GROUP], ACTIVE, {"known": False}, "unknown", None, (), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("person", "member_of", "record", "extra", "action", "text", "fields", "until"),
+    [c[1:] for c in NEXT_CASES],
+    ids=[c[0] for c in NEXT_CASES],
+)
+def test_next_cycle(
+    person: Member | Skipped | None,
+    member_of: list[str],
+    record: Recorded | None,
+    extra: dict[str, Any],
+    action: str,
+    text: str | None,
+    fields: tuple[str, ...],
+    until: float | None,
+) -> None:
+    result = next_cycle(
+        object_id=OID,
+        person=person,
+        configured=[GROUP, SECOND],
+        member_of=member_of,
+        record=record,
+        now=NOW,
+        max_offboard=0,  # guards never hide one person's decision
+        **extra,
+    )
+    assert (result.action, result.fields, result.waiting_until) == (action, fields, until)
+    if text is not None:
+        assert result.text == text
+    else:
+        assert result.text.startswith("cannot tell: Graph could not be read")
+    assert result.full_cycle is None
+
+
+@pytest.mark.parametrize(
+    ("remote", "record", "expected"),
+    [
+        (Agent(OID, TENANT, "+14155550100", "active", "ada@contoso.com"), ACTIVE, None),
+        (
+            None,
+            ACTIVE,
+            "onboard ada@contoso.com with +14155550100 (in scope, no agent yet) "
+            "(the agent differs from our record)",
+        ),
+        (
+            Agent(OID, TENANT, "+14155550000", "active"),
+            ACTIVE,
+            "update phone_number +14155550000 -> +14155550100 (the agent differs from our record)",
+        ),
+        (
+            Agent(OID, TENANT, "+14155550100", "orphaned"),
+            ACTIVE,
+            "onboard ada@contoso.com with +14155550100 (in scope, no agent yet) "
+            "(the agent differs from our record)",
+        ),
+    ],
+    ids=["same", "gone", "drifted", "offboarded"],
+)
+def test_next_cycle_reports_what_a_full_cycle_would_repair(
+    remote: Agent | None, record: Recorded, expected: str | None
+) -> None:
+    result = next_cycle(
+        object_id=OID,
+        person=MEMBER,
+        configured=[GROUP],
+        member_of=[GROUP],
+        record=record,
+        now=NOW,
+        max_offboard=25,
+        remote=remote,
+        remote_known=True,
+    )
+    assert result.action == "nothing"
+    assert result.full_cycle == expected
+
+
+def explanation(**changes: Any) -> Explanation:
+    values: dict[str, Any] = {
+        "query": "ada@contoso.com",
+        "who": Who(OID, "ada@contoso.com", None, True, True, True),
+        "membership": Membership([GroupRef(GROUP, "Agents")], paths=[[GroupRef(GROUP, "Agents")]]),
+        "phone": Phone(
+            ["businessPhones"],
+            "US",
+            [SourceVerdict("businessPhones", "+1 415 555 0100", "+14155550100", None, True)],
+            True,
+            "+14155550100",
+            "businessPhones",
+        ),
+        "consistency": Consistency(None, None, "not set"),
+        "record": RecordSection(ACTIVE, NOW, NOW),
+        "remote": Remote(Agent(OID, TENANT, "+14155550100", "active", "ada@contoso.com")),
+        "operations": [],
+        "next_cycle": NextCycle("nothing", "nothing to do: the agent matches Graph"),
+        "generated_at": NOW,
+    }
+    return Explanation(**(values | changes))
+
+
+def test_render_text_sections_in_order() -> None:
+    text = render_text(explanation())
+    titles = [line for line in text.splitlines() if line and not line.startswith(" ")]
+    assert titles == [
+        "Who",
+        "Membership",
+        "Phone (sources: businessPhones; region US)",
+        "Consistency GUID",
+        "Our record",
+        "SmartCommunicator now",
+        "Last operations",
+        "Next cycle",
+    ]
+    assert f"    Agents ({GROUP}) > ada@contoso.com\n" in text
+    assert "  businessPhones    '+1 415 555 0100' -> +14155550100   <- chosen\n" in text
+    assert text.endswith("Next cycle\n  nothing to do: the agent matches Graph\n")
+
+
+def test_failed_sections_say_what_failed_and_are_listed_in_errors() -> None:
+    failed = explanation(
+        membership=Membership([GroupRef(GROUP)], error="Graph: could not read the group memberships: boom"),
+        remote=Remote(error="SmartCommunicator: could not read the agent: [HTTP 503] unavailable"),
+        next_cycle=NextCycle("unknown", "cannot tell: Graph could not be read (see above)"),
+    )
+    assert failed.errors == [
+        "Graph: could not read the group memberships: boom",
+        "SmartCommunicator: could not read the agent: [HTTP 503] unavailable",
+    ]
+    text = render_text(failed)
+    assert "Membership\n  configured groups " + GROUP + "\n  error             Graph: could not read" in text
+    assert "SmartCommunicator now\n  error             SmartCommunicator: could not read the agent:" in text
+    document = failed.to_json()
+    assert document["membership"]["member"] is None
+    assert document["remote"]["error"].startswith("SmartCommunicator: could not read the agent")
+    assert document["errors"] == failed.errors
+    assert explanation().errors == []
+
+
+def test_an_agent_we_have_no_record_of_is_adopted_by_the_next_cycle() -> None:
+    result = next_cycle(
+        object_id=OID,
+        person=MEMBER,
+        configured=[GROUP],
+        member_of=[GROUP],
+        record=None,
+        now=NOW,
+        max_offboard=25,
+        remote=Agent(OID, TENANT, "+14155550100", "active", "ada@contoso.com"),
+        remote_known=True,
+    )
+    # An incremental cycle onboards (and adopts the agent on "already exists"); a full one sees it.
+    assert result.action == "onboard"
+    assert result.full_cycle == "nothing to do: the agent matches Graph (we have no record of them)"
+
+
+def test_a_wait_says_how_to_retry_now() -> None:
+    waiting = NextCycle("wait", "waiting for retry until ...", waiting_until=NOW + 60)
+    assert render_text(explanation(next_cycle=waiting)).endswith(
+        f"Next cycle\n  waiting for retry until ...\n  (syncd sync --user {OID} retries at once)\n"
+    )
