@@ -1,6 +1,13 @@
 """The state store: SQLAlchemy tables and the repository the engine and CLI use (members, runs, the
 operations audit log, key/values), on SQLite or PostgreSQL, migrated by Alembic (`migrations/`)."""
 
-from syncd.store.repository import OperationRecord, PendingOperation, RunRecord, Store, StoreError
+from syncd.store.repository import (
+    HistoryEntry,
+    OperationRecord,
+    PendingOperation,
+    RunRecord,
+    Store,
+    StoreError,
+)
 
-__all__ = ["OperationRecord", "PendingOperation", "RunRecord", "Store", "StoreError"]
+__all__ = ["HistoryEntry", "OperationRecord", "PendingOperation", "RunRecord", "Store", "StoreError"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +25,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    create_engine,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -49,6 +62,13 @@ SQLITE_PRAGMAS = (
 
 BATCH_SIZE = 5_000
 """Rows per executemany when saving members: bounds memory, not transactions (one per call)."""
+
+PRUNE_BATCH_SIZE = 10_000
+"""Rows deleted per transaction when pruning the history: a first prune of millions of rows is many short
+transactions, never one that holds SQLite's write lock (or PostgreSQL's row locks) for minutes."""
+
+HISTORY_PAGE_SIZE = 1_000
+"""Operations read per query while streaming the history: memory stays flat for any number of rows."""
 
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """libpq waits forever for an unreachable host by default; a daemon should fail and retry instead."""
@@ -131,6 +151,15 @@ class OperationRecord:
     """Epoch seconds: when it was recorded, just before the request was sent."""
     settled_at: float | None
     """Epoch seconds; None while pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One operation of the audit history with what we know now of its member."""
+
+    operation: OperationRecord
+    member_upn: str | None
+    """The member's UPN as last seen in Graph (now, not when the operation ran); None when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,22 +498,108 @@ class Store:
         if run_id is not None:
             query = query.where(o.c.run_id == run_id)
         with self._read("listing operations") as connection:
-            return [
-                OperationRecord(
-                    id=row.id,
-                    run_id=row.run_id,
-                    object_id=row.object_id,
-                    action=Action(row.action),
-                    outcome=Outcome(row.outcome),
-                    http_status=row.http_status,
-                    error=row.error,
-                    desired=_fields(row.desired),
-                    believed=_fields(row.believed),
-                    created_at=_to_epoch(row.created_at),
-                    settled_at=_to_epoch_or_none(row.settled_at),
+            return [_operation(row) for row in connection.execute(query)]
+
+    def iter_operations(
+        self,
+        *,
+        object_ids: Collection[str] | None = None,
+        since: float | None = None,
+        actions: Collection[Action] | None = None,
+        outcomes: Collection[Outcome] | None = None,
+        limit: int | None = None,
+        page_size: int = HISTORY_PAGE_SIZE,
+    ) -> Iterator[HistoryEntry]:
+        """The operations matching every given filter, newest (highest ID) first, with their member's UPN.
+
+        `object_ids`: of these members only (empty: none); `since`: created at or after this epoch second;
+        `actions`, `outcomes`: any of these (empty: none); `limit`: at most this many (None: all).
+
+        Streams: each page of `page_size` rows is its own short read transaction, the next page continuing
+        below the last ID seen, so millions of rows never sit in memory and no long transaction holds back
+        SQLite's checkpoints or PostgreSQL's vacuum. Rows added meanwhile are newer than the first page and
+        not returned; rows deleted meanwhile (a prune) are skipped.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        o, m = tables.operations, tables.members
+        query = select(o, m.c.upn.label("member_upn")).select_from(
+            o.outerjoin(m, m.c.object_id == o.c.object_id)
+        )
+        if object_ids is not None:
+            query = query.where(o.c.object_id.in_(sorted(set(object_ids))))
+        if since is not None:
+            query = query.where(o.c.created_at >= _to_datetime(since))
+        if actions is not None:
+            query = query.where(o.c.action.in_(sorted(action.value for action in actions)))
+        if outcomes is not None:
+            query = query.where(o.c.outcome.in_(sorted(outcome.value for outcome in outcomes)))
+        query = query.order_by(o.c.id.desc())
+        remaining = limit
+        below: int | None = None
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page_query = query if below is None else query.where(o.c.id < below)
+            with self._read("reading the history") as connection:
+                page = [_history_entry(row) for row in connection.execute(page_query.limit(size))]
+            yield from page
+            if len(page) < size:
+                return
+            below = page[-1].operation.id
+            if remaining is not None:
+                remaining -= len(page)
+
+    def prune_history(
+        self,
+        before_epoch: float,
+        batch_size: int = PRUNE_BATCH_SIZE,
+        *,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[int, int]:
+        """Delete the settled operations created before `before_epoch`, then the runs started before it
+        that have no operation left; how many of each were deleted.
+
+        Pending operations stay (the next start settles them), and so do their runs and runs still
+        "running". Each batch of at most `batch_size` rows is its own transaction; `should_stop` is asked
+        between batches (from this thread) and ends the pruning early when it returns true.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        cutoff = _to_datetime(before_epoch)
+        o = tables.operations
+        # An alias: a subquery on the DELETE's own table would otherwise be correlated to it.
+        old_ops = o.alias("old_operations")
+        operations_batch = delete(o).where(
+            o.c.id.in_(
+                select(old_ops.c.id)
+                .where(old_ops.c.created_at < cutoff, old_ops.c.outcome != Outcome.PENDING.value)
+                .limit(batch_size)
+            )
+        )
+        r = tables.runs
+        old_runs = r.alias("old_runs")
+        runs_batch = delete(r).where(
+            r.c.id.in_(
+                select(old_runs.c.id)
+                .where(
+                    old_runs.c.started_at < cutoff,
+                    old_runs.c.outcome != "running",
+                    ~exists().where(o.c.run_id == old_runs.c.id),
                 )
-                for row in connection.execute(query)
-            ]
+                .limit(batch_size)
+            )
+        )
+        deleted = [0, 0]
+        for index, statement in enumerate((operations_batch, runs_batch)):
+            while should_stop is None or not should_stop():
+                with self._write("pruning the history") as connection:
+                    count = connection.execute(statement).rowcount
+                deleted[index] += count
+                if count < batch_size:
+                    break
+        return deleted[0], deleted[1]
 
     # key/value
 
@@ -648,6 +763,27 @@ def _recorded(row: Sequence[Any]) -> Recorded:
         next_attempt_at=_to_epoch_or_none(next_attempt_at),
         phone_source=phone_source,
     )
+
+
+def _operation(row: Row[Any]) -> OperationRecord:
+    """An OperationRecord from a row holding the columns of `tables.operations`."""
+    return OperationRecord(
+        id=row.id,
+        run_id=row.run_id,
+        object_id=row.object_id,
+        action=Action(row.action),
+        outcome=Outcome(row.outcome),
+        http_status=row.http_status,
+        error=row.error,
+        desired=_fields(row.desired),
+        believed=_fields(row.believed),
+        created_at=_to_epoch(row.created_at),
+        settled_at=_to_epoch_or_none(row.settled_at),
+    )
+
+
+def _history_entry(row: Row[Any]) -> HistoryEntry:
+    return HistoryEntry(_operation(row), row.member_upn)
 
 
 def _fields_json(fields: AgentFields | None) -> str | None:

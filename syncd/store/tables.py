@@ -66,7 +66,7 @@ runs = Table(
     Column("trigger", String(_CODE), nullable=False),
     Column("kind", String(_CODE), nullable=False),
     Column("dry_run", Boolean, nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False, index=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("outcome", String(_CODE), nullable=False),
     Column("counts", Text, nullable=False),
@@ -86,7 +86,7 @@ operations = Table(
     Column("error", Text, nullable=True),
     Column("desired", Text, nullable=True),
     Column("believed", Text, nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("settled_at", DateTime(timezone=True), nullable=True),
 )
 """The audit log: one row per write to SmartCommunicator, inserted as "pending" before the request is sent

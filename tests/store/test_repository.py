@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,11 +15,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text, update
 
 import migrations
 from syncd.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
-from syncd.store import OperationRecord, PendingOperation, RunRecord, Store, StoreError
+from syncd.store import HistoryEntry, OperationRecord, PendingOperation, RunRecord, Store, StoreError, tables
 from syncd.store.repository import migrations_directory
 from syncd.store.tables import metadata
 from tests.store.conftest import Database
@@ -44,9 +45,9 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
     with database.open() as store:
         assert store.current_revision() is None
         store.upgrade()
-        assert store.current_revision() == head_revision() == "0002"
+        assert store.current_revision() == head_revision() == "0003"
         store.upgrade()
-        assert store.current_revision() == "0002"
+        assert store.current_revision() == "0003"
 
         with store.engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) == {
@@ -62,7 +63,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
 def test_the_alembic_command_line_migrates_without_an_ini(database: Database) -> None:
     migrations.main(["-x", f"url={database.url_with_search_path()}", "upgrade", "head"])
     with database.open() as store:
-        assert store.current_revision() == "0002"
+        assert store.current_revision() == "0003"
         store.upgrade()  # already there: nothing to do
         assert store.load_recorded() == {}
 
@@ -81,7 +82,7 @@ def test_0002_keeps_existing_members_and_records_phone_sources(database: Databas
                 {"yes": True, "tenant": TENANT, "now": datetime.now(UTC)},
             )
         store.upgrade()
-        assert store.current_revision() == "0002"
+        assert store.current_revision() == head_revision()
         old = store.load_recorded()["old"]
         assert (old.status, old.phone_source) == (MemberStatus.ACTIVE, None)
         store.save_members([Recorded("new", MemberStatus.ACTIVE, BOB, upn=BOB.upn, phone_source="teams")])
@@ -497,7 +498,7 @@ def test_replicas_starting_together_migrate_once(database: Database) -> None:
             store.close()
     assert errors == []
     with database.open() as check:
-        assert check.current_revision() == "0002"
+        assert check.current_revision() == "0003"
 
 
 def test_two_stores_writing_from_two_threads_do_not_fail(database: Database) -> None:
@@ -564,3 +565,205 @@ def test_find_members_by_object_id_upn_or_number(database: Database) -> None:
         assert store.find_members("nobody@contoso.com") == []
         [(_, changed)] = store.find_members("b2")
         assert abs(changed - time.time()) < 60
+
+
+# the audit history and its retention
+
+DAY = 86_400.0
+
+
+def age(store: Store, *, operations: Sequence[int] = (), runs: Sequence[int] = (), at: float) -> None:
+    """Pretend rows were written at `at` (epoch seconds)."""
+    when = datetime.fromtimestamp(at, UTC)
+    o, r = tables.operations, tables.runs
+    with store.engine.begin() as connection:
+        if operations:
+            connection.execute(update(o).where(o.c.id.in_(operations)).values(created_at=when))
+        if runs:
+            connection.execute(update(r).where(r.c.id.in_(runs)).values(started_at=when))
+
+
+def settle(store: Store, op_id: int, object_id: str, outcome: Outcome = Outcome.OK, **extra: object) -> None:
+    record = Recorded(object_id, MemberStatus.ACTIVE, ALICE, upn=ALICE.upn)
+    store.settle_operation(op_id, outcome=outcome, record=record, **extra)  # type: ignore[arg-type]
+
+
+def history_ids(store: Store, **filters: object) -> list[int]:
+    return [entry.operation.id for entry in store.iter_operations(**filters)]  # type: ignore[arg-type]
+
+
+def row_count(store: Store, table: str) -> int:
+    with store.engine.connect() as connection:
+        return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())  # noqa: S608
+
+
+def test_0003_adds_the_history_indexes_and_keeps_the_rows(database: Database) -> None:
+    url = database.url_with_search_path()
+    migrations.main(["-x", f"url={url}", "upgrade", "0002"])
+    with database.open() as store:
+        run_id = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+        store.start_operation(run_id, onboard("m-1"))
+        store.upgrade()
+        assert store.current_revision() == "0003"
+        with store.engine.connect() as connection:
+            inspector = inspect(connection)
+            operations = {
+                index["name"]: index["column_names"] for index in inspector.get_indexes("operations")
+            }
+            runs = {index["name"]: index["column_names"] for index in inspector.get_indexes("runs")}
+            assert operations["ix_operations_created_at"] == ["created_at"]
+            assert runs["ix_runs_started_at"] == ["started_at"]
+        assert [op.object_id for op in store.operations()] == ["m-1"]
+    migrations.main(["-x", f"url={url}", "downgrade", "0002"])
+    with database.open() as store, store.engine.connect() as connection:
+        inspector = inspect(connection)
+        assert "ix_operations_created_at" not in {
+            index["name"] for index in inspector.get_indexes("operations")
+        }
+        assert "ix_runs_started_at" not in {index["name"] for index in inspector.get_indexes("runs")}
+        assert store.current_revision() == "0002"
+        assert len(store.operations()) == 1
+
+
+def test_the_history_filters_by_member_time_action_and_outcome_newest_first(store: Store) -> None:
+    now = time.time()
+    store.save_members([Recorded("m-3", MemberStatus.OFFBOARDED, None, upn="carol.now@contoso.com")])
+    run_id = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+    onboard_1 = store.start_operation(run_id, onboard("m-1"))
+    settle(store, onboard_1, "m-1", http_status=201)
+    onboard_2 = store.start_operation(run_id, onboard("m-2", BOB))
+    settle(store, onboard_2, "m-2", Outcome.FAILED, http_status=400, error="TN is already registered")
+    moved = Change(Action.UPDATE, "m-1", desired=ALICE_MOVED, believed=ALICE, fields=("phone_number", "upn"))
+    update_1 = store.start_operation(run_id, moved)
+    settle(store, update_1, "m-1", http_status=200)
+    gone = Change(
+        Action.OFFBOARD, "m-3", desired=None, believed=AgentFields(TENANT, "+14155550123", None, None)
+    )
+    offboard_3 = store.start_operation(run_id, gone)
+    settle(store, offboard_3, "m-3", Outcome.ALREADY_GONE, http_status=404)
+    pending_2 = store.start_operation(run_id, onboard("m-2", BOB))
+    age(store, operations=[onboard_1, onboard_2], at=now - 10 * DAY)
+
+    everything = [pending_2, offboard_3, update_1, onboard_2, onboard_1]
+    assert history_ids(store) == everything
+    assert history_ids(store, limit=2) == everything[:2]
+    assert history_ids(store, limit=0) == []
+    assert history_ids(store, object_ids=["m-1"]) == [update_1, onboard_1]
+    assert history_ids(store, object_ids=["m-1", "m-3"]) == [offboard_3, update_1, onboard_1]
+    assert history_ids(store, object_ids=[]) == []
+    assert history_ids(store, since=now - DAY) == [pending_2, offboard_3, update_1]
+    assert history_ids(store, since=now - 11 * DAY) == everything
+    assert history_ids(store, actions={Action.ONBOARD}) == [pending_2, onboard_2, onboard_1]
+    assert history_ids(store, actions={Action.UPDATE, Action.OFFBOARD}) == [offboard_3, update_1]
+    assert history_ids(store, outcomes={Outcome.FAILED, Outcome.PENDING}) == [pending_2, onboard_2]
+    assert history_ids(store, outcomes=set()) == []
+    assert history_ids(
+        store, object_ids=["m-2"], since=now - DAY, actions={Action.ONBOARD}, outcomes={Outcome.PENDING}
+    ) == [pending_2]
+
+    by_id = {entry.operation.id: entry for entry in store.iter_operations()}
+    assert by_id[update_1].operation.desired == ALICE_MOVED
+    assert by_id[update_1].operation.believed == ALICE
+    assert by_id[onboard_2].operation.error == "TN is already registered"
+    assert by_id[onboard_2].operation.http_status == 400
+    assert by_id[pending_2].operation.outcome is Outcome.PENDING
+    assert abs(by_id[onboard_1].operation.created_at - (now - 10 * DAY)) < 1
+    # The member's UPN as last seen: settling m-3 recorded it from ALICE; never joined by name, by object ID.
+    assert by_id[offboard_3] == HistoryEntry(by_id[offboard_3].operation, ALICE.upn)
+
+
+def test_the_history_streams_page_by_page(database: Database, store: Store) -> None:
+    run_id = store.begin_run(trigger="cli", kind="full", dry_run=False)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "run_id": run_id,
+            "object_id": f"m-{n % 50}",
+            "action": "onboard",
+            "outcome": "ok" if n % 7 else "failed",
+            "created_at": now,
+        }
+        for n in range(20_000)
+    ]
+    with store.engine.begin() as connection:
+        connection.execute(insert(tables.operations), rows)
+
+    ids = history_ids(store)
+    assert len(ids) == 20_000
+    assert ids == sorted(ids, reverse=True)
+    assert history_ids(store, page_size=7, limit=30) == ids[:30]
+    failed = history_ids(store, outcomes={Outcome.FAILED}, page_size=100)
+    assert len(failed) == len([n for n in range(20_000) if n % 7 == 0])
+    assert set(failed) < set(ids)
+
+    # Each page is read when the previous one is used up: rows deleted meanwhile (by another process)
+    # are not returned, so no page is read ahead and no transaction stays open between pages.
+    stream = store.iter_operations(page_size=100)
+    first_page = [next(stream).operation.id for _ in range(100)]
+    assert first_page == ids[:100]
+    with database.open() as other:
+        other.prune_history(time.time() + 60, batch_size=5_000)
+    assert list(stream) == []
+
+
+def test_pruning_deletes_old_settled_operations_and_their_runs(store: Store) -> None:
+    now = time.time()
+    old_run = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+    old_ops = [store.start_operation(old_run, onboard(f"old-{n}")) for n in range(7)]
+    for n, op_id in enumerate(old_ops):
+        settle(store, op_id, f"old-{n}", Outcome.FAILED if n % 2 else Outcome.OK)
+    store.finish_run(old_run, outcome="ok", counts={"onboard_ok": 7})
+    old_pending_run = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+    old_pending = store.start_operation(old_pending_run, onboard("stuck"))
+    store.finish_run(old_pending_run, outcome="interrupted", counts={})  # its process died mid-write
+    old_empty_run = store.begin_run(trigger="cli", kind="incremental", dry_run=True)
+    store.finish_run(old_empty_run, outcome="ok", counts={})
+    old_running_run = store.begin_run(trigger="schedule", kind="full", dry_run=False)
+    new_run = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+    new_op = store.start_operation(new_run, onboard("new"))
+    settle(store, new_op, "new")
+    store.finish_run(new_run, outcome="ok", counts={"onboard_ok": 1})
+    age(
+        store,
+        operations=[*old_ops, old_pending],
+        runs=[old_run, old_pending_run, old_empty_run, old_running_run],
+        at=now - 400 * DAY,
+    )
+
+    assert store.prune_history(now - 365 * DAY, batch_size=3) == (7, 2)
+
+    assert history_ids(store) == [new_op, old_pending]
+    assert sorted(run.id for run in store.runs()) == [old_pending_run, old_running_run, new_run]
+    assert [op.id for op in store.pending_operations()] == [old_pending]
+    assert store.prune_history(now - 365 * DAY) == (0, 0)  # nothing left to do
+    # Members are current state, not history: pruning never touches them.
+    assert {f"old-{n}" for n in range(7)} <= set(store.load_recorded())
+
+    # Once settled, the old pending operation goes too, and then its run.
+    settle(store, old_pending, "stuck")
+    assert store.prune_history(now - 365 * DAY) == (1, 1)
+    assert sorted(run.id for run in store.runs()) == [old_running_run, new_run]
+
+
+def test_pruning_stops_between_batches_when_asked(store: Store) -> None:
+    now = time.time()
+    run_id = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+    store.finish_run(run_id, outcome="ok", counts={})
+    old = datetime.fromtimestamp(now - 9 * DAY, UTC)
+    rows = [
+        {"run_id": run_id, "object_id": f"m-{n}", "action": "update", "outcome": "ok", "created_at": old}
+        for n in range(25)
+    ]
+    with store.engine.begin() as connection:
+        connection.execute(insert(tables.operations), rows)
+    age(store, runs=[run_id], at=now - 9 * DAY)
+    asked: list[int] = []
+
+    def stop_after_two_batches() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    assert store.prune_history(now - DAY, batch_size=10, should_stop=stop_after_two_batches) == (20, 0)
+    assert row_count(store, "operations") == 5
+    assert store.prune_history(now - DAY, batch_size=10) == (5, 1)
+    assert row_count(store, "operations") == row_count(store, "runs") == 0
