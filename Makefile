@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv test lint demo bench clean
+.PHONY: all venv browser test lint demo bench clean
 
 all: lint test
 
@@ -16,7 +16,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# tests/browser drives Debian's Chromium through its ChromeDriver; the two binaries are this target's stamps,
+# so apt runs only on a machine that lacks one (as root; anyone else is told what to install).
+BROWSER := /usr/bin/chromium /usr/bin/chromedriver
+
+$(BROWSER) &:
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "tests/browser needs /usr/bin/chromium and /usr/bin/chromedriver: install Debian's packages" \
+			"chromium and chromium-driver (sudo apt-get install chromium chromium-driver), or run make as root" >&2; \
+		exit 1; \
+	fi
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver
+
+browser: $(BROWSER)
+
+test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,32 +1,113 @@
-"""The admin HTTP API of the daemon (starlette, served by uvicorn on the daemon's event loop).
+"""The admin HTTP API of the daemon and its status page (starlette, served by uvicorn on the daemon's loop).
 
 GET /healthz (alive), /readyz (database reachable and the last cycle did not fail as a whole), /metrics
 (Prometheus) are open; GET /status and POST /resync need `Authorization: Bearer <admin.token>`, compared in
 constant time, and are refused outright when no token is configured.
+
+The status page for a person (`syncd.statuspage` renders it): GET / and GET /explain/{object_id} accept the
+same bearer header or a session cookie. GET /login shows a form taking the token; POST /login compares it in
+constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/, Secure over https),
+whose value is an HMAC-SHA256 of a fixed label keyed by the token: never the token itself, and rotating the
+token signs everyone out. POST /logout clears it. Without a valid session the pages redirect to /login (303);
+with no token configured they say the page is disabled (403). The page's "Sync now" form posts to /resync
+with the cookie instead of the bearer header, and is answered with a redirect to the page; the page's link to
+GET /status works with the cookie too.
+
+CSRF: the cookie is SameSite=Strict, so a browser never sends it with a request started by another site, and
+the forms' POSTs are refused (403) when their Origin header names another host than the request's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
+import time
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from syncd import statuspage
 from syncd.engine import status_document
+from syncd.explain import AmbiguousPerson, PersonNotFound, explain_person, render_text
 from syncd.store import StoreError
 
 if TYPE_CHECKING:
     from syncd.daemon import Daemon
 
+SESSION_COOKIE = "syncd_session"
+"""The status page's session cookie."""
+
+SESSION_LABEL = b"syncd status page session v1"
+"""What the session cookie's HMAC signs (keyed by the admin token)."""
+
+SESSION_MAX_AGE_S = 12 * 3600
+"""How long a browser keeps the session cookie (seconds); the value itself stays valid until the token
+changes."""
+
+FORM_LIMIT_BYTES = 16 * 1024
+"""The largest form body accepted (the login form holds one token)."""
+
+PAGE_HEADERS = {
+    # No script at all, styles and images only inline, forms only to this origin, never in a frame.
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    # Not "no-referrer": with it browsers send "Origin: null" on our own forms, which _same_origin refuses.
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def session_value(token: str) -> str:
+    """The session cookie's value for an admin token: HMAC-SHA256(key=token, SESSION_LABEL), hex."""
+    return hmac.new(token.encode(), SESSION_LABEL, hashlib.sha256).hexdigest()
+
+
+class _FormTooLarge(Exception):
+    pass
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    """An urlencoded form body (the first value of each field), at most FORM_LIMIT_BYTES."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_LIMIT_BYTES:
+            raise _FormTooLarge
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the browser says the form came from another host (no Origin header: not a browser's
+    cross-site form, which always carries one)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
+def _page(content: str, status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(content, status_code=status_code, headers=PAGE_HEADERS | (headers or {}))
+
+
+def _redirect(location: str) -> RedirectResponse:
+    return RedirectResponse(location, status_code=303, headers=PAGE_HEADERS)
+
 
 def build_app(daemon: Daemon) -> Starlette:
     """The admin application bound to one daemon."""
     token = daemon.settings.admin.token
+    secret = token.get_secret_value() if token is not None else ""
+    session = session_value(secret) if secret else None
 
     def authorised(request: Request) -> Response | None:
         if token is None or not token.get_secret_value():
@@ -43,6 +124,124 @@ def build_app(daemon: Daemon) -> Starlette:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return None
+
+    def has_session(request: Request) -> bool:
+        presented = request.cookies.get(SESSION_COOKIE)
+        return (
+            session is not None
+            and presented is not None
+            and hmac.compare_digest(presented.encode(), session.encode())
+        )
+
+    def page_refused(request: Request) -> Response | None:
+        """None when the request may see the pages; else the disabled page, a 401 or the way to /login."""
+        if session is None:
+            return _page(statuspage.render_disabled_page(), 403)
+        if "authorization" in request.headers:
+            if authorised(request) is None:
+                return None
+            return _page(
+                statuspage.render_message_page("Wrong token", "The bearer token is missing or wrong."),
+                401,
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return None if has_session(request) else _redirect("/login")
+
+    def daemon_state() -> statuspage.DaemonState:
+        running, last = daemon.running, daemon.last_result
+        stop = last.stopped_by if last is not None else None
+        return statuspage.DaemonState(
+            started_at=daemon.started_at,
+            running=running.trigger if running is not None else None,
+            running_full=running.full if running is not None else False,
+            last_outcome=daemon.last_outcome,
+            systemic_failure=daemon.systemic_failure,
+            last_run_id=last.run_id if last is not None else None,
+            guard=stop.guard if stop is not None else None,
+            guard_message=stop.message if stop is not None else None,
+            skipped=dict(last.skipped) if last is not None else {},
+        )
+
+    async def home(request: Request) -> Response:
+        refused = page_refused(request)
+        if refused is not None:
+            return refused
+        try:
+            document = await asyncio.to_thread(status_document, daemon.store, statuspage.CHART_RUNS)
+        except StoreError as exc:
+            return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
+        data = statuspage.StatusData.from_document(document, daemon_state())
+        queued = request.query_params.get("queued") == "1"
+        return _page(statuspage.render_status_page(data, now=time.time(), queued=queued))
+
+    async def explain(request: Request) -> Response:
+        refused = page_refused(request)
+        if refused is not None:
+            return refused
+        who = str(request.path_params["object_id"])
+        try:
+            # Graph and SmartCommunicator failures do not raise: the explanation's sections say what failed.
+            explanation = await explain_person(daemon.settings, daemon.store, who)
+        except AmbiguousPerson as exc:
+            links = [(f"/explain/{object_id}", upn or object_id) for object_id, upn in exc.candidates]
+            page = statuspage.render_message_page("Several people match", str(exc), back=True, links=links)
+            return _page(page, 404)
+        except PersonNotFound as exc:
+            return _page(statuspage.render_message_page("Not found", str(exc), back=True), 404)
+        except StoreError as exc:
+            return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
+        return _page(statuspage.render_explain_page(who, render_text(explanation), now=time.time()))
+
+    async def login_form(request: Request) -> Response:
+        if session is None:
+            return _page(statuspage.render_disabled_page(), 403)
+        if has_session(request):
+            return _redirect("/")
+        return _page(statuspage.render_login_page())
+
+    async def login(request: Request) -> Response:
+        if session is None:
+            return _page(statuspage.render_disabled_page(), 403)
+        if not _same_origin(request):
+            return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        try:
+            form = await _read_form(request)
+        except _FormTooLarge:
+            return _page(statuspage.render_login_page(error="That form was too large."), 413)
+        presented = form.get("token", "").strip()
+        if not hmac.compare_digest(presented.encode(), secret.encode()):
+            return _page(statuspage.render_login_page(error="Wrong token."), 401)
+        response = _redirect("/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            max_age=SESSION_MAX_AGE_S,
+            path="/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def logout(request: Request) -> Response:
+        if not _same_origin(request):
+            return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        response = _redirect("/login")
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
+        )
+        return response
+
+    async def resync_from_page(request: Request) -> Response:
+        """The page's "Sync now" form: queue a cycle and go back to the page."""
+        if not _same_origin(request):
+            return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        try:
+            form = await _read_form(request)
+        except _FormTooLarge:
+            return _page(statuspage.render_message_page("Refused", "That form was too large."), 413)
+        daemon.trigger(full=form.get("full") == "1", trigger="manual")
+        return _redirect("/?queued=1")
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -61,7 +260,9 @@ def build_app(daemon: Daemon) -> Starlette:
         return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def status(request: Request) -> Response:
-        refused = authorised(request)
+        # The page links here: its session cookie reads the JSON too (a bearer header, when sent, decides).
+        from_page = "authorization" not in request.headers and has_session(request)
+        refused = None if from_page else authorised(request)
         if refused is not None:
             return refused
         document = await asyncio.to_thread(status_document, daemon.store, 10)
@@ -73,6 +274,11 @@ def build_app(daemon: Daemon) -> Starlette:
         return JSONResponse(document)
 
     async def resync(request: Request) -> Response:
+        if "authorization" not in request.headers and session is not None:
+            if has_session(request):
+                return await resync_from_page(request)
+            if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                return _redirect("/login")  # the page's form after the session ended: sign in again
         refused = authorised(request)
         if refused is not None:
             return refused
@@ -94,6 +300,11 @@ def build_app(daemon: Daemon) -> Starlette:
 
     return Starlette(
         routes=[
+            Route("/", home),
+            Route("/login", login_form, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", logout, methods=["POST"]),
+            Route("/explain/{object_id:str}", explain),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
