@@ -20,8 +20,11 @@ from typing import Any, TextIO
 from syncd import __version__
 from syncd.config import Settings
 from syncd.engine import EXIT_CONFIG, EXIT_FAILURES, CycleResult, Engine, status_document
+from syncd.history import add_arguments as add_history_arguments
+from syncd.history import prune_if_due, run_history
 from syncd.logging import configure_logging
 from syncd.model import Action
+from syncd.notify import send_after_cycle
 from syncd.settings_loader import ConfigError, config_path, load_settings
 from syncd.store import Store, StoreError
 
@@ -50,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="last runs, counts, users needing attention")
     status.add_argument("--json", action="store_true")
     status.add_argument("--runs", type=int, default=10, help="how many runs to show (default 10)")
+
+    history = sub.add_parser("history", help="the operations log (audit history), newest first")
+    add_history_arguments(history)
+
+    explain = sub.add_parser("explain", help="why is this person (not) an agent: all syncd knows of them")
+    explain.add_argument("who", metavar="UPN_OBJECT_ID_OR_NUMBER", help="a UPN, an object ID or a number")
+    explain.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     sub.add_parser("run", help="the daemon: sync on a schedule, serve the admin API, resync on demand")
 
@@ -114,8 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 0
             if args.command == "status":
                 return _status(store, as_json=args.json, runs=args.runs)
+            if args.command == "history":
+                return _history(store, args)
             if args.command == "run":
                 return _run(settings, store)
+            if args.command == "explain":
+                return _explain(settings, store, args)
             assert args.command == "sync", args.command
             return _sync(settings, store, args)
         finally:
@@ -139,6 +153,29 @@ def _run(settings: Settings, store: Store) -> int:
     except AdminBindError as exc:
         print(f"syncd: {exc}", file=sys.stderr)
         return EXIT_FAILURES
+
+
+def _explain(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    """`syncd explain`: 0 when everything could be read, 1 for an unknown person or a section that could
+    not be read (the rest is still printed), 2 for a configuration error."""
+    from syncd.explain import PersonNotFound, explain_person, render_text
+
+    try:
+        settings.require_graph()
+        settings.require_smartcomm()
+    except ConfigError as exc:
+        print(f"syncd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        explanation = asyncio.run(explain_person(settings, store, args.who))
+    except PersonNotFound as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
+    if args.json:
+        print(json.dumps(explanation.to_json(), sort_keys=True))
+    else:
+        sys.stdout.write(render_text(explanation))
+    return EXIT_FAILURES if explanation.errors else 0
 
 
 def _resync(settings: Settings, *, full: bool, wait: bool, force: bool = False) -> int:
@@ -222,7 +259,30 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
         _print_result(result, sys.stdout)
+    if not args.dry_run and args.user is None:
+        # After the run is recorded and shown; the webhook never changes the exit code.
+        send_after_cycle(settings.notify, store, result)
+    if not args.dry_run:
+        _prune_history(settings, store)
     return result.exit_code
+
+
+def _prune_history(settings: Settings, store: Store) -> None:
+    """Retention without a daemon: prune once a day at the end of a sync; a failure does not fail the sync."""
+    try:
+        prune_if_due(store, settings.sync.history_days)
+    except StoreError as exc:
+        print(f"syncd: pruning the history failed (the next sync tries again): {exc}", file=sys.stderr)
+
+
+def _history(store: Store, args: argparse.Namespace) -> int:
+    try:
+        return run_history(store, args, sys.stdout, sys.stderr)
+    except BrokenPipeError:
+        # `syncd history --format csv | head`: the reader has what it wanted. Point stdout at /dev/null so
+        # the interpreter's final flush does not complain.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 class _Progress:

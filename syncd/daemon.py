@@ -26,6 +26,7 @@ from typing import IO
 import structlog
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -33,7 +34,9 @@ from sqlalchemy.engine import make_url
 from syncd.admin import build_app
 from syncd.config import Settings
 from syncd.engine import EXIT_FAILURES, CycleResult, Engine
+from syncd.history import PRUNE_EVERY_S, prune
 from syncd.metrics import Metrics
+from syncd.notify import SHUTDOWN_BUDGET_S, Notifier
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
@@ -61,6 +64,7 @@ class Daemon:
         self.store = store
         self.engine = engine or Engine(settings, store)
         self.metrics = Metrics()
+        self.notifier = Notifier(settings.notify)
         self.started_at = time.time()
         self.last_result: CycleResult | None = None
         self.last_outcome: str | None = None
@@ -68,6 +72,7 @@ class Daemon:
         self._queued: _Request | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._pruning: asyncio.Task[None] | None = None
 
     # -- triggering -----------------------------------------------------------------------------------
 
@@ -123,6 +128,7 @@ class Daemon:
             self._observe(result)
         except Exception:  # metrics or the status query failing must not wedge the daemon
             log.exception("daemon.observe_failed")
+        self.notifier.after_cycle(self.store, result)  # only enqueues: the webhook never holds up a cycle
         return result
 
     def _observe(self, result: CycleResult) -> None:
@@ -167,6 +173,7 @@ class Daemon:
             admin = asyncio.create_task(server.serve(sockets=[listening]), name="syncd-admin")
             scheduler = self._scheduler()
             scheduler.start()
+            self.notifier.start()
             log.info(
                 "daemon.started",
                 pid=os.getpid(),
@@ -179,7 +186,12 @@ class Daemon:
                 log.info("daemon.stopping")
                 scheduler.shutdown(wait=False)
                 await self._drain()
+                if self._pruning is not None:  # stops after its current batch: it watches _stop
+                    await self._pruning
             finally:
+                # Events of the last cycle get a bounded time to go out; the rest are dropped with a warning.
+                budget_s = min(SHUTDOWN_BUDGET_S, self.settings.sync.shutdown_grace_s)
+                await self.notifier.aclose(timeout_s=budget_s)
                 server.should_exit = True
                 with contextlib.suppress(asyncio.CancelledError):
                     await admin
@@ -189,9 +201,28 @@ class Daemon:
         log.info("daemon.stopped")
         return 0
 
+    async def _scheduled_prune(self) -> None:
+        # A coroutine for the same reason as _scheduled; the prune is a task of its own so that shutdown can
+        # wait for its current batch instead of APScheduler's task being cancelled under it.
+        if self._pruning is None or self._pruning.done():
+            self._pruning = asyncio.create_task(self._prune_history(), name="syncd-prune")
+
+    async def _prune_history(self) -> None:
+        """Retention: delete the history older than sync.history_days, in a thread (blocking DB work)."""
+        try:
+            await asyncio.to_thread(
+                prune, self.store, self.settings.sync.history_days, should_stop=self._stop.is_set
+            )
+        except Exception:  # the database may be away for a while: the next day's prune tries again
+            log.exception("history.prune_failed")
+
     async def _scheduled(self, *, full: bool) -> None:
         # A coroutine on purpose: APScheduler runs plain callables in a thread pool, away from our loop.
         self.trigger(full=full, trigger="schedule")
+
+    async def _daily_summary(self) -> None:
+        # A coroutine for the same reason as _scheduled; it only gathers and enqueues.
+        self.notifier.send_summary(self.store)
 
     def _on_sighup(self) -> None:
         log.info("daemon.sighup")
@@ -225,6 +256,26 @@ class Daemon:
             max_instances=1,
             misfire_grace_time=None,
         )
+        scheduler.add_job(
+            self._scheduled_prune,
+            IntervalTrigger(seconds=PRUNE_EVERY_S),
+            next_run_time=_at(time.time()),  # at start, then daily
+            id="history",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        notify = self.settings.notify
+        if notify.enabled and notify.daily_summary:
+            hour, minute = (int(part) for part in notify.daily_summary_at.split(":"))
+            scheduler.add_job(
+                self._daily_summary,
+                CronTrigger(hour=hour, minute=minute, timezone=UTC),
+                id="daily_summary",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=3600,  # a daemon busy or paused at that minute still sends it that hour
+            )
         return scheduler
 
     async def _drain(self) -> None:
