@@ -322,8 +322,9 @@ class SyncSettings(BaseModel):
     settled at the next start). TOML `shutdown_grace`; default 20 ("20s"), below common container stop
     timeouts."""
     history_days: int = Field(default=365, ge=1, le=36500)
-    """Days the audit history (operations and runs) is kept; older entries are deleted in the background.
-    A count of days, 1..36500; default 365."""
+    """Days the audit history (operations and runs) is kept; older settled entries are deleted by the
+    daemon at start and daily, and by `syncd sync` when the last prune is a day old. A count of days,
+    1..36500; default 365."""
 
     @field_validator("retry_max_s")
     @classmethod
@@ -397,8 +398,8 @@ class NotifySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     webhook_url: SecretStr | None = None
-    """URL that receives one JSON POST per event (a cycle failing as a whole or recovering, the deletion
-    guard stopping a cycle, the daily summary), e.g. a Microsoft Teams incoming webhook (Workflows). It
+    """URL that receives one JSON POST per event (a cycle failing as a whole or recovering, a safety guard
+    stopping a cycle, the daily summary), e.g. a Microsoft Teams incoming webhook (Workflows). It
     carries its own credential, so it is a secret: never logged. https, or http to a loopback address.
     Default unset: no notifications."""
     format: str = "teams"
