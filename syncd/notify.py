@@ -31,7 +31,6 @@ import json
 import logging
 import random
 import socket
-import ssl
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,6 +48,7 @@ from syncd.backoff import backoff_delay_s
 from syncd.config import NotifySettings
 from syncd.logging import redact_text
 from syncd.model import Action, Outcome, Recorded
+from syncd.tls import is_tls_verification_failure, ssl_context
 
 log = structlog.get_logger("syncd.notify")
 
@@ -645,17 +645,6 @@ class _HideUrl(logging.Filter):
         return not any(needle in message for needle in self._needles)
 
 
-def _is_tls_verification_failure(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
-
-
 def _transport_reason(exc: BaseException) -> str:
     """Why no answer came, by exception types only: messages can quote the URL."""
     if isinstance(exc, TimeoutError):
@@ -744,7 +733,7 @@ class Notifier:
                 async with asyncio.timeout(settings.timeout_s):
                     response = await self._client().post(url, json=body)
             except Exception as exc:
-                if _is_tls_verification_failure(exc):
+                if is_tls_verification_failure(exc):
                     # A certificate that does not verify will not verify on the next attempt either.
                     self._failed(event, attempt, None, "certificate did not verify (notify.ca_bundle)")
                     return False
@@ -788,14 +777,10 @@ class Notifier:
         if self._http is None:
             transport = self._transport
             if transport is None:
-                ca_bundle = self._settings.ca_bundle
-                context = (
-                    ssl.create_default_context(cafile=ca_bundle)
-                    if ca_bundle
-                    else ssl.create_default_context()
-                )
                 transport = AiohttpTransport(
-                    verify=context, trust_env=False, limits=httpx.Limits(max_connections=2)
+                    verify=ssl_context(self._settings.ca_bundle),
+                    trust_env=False,
+                    limits=httpx.Limits(max_connections=2),
                 )
             self._http = httpx.AsyncClient(
                 transport=transport,

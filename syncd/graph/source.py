@@ -59,28 +59,58 @@ ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
 TEAMS_ROLE = "TeamsTelephoneNumber.Read.All"
 
 
+_MEMBER_GRANT = (
+    "grant the app the application permissions GroupMember.Read.All and User.Read.All "
+    "(and Member.Read.Hidden for hidden memberships), with admin consent"
+)
+_PERSON_GRANT = (
+    "grant the app the application permissions User.Read.All and GroupMember.Read.All "
+    "(and Member.Read.Hidden for hidden memberships), with admin consent"
+)
+
+
+def _classified(
+    exc: APIError, *, what: str, grant: str, label: str = "", group_id: str | None = None
+) -> GraphError:
+    """Pure: the error for Graph's refusal to `what` (a 403 says to `grant`), for throttling or an outage
+    that outlasted every retry, or else a read error; `label` prefixes the other messages."""
+    status = exc.response_status_code
+    code, message = _odata(exc)
+    if status == 403:
+        return GraphPermissionError(
+            f"Graph refused to {what}: {grant}. Graph said: {message}",
+            status=status,
+            code=code,
+            group_id=group_id,
+        )
+    if status == 429 or (status is not None and status >= 500):
+        reading = f" ({label})" if label else ""
+        return GraphUnavailable(
+            f"Graph is throttling or unavailable after every retry{reading}: {message}",
+            status=status,
+            code=code,
+            group_id=group_id,
+        )
+    return GraphReadError(
+        f"reading {label} failed: {message}" if label else message,
+        status=status,
+        code=code,
+        group_id=group_id,
+    )
+
+
 def classify_teams(exc: APIError) -> GraphError:
     """Pure: our error for a failed answer of the Teams number assignments list.
 
     A 403 is a configuration error naming the missing permission, never an empty list of numbers.
     """
-    status = exc.response_status_code
-    code, message = _odata(exc)
-    if status == 403:
-        return GraphPermissionError(
-            "Graph refused to list the Teams number assignments: grant the app the application permission "
-            f"{TEAMS_ROLE} with admin consent, or take teams out of graph.phone_source. "
-            f"Graph said: {message}",
-            status=status,
-            code=code,
-        )
-    if status == 429 or (status is not None and status >= 500):
-        return GraphUnavailable(
-            f"Graph is throttling or unavailable after every retry (Teams number assignments): {message}",
-            status=status,
-            code=code,
-        )
-    return GraphReadError(f"reading the Teams number assignments failed: {message}", status=status, code=code)
+    grant = (
+        f"grant the app the application permission {TEAMS_ROLE} with admin consent, or take teams out of "
+        "graph.phone_source"
+    )
+    return _classified(
+        exc, what="list the Teams number assignments", grant=grant, label="the Teams number assignments"
+    )
 
 
 def classify_person(exc: APIError, *, what: str) -> GraphError:
@@ -88,23 +118,7 @@ def classify_person(exc: APIError, *, what: str) -> GraphError:
 
     A 404 stays a `GraphReadError` with `status` 404, which the callers that expect it take for "none".
     """
-    status = exc.response_status_code
-    code, message = _odata(exc)
-    if status == 403:
-        return GraphPermissionError(
-            f"Graph refused to read {what}: grant the app the application permissions User.Read.All and "
-            "GroupMember.Read.All (and Member.Read.Hidden for hidden memberships), with admin consent. "
-            f"Graph said: {message}",
-            status=status,
-            code=code,
-        )
-    if status == 429 or (status is not None and status >= 500):
-        return GraphUnavailable(
-            f"Graph is throttling or unavailable after every retry ({what}): {message}",
-            status=status,
-            code=code,
-        )
-    return GraphReadError(f"reading {what} failed: {message}", status=status, code=code)
+    return _classified(exc, what=f"read {what}", grant=_PERSON_GRANT, label=what)
 
 
 def _odata(exc: APIError) -> tuple[str, str]:
@@ -117,33 +131,15 @@ def _odata(exc: APIError) -> tuple[str, str]:
 
 def classify(exc: APIError, *, group_id: str | None) -> GraphError:
     """Pure: our error for a failed Graph answer that kiota raised."""
-    status = exc.response_status_code
-    code, message = _odata(exc)
-    if status == 404:
+    if exc.response_status_code == 404:
         return GroupNotFound(
             "the group does not exist (deleted, or a wrong ID)",
-            status=status,
-            code=code,
+            status=404,
+            code=_odata(exc)[0],
             group_id=group_id,
             setting="graph.group_ids",
         )
-    if status == 403:
-        return GraphPermissionError(
-            "Graph refused to list the members: grant the app the application permissions "
-            "GroupMember.Read.All and User.Read.All (and Member.Read.Hidden for hidden memberships), "
-            f"with admin consent. Graph said: {message}",
-            status=status,
-            code=code,
-            group_id=group_id,
-        )
-    if status == 429 or (status is not None and status >= 500):
-        return GraphUnavailable(
-            f"Graph is throttling or unavailable after every retry: {message}",
-            status=status,
-            code=code,
-            group_id=group_id,
-        )
-    return GraphReadError(message, status=status, code=code, group_id=group_id)
+    return _classified(exc, what="list the members", grant=_MEMBER_GRANT, group_id=group_id)
 
 
 class GraphSource:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import ssl
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -46,6 +45,7 @@ from syncd.smartcomm.errors import (
     is_retryable_status,
 )
 from syncd.smartcomm.tokens import TokenSource
+from syncd.tls import is_tls_verification_failure, ssl_context
 
 log = structlog.get_logger("syncd.smartcomm")
 
@@ -85,26 +85,6 @@ def parse_agent(item: object) -> Agent | None:
         upn=upn if isinstance(upn, str) and upn else None,
         consistency_id=consistency_id if isinstance(consistency_id, str) and consistency_id else None,
     )
-
-
-def ssl_context(ca_bundle: str) -> ssl.SSLContext:
-    """A verifying TLS context from `ca_bundle` (a PEM path), or from the system store when it is empty.
-
-    Built explicitly rather than left to libraries, which would let REQUESTS_CA_BUNDLE and friends override
-    it; one context per client, since contexts are not safe to share across threads (NOTES.md).
-    """
-    return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
-
-
-def _is_tls_verification_failure(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
 
 
 class SmartCommClient:
@@ -250,7 +230,7 @@ class SmartCommClient:
                 # httpx errors, and what a transport lets through unmapped (httpx-aiohttp passes some aiohttp
                 # errors on as they are): either way the answer was lost, and nothing but our types leaves.
                 reason = type(exc).__name__
-                if _is_tls_verification_failure(exc):
+                if is_tls_verification_failure(exc):
                     raise TlsVerificationError(
                         f"the server certificate of {settings.base_url} did not verify; "
                         "check smartcomm.ca_bundle",
