@@ -196,6 +196,9 @@ class DesiredState:
     """Users read per configured group (before mapping), in configuration order."""
     group_in_scope: dict[str, int] = field(default_factory=dict)
     """Members in scope per configured group; the empty-group guard compares it across cycles."""
+    teams_numbers: int | None = None
+    """Users the Teams number assignments gave a number (the whole tenant's), or None when "teams" is not a
+    phone source; a guard compares it with the agents whose number came from Teams."""
     ambiguous: dict[str, str] = field(default_factory=dict)
     """Members whose number was chosen among several equally ranked candidates, by object ID: how it was
     chosen (several Teams assignments of the same category)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from syncd.model import (
+    TEAMS,
     Action,
     Agent,
     AgentFields,
@@ -27,7 +28,7 @@ from syncd.model import (
 COMPARED_FIELDS = ("phone_number", "upn", "consistency_id", "tenant_id")
 """Agent fields we push and compare, in the order they are reported."""
 
-Guard = Literal["max_offboard", "empty_group"]
+Guard = Literal["max_offboard", "empty_group", "teams_numbers"]
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,9 @@ def plan(
     - `remote` (a full cycle) replaces our beliefs for managed agents, repairing drift; active agents we never
       managed are reported in `unmanaged`.
     - people whose last attempt failed wait until `next_attempt_at` (`only` retries its person at once).
-    - guards, unless `force`: more offboards than `max_offboard`, or a configured group that reads as empty
-      although it had members in scope last time (`previous_in_scope`), stop the plan (`Plan.stop`).
+    - guards, unless `force`: more offboards than `max_offboard`, a configured group that reads as empty
+      although it had members in scope last time (`previous_in_scope`), or agents losing their Teams
+      numbers (none read at all, or more than `max_offboard` moving off them) stop the plan (`Plan.stop`).
     - `only`: plan for that one object ID.
     """
     result = Plan(skipped=list(desired.skipped.values()))
@@ -165,8 +167,57 @@ def plan(
             if agent.active and object_id not in members and not _managed(recorded.get(object_id))
         ]
     if not force:
-        result.stop = _guard(result, desired, max_offboard, previous_in_scope or {})
+        result.stop = _guard(result, desired, max_offboard, previous_in_scope or {}) or _teams_guard(
+            result, desired, recorded, max_offboard
+        )
     return result
+
+
+def _leaves_teams(change: Change, desired: DesiredState, recorded: Mapping[str, Recorded]) -> bool:
+    """Whether `change` takes away an agent's number that came from Teams (offboarding, or renumbering
+    from another source)."""
+    record = recorded.get(change.object_id)
+    if record is None or record.phone_source != TEAMS:
+        return False
+    if change.action is Action.OFFBOARD:
+        return True
+    member = desired.members.get(change.object_id)
+    return (
+        change.action is Action.UPDATE
+        and "phone_number" in change.fields
+        and (member is None or member.phone_source != TEAMS)
+    )
+
+
+def _teams_guard(
+    result: Plan, desired: DesiredState, recorded: Mapping[str, Recorded], max_offboard: int
+) -> GuardStop | None:
+    """A Teams read that comes back empty or short (an outage, a re-provisioning, numbers stuck pending)
+    must not renumber or offboard the agents whose numbers came from Teams."""
+    if desired.teams_numbers is None:
+        return None  # teams is not a phone source
+    from_teams = [
+        object_id
+        for object_id, record in recorded.items()
+        if record.agent is not None and record.phone_source == TEAMS
+    ]
+    if desired.teams_numbers == 0 and from_teams:
+        return GuardStop(
+            "teams_numbers",
+            f"Graph listed no Teams number assigned to a user, but {len(from_teams)} agents have their "
+            "number from Teams; nothing was changed. Check the Teams number assignments (and the app's "
+            "TeamsTelephoneNumber.Read.All permission); if they really are gone, run with --force.",
+        )
+    leaving = [change for change in result.changes if _leaves_teams(change, desired, recorded)]
+    if len(leaving) > max_offboard:
+        return GuardStop(
+            "teams_numbers",
+            f"{len(leaving)} agents would lose the number they have from Teams (renumbered from another "
+            f"source or offboarded), more than sync.max_offboard = {max_offboard}; nothing was changed. "
+            f"Check the Teams number assignments (Graph listed {desired.teams_numbers} users with one); "
+            "if this is intended, run once with --force.",
+        )
+    return None
 
 
 def _guard(

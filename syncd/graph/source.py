@@ -222,6 +222,7 @@ class GraphSource:
             skipped=skipped,
             group_counts=counts,
             group_in_scope=in_scope,
+            teams_numbers=len(self._teams) if self._teams is not None else None,
             ambiguous=self._ambiguous(members),
         )
 

@@ -343,3 +343,49 @@ def test_settle_records_where_the_number_came_from() -> None:
         previous.agent,
         "mobilePhone",
     )
+
+
+def teams_state(*members: Member, numbers: int | None) -> DesiredState:
+    state = desired(*members)
+    state.teams_numbers = numbers
+    return state
+
+
+def test_an_empty_teams_read_stops_the_cycle_when_agents_have_teams_numbers() -> None:
+    on_teams = {m.object_id: dataclasses.replace(active(m), phone_source="teams") for m in (A, B)}
+    # Graph listed no Teams number: everyone falls back to businessPhones (same numbers here).
+    fallback = [dataclasses.replace(m, phone_source="businessPhones") for m in (A, B)]
+    stopped = plan(teams_state(*fallback, numbers=0), on_teams, now=NOW, max_offboard=10)
+    assert stopped.stop is not None
+    assert stopped.stop.guard == "teams_numbers"
+    assert "no Teams number" in stopped.stop.message
+    assert (
+        plan(teams_state(*fallback, numbers=0), on_teams, now=NOW, max_offboard=10, force=True).stop is None
+    )
+    # No agent has a Teams number yet (or teams is not a source at all): nothing to protect.
+    assert plan(teams_state(*fallback, numbers=0), {}, now=NOW, max_offboard=10).stop is None
+    assert plan(teams_state(*fallback, numbers=None), on_teams, now=NOW, max_offboard=10).stop is None
+
+
+def test_more_agents_leaving_their_teams_numbers_than_max_offboard_stops_the_cycle() -> None:
+    people = [member(f"p{i}", f"+1415555{i:04d}") for i in range(4)]
+    recorded = {m.object_id: dataclasses.replace(active(m), phone_source="teams") for m in people}
+    # Three renumbered from mobilePhone, one kept on Teams; a fifth person joins (not counted).
+    moved = [
+        dataclasses.replace(m, phone_number=f"+1415556{i:04d}", phone_source="mobilePhone")
+        for i, m in enumerate(people[:3])
+    ]
+    kept = dataclasses.replace(people[3], phone_source="teams")
+    state = teams_state(*moved, kept, member("new", "+14155559999"), numbers=1)
+    stopped = plan(state, recorded, now=NOW, max_offboard=2)
+    assert stopped.stop is not None
+    assert stopped.stop.guard == "teams_numbers"
+    assert stopped.stop.message.startswith("3 agents would lose the number they have from Teams")
+    assert plan(state, recorded, now=NOW, max_offboard=3).stop is None
+    # A person who left scope counts too; a Teams number that changes to another Teams number does not.
+    renumbered_in_teams = dataclasses.replace(people[0], phone_number="+14155557777", phone_source="teams")
+    state = teams_state(renumbered_in_teams, *people[1:3], numbers=3)
+    result = plan(state, recorded, now=NOW, max_offboard=1)
+    assert actions(result)[0] == ("update", "p0", ("phone_number",))
+    assert result.count(Action.OFFBOARD) == 1  # p3 left
+    assert result.stop is None
