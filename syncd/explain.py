@@ -126,8 +126,11 @@ class Membership:
 
     @property
     def member(self) -> bool | None:
-        """Whether any configured group holds the person (None: not known)."""
-        return None if self.error is not None else bool(self.paths)
+        """Whether any configured group holds the person (None: not known, when Graph could not be read or
+        the search stopped at MAX_GROUPS_VISITED without finding a path)."""
+        if self.paths:
+            return True
+        return None if self.error is not None or self.truncated else False
 
     @property
     def member_of(self) -> list[str]:
@@ -566,6 +569,7 @@ def next_cycle(
     remote_known: bool = False,
     number_holder: Agent | None = None,
     known: bool = True,
+    why_unknown: str = "Graph could not be read (see above); a cycle now would fail the same way",
 ) -> NextCycle:
     """Pure: what the next cycle would do with one person, by `syncd.reconcile.plan` on a one-person
     desired state, and in words.
@@ -578,9 +582,7 @@ def next_cycle(
     number we would send) means the write would fail again: the sentence says so.
     """
     if not known:
-        return NextCycle(
-            "unknown", "cannot tell: Graph could not be read (see above); a cycle now would fail the same way"
-        )
+        return NextCycle("unknown", f"cannot tell: {why_unknown}")
     if not member_of:
         person = None
     members = {object_id: person} if isinstance(person, Member) else {}
@@ -674,6 +676,10 @@ async def explain_person(
     async with SmartCommClient(smartcomm_settings, transport=smartcomm_transport) as client:
         explanation.remote = await _read_remote(client, object_id, person, record)
     known = user_error is None and explanation.membership.error is None and explanation.phone.error is None
+    why_unknown = None
+    if known and explanation.membership.member is None:
+        known = False
+        why_unknown = "the nested-group search stopped before it found the person (see Membership)"
     explanation.next_cycle = next_cycle(
         object_id=object_id,
         person=person,
@@ -686,6 +692,7 @@ async def explain_person(
         remote_known=explanation.remote.error is None,
         number_holder=explanation.remote.number_holder,
         known=known,
+        **({"why_unknown": why_unknown} if why_unknown else {}),
     )
     return explanation
 
@@ -943,9 +950,14 @@ def render_text(explanation: Explanation) -> str:
         person = who.upn or who.object_id
         lines.extend(f"    {' > '.join(g.shown() for g in path)} > {person}" for path in m.paths)
     elif who.in_graph:
-        lines.append(f"  not a member of any configured group ({configured}): this alone means no agent")
         if m.truncated:
-            lines.append(f"  (the search stopped after {m.groups_visited} nested groups)")
+            lines.append(
+                f"  no path found from a configured group ({configured}) within the first "
+                f"{m.groups_visited} nested groups searched: membership is not known (a cycle reads the "
+                "groups' transitive members and may still find the person)"
+            )
+        else:
+            lines.append(f"  not a member of any configured group ({configured}): this alone means no agent")
         if m.direct_groups:
             row("direct groups", ", ".join(group.shown() for group in m.direct_groups))
     else:

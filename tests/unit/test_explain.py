@@ -615,3 +615,29 @@ def test_a_wait_says_how_to_retry_now() -> None:
     assert render_text(explanation(next_cycle=waiting)).endswith(
         f"Next cycle\n  waiting for retry until ...\n  (syncd sync --user {OID} retries at once)\n"
     )
+
+
+def test_a_truncated_group_search_without_a_path_is_not_taken_for_out_of_scope() -> None:
+    searched = Membership([GroupRef(GROUP)], groups_visited=500, truncated=True)
+    assert searched.member is None
+    assert Membership([GroupRef(GROUP)], groups_visited=3).member is False
+    found = Membership([GroupRef(GROUP)], paths=[[GroupRef(GROUP)]], groups_visited=500, truncated=True)
+    assert found.member is True
+    text = render_text(explanation(membership=searched))
+    assert "within the first 500 nested groups searched: membership is not known" in text
+    assert "this alone means no agent" not in text
+    verdict = next_cycle(
+        object_id=OID,
+        person=None,
+        configured=[GROUP],
+        member_of=[],
+        record=None,
+        now=NOW,
+        max_offboard=25,
+        known=False,
+        why_unknown="the nested-group search stopped before it found the person (see Membership)",
+    )
+    assert (verdict.action, verdict.text) == (
+        "unknown",
+        "cannot tell: the nested-group search stopped before it found the person (see Membership)",
+    )
