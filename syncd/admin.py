@@ -7,14 +7,16 @@ constant time, and are refused outright when no token is configured.
 The status page for a person (`syncd.statuspage` renders it): GET / and GET /explain/{object_id} accept the
 same bearer header or a session cookie. GET /login shows a form taking the token; POST /login compares it in
 constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/, Secure over https),
-whose value is an HMAC-SHA256 of a fixed label keyed by the token: never the token itself, and rotating the
-token signs everyone out. POST /logout clears it. Without a valid session the pages redirect to /login (303);
+whose value is its issue time and an HMAC-SHA256 of a fixed label and that time keyed by the token: never the
+token itself, refused once older than SESSION_MAX_AGE_S, and rotating the token signs everyone out.
+POST /logout clears it. Without a valid session the pages redirect to /login (303);
 with no token configured they say the page is disabled (403). The page's "Sync now" form posts to /resync
 with the cookie instead of the bearer header, and is answered with a redirect to the page; the page's link to
 GET /status works with the cookie too.
 
 CSRF: the cookie is SameSite=Strict, so a browser never sends it with a request started by another site, and
-the forms' POSTs are refused (403) when their Origin header names another host than the request's.
+the forms' POSTs are refused (403) when their Origin header names another host than the request's (its
+Host, or X-Forwarded-Host behind a reverse proxy).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ SESSION_LABEL = b"syncd status page session v1"
 """What the session cookie's HMAC signs (keyed by the admin token)."""
 
 SESSION_MAX_AGE_S = 12 * 3600
-"""How long a browser keeps the session cookie (seconds); the value itself stays valid until the token
-changes."""
+"""How long a session lasts (seconds): the browser keeps the cookie that long, and the server refuses a
+value signed longer ago (a copied cookie does not open the page for ever)."""
 
 FORM_LIMIT_BYTES = 16 * 1024
 """The largest form body accepted (the login form holds one token)."""
@@ -66,9 +68,23 @@ PAGE_HEADERS = {
 }
 
 
-def session_value(token: str) -> str:
-    """The session cookie's value for an admin token: HMAC-SHA256(key=token, SESSION_LABEL), hex."""
-    return hmac.new(token.encode(), SESSION_LABEL, hashlib.sha256).hexdigest()
+def session_value(token: str, issued_at: int) -> str:
+    """The session cookie's value for an admin token, signed at `issued_at` (epoch seconds):
+    "<issued_at>.<HMAC-SHA256(key=token, SESSION_LABEL|issued_at), hex>". Never the token itself."""
+    signed = SESSION_LABEL + b"|" + str(issued_at).encode()
+    return f"{issued_at}.{hmac.new(token.encode(), signed, hashlib.sha256).hexdigest()}"
+
+
+def session_valid(token: str, presented: str, now: float) -> bool:
+    """Whether `presented` is a session value for `token` signed within SESSION_MAX_AGE_S before `now`
+    (compared in constant time)."""
+    issued, dot, _ = presented.partition(".")
+    if not dot or not issued.isdigit() or len(issued) > 12:
+        return False
+    issued_at = int(issued)
+    if not now - SESSION_MAX_AGE_S <= issued_at <= now + 60:  # a minute of clock skew
+        return False
+    return hmac.compare_digest(presented.encode(), session_value(token, issued_at).encode())
 
 
 class _FormTooLarge(Exception):
@@ -92,7 +108,10 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+    # Behind a reverse proxy that rewrites Host, X-Forwarded-Host names the host the browser used. A
+    # cross-site form cannot set that header, so honouring it opens nothing.
+    hosts = {request.headers.get("host", "").lower(), request.headers.get("x-forwarded-host", "").lower()}
+    return urlsplit(origin).netloc.lower() in hosts - {""}
 
 
 def _page(content: str, status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
@@ -107,7 +126,7 @@ def build_app(daemon: Daemon) -> Starlette:
     """The admin application bound to one daemon."""
     token = daemon.settings.admin.token
     secret = token.get_secret_value() if token is not None else ""
-    session = session_value(secret) if secret else None
+    enabled = bool(secret)
 
     def authorised(request: Request) -> Response | None:
         if token is None or not token.get_secret_value():
@@ -127,15 +146,11 @@ def build_app(daemon: Daemon) -> Starlette:
 
     def has_session(request: Request) -> bool:
         presented = request.cookies.get(SESSION_COOKIE)
-        return (
-            session is not None
-            and presented is not None
-            and hmac.compare_digest(presented.encode(), session.encode())
-        )
+        return enabled and presented is not None and session_valid(secret, presented, time.time())
 
     def page_refused(request: Request) -> Response | None:
         """None when the request may see the pages; else the disabled page, a 401 or the way to /login."""
-        if session is None:
+        if not enabled:
             return _page(statuspage.render_disabled_page(), 403)
         if "authorization" in request.headers:
             if authorised(request) is None:
@@ -193,14 +208,14 @@ def build_app(daemon: Daemon) -> Starlette:
         return _page(statuspage.render_explain_page(who, render_text(explanation), now=time.time()))
 
     async def login_form(request: Request) -> Response:
-        if session is None:
+        if not enabled:
             return _page(statuspage.render_disabled_page(), 403)
         if has_session(request):
             return _redirect("/")
         return _page(statuspage.render_login_page())
 
     async def login(request: Request) -> Response:
-        if session is None:
+        if not enabled:
             return _page(statuspage.render_disabled_page(), 403)
         if not _same_origin(request):
             return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
@@ -214,7 +229,7 @@ def build_app(daemon: Daemon) -> Starlette:
         response = _redirect("/")
         response.set_cookie(
             SESSION_COOKIE,
-            session,
+            session_value(secret, int(time.time())),
             max_age=SESSION_MAX_AGE_S,
             path="/",
             secure=request.url.scheme == "https",
@@ -240,7 +255,9 @@ def build_app(daemon: Daemon) -> Starlette:
             form = await _read_form(request)
         except _FormTooLarge:
             return _page(statuspage.render_message_page("Refused", "That form was too large."), 413)
-        daemon.trigger(full=form.get("full") == "1", trigger="manual")
+        future = daemon.trigger(full=form.get("full") == "1", trigger="manual")
+        if future.done() and future.exception() is not None:  # shutting down: say so, and retrieve it
+            return _page(statuspage.render_message_page("Not queued", str(future.exception())), 503)
         return _redirect("/?queued=1")
 
     async def healthz(request: Request) -> Response:
@@ -274,7 +291,7 @@ def build_app(daemon: Daemon) -> Starlette:
         return JSONResponse(document)
 
     async def resync(request: Request) -> Response:
-        if "authorization" not in request.headers and session is not None:
+        if "authorization" not in request.headers and enabled:
             if has_session(request):
                 return await resync_from_page(request)
             if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):

@@ -222,7 +222,7 @@ class Daemon:
 
     async def _daily_summary(self) -> None:
         # A coroutine for the same reason as _scheduled; it only gathers and enqueues.
-        self.notifier.send_summary(self.store)
+        await self.notifier.send_summary(self.store)
 
     def _on_sighup(self) -> None:
         log.info("daemon.sighup")

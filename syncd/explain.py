@@ -14,6 +14,7 @@ the plan and its wording. `render_text` and `Explanation.to_json` only format.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -653,7 +654,11 @@ async def explain_person(
         raise PersonNotFound("nothing to look up: give a UPN, an object ID or a phone number")
     async with GraphSource(graph_settings, transport=graph_transport) as source:
         object_id, user, user_error = await _resolve(kind, key, who, graph_settings, store, source)
-        found = [(r, at) for r, at in store.find_members(object_id) if r.object_id == object_id]
+        found = [
+            (r, at)
+            for r, at in await asyncio.to_thread(store.find_members, object_id)
+            if r.object_id == object_id
+        ]
         record, updated_at = found[0] if found else (None, None)
         explanation = _start(who, object_id, user, user_error, record, updated_at, now)
         person: Member | Skipped | None = None
@@ -668,7 +673,8 @@ async def explain_person(
                 list(graph_settings.phone_chain), graph_settings.default_region, error=user_error
             )
             explanation.consistency = Consistency(note=reason, error=user_error)
-    operations = store.operations(object_id=object_id, limit=OPERATIONS_SEARCHED)
+    # In a thread: the status page calls this on the daemon's event loop.
+    operations = await asyncio.to_thread(store.operations, object_id=object_id, limit=OPERATIONS_SEARCHED)
     explanation.operations = operations[:SHOWN_OPERATIONS]
     explanation.record.last_success_at = next(
         (op.settled_at or op.created_at for op in operations if op.outcome.value in SUCCESS), None
@@ -702,7 +708,7 @@ async def _resolve(
 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """The one object ID meant, the Graph user (None: not in Graph or not read) and the Graph error."""
     candidates: dict[str, str | None] = {}
-    for record, _ in store.find_members(key):
+    for record, _ in await asyncio.to_thread(store.find_members, key):
         candidates.setdefault(record.object_id, record.upn or (record.agent.upn if record.agent else None))
     user: dict[str, Any] | None = None
     error: str | None = None

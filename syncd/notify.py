@@ -820,12 +820,12 @@ class Notifier:
             return
         self.enqueue(events_after_cycle(kv, result))
 
-    def send_summary(self, source: SummarySource) -> None:
-        """Gather the daily summary now and enqueue it; never raises."""
+    async def send_summary(self, source: SummarySource) -> None:
+        """Gather the daily summary now (in a thread: it reads the database) and enqueue it; never raises."""
         if self._url is None:
             return
         try:
-            event = summary_event(gather_summary(source))
+            event = summary_event(await asyncio.to_thread(gather_summary, source))
         except Exception as exc:
             log.warning("notify.summary_failed", error=redact_text(str(exc)), error_type=type(exc).__name__)
             return

@@ -90,12 +90,13 @@ class TeamsIndexer:
     def result(self) -> dict[str, TeamsNumber]:
         """The chosen number per user; ties of the best rank resolved by the lowest number (as text)."""
         chosen: dict[str, TeamsNumber] = {}
-        for target, options in self._candidates.items():
-            if len(options) == 1:
-                _, number, category = options[0]
+        for target, listed in self._candidates.items():
+            if len(listed) == 1:
+                _, number, category = listed[0]
                 chosen[target] = TeamsNumber(number, category)
                 continue
-            options.sort()
+            # The same assignment listed twice (paging over a changing list) is one, not a tie.
+            options = sorted(set(listed))
             best_rank, number, category = options[0]
             tied = [other for rank, other, _ in options if rank == best_rank]
             note = None

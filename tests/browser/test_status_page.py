@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,15 @@ from tests.e2e.test_daemon import TOKEN, Daemon, wait_for
 EVIL = "<script>alert(1)</script>"
 FOREIGN_AGENT = "e2f19e0a-0490-41f4-8509-44a3390ae0b6"
 SESSION_LABEL = b"syncd status page session v1"
+
+
+def assert_session_value(value: str) -> None:
+    """The cookie is "<issued_at>.<HMAC(token, label|issued_at)>": signed just now, never the token."""
+    issued, _, mac = value.partition(".")
+    assert abs(int(issued) - time.time()) < 120
+    signed = SESSION_LABEL + b"|" + issued.encode()
+    assert mac == hmac.new(TOKEN.encode(), signed, hashlib.sha256).hexdigest()
+    assert TOKEN not in value
 
 
 @pytest.fixture
@@ -155,7 +165,7 @@ def test_the_admin_signs_in_and_reads_the_state(
         "/",
         False,
     )
-    assert cookie["value"] == hmac.new(TOKEN.encode(), SESSION_LABEL, hashlib.sha256).hexdigest()
+    assert_session_value(cookie["value"])
 
     assert browser.title == "syncd status"
     assert text(browser, "daemon-state") == "idle"
@@ -262,8 +272,8 @@ def test_sign_in_cookie_and_forms_over_http(world: World, daemons: list[Daemon])
         signed_in = client.post("/login", data={"token": TOKEN})
         assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/")
         cookie = signed_in.headers["set-cookie"]
-        expected = hmac.new(TOKEN.encode(), SESSION_LABEL, hashlib.sha256).hexdigest()
-        assert cookie.startswith(f"syncd_session={expected};")
+        assert cookie.startswith("syncd_session=")
+        assert_session_value(cookie.split(";")[0].removeprefix("syncd_session="))
         assert TOKEN not in cookie
         attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
         assert {"httponly", "path=/", "samesite=strict"} <= attributes
@@ -280,6 +290,11 @@ def test_sign_in_cookie_and_forms_over_http(world: World, daemons: list[Daemon])
         # The page's "Sync now" form: refused from another site's page, accepted from ours.
         foreign = client.post("/resync", data={"full": "1"}, headers={"Origin": "https://evil.example"})
         assert foreign.status_code == 403
+        # Behind a reverse proxy that rewrites Host, the host the browser used is X-Forwarded-Host.
+        proxied = {"Origin": "https://syncd.example.com", "X-Forwarded-Host": "evil.example"}
+        assert client.post("/logout", headers=proxied).status_code == 403
+        proxied["X-Forwarded-Host"] = "syncd.example.com"
+        assert client.post("/login", data={"token": TOKEN}, headers=proxied).status_code == 303
         queued = client.post("/resync", data={"full": "1"}, headers={"Origin": daemon.url})
         assert (queued.status_code, queued.headers["location"]) == (303, "/?queued=1")
         wait_for(lambda: finished_runs(daemon) == 2, what="the queued cycle")

@@ -334,3 +334,10 @@ def test_any_assignment_page_is_indexed_without_raising(items: list[object]) -> 
             user(), tenant_id=TENANT, phone_sources=("teams",), default_region="US", teams={OBJECT_ID: number}
         )
         assert isinstance(result, Member | Skipped)
+
+
+def test_the_same_assignment_listed_twice_is_not_a_tie() -> None:
+    indexer = TeamsIndexer(["primary"])
+    indexer.add([assignment(OBJECT_ID, "+14155550100")])
+    indexer.add([assignment(OBJECT_ID, "+14155550100")])  # a page boundary that moved
+    assert indexer.result() == {OBJECT_ID: TeamsNumber("+14155550100", "primary")}
