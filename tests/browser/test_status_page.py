@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
@@ -107,7 +108,16 @@ def submit(driver: webdriver.Chrome, button: WebElement) -> None:
     """Click a form's button and wait for the page it leads to (the old one goes stale)."""
     html = driver.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(html))
+
+    def replaced(_: webdriver.Chrome) -> bool:
+        # Stale, or (Chromium racing the navigation) "node does not belong to the document": either way gone.
+        try:
+            html.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    WebDriverWait(driver, 10).until(replaced)
     WebDriverWait(driver, 10).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
