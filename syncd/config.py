@@ -321,6 +321,21 @@ class SyncSettings(BaseModel):
     """Seconds a cycle in flight may run on after SIGTERM before it is cancelled (its pending operations are
     settled at the next start). TOML `shutdown_grace`; default 20 ("20s"), below common container stop
     timeouts."""
+    quarantine_failure_share: float = Field(default=0.5, gt=0, le=1)
+    """Systemic-failure rule: a cycle whose failed writes exceed this share of the writes it tried (once at
+    least `quarantine_min_writes` were tried) stops starting writes and is quarantined. A share, 0..1;
+    default 0.5."""
+    quarantine_min_writes: int = Field(default=10, ge=1)
+    """Writes a cycle must have tried before `quarantine_failure_share` is judged. A count; default 10."""
+    quarantine_initial_s: float = Field(default=60.0, gt=0, alias="quarantine_initial")
+    """Seconds before the first scheduled retry of a quarantined cycle; the delay doubles per failed cycle up
+    to `quarantine_max`. TOML `quarantine_initial`; default 60 ("1m")."""
+    quarantine_max_s: float = Field(default=3600.0, gt=0, alias="quarantine_max")
+    """Longest delay between scheduled cycles while quarantined. TOML `quarantine_max`; default 3600
+    ("1h")."""
+    leader_takeover_s: float = Field(default=30.0, gt=0, alias="leader_takeover")
+    """With PostgreSQL and several `syncd run` replicas: seconds within which a standby takes over after the
+    leader dies. TOML `leader_takeover`; default 30 ("30s")."""
     history_days: int = Field(default=365, ge=1, le=36500)
     """Days the audit history (operations and runs) is kept; older settled entries are deleted by the
     daemon at start and daily, and by `syncd sync` when the last prune is a day old. A count of days,
@@ -332,6 +347,14 @@ class SyncSettings(BaseModel):
         initial = info.data.get("retry_initial_s")
         if initial is not None and value < initial:
             raise ValueError("must not be shorter than sync.retry_initial")
+        return value
+
+    @field_validator("quarantine_max_s")
+    @classmethod
+    def _not_below_quarantine_initial(cls, value: float, info: ValidationInfo) -> float:
+        initial = info.data.get("quarantine_initial_s")
+        if initial is not None and value < initial:
+            raise ValueError("must not be shorter than sync.quarantine_initial")
         return value
 
 
