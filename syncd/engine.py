@@ -4,7 +4,9 @@ Every write is recorded as a pending operation before it is sent and settled aft
 interrupted at any point (kill -9 included) is repaired by the next one: pending operations are settled by
 reading the agent back before anything else is planned. Writes run concurrently up to `sync.concurrency`
 over one pooled client; one person's failure never stops the others, while a systemic failure
-(credentials, service down, throttled) stops starting new writes.
+(credentials, service down, throttled, tenant not registered, or more than `sync.quarantine_failure_share` of
+the writes failing) stops starting new writes. A cycle that fails as a whole enters the quarantine (stored;
+see `syncd.quarantine`), and the first one that runs as a whole again leaves it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import httpx
 import structlog
 
+from syncd import quarantine
 from syncd.config import Settings
 from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
 from syncd.graph.source import GraphSource
@@ -97,6 +100,9 @@ class CycleResult:
     """Members in scope by where their number came from (graph.phone_source)."""
     ambiguous: dict[str, str] = field(default_factory=dict)
     """Members whose number was chosen among tied candidates, by object ID: how."""
+    quarantine: quarantine.QuarantineState | None = None
+    """The quarantine after this cycle (None: not quarantined, or a dry run or `--user` cycle, which neither
+    read nor change it)."""
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document (stable keys; scripts depend on them)."""
@@ -120,6 +126,8 @@ class CycleResult:
             "ambiguous_numbers": [
                 {"object_id": object_id, "note": note} for object_id, note in sorted(self.ambiguous.items())
             ],
+            "quarantined": self.quarantine is not None,
+            "quarantine": None if self.quarantine is None else self.quarantine.to_json(),
         }
 
     def counts(self) -> dict[str, int]:
@@ -216,9 +224,13 @@ class Engine:
                     self._remember_in_scope(desired)
                     if full:
                         self._store.set_value(LAST_FULL_KEY, repr(self._clock()))
-                # People waiting out a backoff are not converged either: exit 1 until they are.
-                outcome = "failed" if result.failures or result.error or result.deferred else "ok"
-                result.exit_code = EXIT_FAILURES if outcome == "failed" else EXIT_OK
+                # People waiting out a backoff are not converged either: exit 1 until they are. A systemic
+                # failure that stopped the writes fails the cycle as a whole ("error", exit 1).
+                if result.error:
+                    outcome = "error"
+                else:
+                    outcome = "failed" if result.failures or result.deferred else "ok"
+                result.exit_code = EXIT_OK if outcome == "ok" else EXIT_FAILURES
                 return result
         except (GraphError, SmartCommError) as exc:
             result.error = str(exc)
@@ -241,6 +253,8 @@ class Engine:
             result.duration_s = time.monotonic() - started
             counts = result.counts()
             store.finish_run(result.run_id, outcome=outcome, counts=counts, error=result.error)
+            if not dry_run and user is None and outcome != "interrupted":
+                self._advance_quarantine(result, outcome)
             log.info(
                 "sync.cycle",
                 run_id=result.run_id,
@@ -250,6 +264,35 @@ class Engine:
                 duration_s=round(result.duration_s, 3),
                 **counts,
             )
+
+    def _advance_quarantine(self, result: CycleResult, outcome: str) -> None:
+        """Enter, prolong or leave the quarantine after a real cycle; a store failure is only logged."""
+        settings = self._settings.sync
+        try:
+            before = quarantine.load(self._store)
+            after = quarantine.transition(
+                before,
+                outcome,
+                result.error,
+                now=self._clock(),
+                initial_s=settings.quarantine_initial_s,
+                max_s=settings.quarantine_max_s,
+            )
+            if after != before:
+                quarantine.save(self._store, after)
+        except Exception as exc:  # the database may be what failed: the cycle's own result stands
+            log.warning("sync.quarantine_state_failed", error=str(exc), error_type=type(exc).__name__)
+            return
+        result.quarantine = after
+        if after is not None:
+            log.warning(
+                "sync.quarantined",
+                reason=after.reason,
+                failed_cycles=after.failed_cycles,
+                next_at=round(after.next_at, 3),
+            )
+        elif before is not None:
+            log.info("sync.quarantine_cleared", failed_cycles=before.failed_cycles, since=before.since)
 
     def last_full_cycle_at(self) -> float | None:
         """When a full cycle last completed its writes (epoch seconds), if ever."""
@@ -387,13 +430,14 @@ class Engine:
         result: CycleResult,
         progress: Progress | None,
     ) -> None:
-        semaphore = asyncio.Semaphore(self._settings.sync.concurrency)
+        sync = self._settings.sync
+        semaphore = asyncio.Semaphore(sync.concurrency)
         tally: Counter[tuple[str, str]] = Counter()
-        total, done = len(the_plan.changes), 0
+        total, done, failed = len(the_plan.changes), 0, 0
         halted: list[str] = []
 
         async def one(change: Change) -> None:
-            nonlocal done
+            nonlocal done, failed
             async with semaphore:
                 if halted:
                     tally[(change.action.value, Outcome.SKIPPED.value)] += 1
@@ -414,6 +458,19 @@ class Engine:
                     outcome = Outcome.PENDING
                 tally[(change.action.value, outcome.value)] += 1
                 done += 1
+                # A pending outcome here is a failure too: its answer was lost or the write crashed.
+                failed += outcome in (Outcome.FAILED, Outcome.PENDING)
+                if not halted and quarantine.share_exceeded(
+                    done, failed, share=sync.quarantine_failure_share, min_writes=sync.quarantine_min_writes
+                ):
+                    reason = quarantine.share_reason(
+                        done,
+                        failed,
+                        share=sync.quarantine_failure_share,
+                        errors=[f.error for f in result.failures],
+                    )
+                    halted.append(reason)
+                    log.error("sync.failure_share_exceeded", finished=done, failed=failed, reason=reason)
                 if progress is not None:
                     progress(done, total)
 
@@ -561,7 +618,9 @@ class Engine:
 
 
 def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
-    """What `syncd status --json` and `GET /status` return: last runs, members by status, attention."""
+    """What `syncd status --json` and `GET /status` return: last runs, members by status, attention, and the
+    quarantine (null when not quarantined)."""
+    quarantined = quarantine.load(store)
     return {
         "runs": [
             {
@@ -579,6 +638,7 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
         ],
         "members": store.count_by_status(),
         "phone_sources": store.count_by_phone_source(),
+        "quarantine": None if quarantined is None else quarantined.to_json(),
         "attention": [
             {
                 "object_id": m.object_id,

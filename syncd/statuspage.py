@@ -102,6 +102,18 @@ class AttentionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineView:
+    """The quarantine as `status_document` reports it ("quarantine"; see `syncd.quarantine`)."""
+
+    reason: str
+    since: float
+    """Epoch seconds."""
+    failed_cycles: int
+    next_at: float
+    """Epoch seconds: the daemon's next scheduled try."""
+
+
+@dataclass(frozen=True, slots=True)
 class StatusData:
     """Everything the status page shows."""
 
@@ -113,6 +125,8 @@ class StatusData:
     phone_sources: Mapping[str, int] = field(default_factory=dict)
     """Active agents by the source of their number."""
     attention: Sequence[AttentionRow] = ()
+    quarantine: QuarantineView | None = None
+    """Set while cycles fail as a whole and scheduled ones back off."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any], daemon: DaemonState) -> StatusData:
@@ -142,12 +156,24 @@ class StatusData:
             )
             for m in document.get("attention", ())
         ]
+        q = document.get("quarantine")
+        quarantine = (
+            QuarantineView(
+                reason=str(q["reason"]),
+                since=float(q["since"]),
+                failed_cycles=int(q.get("failed_cycles") or 1),
+                next_at=float(q["next_at"]),
+            )
+            if isinstance(q, Mapping)
+            else None
+        )
         return cls(
             daemon=daemon,
             runs=runs,
             members={str(k): int(v) for k, v in (document.get("members") or {}).items()},
             phone_sources={str(k): int(v) for k, v in (document.get("phone_sources") or {}).items()},
             attention=attention,
+            quarantine=quarantine,
         )
 
     @property
@@ -168,11 +194,20 @@ class HealthView:
 def health(data: StatusData) -> HealthView:
     """Failing, stopped by a guard, healthy, or unknown (no cycle yet), by precedence in that order.
 
-    The daemon's systemic failure wins (it is what /readyz reports); otherwise the newest finished real
+    The quarantine wins (since when, why, the next scheduled try), then the daemon's systemic failure (both
+    are what /readyz reports); otherwise the newest finished real
     cycle decides (dry runs and cycles still running do not). A guard stop's message is known only for the
     daemon's own last cycle: the runs table records which runs a guard stopped, not why.
     """
     daemon = data.daemon
+    q = data.quarantine
+    if q is not None:
+        cycles = f"{q.failed_cycles} failed cycle{'' if q.failed_cycles == 1 else 's'}"
+        return HealthView(
+            "failing",
+            f"Quarantined since {_when(q.since)} UTC",
+            f"{q.reason}; next try at {_when(q.next_at)} UTC ({cycles}; Sync now tries at once)",
+        )
     if daemon.systemic_failure is not None:
         return HealthView("failing", "The last cycle failed as a whole", daemon.systemic_failure)
     latest = next((r for r in data.runs if not r.dry_run and r.outcome != "running"), None)

@@ -1,0 +1,209 @@
+"""Quarantine on systemic failures, end to end: `syncd sync`, `syncd status` and `syncd run` against the
+HTTPS emulators. Checks what the emulators received and what the commands printed."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from syncd.emulators.smartcomm import DEFAULT_PASSWORD, Faults
+from tests.e2e.conftest import World
+from tests.e2e.test_daemon import TOKEN, Daemon, wait_for
+
+
+def posts(world: World) -> list[str]:
+    """Object IDs of the onboarding POSTs SmartCommunicator received, in order."""
+    return [
+        str(r.body["user_object_id"])  # type: ignore[index]
+        for r in world.smartcomm.requests
+        if r.method == "POST" and r.path.endswith("/agents")
+    ]
+
+
+def status_json(world: World) -> dict[str, Any]:
+    result = world.run("status", "--json")
+    assert result.code == 0, result.stderr
+    return result.json()
+
+
+@pytest.fixture
+def daemons(world: World) -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+        daemon.process.communicate(timeout=10)
+
+
+def test_wrong_password_quarantines_and_the_fixed_one_clears_it(world: World) -> None:
+    world.add_user("a", "+1 415 555 0001")
+    good = world.config.read_text()
+    world.config.write_text(good.replace(DEFAULT_PASSWORD, "not-the-password-42"))
+    failed = world.run("sync", "--json")
+    assert failed.code == 2, failed.stderr
+    document = failed.json()
+    assert document["quarantined"] is True
+    assert document["quarantine"]["failed_cycles"] == 1  # type: ignore[index]
+    assert posts(world) == []
+
+    again = world.run("sync")
+    assert again.code == 2
+    assert "QUARANTINED since" in again.stdout
+    assert "(2 failed cycles)" in again.stdout
+    shown = world.run("status")
+    assert shown.code == 0, shown.stderr
+    line = next(line for line in shown.stdout.splitlines() if line.startswith("QUARANTINED since"))
+    assert "(2 failed cycles)" in line
+    assert "smartcomm.password" in line  # the reason: the authentication error
+    assert "next scheduled try at" in line
+    quarantine = status_json(world)["quarantine"]
+    assert quarantine["failed_cycles"] == 2
+    assert quarantine["next_at"] > quarantine["since"]
+    assert "not-the-password-42" not in shown.stdout + str(quarantine)
+
+    world.config.write_text(good)
+    fixed = world.run("sync", "--json")
+    assert fixed.code == 0, fixed.stderr
+    assert fixed.json()["quarantined"] is False
+    assert posts(world) == [world.users["a@contoso.com"]]
+    assert status_json(world)["quarantine"] is None
+    assert "QUARANTINED" not in world.run("status").stdout
+
+
+def test_a_large_share_of_failing_writes_stops_the_cycle_early(world: World) -> None:
+    ids = [world.add_user(f"user{i:02d}", f"+1 415 555 {i:04d}") for i in range(20)]
+    world.smartcomm.ten_dlc_numbers = set()  # every onboarding is refused: number not 10DLC registered
+    env = {"SYNCD_SYNC__CONCURRENCY": "2"}  # quarantine_min_writes 10, failure share 0.5 (the defaults)
+    result = world.run("sync", "--json", env=env)
+    assert result.code == 1, result.stderr
+    document = result.json()
+    sent = posts(world)
+    assert 10 <= len(sent) <= 11  # the 10th failure stops it; one more may have been in flight
+    outcomes = document["outcomes"]["onboard"]  # type: ignore[index]
+    assert outcomes["failed"] == len(sent)
+    assert outcomes["skipped"] == 20 - len(sent)
+    error = str(document["error"])
+    assert error.startswith("quarantined: 10 of 10 writes failed (share 1.00 > 0.5): "), error
+    assert "10DLC" in error
+    assert document["quarantined"] is True
+    shown = world.run("status")
+    assert "QUARANTINED since" in shown.stdout
+    assert error in shown.stdout
+    assert status_json(world)["runs"][0]["outcome"] == "error"
+
+    # Fixed: the next sync runs as a whole and clears the quarantine. Those who failed wait out their own
+    # backoff (no new POST for them); those the stop skipped are onboarded now.
+    world.smartcomm.ten_dlc_numbers = None
+    world.smartcomm.clear_requests()
+    recovered = world.run("sync", "--json", env=env)
+    assert recovered.code == 1, recovered.stderr  # people waiting out a backoff: not converged yet
+    document = recovered.json()
+    assert document["quarantined"] is False
+    assert document["error"] is None
+    assert document["deferred"] == len(sent)
+    assert sorted(posts(world)) == sorted(set(ids) - set(sent))
+    assert status_json(world)["quarantine"] is None
+
+
+def test_a_failed_user_is_not_retried_before_its_time_then_once(world: World) -> None:
+    world.smartcomm.add_agent(
+        user_object_id="e2f19e0a-0490-41f4-8509-44a3390ae0b6",
+        tenant_id=world.graph.tenant_id,
+        phone_number="+14155550002",
+    )
+    ok = world.add_user("a", "+1 415 555 0001")
+    conflicted = world.add_user("b", "+1 415 555 0002")  # the number belongs to another agent
+    env = {"SYNCD_SYNC__RETRY_INITIAL": "10s"}
+    first = world.run("sync", "--json", env=env)
+    assert first.code == 1
+    assert sorted(posts(world)) == sorted([ok, conflicted])
+
+    world.smartcomm.clear_requests()
+    second = world.run("sync", "--json", env=env)
+    assert second.code == 1  # still not converged
+    assert second.json()["deferred"] == 1
+    assert posts(world) == []  # not hammered: nothing was sent for them
+    document = status_json(world)
+    waiting = next(m for m in document["attention"] if m["object_id"] == conflicted)
+    assert waiting["attempts"] == 1
+    assert document["runs"][0]["started_at"] < waiting["next_attempt_at"], "the test machine was too slow"
+
+    while time.time() <= waiting["next_attempt_at"]:
+        time.sleep(0.1)
+    third = world.run("sync", "--json", env=env)
+    assert third.code == 1
+    assert posts(world) == [conflicted]  # retried exactly once
+    again = next(m for m in status_json(world)["attention"] if m["object_id"] == conflicted)
+    assert again["attempts"] == 2
+    assert again["next_attempt_at"] > waiting["next_attempt_at"]
+
+
+def runs_of(daemon: Daemon) -> list[dict[str, Any]]:
+    response = httpx.get(f"{daemon.url}/status", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert response.status_code == 200
+    runs: list[dict[str, Any]] = response.json()["runs"]
+    return runs
+
+
+def finished_runs(daemon: Daemon) -> list[dict[str, Any]]:
+    return [r for r in runs_of(daemon) if r["outcome"] != "running"]
+
+
+def test_the_daemon_backs_off_while_quarantined_and_recovers(world: World, daemons: list[Daemon]) -> None:
+    world.add_user("a", "+1 415 555 0001")
+    world.smartcomm.faults = Faults(error_rate=1.0, auth_too=True)  # SmartCommunicator down
+    env = {"SYNCD_SYNC__QUARANTINE_INITIAL": "2s", "SYNCD_SYNC__QUARANTINE_MAX": "2s"}
+    daemons.append(daemon := Daemon(world, interval="0.25s", env=env))
+
+    def ready() -> httpx.Response:
+        return httpx.get(f"{daemon.url}/readyz", timeout=5)
+
+    wait_for(lambda: ready().status_code == 503, what="not ready")
+    reason = ready().json()["reason"]
+    assert reason.startswith("quarantined: "), reason
+    wait_for(lambda: "syncd_quarantined 1.0" in httpx.get(f"{daemon.url}/metrics").text, what="the gauge")
+    # A scheduled probe runs after next_at (2 s) and fails again: 2 failed cycles, not one per interval.
+    wait_for(lambda: len(finished_runs(daemon)) >= 3, timeout=30, what="two more probes")
+    runs = finished_runs(daemon)
+    assert [r["outcome"] for r in runs] == ["error"] * len(runs), runs
+    started = [r["started_at"] for r in reversed(runs)]
+    assert all(later - earlier >= 1.5 for earlier, later in itertools.pairwise(started))
+    metrics = httpx.get(f"{daemon.url}/metrics").text
+    assert "syncd_quarantine_failed_cycles " in metrics
+    page = httpx.get(f"{daemon.url}/", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert "Quarantined since" in page.text or page.status_code in (303, 401)
+
+    world.smartcomm.faults = Faults()  # fixed: the next scheduled probe recovers by itself
+    wait_for(lambda: world.users["a@contoso.com"] in world.agents(), timeout=30, what="the recovery")
+    wait_for(lambda: ready().status_code == 200, what="ready again")
+    assert "syncd_quarantined 0.0" in httpx.get(f"{daemon.url}/metrics").text
+    assert status_json(world)["quarantine"] is None
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert '"event": "daemon.quarantined_skip"' in stderr
+    assert '"event": "sync.quarantine_cleared"' in stderr
+
+
+def test_a_manual_resync_probes_at_once_while_quarantined(world: World, daemons: list[Daemon]) -> None:
+    world.add_user("a", "+1 415 555 0001")
+    world.smartcomm.faults = Faults(error_rate=1.0, auth_too=True)
+    env = {"SYNCD_SYNC__QUARANTINE_INITIAL": "1h", "SYNCD_SYNC__QUARANTINE_MAX": "1h"}
+    daemons.append(daemon := Daemon(world, interval="0.25s", env=env))
+    wait_for(lambda: httpx.get(f"{daemon.url}/readyz").status_code == 503, what="not ready")
+    time.sleep(1.5)  # six scheduled ticks: each is skipped, none runs a cycle
+    assert len(runs_of(daemon)) == 1
+    world.smartcomm.faults = Faults()
+    result = world.run("resync", "--wait", env=daemon.env)  # the admin's probe: runs despite next_at
+    assert result.code == 0, result.stderr
+    assert result.json()["quarantined"] is False
+    assert httpx.get(f"{daemon.url}/readyz").status_code == 200
+    assert [r["trigger"] for r in reversed(runs_of(daemon))][:2] == ["schedule", "manual"]
+    code, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert '"event": "daemon.quarantined_skip"' in stderr
