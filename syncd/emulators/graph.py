@@ -431,6 +431,19 @@ _USER_KEYWORDS = {
 _USER_FIELDS = frozenset({"id", "raw", *_USER_KEYWORDS})
 
 
+class _Omitted:
+    """The type of RAW_OMIT."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RAW_OMIT"
+
+
+RAW_OMIT = _Omitted()
+"""A `raw` value that removes the property from the served object altogether (e.g. a user without "id")."""
+
+
 class _Object:
     """A live directory object. `props` holds only the properties that were set (canonical names)."""
 
@@ -492,8 +505,11 @@ class _Projection:
                         canonical = kind.by_lower.get(lower, "@odata.type")
                         if canonical != key:
                             out.pop(canonical, None)
-                        out[key] = value
-                else:
+                        if value is RAW_OMIT:
+                            out.pop(key, None)
+                        else:
+                            out[key] = value
+                elif value is not RAW_OMIT:
                     out[key] = value
         return out
 
@@ -1020,6 +1036,32 @@ class GraphEmulator(ControlApi):
                     self._forget_user(object_id)
                 raise
             return created
+
+    def add_raw_user(self, props: Mapping[str, object], *, id: str | None = None) -> str:
+        """Create a user served as `props` say, whatever their shape; return its internal object ID.
+
+        For bad-data tests: nothing is validated but that `props` is a JSON object (string keys, values
+        JSON can encode). Each key overrides the property Graph would serve (wrong types, huge strings, odd
+        unicode, nested junk, "@odata.type" of another kind, an "id" other than the internal one); a value
+        RAW_OMIT removes the property ("id" included). A Graph property is served only where `$select` (or
+        the default selection) shows it; keys Graph does not know are always served. Properties not in
+        `props` read as Graph's unset value (null or []). The user has no UPN for `update_user`-style
+        lookups; add it to groups with `add_member` by the returned ID.
+        """
+        if not isinstance(props, Mapping) or not all(isinstance(key, str) for key in props):
+            raise ValueError("props must be a mapping with string keys")
+        raw = dict(props)
+        try:
+            # Strict: NaN, infinities and lone surrogates would make the served page invalid JSON.
+            json.dumps(
+                {k: v for k, v in raw.items() if v is not RAW_OMIT}, allow_nan=False, ensure_ascii=False
+            ).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"props must encode as JSON: {exc}") from exc
+        with self._lock:
+            obj = self._insert(_USER, id, {})
+            obj.raw = raw
+            return obj.id
 
     def update_user(self, id: str, **changes: object) -> None:
         """Change a user's properties; keyword names as for `add_user` (a new `raw` replaces the old one)."""

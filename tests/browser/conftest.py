@@ -16,7 +16,13 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 
-from tests.e2e.conftest import e2e_ca, servers, world  # noqa: F401  (fixtures shared with tests/e2e)
+from tests.e2e.conftest import (  # noqa: F401  (fixtures shared with tests/e2e)
+    backend,
+    e2e_ca,
+    postgres_database_url,
+    servers,
+    world,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -20,6 +20,7 @@ from syncd.emulators.smartcomm import (
     DEFAULT_USERNAME,
     SmartCommEmulator,
 )
+from tests import postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,14 +119,22 @@ def clean_env(extra: dict[str, str] | None) -> dict[str, str]:
 
 
 def write_config(
-    path: Path, graph: RunningServer, smartcomm: RunningServer, group: str, **sync: object
+    path: Path,
+    graph: RunningServer,
+    smartcomm: RunningServer,
+    group: str,
+    *,
+    database_url: str | None = None,
+    **sync: object,
 ) -> None:
+    """A config file for both emulators; the database is SQLite next to it unless `database_url` is given."""
     sync_values = {"max_offboard": 10, "concurrency": 4} | sync
     sync_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in sync_values.items())
+    url = database_url or f"sqlite:///{path.parent / 'syncd.db'}"
     path.write_text(
         f"""
 [database]
-url = "sqlite:///{path.parent / "syncd.db"}"
+url = {json.dumps(url)}
 
 [graph]
 tenant_id = "{DEFAULT_TENANT_ID}"
@@ -157,15 +166,39 @@ format = "json"
 
 
 @pytest.fixture
+def postgres_database_url() -> Iterator[str]:
+    """A `database.url` for a fresh, empty PostgreSQL schema of this test's own (dropped afterwards).
+
+    The schema rides in the URL (`?options=-csearch_path%3D<schema>`), so a `syncd` process needs nothing
+    else. Skipped with a message saying how to enable it when SYNCD_TEST_POSTGRES_URL is unset; fails when
+    it is set and the server does not answer (tests/postgres.py).
+    """
+    with postgres.fresh_schema() as (schema, url):
+        yield postgres.url_with_search_path(url, schema)
+
+
+@pytest.fixture
+def backend() -> str:
+    """The database `world` configures: "sqlite" here; a module parametrises it to run on both, e.g.
+    `@pytest.fixture(params=["sqlite", "postgresql"])` returning `request.param` (see test_sync.py)."""
+    return "sqlite"
+
+
+@pytest.fixture
 def world(
-    servers: tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer], tmp_path: Path
+    servers: tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer],
+    tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> Iterator[World]:
     graph, graph_server, smartcomm, sc_server = servers
+    # Before the emulators are touched: a skipped PostgreSQL variant leaves them as they were.
+    database_url = request.getfixturevalue("postgres_database_url") if backend == "postgresql" else None
     graph.reset()
     smartcomm.reset()
     group = graph.add_group(display_name="SmartCommunicator agents")
     config = tmp_path / "syncd.toml"
-    write_config(config, graph_server, sc_server, group)
+    write_config(config, graph_server, sc_server, group, database_url=database_url)
     yield World(graph, smartcomm, group, config)
     graph.reset()
     smartcomm.reset()

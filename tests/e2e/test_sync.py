@@ -1,7 +1,8 @@
 """`syncd sync` and `syncd status` as a user runs them, against both emulators over HTTPS.
 
 Each test asserts what SmartCommunicator received (the emulator's request log and agents), the exit code,
-and what the command printed.
+and what the command printed. Every test runs twice: with SQLite and with PostgreSQL as `database.url` (a
+schema of its own; skipped unless SYNCD_TEST_POSTGRES_URL is set, see tests/postgres.py).
 """
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ import re
 import signal
 import time
 
+import pytest
+
 from syncd.emulators.graph import DEFAULT_CLIENT_SECRET
 from syncd.emulators.smartcomm import DEFAULT_PASSWORD, Faults
 from tests.e2e.conftest import World
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Overrides tests/e2e/conftest.py's: every test here runs on both databases."""
+    return str(request.param)
 
 
 def seed(world: World, count: int = 5) -> list[str]:

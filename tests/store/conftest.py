@@ -1,31 +1,22 @@
 """Fixtures for the store tests: every test that takes `database` or `store` runs twice, on SQLite (a file in
 a temporary directory) and on PostgreSQL (a schema of its own, dropped afterwards).
 
-PostgreSQL is `SYNCD_TEST_POSTGRES_URL` (default: trust-auth `root` on localhost). When it is unreachable
-the PostgreSQL variants fail with a message naming that variable: the machines this suite runs on always
-have it, so a silent skip would hide a broken environment.
+PostgreSQL is `SYNCD_TEST_POSTGRES_URL` (`.ci/run` sets it to trust-auth `root` on 127.0.0.1:5432/test).
+Unset, the PostgreSQL variants are skipped with a message saying how to enable them; set but unreachable,
+they fail with a message naming the variable (see tests/postgres.py).
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from syncd.store import Store
-
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
-
-# Read at import: the suite's autouse `clean_environment` fixture removes every SYNCD_* variable.
-POSTGRES_URL = os.environ.get("SYNCD_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+from tests import postgres
 
 
 @dataclass(frozen=True)
@@ -48,28 +39,7 @@ class Database:
         """The URL alone, for callers that take no connect_args (Alembic's command line)."""
         if self.schema is None:
             return self.url
-        return (
-            make_url(self.url)
-            .update_query_dict({"options": f"-csearch_path={self.schema}"})
-            .render_as_string(hide_password=False)
-        )
-
-
-def _libpq_url(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _postgres_admin(statement: sql.Composable) -> None:
-    safe = make_url(POSTGRES_URL).render_as_string(hide_password=True)
-    try:
-        with psycopg.connect(_libpq_url(POSTGRES_URL), autocommit=True, connect_timeout=5) as connection:
-            connection.execute(statement)
-    except psycopg.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is unreachable at SYNCD_TEST_POSTGRES_URL={safe} ({exc}). The store tests need it: "
-            "start PostgreSQL or point SYNCD_TEST_POSTGRES_URL at one (a role that may create schemas).",
-            pytrace=False,
-        )
+        return postgres.url_with_search_path(self.url, self.schema)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -79,14 +49,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         path = tmp_path / "data" / "syncd.db"
         yield Database("sqlite", f"sqlite:///{path}", path=path)
         return
-    schema = f"syncd_test_{uuid.uuid4().hex[:12]}"
-    _postgres_admin(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    try:
-        yield Database(
-            "postgresql", POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}, schema=schema
-        )
-    finally:
-        _postgres_admin(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with postgres.fresh_schema() as (schema, url):
+        yield Database("postgresql", url, connect_args={"options": f"-csearch_path={schema}"}, schema=schema)
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from syncd.emulators.graph import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_TENANT_ID,
     GRAPH_ROLES,
+    RAW_OMIT,
     TEAMS_NUMBER_ROLE,
     Faults,
     GraphEmulator,
@@ -1814,3 +1815,60 @@ async def test_member_of_permissions_limited_information_and_hidden_memberships(
     assert [item["displayName"] for item in full] == ["Sales EMEA", "Support"]
     directory = (await read_with(["Directory.Read.All", "Member.Read.Hidden"])).json()["value"]
     assert [item["displayName"] for item in directory] == ["Sales EMEA", "Support", "Hidden"]
+
+
+async def test_raw_users_are_served_as_given_and_still_projected(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    group = emu.add_group()
+    huge = "\u0660\u200b\U0001f600" * 20_000
+    odd = emu.add_raw_user(
+        {
+            "businessPhones": {"nested": [1, None, {"x": huge}]},
+            "accountEnabled": "yes",
+            "userPrincipalName": 42,
+            "onPremisesImmutableId": ["not", "base64"],
+            "displayName": huge,
+            "junk": {"deep": [[[]]]},
+        }
+    )
+    anonymous = emu.add_raw_user({"id": RAW_OMIT, "businessPhones": ["+1 415 555 0100"]})
+    device = emu.add_raw_user({"@odata.type": "#microsoft.graph.device", "id": 7}, id="fixed-id")
+    assert device == "fixed-id"
+    emu.add_members(group, [odd, anonymous, device])
+    select = "id,userPrincipalName,accountEnabled,businessPhones,onPremisesImmutableId"
+    response = await client.get(f"/v1.0/groups/{group}/transitiveMembers?$select={select}", headers=auth)
+    assert response.status_code == 200
+    odd_item, anonymous_item, device_item = json.loads(response.content)["value"]
+    assert odd_item == {
+        "@odata.type": "#microsoft.graph.user",
+        "id": odd,
+        "userPrincipalName": 42,
+        "accountEnabled": "yes",
+        "businessPhones": {"nested": [1, None, {"x": huge}]},
+        "onPremisesImmutableId": ["not", "base64"],
+        "junk": {"deep": [[[]]]},  # unknown keys are always served; displayName was not selected
+    }
+    assert "id" not in anonymous_item
+    assert anonymous_item["businessPhones"] == ["+1 415 555 0100"]
+    assert anonymous_item["userPrincipalName"] is None
+    assert (device_item["@odata.type"], device_item["id"]) == ("#microsoft.graph.device", 7)
+    narrow = await client.get(f"/v1.0/groups/{group}/transitiveMembers?$select=id", headers=auth)
+    assert [sorted(item) for item in narrow.json()["value"]] == [
+        ["@odata.type", "id", "junk"],
+        ["@odata.type"],
+        ["@odata.type", "id"],
+    ]
+    by_id = await client.get(f"/v1.0/users/{odd}?$select=displayName", headers=auth)
+    assert by_id.json()["displayName"] == huge
+
+
+@pytest.mark.parametrize(
+    "props",
+    [{"x": float("nan")}, {"x": "\ud800"}, {"x": object()}, {1: "x"}, {"x": {"y": RAW_OMIT}}],
+    ids=["nan", "lone-surrogate", "object", "int-key", "nested-omit"],
+)
+def test_add_raw_user_refuses_what_json_cannot_carry(emu: GraphEmulator, props: dict[Any, object]) -> None:
+    with pytest.raises(ValueError, match="props must"):
+        emu.add_raw_user(props)
+    assert emu.add_raw_user({}, id="still-free") == "still-free"
