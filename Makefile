@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv browser test lint demo bench clean
+.PHONY: all venv browser test lint demo bench soak clean
 
 all: lint test
 
@@ -46,6 +46,13 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# The long fault soak (tests/soak/runner.py): 200 cycles of churn, faults and kill -9, then the invariants.
+# `make test` runs a 12-cycle version (tests/soak/test_soak.py). SOAK_ARGS overrides, e.g. --cycles 50.
+SOAK_ARGS ?= --cycles 200 --seed 7
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.runner $(SOAK_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/graph_read.py
