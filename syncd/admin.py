@@ -37,6 +37,7 @@ from starlette.routing import Route
 from syncd import statuspage
 from syncd.engine import status_document
 from syncd.explain import AmbiguousPerson, PersonNotFound, explain_person, render_text
+from syncd.leader import FORWARDED_HEADER, forward_resync
 from syncd.store import StoreError
 
 if TYPE_CHECKING:
@@ -271,7 +272,10 @@ def build_app(daemon: Daemon) -> Starlette:
         failure = daemon.systemic_failure
         if failure is not None:
             return JSONResponse({"status": "not ready", "reason": failure}, status_code=503)
-        return JSONResponse({"status": "ready", "last_outcome": daemon.last_outcome})
+        # A standby is ready: it serves the API and forwards resyncs, and a rolling deploy must not wait for
+        # a replica to become leader (only one ever is).
+        answer = {"status": "ready", "last_outcome": daemon.last_outcome, "role": daemon.leadership.role}
+        return JSONResponse(answer)
 
     async def metrics(request: Request) -> Response:
         return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -288,7 +292,28 @@ def build_app(daemon: Daemon) -> Starlette:
             "last_outcome": daemon.last_outcome,
             "started_at": daemon.started_at,
         }
+        document["role"] = daemon.leadership.role
+        document["leader"] = await daemon.leadership.leader()
         return JSONResponse(document)
+
+    async def standby_resync(request: Request) -> Response:
+        """A standby runs no cycles: it asks the leader (same bearer, body, ?wait), else says where it is."""
+        leader = await daemon.leadership.leader()
+        answer = None
+        if FORWARDED_HEADER.lower() not in request.headers:  # never forwarded twice: no loops
+            answer = await forward_resync(
+                leader,
+                own_url=daemon.leadership.identity["admin_url"],
+                authorization=request.headers["authorization"],
+                body=await request.body(),
+                wait=request.query_params.get("wait"),
+            )
+        if answer is None:
+            return JSONResponse({"error": "this replica is a standby", "leader": leader}, status_code=503)
+        status_code, document = answer
+        return JSONResponse(
+            document, status_code=status_code, headers={"X-Syncd-Forwarded-To": document["forwarded_to"]}
+        )
 
     async def resync(request: Request) -> Response:
         if "authorization" not in request.headers and enabled:
@@ -299,6 +324,8 @@ def build_app(daemon: Daemon) -> Starlette:
         refused = authorised(request)
         if refused is not None:
             return refused
+        if not daemon.leadership.is_leader:
+            return await standby_resync(request)
         try:
             body = await request.json() if await request.body() else {}
         except ValueError:

@@ -25,6 +25,8 @@ from syncd.history import prune_if_due, run_history
 from syncd.logging import configure_logging
 from syncd.model import Action
 from syncd.notify import send_after_cycle
+from syncd.quarantine import load as load_quarantine
+from syncd.quarantine import status_line as quarantine_line
 from syncd.settings_loader import ConfigError, config_path, load_settings
 from syncd.store import Store, StoreError
 
@@ -211,15 +213,41 @@ def _resync(settings: Settings, *, full: bool, wait: bool, force: bool = False) 
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    forwarded = response.headers.get("x-syncd-forwarded-to")  # a standby asked the leader for us
     if response.status_code == 202:
-        print("resync queued" + (" (full)" if full else ""))
+        print(
+            "resync queued"
+            + (" (full)" if full else "")
+            + (f" by the leader at {forwarded}" if forwarded else "")
+        )
         return 0
+    if response.status_code == 503 and '"leader"' in response.text:
+        print(
+            f"syncd: {url} is a standby and could not ask the leader; {_where_leader(response)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURES
     if response.status_code != 200:
         print(f"syncd: the daemon answered {response.status_code}: {response.text[:300]}", file=sys.stderr)
         return EXIT_FAILURES
     document = response.json()
     print(json.dumps(document, sort_keys=True))
     return int(document.get("exit_code", EXIT_FAILURES))
+
+
+def _where_leader(response: Any) -> str:
+    """Where a standby's answer says the leader is (PostgreSQL replicas; `syncd.leader`)."""
+    try:
+        leader = response.json().get("leader")
+    except (ValueError, AttributeError):
+        leader = None
+    if not isinstance(leader, dict):
+        return "no leader has said where it is yet"
+    beat = leader.get("heartbeat_at")
+    age = f", last heartbeat {time.time() - beat:.0f} s ago" if isinstance(beat, int | float) else ""
+    return (
+        f"the leader is {leader.get('admin_url')} (host {leader.get('host')}, pid {leader.get('pid')}{age})"
+    )
 
 
 def _sync(settings: Settings, store: Store, args: argparse.Namespace) -> int:
@@ -314,6 +342,8 @@ def _print_result(result: CycleResult, out: TextIO) -> None:
     print(f"syncd {title}: run {result.run_id} ({result.kind}) in {result.duration_s:.1f} s", file=out)
     if result.error:
         print(f"  error: {result.error}", file=out)
+    if result.quarantine is not None:
+        print(f"  {quarantine_line(result.quarantine)}", file=out)
     planned = "   ".join(f"{action} {n}" for action, n in result.planned.items())
     if planned:
         print(f"  planned    {planned}", file=out)
@@ -370,6 +400,9 @@ def _status(store: Store, *, as_json: bool, runs: int) -> int:
     if as_json:
         print(json.dumps(status_document(store, runs), sort_keys=True))
         return 0
+    quarantined = load_quarantine(store)
+    if quarantined is not None:
+        print(quarantine_line(quarantined))
     recent = store.runs(limit=runs)
     counts = store.count_by_status()
     attention = store.members_needing_attention()

@@ -35,8 +35,11 @@ from syncd.admin import build_app
 from syncd.config import Settings
 from syncd.engine import EXIT_FAILURES, CycleResult, Engine
 from syncd.history import PRUNE_EVERY_S, prune
+from syncd.leader import NotLeader, leadership_for, lock_key
 from syncd.metrics import Metrics
 from syncd.notify import SHUTDOWN_BUDGET_S, Notifier
+from syncd.quarantine import QuarantineState, describe, may_run_scheduled
+from syncd.quarantine import load as load_quarantine
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
@@ -73,6 +76,13 @@ class Daemon:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._pruning: asyncio.Task[None] | None = None
+        self.leadership = leadership_for(settings, store)
+        """Whether this replica runs cycles (PostgreSQL: elected among replicas; `syncd.leader`)."""
+        self._schedule: AsyncIOScheduler | None = None
+        self._observed = 0
+        """Cycles observed so far: tells a quarantine read from the database that a cycle ended meanwhile."""
+        self.quarantine: QuarantineState | None = None
+        """The quarantine as last read or left by a cycle (`syncd.quarantine`); None when not quarantined."""
 
     # -- triggering -----------------------------------------------------------------------------------
 
@@ -84,6 +94,10 @@ class Daemon:
             future: asyncio.Future[CycleResult] = asyncio.get_running_loop().create_future()
             future.set_exception(RuntimeError("syncd is shutting down"))
             return future
+        if not self.leadership.is_leader:
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(NotLeader("this replica is a standby: the leader runs cycles (see /status)"))
+            return future
         if self.running is None:
             request = _Request(full, trigger, force)
             self.running = request
@@ -94,6 +108,8 @@ class Daemon:
         else:
             self._queued.full = self._queued.full or full
             self._queued.force = self._queued.force or force
+            if trigger != "schedule":
+                self._queued.trigger = trigger  # a manual request joined: it runs even while quarantined
         log.info("daemon.cycle_queued", trigger=trigger, full=self._queued.full)
         return self._queued.future
 
@@ -101,10 +117,24 @@ class Daemon:
         try:
             while request is not None:
                 self.running = request
+                if not await self.leadership.confirm():  # lost the lock: another replica may lead now
+                    for waiting in (request, self._queued):
+                        if waiting is not None and not waiting.future.done():
+                            waiting.future.set_exception(NotLeader("this replica stopped leading"))
+                            waiting.future.exception()  # retrieved: a scheduled trigger has no waiter
+                    self._queued = None
+                    return
                 result = await self._one_cycle(request)
                 if not request.future.done():
                     request.future.set_result(result)
                 request, self._queued = self._queued, None
+                if (
+                    request is not None
+                    and request.trigger == "schedule"
+                    and self._quarantined_skip(request.full)
+                ):
+                    request.future.cancel()  # queued before this cycle quarantined: it waits for next_at
+                    request = None
         except asyncio.CancelledError:
             if request is not None and not request.future.done():
                 request.future.cancel()
@@ -139,11 +169,17 @@ class Daemon:
             self.last_outcome = "error"
         else:
             self.last_outcome = "failed" if result.exit_code else "ok"
+        self._observed += 1
+        if not result.dry_run and result.run_id is not None:  # a crashed cycle knows nothing new about it
+            self.quarantine = result.quarantine
         self.metrics.observe(result, self.last_outcome, self.store.count_by_status())
+        self.metrics.observe_quarantine(self.quarantine)
 
     @property
     def systemic_failure(self) -> str | None:
-        """Why the last cycle could not do its job as a whole (not ready), or None."""
+        """Why cycles cannot do their job as a whole (not ready): the quarantine, else the last error."""
+        if self.quarantine is not None:
+            return describe(self.quarantine)
         if self.last_outcome != "error":
             return None
         return (self.last_result.error if self.last_result else None) or "the last cycle failed"
@@ -152,10 +188,11 @@ class Daemon:
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; returns the process exit code."""
-        with instance_lock(self.store, self.settings.database.url):
+        with _sole_instance(self.store, self.settings.database.url):
             # Bind before anything starts: a busy port is a clear error, not uvicorn's exit(3) mid-cycle.
             listening = bind_admin(self.settings.admin.host, self.settings.admin.port)
-            self.store.interrupt_running_runs()
+            self.quarantine = load_quarantine(self.store)  # a restarted daemon keeps backing off
+            self.metrics.observe_quarantine(self.quarantine)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
@@ -171,8 +208,9 @@ class Daemon:
                 )
             )
             admin = asyncio.create_task(server.serve(sockets=[listening]), name="syncd-admin")
-            scheduler = self._scheduler()
-            scheduler.start()
+            leading = asyncio.create_task(
+                self.leadership.run(self._stop, self._lead, self._stand_down), name="syncd-leadership"
+            )
             self.notifier.start()
             log.info(
                 "daemon.started",
@@ -184,12 +222,15 @@ class Daemon:
             try:
                 await self._stop.wait()
                 log.info("daemon.stopping")
-                scheduler.shutdown(wait=False)
+                await leading  # bounded: it stops at its next check, which has timeouts
+                if self._schedule is not None:
+                    self._schedule.shutdown(wait=False)
                 await self._drain()
                 if self._pruning is not None:  # stops after its current batch: it watches _stop
                     await self._pruning
             finally:
                 # Events of the last cycle get a bounded time to go out; the rest are dropped with a warning.
+                await self.leadership.close()  # after the drain: no standby takes over mid-cycle
                 budget_s = min(SHUTDOWN_BUDGET_S, self.settings.sync.shutdown_grace_s)
                 await self.notifier.aclose(timeout_s=budget_s)
                 server.should_exit = True
@@ -200,6 +241,35 @@ class Daemon:
                     loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
         return 0
+
+    async def _lead(self) -> None:
+        """This replica became the leader: close what a dead one left; start the schedule (a cycle now)."""
+        self.metrics.leader.set(1)
+        if self._stop.is_set():
+            return
+        # A run another leader left "running" was cut short: its pending operations settle in the next cycle.
+        try:
+            await asyncio.to_thread(self.store.interrupt_running_runs)
+        except Exception:  # the database away: the cycle records that failure itself
+            log.exception("daemon.interrupt_runs_failed")
+        self._schedule = self._scheduler()
+        self._schedule.start()
+
+    async def _stand_down(self) -> None:
+        """This replica lost the lock: no new cycles, and the one in flight is cancelled at once (another
+        replica may lead already); its pending operations stay recorded and are settled by the next leader."""
+        self.metrics.leader.set(0)
+        if self._schedule is not None:
+            self._schedule.shutdown(wait=False)
+            self._schedule = None
+        if self._queued is not None:
+            self._queued.future.cancel()
+            self._queued = None
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _scheduled_prune(self) -> None:
         # A coroutine for the same reason as _scheduled; the prune is a task of its own so that shutdown can
@@ -218,7 +288,38 @@ class Daemon:
 
     async def _scheduled(self, *, full: bool) -> None:
         # A coroutine on purpose: APScheduler runs plain callables in a thread pool, away from our loop.
+        if not await self._scheduled_may_run(full=full):
+            return
         self.trigger(full=full, trigger="schedule")
+
+    async def _scheduled_may_run(self, *, full: bool) -> bool:
+        """False while quarantined before its next try (manual cycles are not asked: they always run)."""
+        observed = self._observed
+        try:
+            # Read afresh: a `syncd sync` or another replica may have entered or cleared it meanwhile.
+            loaded = await asyncio.to_thread(load_quarantine, self.store)
+        except Exception:  # the database away: the cycle runs and records that failure itself
+            log.exception("daemon.quarantine_read_failed")
+            return True
+        if self._observed == observed:
+            # A cycle that ended during the read left a newer state than the one read: keep that.
+            self.quarantine = loaded
+        self.metrics.observe_quarantine(self.quarantine)
+        return not self._quarantined_skip(full)
+
+    def _quarantined_skip(self, full: bool) -> bool:
+        """Whether a scheduled cycle must wait (quarantined before `next_at`); logs the skip once if so."""
+        now = time.time()
+        if self.quarantine is None or may_run_scheduled(self.quarantine, now):
+            return False
+        log.info(
+            "daemon.quarantined_skip",
+            full=full,
+            reason=self.quarantine.reason,
+            failed_cycles=self.quarantine.failed_cycles,
+            next_in_s=round(self.quarantine.next_at - now, 1),
+        )
+        return True
 
     async def _daily_summary(self) -> None:
         # A coroutine for the same reason as _scheduled; it only gathers and enqueues.
@@ -226,6 +327,9 @@ class Daemon:
 
     def _on_sighup(self) -> None:
         log.info("daemon.sighup")
+        if not self.leadership.is_leader:
+            log.info("daemon.sighup_ignored", role="standby")  # the leader runs cycles: signal it instead
+            return
         self.trigger(full=False, trigger="sighup")
 
     def _scheduler(self) -> AsyncIOScheduler:
@@ -332,6 +436,13 @@ def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+def _sole_instance(store: Store, url: str) -> contextlib.AbstractContextManager[None]:
+    """SQLite: the instance lock (a second daemon exits); PostgreSQL: none, replicas elect a leader."""
+    if make_url(url).get_backend_name() == "postgresql":
+        return contextlib.nullcontext()
+    return instance_lock(store, url)
+
+
 @contextlib.contextmanager
 def instance_lock(store: Store, url: str) -> Iterator[None]:
     """Hold the single-instance lock for this database, or raise AlreadyRunning.
@@ -358,7 +469,8 @@ def instance_lock(store: Store, url: str) -> Iterator[None]:
         return
     # Autocommit: the lock's connection must not sit "idle in transaction" (timeouts would drop it).
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        key = 0x73796E6364  # "syncd"
+        # The daemon's leader lock (`syncd.leader`): `syncd sync` never races a leader, nor a leader it.
+        key = lock_key(str(connection.execute(text("SELECT current_schema()")).scalar() or "public"))
         got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
         if not got:
             raise AlreadyRunning(f"another syncd already holds the lock on {store.url}")

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 if TYPE_CHECKING:
     from syncd.engine import CycleResult
+    from syncd.quarantine import QuarantineState
 
 DURATION_BUCKETS_S = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -49,6 +50,21 @@ class Metrics:
             "When a cycle last ended with every in-scope user converged.",
             registry=self.registry,
         )
+        self.quarantined = Gauge(
+            "syncd_quarantined",
+            "1 while cycles fail as a whole and scheduled ones back off (quarantine), else 0.",
+            registry=self.registry,
+        )
+        self.quarantine_failed_cycles = Gauge(
+            "syncd_quarantine_failed_cycles",
+            "Cycles failed as a whole since the quarantine began (0 when not quarantined).",
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "syncd_leader",
+            "1 when this replica leads (runs cycles), 0 on a standby (PostgreSQL replicas).",
+            registry=self.registry,
+        )
         self.duration = Histogram(
             "syncd_cycle_duration_seconds",
             "Wall time of sync cycles.",
@@ -72,6 +88,11 @@ class Metrics:
                 self.skipped.labels(reason=reason).set(count)
         if outcome == "ok":
             self.last_success.set_to_current_time()
+
+    def observe_quarantine(self, state: QuarantineState | None) -> None:
+        """Show the quarantine as last read or left by a cycle."""
+        self.quarantined.set(0 if state is None else 1)
+        self.quarantine_failed_cycles.set(0 if state is None else state.failed_cycles)
 
     def render(self) -> bytes:
         """The text exposition format."""

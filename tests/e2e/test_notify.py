@@ -127,7 +127,13 @@ def test_the_daemon_does_not_wait_for_the_webhook(
     break_graph_credentials(world)
     receiver.release.clear()
     receiver.default = "hold"  # the webhook does not answer until the test says so
-    daemons.append(daemon := Daemon(world, interval="1s", env={"SYNCD_NOTIFY__TIMEOUT": "60s"}))
+    # Failing cycles back off (quarantine): keep that short so that several run while the webhook holds.
+    env = {
+        "SYNCD_NOTIFY__TIMEOUT": "60s",
+        "SYNCD_SYNC__QUARANTINE_INITIAL": "1s",
+        "SYNCD_SYNC__QUARANTINE_MAX": "1s",
+    }
+    daemons.append(daemon := Daemon(world, interval="1s", env=env))
     wait_for(lambda: len(receiver.deliveries) == 1, what="the quarantined POST")
     # While the first cycle's notification is still unanswered, later cycles run and are recorded.
     wait_for(lambda: finished_runs(world) >= 3, what="more cycles while the webhook holds its answer")
