@@ -11,6 +11,7 @@ whose message names the database URL with its password hidden and never repeats 
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import time
@@ -258,7 +259,7 @@ class Store:
         config.set_main_option("script_location", str(migrations_directory()))
         # Without it Alembic warns (DeprecationWarning) about legacy path splitting.
         config.set_main_option("path_separator", "os")
-        with self._write("upgrading the schema") as connection:
+        with self._migration_lock(), self._write("upgrading the schema") as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
             else:
@@ -267,6 +268,25 @@ class Store:
                 connection.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """SQLite: an exclusive flock beside the database file while migrating, so replicas starting
+        together migrate one after the other however long a migration takes (busy_timeout would give up
+        after 5 s). PostgreSQL takes a transaction advisory lock instead; an in-memory database needs none."""
+        url = self._engine.url
+        database = url.database or ""
+        if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        path = Path(database).resolve().with_name(Path(database).name + ".migrate-lock")
+        try:
+            handle = path.open("a+")
+        except OSError as exc:
+            raise StoreError(f"cannot open the migration lock {path}: {exc.strerror}") from exc
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+            yield
 
     def current_revision(self) -> str | None:
         """The schema's Alembic revision, or None for a database never migrated."""
