@@ -307,6 +307,7 @@ def build_app(daemon: Daemon) -> Starlette:
                 authorization=request.headers["authorization"],
                 body=await request.body(),
                 wait=request.query_params.get("wait"),
+                stale_after_s=daemon.settings.sync.leader_takeover_s,
             )
         if answer is None:
             return JSONResponse({"error": "this replica is a standby", "leader": leader}, status_code=503)
@@ -338,6 +339,10 @@ def build_app(daemon: Daemon) -> Starlette:
         try:
             # Shielded: a client that goes away must not cancel the cycle's future for everyone else.
             result = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if not future.cancelled():
+                raise  # this request itself was cancelled (the client went away, shutdown)
+            return JSONResponse({"error": "the cycle was cancelled (stopping, or no longer the leader)"}, 503)
         except Exception as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
         return JSONResponse(result.to_json())

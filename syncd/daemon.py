@@ -243,22 +243,37 @@ class Daemon:
         return 0
 
     async def _lead(self) -> None:
-        """This replica became the leader: close what a dead one left; start the schedule (a cycle now)."""
+        """This replica became the leader: close what a dead one left; start the schedule (a cycle now, or
+        after the previous leader's longest time to notice it lost the lock, when it took over from one)."""
         self.metrics.leader.set(1)
         if self._stop.is_set():
             return
+        # A leader whose session was cut (database restart, partition) may still be writing until its next
+        # lock check, up to one poll period: the first cycle here waits out two before it settles anything.
+        if self.leadership.takeover_delay_s:
+            await asyncio.sleep(self.leadership.takeover_delay_s)
+            if self._stop.is_set() or not await self.leadership.confirm():
+                return
         # A run another leader left "running" was cut short: its pending operations settle in the next cycle.
         try:
             await asyncio.to_thread(self.store.interrupt_running_runs)
         except Exception:  # the database away: the cycle records that failure itself
             log.exception("daemon.interrupt_runs_failed")
-        self._schedule = self._scheduler()
-        self._schedule.start()
+        try:
+            self._schedule = self._scheduler()
+            self._schedule.start()
+        except Exception:  # the database away at takeover: give the lock back rather than lead idly
+            log.exception("daemon.schedule_failed")
+            self._schedule = None
+            raise
 
     async def _stand_down(self) -> None:
         """This replica lost the lock: no new cycles, and the one in flight is cancelled at once (another
         replica may lead already); its pending operations stay recorded and are settled by the next leader."""
         self.metrics.leader.set(0)
+        # What this replica saw while leading is not a standby's state: the leader reports the system's.
+        self.last_result, self.last_outcome, self.quarantine = None, None, None
+        self.metrics.observe_quarantine(None)
         if self._schedule is not None:
             self._schedule.shutdown(wait=False)
             self._schedule = None

@@ -222,7 +222,7 @@ class Engine:
                 await self._apply(client, the_plan, desired, recorded, result, progress)
                 if only is None:
                     self._remember_in_scope(desired)
-                    if full:
+                    if full and result.error is None:  # a halted full cycle repaired nothing: due again
                         self._store.set_value(LAST_FULL_KEY, repr(self._clock()))
                 # People waiting out a backoff are not converged either: exit 1 until they are. A systemic
                 # failure that stopped the writes fails the cycle as a whole ("error", exit 1).
@@ -433,11 +433,11 @@ class Engine:
         sync = self._settings.sync
         semaphore = asyncio.Semaphore(sync.concurrency)
         tally: Counter[tuple[str, str]] = Counter()
-        total, done, failed = len(the_plan.changes), 0, 0
+        total, done, judged, failed = len(the_plan.changes), 0, 0, 0
         halted: list[str] = []
 
         async def one(change: Change) -> None:
-            nonlocal done, failed
+            nonlocal done, judged, failed
             async with semaphore:
                 if halted:
                     tally[(change.action.value, Outcome.SKIPPED.value)] += 1
@@ -458,19 +458,24 @@ class Engine:
                     outcome = Outcome.PENDING
                 tally[(change.action.value, outcome.value)] += 1
                 done += 1
-                # A pending outcome here is a failure too: its answer was lost or the write crashed.
-                failed += outcome in (Outcome.FAILED, Outcome.PENDING)
+                previous = recorded.get(change.object_id)
+                # Retries of people who already failed (a conflict waiting for an admin) are per-person
+                # trouble: a wave of them coming due together must not quarantine everyone else's writes.
+                if previous is None or previous.status is not MemberStatus.FAILED:
+                    judged += 1
+                    # A pending outcome here is a failure too: its answer was lost or the write crashed.
+                    failed += outcome in (Outcome.FAILED, Outcome.PENDING)
                 if not halted and quarantine.share_exceeded(
-                    done, failed, share=sync.quarantine_failure_share, min_writes=sync.quarantine_min_writes
+                    judged, failed, share=sync.quarantine_failure_share, min_writes=sync.quarantine_min_writes
                 ):
                     reason = quarantine.share_reason(
-                        done,
+                        judged,
                         failed,
                         share=sync.quarantine_failure_share,
                         errors=[f.error for f in result.failures],
                     )
                     halted.append(reason)
-                    log.error("sync.failure_share_exceeded", finished=done, failed=failed, reason=reason)
+                    log.error("sync.failure_share_exceeded", finished=judged, failed=failed, reason=reason)
                 if progress is not None:
                     progress(done, total)
 

@@ -120,6 +120,11 @@ class Leadership:
         }
 
     @property
+    def takeover_delay_s(self) -> float:
+        """How long a new leader waits before its first cycle (0 where no other leader can exist)."""
+        return 0.0
+
+    @property
     def role(self) -> str:
         """ "leader" or "standby"."""
         return "leader" if self.is_leader else "standby"
@@ -169,10 +174,18 @@ class PostgresLeadership(Leadership):
         self._key: int | None = None
         self._lost = asyncio.Event()
 
+    @property
+    def takeover_delay_s(self) -> float:
+        return 2 * self.poll_s
+
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         engine = self.store.engine
         _, params = engine.dialect.create_connect_args(make_url(self.settings.database.url))
         params.pop("context", None)
+        # Ours win over the same options in database.url (passing both would be a TypeError).
+        for option in ("keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count"):
+            params.pop(option, None)
+        params.pop("tcp_user_timeout", None)
         keepalive = keepalive_settings(self.settings.sync.leader_takeover_s)
         params.setdefault("connect_timeout", max(2, int(self.poll_s)))
         user_timeout_ms = int(self.settings.sync.leader_takeover_s * 1000 * 2 / 3)
@@ -223,7 +236,7 @@ class PostgresLeadership(Leadership):
             )
             row = await cursor.fetchone()
             return bool(row and row[0])
-        except (psycopg.Error, OSError, TimeoutError) as exc:
+        except Exception as exc:  # whatever it is, this replica stands by and tries again next period
             log.warning("daemon.lock_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
             await self._close_connection()
             return False
@@ -252,9 +265,12 @@ class PostgresLeadership(Leadership):
     async def _heartbeat(self) -> None:
         self.identity["heartbeat_at"] = time.time()
         try:
-            await asyncio.to_thread(self.store.set_value, LEADER_KEY, json.dumps(self.identity))
-        except StoreError as exc:  # the lock check decides leadership; a missed heartbeat only ages it
-            log.warning("daemon.heartbeat_failed", error=str(exc))
+            # Bounded: a database that stopped answering must not hold up the lock checks.
+            await asyncio.wait_for(
+                asyncio.to_thread(self.store.set_value, LEADER_KEY, json.dumps(self.identity)), self.poll_s
+            )
+        except (StoreError, TimeoutError) as exc:  # the lock check decides leadership; a miss only ages it
+            log.warning("daemon.heartbeat_failed", error=str(exc) or type(exc).__name__)
 
     async def run(
         self,
@@ -276,7 +292,13 @@ class PostgresLeadership(Leadership):
                     self.identity["since"] = time.time()
                     await self._heartbeat()
                     log.info("daemon.leader_acquired", **self.identity)
-                    await on_acquired()
+                    try:
+                        await on_acquired()
+                    except Exception:  # cannot lead (the database away?): give the lock to another replica
+                        log.exception("daemon.lead_failed")
+                        self.is_leader = False
+                        await self._close_connection()
+                        await on_lost()
                 elif not announced:
                     announced = True
                     log.info("daemon.standby", pid=os.getpid(), leader=await self.leader())
@@ -316,11 +338,17 @@ async def forward_resync(
     authorization: str,
     body: bytes,
     wait: str | None,
+    stale_after_s: float = 30.0,
 ) -> tuple[int, dict[str, Any]] | None:
     """A standby's `POST /resync`, sent on to the leader's admin API with the same bearer, body and
     `?wait`: (status, the leader's JSON with "forwarded_to"), or None when the leader cannot be asked."""
     url = leader.get("admin_url") if leader else None
     if not isinstance(url, str) or not url.startswith(("http://", "https://")) or url == own_url:
+        return None
+    # A leader that stopped beating may be gone and its address reused: never send the bearer there.
+    beat = leader.get("heartbeat_at") if leader else None
+    if not isinstance(beat, int | float) or time.time() - beat > stale_after_s:
+        log.warning("daemon.forward_skipped", leader=url, reason="the leader's heartbeat is stale")
         return None
     read_s = FORWARD_WAIT_TIMEOUT_S if wait is not None else FORWARD_TIMEOUT_S
     try:

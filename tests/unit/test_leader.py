@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from syncd.leader import LEGACY_LOCK_KEY, advertised_admin_url, keepalive_settings, lock_key, poll_period_s
+from syncd.leader import (
+    LEGACY_LOCK_KEY,
+    advertised_admin_url,
+    forward_resync,
+    keepalive_settings,
+    lock_key,
+    poll_period_s,
+)
 
 
 @pytest.mark.parametrize(
@@ -55,3 +64,17 @@ def test_the_public_schema_keeps_the_legacy_key_and_others_get_their_own() -> No
 )
 def test_advertised_admin_url(host: str, port: int, url: str) -> None:
     assert advertised_admin_url(host, port, "node-1") == url
+
+
+async def test_a_standby_never_forwards_the_bearer_to_a_leader_whose_heartbeat_is_stale() -> None:
+    stale = {"admin_url": "http://10.0.0.9:8080", "heartbeat_at": time.time() - 120}
+    for leader in (stale, {"admin_url": "http://10.0.0.9:8080"}):
+        answer = await forward_resync(
+            leader,
+            own_url="http://10.0.0.8:8080",
+            authorization="Bearer secret-admin-token",
+            body=b"{}",
+            wait=None,
+            stale_after_s=30.0,
+        )
+        assert answer is None
