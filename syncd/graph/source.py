@@ -336,22 +336,19 @@ class GraphSource:
         builder = self._graph.users.by_user_id(key)
         query = builder.UserItemRequestBuilderGetQueryParameters(select=[*self._select, "displayName"])
         configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
-        request = builder.to_get_request_information(configuration)
-        what = f"user {key}"
-        try:
-            return await self._fetch_page(request, what, lambda exc: classify_person(exc, what=what))
-        except GraphReadError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return await self._fetch_entity(builder.to_get_request_information(configuration), f"user {key}")
 
     async def get_group(self, group_id: str) -> dict[str, Any] | None:
         """A group's `id` and `displayName`; None when Graph has no such group (404)."""
         builder = self._graph.groups.by_group_id(group_id)
         query = builder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
         configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
-        request = builder.to_get_request_information(configuration)
-        what = f"group {group_id}"
+        return await self._fetch_entity(
+            builder.to_get_request_information(configuration), f"group {group_id}"
+        )
+
+    async def _fetch_entity(self, request: RequestInformation, what: str) -> dict[str, Any] | None:
+        """One object about a person as parsed JSON; None when Graph has no such object (404)."""
         try:
             return await self._fetch_page(request, what, lambda exc: classify_person(exc, what=what))
         except GraphReadError as exc:
