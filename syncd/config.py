@@ -72,12 +72,25 @@ class SmartCommSettings(BaseModel):
     @field_validator("ca_bundle")
     @classmethod
     def _readable_file(cls, value: str) -> str:
-        if value and not Path(value).is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
+        return _existing_file(value)
 
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _existing_file(value: str) -> str:
+    """Pure but for the check: `value` when it is empty or names a file, else ValueError."""
+    if value and not Path(value).is_file():
+        raise ValueError(f"no such file: {value}")
+    return value
+
+
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    """Pure: `value` trimmed and lower-cased when it is one of `choices`, else ValueError listing them."""
+    chosen = value.strip().lower()
+    if chosen not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}")
+    return chosen
 
 
 def _https_url(value: str, *, path_allowed: bool) -> str:
@@ -205,9 +218,7 @@ class GraphSettings(BaseModel):
     @field_validator("ca_bundle", "certificate_path")
     @classmethod
     def _existing_file(cls, value: str) -> str:
-        if value and not Path(value).is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
+        return _existing_file(value)
 
     @model_validator(mode="after")
     def _one_credential(self) -> GraphSettings:
@@ -458,10 +469,7 @@ class NotifySettings(BaseModel):
     @field_validator("format")
     @classmethod
     def _format(cls, value: str) -> str:
-        form = value.strip().lower()
-        if form not in _NOTIFY_FORMATS:
-            raise ValueError(f"must be one of {', '.join(_NOTIFY_FORMATS)}")
-        return form
+        return _choice(value, _NOTIFY_FORMATS)
 
     @field_validator("daily_summary_at")
     @classmethod
@@ -473,9 +481,7 @@ class NotifySettings(BaseModel):
     @field_validator("ca_bundle")
     @classmethod
     def _existing_file(cls, value: str) -> str:
-        if value and not Path(value).is_file():
-            raise ValueError(f"no such file: {value}")
-        return value
+        return _existing_file(value)
 
     @property
     def enabled(self) -> bool:
@@ -501,18 +507,12 @@ class LogSettings(BaseModel):
     @field_validator("level")
     @classmethod
     def _level(cls, value: str) -> str:
-        level = value.strip().lower()
-        if level not in _LOG_LEVELS:
-            raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
-        return level
+        return _choice(value, _LOG_LEVELS)
 
     @field_validator("format")
     @classmethod
     def _format(cls, value: str) -> str:
-        form = value.strip().lower()
-        if form not in _LOG_FORMATS:
-            raise ValueError(f"must be one of {', '.join(_LOG_FORMATS)}")
-        return form
+        return _choice(value, _LOG_FORMATS)
 
 
 class Settings(BaseModel):
