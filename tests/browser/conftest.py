@@ -18,6 +18,7 @@ from selenium.webdriver.chrome.service import Service
 
 from tests.e2e.conftest import (  # noqa: F401  (fixtures shared with tests/e2e)
     backend,
+    daemons,
     e2e_ca,
     postgres_database_url,
     servers,

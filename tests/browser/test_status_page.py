@@ -45,16 +45,6 @@ def assert_session_value(value: str) -> None:
     assert TOKEN not in value
 
 
-@pytest.fixture
-def daemons(world: World) -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-        daemon.process.communicate(timeout=10)
-
-
 @dataclass
 class Seeded:
     daemon: Daemon

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +22,9 @@ from syncd.emulators.smartcomm import (
     SmartCommEmulator,
 )
 from tests import postgres
+
+if TYPE_CHECKING:
+    from tests.e2e.test_daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -202,3 +206,14 @@ def world(
     yield World(graph, smartcomm, group, config)
     graph.reset()
     smartcomm.reset()
+
+
+@pytest.fixture
+def daemons(world: World) -> Iterator[list[Daemon]]:
+    """`syncd run` processes a test started (append them): killed and reaped after the test."""
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+        daemon.process.communicate(timeout=10)

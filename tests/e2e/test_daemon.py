@@ -5,10 +5,9 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
-import pytest
 
 from syncd.emulators.smartcomm import Faults
 from tests.e2e.conftest import World
@@ -66,16 +65,6 @@ class Daemon:
             self.process.send_signal(signal.SIGTERM)
         _, stderr = self.process.communicate(timeout=40)
         return self.process.returncode, stderr
-
-
-@pytest.fixture
-def daemons(world: World) -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-        daemon.process.communicate(timeout=10)
 
 
 def onboarded(world: World) -> int:

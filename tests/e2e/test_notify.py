@@ -102,16 +102,6 @@ def test_a_failing_webhook_never_changes_the_exit_code(world: World, receiver: W
     assert SECRET not in result.stderr + result.stdout
 
 
-@pytest.fixture
-def daemons(world: World) -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-        daemon.process.communicate(timeout=10)
-
-
 def finished_runs(world: World) -> int:
     store = Store(f"sqlite:///{world.config.parent / 'syncd.db'}")
     try:

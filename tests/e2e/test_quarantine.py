@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
 from syncd.emulators.smartcomm import DEFAULT_PASSWORD, Faults
 from tests.e2e.conftest import World
@@ -29,16 +27,6 @@ def status_json(world: World) -> dict[str, Any]:
     result = world.run("status", "--json")
     assert result.code == 0, result.stderr
     return result.json()
-
-
-@pytest.fixture
-def daemons(world: World) -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        if daemon.process.poll() is None:
-            daemon.process.kill()
-        daemon.process.communicate(timeout=10)
 
 
 def test_wrong_password_quarantines_and_the_fixed_one_clears_it(world: World) -> None:
