@@ -26,6 +26,7 @@ import structlog
 
 from syncd import quarantine
 from syncd.config import Settings
+from syncd.desired import DELTA_KEY, FULL, Read, read_desired
 from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
 from syncd.graph.source import GraphSource
 from syncd.model import (
@@ -100,6 +101,13 @@ class CycleResult:
     """Members in scope by where their number came from (graph.phone_source)."""
     ambiguous: dict[str, str] = field(default_factory=dict)
     """Members whose number was chosen among tied candidates, by object ID: how."""
+    graph_read: str = FULL
+    """How Graph was read: "full" (everything) or "delta" (only changes since the stored links)."""
+    graph_read_reason: str | None = None
+    """Why Graph was read in full (None for a delta read)."""
+    phase_cpu_s: dict[str, float] = field(default_factory=dict)
+    """Process CPU seconds per phase of the cycle: "read" (Graph, the agents list, our records), "plan",
+    "apply" (writes and their records)."""
     quarantine: quarantine.QuarantineState | None = None
     """The quarantine after this cycle (None: not quarantined, or a dry run or `--user` cycle, which neither
     read nor change it)."""
@@ -123,6 +131,9 @@ class CycleResult:
             "error": self.error,
             "duration_s": round(self.duration_s, 3),
             "phone_sources": self.phone_sources,
+            "graph_read": self.graph_read,
+            "graph_read_reason": self.graph_read_reason,
+            "phase_cpu_s": self.phase_cpu_s,
             "ambiguous_numbers": [
                 {"object_id": object_id, "note": note} for object_id, note in sorted(self.ambiguous.items())
             ],
@@ -191,9 +202,13 @@ class Engine:
                 await client.authenticate()
                 if not dry_run:
                     await self._settle_pending(client)
-                desired = await self._read_desired()
+                cpu = time.process_time()
+                read = await self._read_desired(full=full, track=not dry_run and user is None)
+                desired = read.desired
+                result.graph_read, result.graph_read_reason = read.kind, read.reason
                 remote = await self._remote(client) if full else None
-                recorded = store.load_recorded()
+                recorded = store.load_recorded(read.subset)
+                cpu = self._phase(result, "read", cpu)
                 only = self._resolve(user, desired, recorded) if user else None
                 the_plan = plan(
                     desired,
@@ -204,7 +219,9 @@ class Engine:
                     force=force,
                     previous_in_scope=self._previous_in_scope(),
                     only=only,
+                    subset=read.subset,
                 )
+                cpu = self._phase(result, "plan", cpu)
                 self._report_plan(result, the_plan)
                 self._report_sources(result, desired)
                 if the_plan.stop is not None:
@@ -219,9 +236,14 @@ class Engine:
                     outcome = "ok"
                     return result
                 self._record_scope(recorded, the_plan, desired, only)
+                self._record_memberships(read)
                 await self._apply(client, the_plan, desired, recorded, result, progress)
-                if only is None:
+                cpu = self._phase(result, "apply", cpu)
+                if only is None and read.kind == FULL:
                     self._remember_in_scope(desired)
+                if read.state is not None and result.error is None:
+                    # Only a cycle that applied its changes moves the links on; any other reads them again.
+                    store.set_value(DELTA_KEY, read.state.to_json())
                     if full and result.error is None:  # a halted full cycle repaired nothing: due again
                         self._store.set_value(LAST_FULL_KEY, repr(self._clock()))
                 # People waiting out a backoff are not converged either: exit 1 until they are. A systemic
@@ -304,9 +326,30 @@ class Engine:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    async def _read_desired(self) -> DesiredState:
-        async with GraphSource(self._settings.require_graph(), transport=self._graph_transport) as source:
-            return await source.read()
+    async def _read_desired(self, *, full: bool, track: bool) -> Read:
+        settings = self._settings.require_graph()
+        async with GraphSource(settings, transport=self._graph_transport) as source:
+            return await read_desired(
+                source, settings, self._store, full=full, track=track, now=self._clock()
+            )
+
+    def _record_memberships(self, read: Read) -> None:
+        """Store what the read learnt about the tracked groups' memberships (the links come after the
+        writes). A full read replaces them and forgets the old links first, so a crash in between leaves no
+        link that does not match the memberships."""
+        if read.edges is not None:
+            self._store.delete_values([DELTA_KEY])
+            self._store.replace_edges(read.edges)
+        if read.changes is not None:
+            self._store.apply_edge_changes(read.changes.edges(), list(read.changes.removed))
+        if read.deleted:
+            self._store.remove_member_edges(read.deleted)
+
+    @staticmethod
+    def _phase(result: CycleResult, name: str, started: float) -> float:
+        now = time.process_time()
+        result.phase_cpu_s[name] = round(now - started, 4)
+        return now
 
     @staticmethod
     async def _remote(client: SmartCommClient) -> dict[str, Agent]:

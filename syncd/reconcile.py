@@ -8,7 +8,7 @@ the same inputs (level-triggered).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -113,6 +113,7 @@ def plan(
     force: bool = False,
     previous_in_scope: Mapping[str, int] | None = None,
     only: str | None = None,
+    subset: Collection[str] | None = None,
 ) -> Plan:
     """Pure: the writes that make SmartCommunicator match `desired`.
 
@@ -125,10 +126,17 @@ def plan(
       although it had members in scope last time (`previous_in_scope`), or agents losing their Teams
       numbers (none read at all, or more than `max_offboard` moving off them) stop the plan (`Plan.stop`).
     - `only`: plan for that one object ID.
+    - `subset`: plan for these object IDs only (an incremental cycle: everyone else is unchanged), with
+      `desired` and `recorded` holding them; `unchanged` then counts among them only.
     """
     result = Plan(skipped=list(desired.skipped.values()))
     members = desired.members
-    candidates = [only] if only is not None else list(dict.fromkeys([*members, *recorded]))
+    if only is not None:
+        candidates = [only]
+    elif subset is not None:
+        candidates = sorted(subset)
+    else:
+        candidates = list(dict.fromkeys([*members, *recorded]))
     for object_id in candidates:
         record = recorded.get(object_id)
         member = members.get(object_id)

@@ -17,7 +17,7 @@ import asyncio
 import json
 import random
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -38,7 +38,9 @@ from msgraph_core import GraphClientFactory
 from syncd.backoff import backoff_delay_s
 from syncd.config import GraphSettings
 from syncd.graph.auth import MsalTokenProvider
+from syncd.graph.delta import id_filter
 from syncd.graph.errors import (
+    DeltaExpired,
     GraphError,
     GraphPermissionError,
     GraphReadError,
@@ -127,6 +129,20 @@ def _odata(exc: APIError) -> tuple[str, str]:
     if isinstance(exc, ODataError) and exc.error is not None:
         code, message = exc.error.code or "", exc.error.message or ""
     return code, shorten(message or str(exc))
+
+
+def classify_delta(exc: APIError) -> GraphError:
+    """Pure: our error for a failed delta answer. A stored link Graph no longer takes (410 Gone, or a 400/404
+    about the token) is `DeltaExpired`: the caller reads everything again instead."""
+    status = exc.response_status_code
+    if status in (400, 404, 410):
+        code, message = _odata(exc)
+        return DeltaExpired(f"Graph refused the delta link: {message}", status=status, code=code)
+    return _classified(exc, what="read the group and user changes (delta)", grant=_MEMBER_GRANT)
+
+
+PageFold = Callable[[list[Any]], None]
+"""Takes one delta page's `value` (parsed JSON, any shape)."""
 
 
 def classify(exc: APIError, *, group_id: str | None) -> GraphError:
@@ -327,6 +343,103 @@ class GraphSource:
                 raise GraphReadError(f"page {pages} has an unusable @odata.nextLink", group_id=group_id)
             # The next link carries the whole query; only the headers must be sent again.
             request = builder.with_url(next_link).to_get_request_information(self._configuration(None))
+
+    # -- delta queries (incremental cycles) -------------------------------------------------------------
+
+    @property
+    def select(self) -> tuple[str, ...]:
+        """The user fields every read selects (what `map` needs)."""
+        return tuple(self._select)
+
+    def map(self, user: object) -> Member | Skipped:
+        """One user object (parsed JSON) mapped as the member reads map it (Teams numbers are not used)."""
+        settings = self._settings
+        return map_user(
+            user,
+            tenant_id=settings.tenant_id,
+            phone_sources=self._chain,
+            default_region=settings.default_region,
+            teams=self._teams,
+        )
+
+    async def nested_groups(self, group_id: str) -> list[str]:
+        """The IDs (lower case) of every group nested in a group, at any depth."""
+        builder = self._graph.groups.by_group_id(group_id).transitive_members.graph_group
+        query = builder.GraphGroupRequestBuilderGetQueryParameters(
+            select=["id"], top=self._settings.page_size, count=True
+        )
+        request = builder.to_get_request_information(self._configuration(query))
+        groups = await self._all_pages(
+            builder,
+            request,
+            f"the nested groups of group {group_id}",
+            lambda exc: classify(exc, group_id=group_id),
+            advanced=True,
+        )
+        return list(dict.fromkeys(g["id"].lower() for g in groups if isinstance(g.get("id"), str)))
+
+    async def group_delta(self, fold: PageFold, *, ids: Sequence[str] = (), link: str | None = None) -> str:
+        """One groups delta round: an initial one for the groups `ids` (their direct members), or the
+        changes since a stored `link`. Each page's entries go to `fold`; returns the round's delta link."""
+        builder = self._graph.groups.delta
+        if link is None:
+            query = builder.DeltaRequestBuilderGetQueryParameters(filter=id_filter(ids), select=["members"])
+            configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+            request = builder.to_get_request_information(configuration)
+        else:
+            request = builder.with_url(link).to_get_request_information(RequestConfiguration())
+        return await self._delta_round(builder, request, "the group changes (delta)", fold)
+
+    async def users_delta(self, fold: PageFold, *, link: str | None = None) -> str:
+        """The users changed since a stored `link` (their selected fields), page by page to `fold`; without a
+        link, only a link to the tenant's current state (`$deltatoken=latest`: no users are read). Returns
+        the new delta link."""
+        builder = self._graph.users.delta
+        if link is None:
+            query = builder.DeltaRequestBuilderGetQueryParameters(select=self._select)
+            configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+            url = builder.to_get_request_information(configuration).url
+            link = f"{url}{'&' if '?' in url else '?'}$deltatoken=latest"
+        request = builder.with_url(link).to_get_request_information(RequestConfiguration())
+        return await self._delta_round(builder, request, "the user changes (delta)", fold)
+
+    async def get_users(
+        self, object_ids: Sequence[str], *, concurrency: int = 16
+    ) -> dict[str, dict[str, Any]]:
+        """Several users by object ID (the fields the mapping reads), `concurrency` at a time; users Graph no
+        longer has are left out."""
+        semaphore = asyncio.Semaphore(concurrency)
+        found: dict[str, dict[str, Any]] = {}
+
+        async def one(object_id: str) -> None:
+            async with semaphore:
+                user = await self.get_user(object_id)
+            if user is not None:
+                found[object_id] = user
+
+        await asyncio.gather(*(one(object_id) for object_id in object_ids))
+        return found
+
+    async def _delta_round(self, builder: Any, request: RequestInformation, what: str, fold: PageFold) -> str:
+        """Every page of one delta round to `fold`; the final `@odata.deltaLink`."""
+        pages = 0
+        while True:
+            page = await self._fetch_page(request, what, classify_delta)
+            pages += 1
+            value = page.get("value")
+            if not isinstance(value, list):
+                raise GraphReadError(f"page {pages} of {what} has no `value` array")
+            fold(value)
+            next_link, delta_link = page.get("@odata.nextLink"), page.get("@odata.deltaLink")
+            del page, value
+            if next_link is None:
+                if not isinstance(delta_link, str) or urlsplit(delta_link).hostname != self._graph_host:
+                    raise GraphReadError(f"page {pages} of {what} ends the round without a usable deltaLink")
+                log.debug("graph.delta_round", reading=what, pages=pages)
+                return delta_link
+            if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
+                raise GraphReadError(f"page {pages} of {what} has an unusable @odata.nextLink")
+            request = builder.with_url(next_link).to_get_request_information(RequestConfiguration())
 
     # -- one person (syncd explain) -------------------------------------------------------------------
 

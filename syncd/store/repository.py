@@ -31,6 +31,7 @@ from sqlalchemy import (
     Engine,
     Row,
     Table,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -63,6 +64,8 @@ SQLITE_PRAGMAS = (
 
 BATCH_SIZE = 5_000
 """Rows per executemany when saving members: bounds memory, not transactions (one per call)."""
+IN_BATCH = 500
+"""IDs per `IN (...)` list: well under SQLite's bound-parameter limit."""
 
 PRUNE_BATCH_SIZE = 10_000
 """Rows deleted per transaction when pruning the history: a first prune of millions of rows is many short
@@ -295,11 +298,35 @@ class Store:
 
     # members
 
-    def load_recorded(self) -> dict[str, Recorded]:
-        """Every member row, by object ID."""
-        query = select(*_RECORDED_COLUMNS)
+    def load_recorded(self, object_ids: Collection[str] | None = None) -> dict[str, Recorded]:
+        """Every member row by object ID, or only those of `object_ids` (read in batches, never one SELECT
+        per person)."""
+        if object_ids is None:
+            query = select(*_RECORDED_COLUMNS)
+            with self._read("loading members") as connection:
+                return {row[0]: _recorded(row) for row in connection.execute(query)}
+        m = tables.members
+        found: dict[str, Recorded] = {}
+        wanted = list(object_ids)
         with self._read("loading members") as connection:
-            return {row[0]: _recorded(row) for row in connection.execute(query)}
+            for start in range(0, len(wanted), IN_BATCH):
+                batch = wanted[start : start + IN_BATCH]
+                rows = connection.execute(select(*_RECORDED_COLUMNS).where(m.c.object_id.in_(batch)))
+                found.update((row[0], _recorded(row)) for row in rows)
+        return found
+
+    def due_for_retry(self, now: float) -> list[str]:
+        """Object IDs whose last write failed (or was never settled) and whose backoff has run out at
+        `now`: an incremental cycle plans them again although Graph reported no change."""
+        m = tables.members
+        query = (
+            select(m.c.object_id)
+            .where(m.c.status.in_([MemberStatus.FAILED.value, MemberStatus.PENDING.value]))
+            .where((m.c.next_attempt_at.is_(None)) | (m.c.next_attempt_at <= _to_datetime(now)))
+            .order_by(m.c.object_id)
+        )
+        with self._read("finding members due for a retry") as connection:
+            return list(connection.execute(query).scalars())
 
     def find_members(self, text: str) -> list[tuple[Recorded, float]]:
         """Members whose object ID, UPN (last seen or pushed, any case) or agent's number is `text`, with
@@ -621,7 +648,95 @@ class Store:
                     break
         return deleted[0], deleted[1]
 
+    # group memberships (Graph delta)
+
+    def replace_edges(self, edges: Iterable[tuple[str, str, str]]) -> int:
+        """Replace every stored membership with `edges` (group ID, member ID, "user" | "group") in one
+        transaction; returns how many were stored (a repeated pair counts once)."""
+        table = tables.graph_edges
+        stored = 0
+        with self._write("replacing group memberships") as connection:
+            connection.execute(delete(table))
+            batch: dict[tuple[str, str], dict[str, str]] = {}
+            for group_id, member_id, kind in edges:
+                batch[(group_id, member_id)] = {
+                    "group_id": group_id,
+                    "member_id": member_id,
+                    "member_kind": kind,
+                }
+                if len(batch) >= BATCH_SIZE:
+                    connection.execute(_insert_ignore(connection, table), list(batch.values()))
+                    stored += len(batch)
+                    batch = {}
+            if batch:
+                connection.execute(_insert_ignore(connection, table), list(batch.values()))
+                stored += len(batch)
+        return stored
+
+    def apply_edge_changes(
+        self, added: Collection[tuple[str, str, str]], removed: Collection[tuple[str, str]]
+    ) -> None:
+        """Add memberships (group ID, member ID, kind) and remove others (group ID, member ID), in one
+        transaction; adding a stored pair or removing a missing one is not an error (deltas replay)."""
+        if not added and not removed:
+            return
+        table = tables.graph_edges
+        with self._write("updating group memberships") as connection:
+            rows = {
+                (group_id, member_id): {"group_id": group_id, "member_id": member_id, "member_kind": kind}
+                for group_id, member_id, kind in added
+            }
+            pairs = list(removed)
+            for start in range(0, len(pairs), BATCH_SIZE):
+                connection.execute(
+                    delete(table).where(
+                        table.c.group_id == bindparam("g"), table.c.member_id == bindparam("m")
+                    ),
+                    [{"g": g, "m": m} for g, m in pairs[start : start + BATCH_SIZE]],
+                )
+            values = list(rows.values())
+            for start in range(0, len(values), BATCH_SIZE):
+                connection.execute(_insert_ignore(connection, table), values[start : start + BATCH_SIZE])
+
+    def remove_member_edges(self, member_ids: Collection[str]) -> None:
+        """Forget every membership of these members (users deleted from the directory)."""
+        table = tables.graph_edges
+        wanted = list(member_ids)
+        if not wanted:
+            return
+        with self._write("removing group memberships") as connection:
+            for start in range(0, len(wanted), IN_BATCH):
+                connection.execute(
+                    delete(table).where(table.c.member_id.in_(wanted[start : start + IN_BATCH]))
+                )
+
+    def memberships(self, member_ids: Collection[str]) -> dict[str, set[str]]:
+        """The tracked groups each of `member_ids` is a direct member of (absent: none), read in batches."""
+        table = tables.graph_edges
+        wanted = list(member_ids)
+        found: dict[str, set[str]] = {}
+        with self._read("reading group memberships") as connection:
+            for start in range(0, len(wanted), IN_BATCH):
+                query = select(table.c.member_id, table.c.group_id).where(
+                    table.c.member_id.in_(wanted[start : start + IN_BATCH])
+                )
+                for member_id, group_id in connection.execute(query):
+                    found.setdefault(member_id, set()).add(group_id)
+        return found
+
+    def count_edges(self) -> int:
+        """How many memberships are stored."""
+        with self._read("counting group memberships") as connection:
+            return int(connection.execute(select(func.count()).select_from(tables.graph_edges)).scalar_one())
+
     # key/value
+
+    def delete_values(self, keys: Collection[str]) -> None:
+        """Forget the values stored under `keys` (missing keys are fine)."""
+        if not keys:
+            return
+        with self._write("deleting values") as connection:
+            connection.execute(delete(tables.kv).where(tables.kv.c.key.in_(list(keys))))
 
     def get_value(self, key: str) -> str | None:
         """The value stored under `key`, or None."""
@@ -727,6 +842,13 @@ def _upsert(connection: Connection, table: Table, key: str, update_columns: Sequ
     return statement.on_conflict_do_update(
         index_elements=[key], set_={column: excluded[column] for column in update_columns}
     )
+
+
+def _insert_ignore(connection: Connection, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING (on the primary key)."""
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return postgresql.insert(table).on_conflict_do_nothing()
 
 
 def _inserted_id(connection: Connection, statement: Insert) -> int:

@@ -1,4 +1,5 @@
-"""The schema of syncd's database as SQLAlchemy Core tables: members, runs, operations (the audit log), kv.
+"""The schema of syncd's database as SQLAlchemy Core tables: members, runs, operations (the audit log), kv,
+graph_edges (direct group memberships for Graph delta).
 
 These tables are the reference the migrations must produce: a test migrates an empty database and asks
 Alembic's autogenerate comparison for differences against `metadata`, on SQLite and on PostgreSQL. Change a
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -100,3 +102,15 @@ kv = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 """Small named values: Graph delta links, per-group counts, ..."""
+
+graph_edges = Table(
+    "graph_edges",
+    metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("member_id", String(64), primary_key=True),
+    Column("member_kind", String(_CODE), nullable=False),
+    Index("ix_graph_edges_member_id", "member_id"),
+)
+"""Direct memberships of the configured groups and every group nested in them, as Graph's groups delta
+reported them (`member_kind` "user" or "group"): what an incremental cycle needs to tell whether a user who
+left one group is still in scope through another."""

@@ -311,7 +311,7 @@ def test_a_failed_graph_read_offboards_nobody(world: World) -> None:
 def test_db_upgrade(world: World) -> None:
     result = world.run("db", "upgrade")
     assert result.code == 0, result.stderr
-    assert "database at revision 0003" in result.stdout
+    assert "database at revision 0004" in result.stdout
 
 
 def test_a_write_whose_answer_is_lost_stays_pending_and_is_settled_by_reading_back(world: World) -> None:

@@ -45,9 +45,9 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
     with database.open() as store:
         assert store.current_revision() is None
         store.upgrade()
-        assert store.current_revision() == head_revision() == "0003"
+        assert store.current_revision() == head_revision() == "0004"
         store.upgrade()
-        assert store.current_revision() == "0003"
+        assert store.current_revision() == "0004"
 
         with store.engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) == {
@@ -55,6 +55,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
                 "runs",
                 "operations",
                 "kv",
+                "graph_edges",
                 "alembic_version",
             }
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
@@ -63,7 +64,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
 def test_the_alembic_command_line_migrates_without_an_ini(database: Database) -> None:
     migrations.main(["-x", f"url={database.url_with_search_path()}", "upgrade", "head"])
     with database.open() as store:
-        assert store.current_revision() == "0003"
+        assert store.current_revision() == "0004"
         store.upgrade()  # already there: nothing to do
         assert store.load_recorded() == {}
 
@@ -498,7 +499,7 @@ def test_replicas_starting_together_migrate_once(database: Database) -> None:
             store.close()
     assert errors == []
     with database.open() as check:
-        assert check.current_revision() == "0003"
+        assert check.current_revision() == "0004"
 
 
 def test_two_stores_writing_from_two_threads_do_not_fail(database: Database) -> None:
@@ -603,7 +604,7 @@ def test_0003_adds_the_history_indexes_and_keeps_the_rows(database: Database) ->
     with database.open() as store:
         run_id = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
         store.start_operation(run_id, onboard("m-1"))
-        store.upgrade()
+        migrations.main(["-x", f"url={url}", "upgrade", "0003"])
         assert store.current_revision() == "0003"
         with store.engine.connect() as connection:
             inspector = inspect(connection)
@@ -767,3 +768,38 @@ def test_pruning_stops_between_batches_when_asked(store: Store) -> None:
     assert row_count(store, "operations") == 5
     assert store.prune_history(now - DAY, batch_size=10) == (5, 1)
     assert row_count(store, "operations") == row_count(store, "runs") == 0
+
+
+def test_group_memberships_are_replaced_changed_and_read_in_batches(store: Store) -> None:
+    users = [(f"g{n % 3}", f"u{n}", "user") for n in range(1200)]
+    assert store.replace_edges([*users, ("g0", "g1", "group"), ("g1", "u1", "user")]) == 1201
+    assert store.count_edges() == 1201
+    found = store.memberships([f"u{n}" for n in range(1200)] + ["g1", "nobody"])
+    assert len(found) == 1201
+    assert found["u4"] == {"g1"}
+    assert found["g1"] == {"g0"}
+    store.apply_edge_changes([("g2", "u4", "user"), ("g0", "u0", "user")], [("g1", "u4"), ("g9", "u9")])
+    assert store.memberships(["u4", "u0"]) == {"u4": {"g2"}, "u0": {"g0"}}
+    store.remove_member_edges(["u4", "u5"])
+    assert store.memberships(["u4", "u5", "u6"]) == {"u6": {"g0"}}
+    assert store.replace_edges([("g", "x", "user")]) == 1
+    assert store.memberships(["u0", "x"]) == {"x": {"g"}}
+
+
+def test_members_are_loaded_by_id_in_batches_and_failures_come_due(store: Store) -> None:
+    now = time.time()
+    store.save_members(
+        [Recorded(f"m-{n}", MemberStatus.ACTIVE, ALICE) for n in range(700)]
+        + [
+            Recorded("f-due", MemberStatus.FAILED, None, attempts=1, next_attempt_at=now - 1),
+            Recorded("f-later", MemberStatus.FAILED, None, attempts=1, next_attempt_at=now + 60),
+            Recorded("f-now", MemberStatus.FAILED, None, attempts=1),
+        ]
+    )
+    loaded = store.load_recorded([f"m-{n}" for n in range(0, 700, 2)] + ["unknown"])
+    assert sorted(loaded) == sorted(f"m-{n}" for n in range(0, 700, 2))
+    assert store.due_for_retry(now) == ["f-due", "f-now"]
+    store.set_values({"a": "1", "b": "2"})
+    store.delete_values(["a", "missing"])
+    assert store.get_value("a") is None
+    assert store.get_value("b") == "2"

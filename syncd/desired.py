@@ -1,0 +1,194 @@
+"""Reading desired state for a cycle: everything (a full read), or only what changed (Graph delta).
+
+A full read is `GraphSource.read()`: every transitive user member of every configured group. When the
+cycle may track changes (not a dry run, not `--user`, no Teams numbers in the phone chain), it first starts
+tracking: the nested groups of each configured group, an initial groups delta round over that tree (its
+direct memberships go to the store's `graph_edges`) and a users delta link for the tenant's current state.
+Tracking starts *before* the members are read, so a change made during the read is reported again by the
+next delta instead of being lost.
+
+An incremental read follows the stored links: the groups delta of each configured group's tree and the
+tenant's users delta. Only people whose membership or selected fields changed, plus people whose failed
+write is due for a retry, are mapped and planned; their fields come from the users delta when it gave
+them all, else from `GET /users/{id}`. A structural change (a group joining or leaving a tracked tree) or a
+link Graph no longer takes (410) falls back to a full read in the same cycle.
+
+The new links are handed back to the engine, which stores them only when the cycle ends without an error or
+a guard stop: a cycle that did not apply its changes reads them again next time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from syncd.config import GraphSettings
+from syncd.graph.delta import (
+    DeltaState,
+    GroupChanges,
+    UserChanges,
+    chunks,
+    in_scope_after,
+    signature,
+    structural_changes,
+)
+from syncd.graph.errors import DeltaExpired, GraphError
+from syncd.graph.source import GraphSource
+from syncd.model import DesiredState, Member, Skipped
+from syncd.store import Store
+
+log = structlog.get_logger("syncd.desired")
+
+DELTA_KEY = "graph_delta"
+"""The kv key of the stored `DeltaState`."""
+
+FULL, DELTA = "full", "delta"
+
+
+@dataclass
+class Read:
+    """Desired state as one cycle read it."""
+
+    desired: DesiredState
+    kind: str
+    """FULL (everything was read) or DELTA (only changes)."""
+    reason: str | None
+    """Why a full read was done (None for a delta read)."""
+    subset: set[str] | None = None
+    """A delta read: the object IDs to plan (everyone else is unchanged); None for a full read."""
+    state: DeltaState | None = None
+    """The links to store if the cycle ends well; None: store nothing (and, after a full read that could not
+    start tracking, the next cycle reads everything again)."""
+    edges: list[tuple[str, str, str]] | None = None
+    """A full read that started tracking: every direct membership of the tracked trees, to store."""
+    changes: GroupChanges | None = None
+    """A delta read: the membership changes to store."""
+    deleted: set[str] | None = None
+    """A delta read: users deleted from the directory (their memberships are forgotten)."""
+
+
+def state_signature(settings: GraphSettings, source: GraphSource) -> str:
+    return signature(
+        tenant_id=settings.tenant_id,
+        group_ids=settings.group_ids,
+        select=source.select,
+        base_url=settings.base_url,
+    )
+
+
+async def read_desired(
+    source: GraphSource,
+    settings: GraphSettings,
+    store: Store,
+    *,
+    full: bool,
+    track: bool,
+    now: float,
+) -> Read:
+    """Desired state for one cycle (see the module docstring). Raises `GraphError` for a failed read; never
+    returns fewer members because of one."""
+    if settings.uses_teams and not full:
+        return Read(await source.read(), FULL, _TEAMS_REASON)
+    if not track:
+        reason = "full cycle" if full else "a dry run or --user cycle reads everything and tracks nothing"
+        return Read(await source.read(), FULL, reason)
+    if settings.uses_teams:
+        return Read(await source.read(), FULL, "full cycle")
+    expected = state_signature(settings, source)
+    reason = "full cycle"
+    if not full:
+        stored = DeltaState.from_json(store.get_value(DELTA_KEY), expected_signature=expected)
+        if stored is None:
+            reason = "no delta state stored yet (first cycle, or the configuration changed)"
+        else:
+            try:
+                return await _read_changes(source, settings, store, stored, now=now)
+            except DeltaExpired as exc:
+                reason = f"a delta link expired: {exc.message}"
+            except _Structural as exc:
+                reason = f"nested group changed: {exc}"
+            log.info("graph.delta_fallback", reason=reason)
+    return await _read_everything(source, settings, expected, reason)
+
+
+_TEAMS_REASON = "teams is in graph.phone_source: Graph has no delta query for Teams number assignments"
+
+
+class _Structural(Exception):
+    """The tracked tree changed: read everything."""
+
+
+async def _read_everything(source: GraphSource, settings: GraphSettings, expected: str, reason: str) -> Read:
+    """A full read that starts tracking first; if tracking fails, the read still happens (and says why)."""
+    edges: list[tuple[str, str, str]] = []
+    state: DeltaState | None
+    try:
+        users_link = await source.users_delta(lambda _page: None)
+        group_links: dict[str, list[str]] = {}
+        for group_id in settings.group_ids:
+            tree = [group_id.lower(), *await source.nested_groups(group_id)]
+            collected = GroupChanges()
+            group_links[group_id] = [
+                await source.group_delta(collected.fold, ids=ids) for ids in chunks(list(dict.fromkeys(tree)))
+            ]
+            edges.extend(collected.edges())
+        state = DeltaState(expected, users_link, group_links)
+    except GraphError as exc:
+        # The member read below raises its own, clearer error if Graph is really failing; if it does not,
+        # this cycle simply cannot track changes and the next one reads everything again.
+        log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
+        state, edges = None, []
+    desired = await source.read()
+    return Read(desired, FULL, reason, state=state, edges=edges if state is not None else None)
+
+
+async def _read_changes(
+    source: GraphSource, settings: GraphSettings, store: Store, stored: DeltaState, *, now: float
+) -> Read:
+    changes = GroupChanges()
+    group_links: dict[str, list[str]] = {}
+    for group_id in settings.group_ids:
+        links = stored.group_links.get(group_id)
+        if not links:
+            raise DeltaExpired(f"no delta link stored for group {group_id}")
+        group_links[group_id] = [await source.group_delta(changes.fold, link=link) for link in links]
+    users = UserChanges(source.select)
+    users_link = await source.users_delta(users.fold, link=stored.users_link)
+
+    touched = changes.members() | set(users.entries) | users.removed
+    candidates = touched | set(store.due_for_retry(now))
+    stored_memberships = store.memberships(candidates)
+    reasons = structural_changes(changes)
+    if reasons:
+        raise _Structural(reasons[0])
+    in_scope = in_scope_after(candidates, stored_memberships, changes, users.removed)
+    complete = {oid: entry for oid in in_scope if (entry := users.complete(oid)) is not None}
+    fetched = await source.get_users([oid for oid in sorted(in_scope) if oid not in complete])
+    members: dict[str, Member] = {}
+    skipped: dict[str, Skipped] = {}
+    for raw in [*complete.values(), *fetched.values()]:
+        item = source.map(raw)
+        if isinstance(item, Member):
+            members[item.object_id] = item
+        elif item.object_id:
+            skipped[item.object_id] = item
+    log.info(
+        "graph.delta_read",
+        membership_changes=len(changes.added) + len(changes.removed),
+        users_changed=len(users.entries),
+        users_deleted=len(users.removed),
+        planned=len(candidates),
+        in_scope=len(members),
+        read_one_by_one=len(in_scope) - len(complete),
+    )
+    desired = DesiredState(members=members, skipped=skipped, group_counts={})
+    return Read(
+        desired,
+        DELTA,
+        None,
+        subset=candidates,
+        state=DeltaState(stored.signature, users_link, group_links),
+        changes=changes,
+        deleted=users.removed,
+    )

@@ -1,0 +1,206 @@
+"""Pure handling of Graph delta queries: the stored links, folding delta pages into membership and user
+changes, and who is in scope afterwards.
+
+Graph's groups delta (`/groups/delta` with `$select=members`) reports *direct* membership changes of the
+groups named in its `$filter` (`members@delta`); its users delta (`/users/delta` with the mapping's
+`$select`) reports users whose selected properties changed, tenant-wide. An incremental cycle tracks each
+configured group together with every group nested in it, keeps their direct memberships (the store's
+`graph_edges`), and decides scope from them: a user is in scope while some tracked group has them as a
+direct member. A group joining or leaving a tracked group changes the tree itself: the cycle then reads
+everything again (`GroupChanges.structural`). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_FILTER_IDS = 50
+"""Group IDs per groups delta `$filter` (`id eq '..' or id eq '..'`): Graph accepts at most 50."""
+
+STATE_VERSION = 1
+
+USER = "user"
+GROUP = "group"
+_KINDS = {"#microsoft.graph.user": USER, "#microsoft.graph.group": GROUP}
+
+
+def signature(*, tenant_id: str, group_ids: Sequence[str], select: Sequence[str], base_url: str) -> str:
+    """Pure: what stored delta links answer; links stored under another signature (a changed configuration)
+    are not used."""
+    question = json.dumps(
+        [STATE_VERSION, tenant_id.lower(), sorted(g.lower() for g in group_ids), sorted(select), base_url],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(question.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class DeltaState:
+    """The delta links of one configuration: one users link, and per configured group the groups delta
+    links of its tree (one per `MAX_FILTER_IDS` tracked groups)."""
+
+    signature: str
+    users_link: str
+    group_links: dict[str, list[str]]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"signature": self.signature, "users": self.users_link, "groups": self.group_links},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None, *, expected_signature: str) -> DeltaState | None:
+        """Pure: the stored state, or None when there is none, it is unreadable, or it was stored for
+        another configuration."""
+        if not text:
+            return None
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(raw, dict) or raw.get("signature") != expected_signature:
+            return None
+        users, groups = raw.get("users"), raw.get("groups")
+        if not isinstance(users, str) or not isinstance(groups, dict):
+            return None
+        links: dict[str, list[str]] = {}
+        for group_id, group_links in groups.items():
+            if not isinstance(group_links, list) or not all(isinstance(x, str) for x in group_links):
+                return None
+            links[str(group_id)] = list(group_links)
+        return cls(expected_signature, users, links)
+
+
+def chunks(ids: Sequence[str], size: int = MAX_FILTER_IDS) -> list[list[str]]:
+    """Pure: `ids` in order, in lists of at most `size`."""
+    return [list(ids[start : start + size]) for start in range(0, len(ids), size)]
+
+
+def id_filter(ids: Iterable[str]) -> str:
+    """Pure: the groups delta `$filter` naming these groups."""
+    return " or ".join(f"id eq '{group_id}'" for group_id in ids)
+
+
+@dataclass
+class GroupChanges:
+    """Direct membership changes folded from groups delta pages."""
+
+    added: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(group ID, member ID) -> "user" | "group", in the order reported; a later removal cancels it."""
+    removed: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(group ID, member ID) -> kind, for memberships that ended; a later addition cancels it."""
+    structural: list[str] = field(default_factory=list)
+    """What changed the tracked tree itself (a group added to or removed from a tracked group, a tracked
+    group deleted): the reason to read everything again."""
+    ignored: int = 0
+    """Entries of an unusable shape, and members that are neither users nor groups (devices, contacts)."""
+
+    def fold(self, entries: Sequence[Any]) -> None:
+        """Fold one page's `value` in; never raises on data."""
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                self.ignored += 1
+                continue
+            group_id = entry["id"].lower()
+            if "@removed" in entry:
+                self.structural.append(f"tracked group {group_id} was deleted or left the delta scope")
+                continue
+            members = entry.get("members@delta")
+            if members is None:
+                continue  # a property change of the group itself
+            if not isinstance(members, list):
+                self.ignored += 1
+                continue
+            for member in members:
+                self._fold_member(group_id, member)
+
+    def _fold_member(self, group_id: str, member: object) -> None:
+        if not isinstance(member, dict) or not isinstance(member.get("id"), str):
+            self.ignored += 1
+            return
+        kind = _KINDS.get(str(member.get("@odata.type", "")).lower())
+        if kind is None:
+            self.ignored += 1
+            return
+        pair = (group_id, member["id"].lower())
+        if "@removed" in member:
+            self.added.pop(pair, None)
+            self.removed[pair] = kind
+        else:
+            self.removed.pop(pair, None)
+            self.added[pair] = kind
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """Pure: the added memberships as (group ID, member ID, kind)."""
+        return [(group_id, member_id, kind) for (group_id, member_id), kind in self.added.items()]
+
+    def members(self) -> set[str]:
+        """Pure: every member ID whose membership changed."""
+        return {member for _, member in self.added} | {member for _, member in self.removed}
+
+
+def structural_changes(changes: GroupChanges) -> list[str]:
+    """Pure: why the tracked trees changed, if they did: a tracked group deleted, or a group joining or
+    leaving a tracked group."""
+    reasons = list(changes.structural)
+    for verb, pairs in (("added to", changes.added), ("removed from", changes.removed)):
+        reasons += [f"group {m} was {verb} group {g}" for (g, m), kind in pairs.items() if kind == GROUP]
+    return reasons
+
+
+@dataclass
+class UserChanges:
+    """Users folded from users delta pages: the last entry seen per user, and the users deleted."""
+
+    select: tuple[str, ...]
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Lower-case object ID -> the user's object as the delta gave it (maybe only the changed fields)."""
+    removed: set[str] = field(default_factory=set)
+    ignored: int = 0
+
+    def fold(self, entries: Sequence[Any]) -> None:
+        """Fold one page's `value` in; never raises on data."""
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+                self.ignored += 1
+                continue
+            object_id = entry["id"].lower()
+            if "@removed" in entry:
+                self.entries.pop(object_id, None)
+                self.removed.add(object_id)
+                continue
+            self.removed.discard(object_id)
+            previous = self.entries.get(object_id)
+            # Graph may give only the changed properties: later entries add to earlier ones.
+            self.entries[object_id] = entry if previous is None else previous | entry
+
+    def complete(self, object_id: str) -> dict[str, Any] | None:
+        """Pure: the user's delta entry when it holds every selected field (usable without another read)."""
+        entry = self.entries.get(object_id)
+        if entry is None or any(name not in entry for name in self.select):
+            return None
+        return entry
+
+
+def in_scope_after(
+    candidates: Iterable[str],
+    stored: Mapping[str, Collection[str]],
+    changes: GroupChanges,
+    deleted: Collection[str],
+) -> set[str]:
+    """Pure: those of `candidates` that are a direct member of some tracked group once `changes` are applied
+    to the `stored` memberships (member ID -> group IDs) and users in `deleted` are gone."""
+    added = {member_id for _, member_id in changes.added}
+    removed = changes.removed
+    result: set[str] = set()
+    for member_id in candidates:
+        if member_id in deleted:
+            continue
+        if member_id in added or any((g, member_id) not in removed for g in stored.get(member_id, ())):
+            result.add(member_id)
+    return result

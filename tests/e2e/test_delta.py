@@ -1,0 +1,673 @@
+"""Incremental `syncd sync` cycles on Graph delta queries, as a user runs them against both emulators.
+
+The first incremental cycle reads the groups in full and starts tracking (nested groups, an initial groups
+delta round, a users delta link); later ones read only what changed: one groups delta request per
+configured group and one users delta request, never a transitiveMembers page. Structural changes (a group
+joining or leaving a configured group's tree) and expired delta links fall back to a full read.
+
+Each test asserts what the emulators received: which Graph requests (from the Graph emulator's request
+log: the Graph API only, logins excluded) and which writes SmartCommunicator got, plus the `graph_read`
+and `graph_read_reason` keys of `syncd sync --json`. The tests marked with a `backend` parameter run on
+SQLite and on PostgreSQL (skipped unless SYNCD_TEST_POSTGRES_URL is set, see tests/postgres.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from syncd.emulators.graph import RecordedRequest
+from syncd.emulators.smartcomm import RecordedRequest as SmartCommRequest
+from syncd.emulators.smartcomm import ScriptedFault
+from tests.e2e.conftest import World
+
+TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
+BOTH = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+"""Overrides conftest's `backend` fixture for one test: it runs on both databases."""
+
+_GROUPS_DELTA = re.compile(r"^/v1\.0/groups/delta(\(\))?$", re.IGNORECASE)
+_USERS_DELTA = re.compile(r"^/v1\.0/users/delta(\(\))?$", re.IGNORECASE)
+_MEMBERS = re.compile(r"/transitiveMembers/(microsoft\.)?graph\.user$", re.IGNORECASE)
+_NESTED = re.compile(r"/transitiveMembers/(microsoft\.)?graph\.group$", re.IGNORECASE)
+_ONE_USER = re.compile(r"^/v1\.0/users/([^/]+)$", re.IGNORECASE)
+FULL_KINDS = frozenset({"members", "nested", "groups_delta_start", "users_delta_latest"})
+"""Request kinds only a full read (or the start of tracking) sends."""
+
+
+# --- what Graph received -----------------------------------------------------------------------------
+
+
+def option(request: RecordedRequest, name: str) -> str | None:
+    """An OData option as sent, with or without its "$"."""
+    value = request.query.get(f"${name}")
+    return value if value is not None else request.query.get(name)
+
+
+def kind(request: RecordedRequest) -> str:
+    """What a Graph API request was for, in the terms of the behaviour spec."""
+    path = request.path
+    if _MEMBERS.search(path):
+        return "members"
+    if _NESTED.search(path):
+        return "nested"
+    for pattern, name in ((_GROUPS_DELTA, "groups_delta"), (_USERS_DELTA, "users_delta")):
+        if pattern.match(path):
+            if option(request, "skiptoken") is not None:
+                return f"{name}_page"
+            token = option(request, "deltatoken")
+            if token is None:
+                return f"{name}_start"
+            return f"{name}_latest" if token.lower() == "latest" else name
+    one = _ONE_USER.match(path)
+    if one:
+        return f"user:{one.group(1).lower()}"
+    return f"other:{request.method} {path}"
+
+
+def graph_api(world: World) -> list[RecordedRequest]:
+    """The Graph API requests since the log was last cleared (Entra login requests excluded)."""
+    return [r for r in world.graph.requests if r.path.lower().startswith("/v1.0/")]
+
+
+def graph_kinds(world: World) -> list[str]:
+    return sorted(kind(r) for r in graph_api(world))
+
+
+def assert_delta_only(world: World) -> list[str]:
+    """The cycle read changes only: no transitiveMembers page, no new tracking; returns the kinds."""
+    kinds = graph_kinds(world)
+    assert not FULL_KINDS & set(kinds), kinds
+    assert kinds.count("groups_delta") == 1, kinds  # one configured group: one groups delta request
+    assert kinds.count("users_delta") == 1, kinds
+    return kinds
+
+
+def assert_no_change_cycle(world: World, *, groups: int = 1) -> None:
+    """Exactly one groups delta request per configured group and one users delta request, all answered."""
+    requests = graph_api(world)
+    assert sorted(kind(r) for r in requests) == ["groups_delta"] * groups + ["users_delta"]
+    assert all(r.status == 200 for r in requests), [(r.path, r.status) for r in requests]
+
+
+def agents_list_reads(world: World) -> list[SmartCommRequest]:
+    """GETs of SmartCommunicator's whole agents list (a full cycle's remote read)."""
+    return [r for r in world.smartcomm.requests if r.method == "GET" and r.path.endswith("/agents")]
+
+
+# --- running syncd -----------------------------------------------------------------------------------
+
+
+def sync(world: World, *args: str, code: int = 0, env: dict[str, str] | None = None) -> dict[str, object]:
+    """`syncd sync --json [args]`; checks the exit code and returns the report."""
+    result = world.run("sync", "--json", *args, env=env)
+    assert result.code == code, (
+        f"exit {result.code}\nstdout: {result.stdout}\nstderr: {result.stderr[-3000:]}"
+    )
+    return result.json()
+
+
+def assert_read(report: dict[str, object], read: str, reason: str | None = None) -> None:
+    assert report["graph_read"] == read, report
+    if read == "delta":
+        assert report["graph_read_reason"] is None, report
+    else:
+        assert isinstance(report["graph_read_reason"], str), report
+        if reason is not None:
+            assert reason in report["graph_read_reason"].lower(), report
+
+
+def clear(world: World) -> None:
+    world.graph.clear_requests()
+    world.smartcomm.clear_requests()
+
+
+def start_tracking(world: World, env: dict[str, str] | None = None) -> dict[str, object]:
+    """The first real cycle: a full read that starts tracking; both request logs are cleared after it."""
+    report = sync(world, env=env)
+    assert_read(report, "full", "no delta state")
+    clear(world)
+    return report
+
+
+def seed(world: World, count: int, *, start: int = 0, group: str | None = None) -> list[str]:
+    return [
+        world.add_user(f"user{i}", f"+1 415 555 {i:04d}", group=group) for i in range(start, start + count)
+    ]
+
+
+def nest(world: World, parent: str, name: str) -> str:
+    """A new group, made a direct member of `parent`."""
+    group = world.graph.add_group(display_name=name)
+    world.graph.add_member(parent, group)
+    return group
+
+
+def outsider(world: World, name: str, phone: str) -> str:
+    """A directory user in no group."""
+    object_id = world.graph.add_user(upn=f"{name}@contoso.com", business_phones=[phone])
+    world.users[f"{name}@contoso.com"] = object_id
+    return object_id
+
+
+def onboarded(object_id: str, phone: str, upn: str) -> tuple[str, str, object]:
+    return (
+        "POST",
+        "/",
+        {"user_object_id": object_id, "tenant_id": TENANT, "phone_number": phone, "upn": upn},
+    )
+
+
+def immutable_id(guid: str) -> str:
+    """Entra's onPremisesImmutableId for a consistency GUID (base64 of its little-endian bytes)."""
+    return base64.b64encode(uuid.UUID(guid).bytes_le).decode()
+
+
+# --- starting and keeping up tracking ----------------------------------------------------------------
+
+
+@BOTH
+def test_first_cycle_reads_in_full_and_starts_tracking_then_no_change_cycles_send_two_requests(
+    world: World,
+) -> None:
+    direct = seed(world, 2)
+    nested = nest(world, world.group, "Sales")
+    deep = seed(world, 1, start=2, group=nested)
+
+    first = sync(world)
+    assert_read(first, "full", "no delta state")
+    assert first["outcomes"] == {"onboard": {"ok": 3}}
+    requests = graph_api(world)
+    kinds = Counter(kind(r) for r in requests)
+    assert kinds["members"] >= 1
+    [nested_read] = [r for r in requests if kind(r) == "nested"]
+    assert nested_read.path.startswith(f"/v1.0/groups/{world.group}/transitiveMembers/")
+    assert option(nested_read, "select") == "id"
+    [groups_start] = [r for r in requests if kind(r) == "groups_delta_start"]
+    assert set(re.findall(r"id eq '([^']+)'", option(groups_start, "filter") or "")) == {world.group, nested}
+    assert "members" in (option(groups_start, "select") or "").split(",")
+    [users_latest] = [r for r in requests if kind(r) == "users_delta_latest"]
+    assert {"userPrincipalName", "businessPhones", "accountEnabled"} <= set(
+        (option(users_latest, "select") or "").split(",")
+    )
+    assert sorted(world.agents()) == sorted([*direct, *deep])
+
+    for _ in range(2):  # the links advance: the third cycle is as cheap as the second
+        clear(world)
+        report = sync(world)
+        assert_read(report, "delta")
+        assert_no_change_cycle(world)
+        assert world.writes() == []
+        assert agents_list_reads(world) == []
+        assert report["planned"] == {"onboard": 0, "update": 0, "offboard": 0}
+
+
+def test_dry_run_and_single_user_cycles_store_no_delta_state(world: World) -> None:
+    ids = seed(world, 3)
+    assert_read(sync(world, "--dry-run"), "full", "no delta state")
+    assert world.writes() == []
+    sync(world, "--user", ids[0])
+    assert [m for m, _, _ in world.writes()] == ["POST"]
+    clear(world)
+    report = sync(world)
+    assert_read(report, "full", "no delta state")
+    assert "members" in graph_kinds(world)
+    assert sorted(body["user_object_id"] for _, _, body in world.writes()) == sorted(ids[1:])  # type: ignore[index]
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_no_change_cycle(world)
+
+
+def test_adding_a_configured_group_restarts_tracking_with_one_delta_request_per_group(world: World) -> None:
+    seed(world, 2)
+    start_tracking(world)
+    second = world.graph.add_group(display_name="Support")
+    [support] = seed(world, 1, start=5, group=second)
+    env = {"SYNCD_GRAPH__GROUP_IDS": f"{world.group},{second}"}
+    report = sync(world, env=env)
+    assert_read(report, "full")
+    assert world.writes() == [onboarded(support, "+14155550005", "user5@contoso.com")]
+    clear(world)
+    assert_read(sync(world, env=env), "delta")
+    assert_no_change_cycle(world, groups=2)
+    assert world.writes() == []
+
+
+# --- changes found by delta --------------------------------------------------------------------------
+
+
+@BOTH
+def test_a_phone_change_sends_exactly_one_patch(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[1], business_phones=["+1 415 555 0199"])
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert world.writes() == [("PATCH", f"/{ids[1]}", {"phone_number": "+14155550199"})]
+    assert report["outcomes"] == {"update": {"ok": 1}}
+    assert world.agents()[ids[1]] == ("+14155550199", "user1@contoso.com")
+    clear(world)
+    sync(world)
+    assert_no_change_cycle(world)
+    assert world.writes() == []
+
+
+def test_upn_and_consistency_guid_changes_patch_those_fields(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    guid = "f7cc07d7-7c15-447d-876d-c01b0e5a9e38"
+    world.graph.update_user(ids[0], upn="renamed@contoso.com")
+    world.graph.update_user(ids[2], on_premises_immutable_id=immutable_id(guid))
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            ("PATCH", f"/{ids[0]}", {"upn": "renamed@contoso.com"}),
+            ("PATCH", f"/{ids[2]}", {"consistency_id": guid}),
+        ],
+        key=str,
+    )
+    assert world.agents()[ids[0]] == ("+14155550000", "renamed@contoso.com")
+
+
+def test_users_added_to_the_top_group_are_onboarded(world: World) -> None:
+    seed(world, 2)
+    existing = outsider(world, "existing", "+1 415 555 0110")  # in the directory before tracking began
+    start_tracking(world)
+    world.graph.add_member(world.group, existing)
+    newcomer = world.add_user("newcomer", "+1 415 555 0111")  # created and added after
+    report = sync(world)
+    assert_read(report, "delta")
+    kinds = assert_delta_only(world)
+    # Besides the two delta requests, only single users this cycle onboards may be read.
+    assert set(kinds) - {"groups_delta", "users_delta"} <= {f"user:{existing}", f"user:{newcomer}"}
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            onboarded(existing, "+14155550110", "existing@contoso.com"),
+            onboarded(newcomer, "+14155550111", "newcomer@contoso.com"),
+        ],
+        key=str,
+    )
+    assert report["outcomes"] == {"onboard": {"ok": 2}}
+
+
+def test_users_added_anywhere_in_a_nested_tree_are_onboarded(world: World) -> None:
+    seed(world, 1)
+    sales = nest(world, world.group, "Sales")
+    emea = nest(world, sales, "Sales EMEA")
+    seed(world, 1, start=1, group=emea)
+    existing = outsider(world, "existing", "+1 415 555 0120")
+    start_tracking(world)
+    world.graph.add_member(emea, existing)  # two levels down
+    newcomer = world.add_user("newcomer", "+1 415 555 0121", group=sales)
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            onboarded(existing, "+14155550120", "existing@contoso.com"),
+            onboarded(newcomer, "+14155550121", "newcomer@contoso.com"),
+        ],
+        key=str,
+    )
+
+
+def test_members_who_come_into_scope_are_onboarded(world: World) -> None:
+    seed(world, 1)
+    nophone = world.add_user("nophone", "")
+    disabled = world.add_user("disabled", "+1 415 555 0130", account_enabled=False)
+    first = start_tracking(world)
+    assert first["skipped"] == {"no_phone": 1, "disabled": 1}
+    world.graph.update_user(nophone, business_phones=["+1 415 555 0131"])
+    world.graph.update_user(disabled, account_enabled=True)
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            onboarded(nophone, "+14155550131", "nophone@contoso.com"),
+            onboarded(disabled, "+14155550130", "disabled@contoso.com"),
+        ],
+        key=str,
+    )
+
+
+def test_leaving_a_nested_group_while_still_a_direct_member_writes_nothing(world: World) -> None:
+    ids = seed(world, 2)
+    sales = nest(world, world.group, "Sales")
+    world.graph.add_member(sales, ids[0])  # two paths: direct and through Sales
+    start_tracking(world)
+
+    world.graph.remove_member(sales, ids[0])
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert world.writes() == []
+    assert report["planned"] == {"onboard": 0, "update": 0, "offboard": 0}
+
+    # The other way round: out of the top group, still in through Sales.
+    world.graph.add_member(sales, ids[1])
+    world.graph.remove_member(world.group, ids[1])
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_delta_only(world)
+    assert world.writes() == []
+    assert sorted(world.agents()) == sorted(ids)
+
+
+def test_leaving_the_only_path_offboards(world: World) -> None:
+    direct = seed(world, 2)
+    sales = nest(world, world.group, "Sales")
+    through_sales = seed(world, 2, start=2, group=sales)
+    both = world.add_user("both", "+1 415 555 0140")
+    world.graph.add_member(sales, both)
+    start_tracking(world)
+
+    world.graph.remove_member(world.group, direct[0])
+    world.graph.remove_member(sales, through_sales[0])
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [("DELETE", f"/{direct[0]}", None), ("DELETE", f"/{through_sales[0]}", None)], key=str
+    )
+    assert report["outcomes"] == {"offboard": {"ok": 2}}
+
+    # The last of two paths gone: now it offboards.
+    world.graph.remove_member(world.group, both)
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert world.writes() == []  # still in through Sales
+    world.graph.remove_member(sales, both)
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_delta_only(world)
+    assert world.writes() == [("DELETE", f"/{both}", None)]
+    assert sorted(world.agents()) == sorted([direct[1], through_sales[1]])
+
+
+def test_a_user_deleted_from_the_directory_is_offboarded(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.delete_user(ids[2])
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert world.writes() == [("DELETE", f"/{ids[2]}", None)]
+    assert sorted(world.agents()) == sorted(ids[:2])
+
+
+def test_disabled_users_and_removed_phones_are_offboarded(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], account_enabled=False)
+    world.graph.update_user(ids[1], business_phones=[])
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [("DELETE", f"/{ids[0]}", None), ("DELETE", f"/{ids[1]}", None)], key=str
+    )
+    assert report["outcomes"] == {"offboard": {"ok": 2}}
+    assert list(world.agents()) == [ids[2]]
+
+
+def test_changes_to_people_outside_the_groups_send_nothing(world: World) -> None:
+    seed(world, 2)
+    stranger = outsider(world, "stranger", "+1 415 555 0150")
+    start_tracking(world)
+    world.graph.update_user(stranger, business_phones=["+1 415 555 0151"], upn="stranger2@contoso.com")
+    outsider(world, "newhire", "+1 415 555 0152")  # new in the directory, in no group
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert world.writes() == []
+    assert report["planned"] == {"onboard": 0, "update": 0, "offboard": 0}
+    assert stranger not in world.agents()
+
+
+# --- structural changes and expired links: full fallback ---------------------------------------------
+
+
+def test_a_nested_group_joining_the_tree_falls_back_to_a_full_read_and_is_tracked_after(world: World) -> None:
+    seed(world, 2)
+    support = world.graph.add_group(display_name="Support")  # outside the tree while tracking starts
+    members = seed(world, 2, start=2, group=support)
+    start_tracking(world)
+
+    world.graph.add_member(world.group, support)
+    report = sync(world)
+    assert_read(report, "full", "nested group")
+    assert "members" in graph_kinds(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            onboarded(members[0], "+14155550002", "user2@contoso.com"),
+            onboarded(members[1], "+14155550003", "user3@contoso.com"),
+        ],
+        key=str,
+    )
+
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_no_change_cycle(world)
+    assert world.writes() == []
+
+    # Support is tracked now: someone joining it is seen by delta.
+    newcomer = world.add_user("newcomer", "+1 415 555 0160", group=support)
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_delta_only(world)
+    assert world.writes() == [onboarded(newcomer, "+14155550160", "newcomer@contoso.com")]
+
+
+def test_a_nested_group_leaving_the_tree_offboards_its_members_within_max_offboard(world: World) -> None:
+    direct = seed(world, 1)
+    sales = nest(world, world.group, "Sales")
+    leaving = seed(world, 3, start=1, group=sales)
+    both = world.add_user("both", "+1 415 555 0170")
+    world.graph.add_member(sales, both)
+    env = {"SYNCD_SYNC__MAX_OFFBOARD": "2"}
+    start_tracking(world, env)
+
+    world.graph.remove_member(world.group, sales)
+    stopped = sync(world, code=3, env=env)
+    assert_read(stopped, "full", "nested group")
+    assert stopped["stopped_by"] == "max_offboard"
+    assert stopped["planned"] == {"onboard": 0, "update": 0, "offboard": 3}
+    assert world.writes() == []
+
+    forced = sync(world, "--force", env=env)
+    assert forced["outcomes"] == {"offboard": {"ok": 3}}
+    assert sorted(world.writes(), key=str) == sorted(
+        [("DELETE", f"/{oid}", None) for oid in leaving], key=str
+    )
+    assert sorted(world.agents()) == sorted([*direct, both])
+
+    # Sales is out of the tree: its changes no longer matter, and nothing is read in full.
+    world.add_user("late", "+1 415 555 0171", group=sales)
+    clear(world)
+    assert_read(sync(world, env=env), "delta")
+    assert_delta_only(world)
+    assert world.writes() == []
+
+
+def test_structural_changes_deeper_in_the_tree_fall_back_to_a_full_read(world: World) -> None:
+    seed(world, 1)
+    sales = nest(world, world.group, "Sales")
+    seed(world, 1, start=1, group=sales)
+    emea = world.graph.add_group(display_name="Sales EMEA")  # outside the tree while tracking starts
+    [in_emea] = seed(world, 1, start=2, group=emea)
+    start_tracking(world)
+
+    world.graph.add_member(sales, emea)  # a group joins a nested group, not the configured one
+    joined = sync(world)
+    assert_read(joined, "full", "nested group")
+    assert world.writes() == [onboarded(in_emea, "+14155550002", "user2@contoso.com")]
+
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_no_change_cycle(world)
+
+    world.graph.delete_group(emea)  # deleted: it leaves Sales
+    clear(world)
+    left = sync(world)
+    assert_read(left, "full", "nested group")
+    assert world.writes() == [("DELETE", f"/{in_emea}", None)]
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_no_change_cycle(world)
+    assert world.writes() == []
+
+
+@BOTH
+def test_expired_delta_links_fall_back_to_a_full_read_then_delta_again(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0180"])
+    world.graph.remove_member(world.group, ids[1])
+    newcomer = world.add_user("newcomer", "+1 415 555 0181")
+    world.graph.expire_delta_links()
+
+    report = sync(world)
+    assert_read(report, "full", "expired")
+    assert any(kind(r) in {"groups_delta", "users_delta"} and r.status == 410 for r in graph_api(world))
+    assert "members" in graph_kinds(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            ("PATCH", f"/{ids[0]}", {"phone_number": "+14155550180"}),
+            ("DELETE", f"/{ids[1]}", None),
+            onboarded(newcomer, "+14155550181", "newcomer@contoso.com"),
+        ],
+        key=str,
+    )
+
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_no_change_cycle(world)
+    world.graph.update_user(ids[2], business_phones=["+1 415 555 0182"])
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert world.writes() == [("PATCH", f"/{ids[2]}", {"phone_number": "+14155550182"})]
+
+
+def test_full_reads_everything_and_restarts_tracking(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0190"])
+    world.graph.expire_delta_links()  # a full cycle needs no old link
+
+    report = sync(world, "--full")
+    assert_read(report, "full", "full cycle")
+    kinds = graph_kinds(world)
+    assert "members" in kinds
+    assert len(agents_list_reads(world)) >= 1
+    assert world.writes() == [("PATCH", f"/{ids[0]}", {"phone_number": "+14155550190"})]
+
+    # Tracking restarted from the full cycle: the next incremental cycle reads deltas, none expired.
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_no_change_cycle(world)
+    assert world.writes() == []
+
+    # And --full again reads everything even with live links.
+    clear(world)
+    assert_read(sync(world, "--full"), "full", "full cycle")
+    assert "members" in graph_kinds(world)
+    assert len(agents_list_reads(world)) >= 1
+
+
+# --- guards, dry runs and retries do not lose changes ------------------------------------------------
+
+
+@BOTH
+def test_a_guard_stop_does_not_advance_the_links_and_force_applies(world: World) -> None:
+    ids = seed(world, 4)
+    env = {"SYNCD_SYNC__MAX_OFFBOARD": "1"}
+    start_tracking(world, env)
+    world.graph.remove_member(world.group, ids[0])
+    world.graph.remove_member(world.group, ids[1])
+
+    for _ in range(2):  # stopped twice: the second cycle sees the same changes again
+        stopped = sync(world, code=3, env=env)
+        assert_read(stopped, "delta")
+        assert stopped["stopped_by"] == "max_offboard"
+        assert stopped["planned"] == {"onboard": 0, "update": 0, "offboard": 2}
+        assert world.writes() == []
+    assert not FULL_KINDS & set(graph_kinds(world))
+
+    forced = sync(world, "--force", env=env)
+    assert forced["outcomes"] == {"offboard": {"ok": 2}}
+    assert sorted(world.writes(), key=str) == sorted(
+        [("DELETE", f"/{ids[0]}", None), ("DELETE", f"/{ids[1]}", None)], key=str
+    )
+    clear(world)
+    assert_read(sync(world, env=env), "delta")
+    assert_no_change_cycle(world)
+    assert world.writes() == []
+    assert sorted(world.agents()) == sorted(ids[2:])
+
+
+def test_a_dry_run_does_not_advance_the_links(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0195"])
+    newcomer = world.add_user("newcomer", "+1 415 555 0196")
+
+    dry = world.run("sync", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert f"+ onboard  {newcomer}" in dry.stdout
+    again = sync(world, "--dry-run")
+    assert again["planned"] == {"onboard": 1, "update": 1, "offboard": 0}
+    assert world.writes() == []
+
+    report = sync(world)
+    assert_read(report, "delta")
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            ("PATCH", f"/{ids[0]}", {"phone_number": "+14155550195"}),
+            onboarded(newcomer, "+14155550196", "newcomer@contoso.com"),
+        ],
+        key=str,
+    )
+    assert not FULL_KINDS & set(graph_kinds(world))
+
+
+def test_a_failed_write_is_retried_by_a_later_delta_cycle_once_its_backoff_runs_out(world: World) -> None:
+    seed(world, 2)
+    retry_s = 5.0
+    env = {"SYNCD_SYNC__RETRY_INITIAL": f"{retry_s:g}s"}
+    start_tracking(world, env)
+    newcomer = world.add_user("newcomer", "+1 415 555 0197")
+    # One onboarding refused with a per-person error; SmartCommunicator accepts it afterwards.
+    world.smartcomm.inject(ScriptedFault(kind="status", status=400, method="POST", path_contains="/agents"))
+
+    failed = sync(world, code=1, env=env)
+    failed_at = time.monotonic()
+    assert_read(failed, "delta")
+    assert failed["outcomes"] == {"onboard": {"failed": 1}}
+    failures = failed["failures"]
+    assert isinstance(failures, list)
+    assert [f["object_id"] for f in failures] == [newcomer]
+    assert newcomer not in world.agents()
+
+    clear(world)
+    waiting = world.run("sync", "--json", env=env)
+    # The first process recorded the failure a little before it exited: keep a second of margin.
+    assert time.monotonic() - failed_at < retry_s - 1, "too slow to see the backoff"
+    assert world.writes() == []  # still waiting: nothing sent for them
+    # Someone waiting for a retry is not converged: exit 1, as in any cycle (README, exit codes).
+    assert (waiting.code, waiting.json()["deferred"]) == (1, 1), waiting.stdout
+
+    time.sleep(max(0.0, failed_at + retry_s + 0.2 - time.monotonic()))
+    clear(world)
+    retried = sync(world, env=env)
+    assert_read(retried, "delta")
+    assert_delta_only(world)
+    assert world.writes() == [onboarded(newcomer, "+14155550197", "newcomer@contoso.com")]
+    assert newcomer in world.agents()

@@ -1,0 +1,138 @@
+"""Pure Graph delta handling: stored links, folding delta pages, structural changes, scope afterwards."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncd.graph.delta import (
+    DeltaState,
+    GroupChanges,
+    UserChanges,
+    chunks,
+    id_filter,
+    in_scope_after,
+    signature,
+    structural_changes,
+)
+
+USER = "#microsoft.graph.user"
+GROUP = "#microsoft.graph.group"
+SIG = signature(tenant_id="T", group_ids=["G1"], select=["id", "businessPhones"], base_url="https://g/v1.0")
+
+
+def member(object_id: str, odata_type: str = USER, *, removed: bool = False) -> dict[str, object]:
+    entry: dict[str, object] = {"@odata.type": odata_type, "id": object_id}
+    if removed:
+        entry["@removed"] = {"reason": "deleted"}
+    return entry
+
+
+def test_the_state_round_trips_and_is_refused_for_another_configuration() -> None:
+    state = DeltaState(SIG, "https://g/users/delta?$deltatoken=u", {"G1": ["https://g/groups/delta?t=1"]})
+    assert DeltaState.from_json(state.to_json(), expected_signature=SIG) == state
+    other = signature(
+        tenant_id="T", group_ids=["G2"], select=["id", "businessPhones"], base_url="https://g/v1.0"
+    )
+    assert DeltaState.from_json(state.to_json(), expected_signature=other) is None
+
+
+@pytest.mark.parametrize("text", [None, "", "not json", "[]", '{"signature": "x"}', '{"users": 1}'])
+def test_unreadable_state_is_none(text: str | None) -> None:
+    assert DeltaState.from_json(text, expected_signature=SIG) is None
+
+
+def test_the_signature_ignores_order_and_case_of_group_ids_but_not_the_select() -> None:
+    base = dict(tenant_id="T", select=["id", "mobilePhone"], base_url="https://g/v1.0")
+    assert signature(group_ids=["A", "b"], **base) == signature(group_ids=["B", "a"], **base)  # type: ignore[arg-type]
+    assert signature(group_ids=["A"], **base) != signature(  # type: ignore[arg-type]
+        tenant_id="T", group_ids=["A"], select=["id", "businessPhones"], base_url="https://g/v1.0"
+    )
+
+
+def test_chunks_and_filter() -> None:
+    ids = [f"g{n}" for n in range(120)]
+    assert [len(c) for c in chunks(ids)] == [50, 50, 20]
+    assert id_filter(["a", "b"]) == "id eq 'a' or id eq 'b'"
+
+
+def test_group_pages_fold_into_added_and_removed_memberships() -> None:
+    changes = GroupChanges()
+    changes.fold([{"id": "G1", "members@delta": [member("U1"), member("U2", removed=True)]}])
+    changes.fold([{"id": "g1", "members@delta": [member("u3")]}, {"id": "g2", "displayName": "renamed"}])
+    assert changes.edges() == [("g1", "u1", "user"), ("g1", "u3", "user")]
+    assert changes.removed == {("g1", "u2"): "user"}
+    assert changes.members() == {"u1", "u2", "u3"}
+    assert structural_changes(changes) == []
+
+
+def test_a_later_entry_for_the_same_membership_wins() -> None:
+    changes = GroupChanges()
+    changes.fold([{"id": "g", "members@delta": [member("u1"), member("u2", removed=True)]}])
+    changes.fold([{"id": "g", "members@delta": [member("u1", removed=True), member("u2")]}])
+    assert changes.edges() == [("g", "u2", "user")]
+    assert changes.removed == {("g", "u1"): "user"}
+
+
+def test_devices_and_bad_entries_are_counted_not_raised() -> None:
+    changes = GroupChanges()
+    changes.fold(
+        [
+            "junk",
+            {"no": "id"},
+            {"id": "g", "members@delta": "not a list"},
+            {"id": "g", "members@delta": [member("d1", "#microsoft.graph.device"), {"id": 7}, None]},
+        ]
+    )
+    assert changes.ignored == 6
+    assert changes.edges() == []
+    assert changes.removed == {}
+
+
+@pytest.mark.parametrize(
+    ("entries", "reason"),
+    [
+        ([{"id": "g", "members@delta": [member("n1", GROUP)]}], "group n1 was added to group g"),
+        (
+            [{"id": "g", "members@delta": [member("n1", GROUP, removed=True)]}],
+            "group n1 was removed from group g",
+        ),
+        ([{"id": "n1", "@removed": {"reason": "changed"}}], "tracked group n1 was deleted"),
+    ],
+)
+def test_a_change_of_the_tree_is_structural(entries: list[object], reason: str) -> None:
+    changes = GroupChanges()
+    changes.fold(entries)
+    reasons = structural_changes(changes)
+    assert len(reasons) == 1
+    assert reasons[0].startswith(reason)
+
+
+def test_user_pages_merge_partial_entries_and_track_deletions() -> None:
+    users = UserChanges(("id", "userPrincipalName", "businessPhones"))
+    users.fold(
+        [{"id": "U1", "businessPhones": ["+1 415 555 0100"]}, {"id": "u2", "@removed": {"reason": "x"}}]
+    )
+    assert users.complete("u1") is None  # the UPN was not given: read the user
+    users.fold([{"id": "u1", "userPrincipalName": "a@contoso.com"}, 5])
+    assert users.complete("u1") == {
+        "id": "u1",
+        "businessPhones": ["+1 415 555 0100"],
+        "userPrincipalName": "a@contoso.com",
+    }
+    assert users.removed == {"u2"}
+    assert users.ignored == 1
+    users.fold([{"id": "u2", "userPrincipalName": "b@contoso.com"}])  # restored
+    assert users.removed == set()
+
+
+def test_scope_after_the_changes() -> None:
+    stored = {"u1": {"g"}, "u2": {"g", "n"}, "u3": {"n"}, "u5": {"g"}}
+    changes = GroupChanges()
+    changes.fold(
+        [
+            {"id": "g", "members@delta": [member("u1", removed=True), member("u2", removed=True)]},
+            {"id": "n", "members@delta": [member("u3", removed=True), member("u4")]},
+        ]
+    )
+    # u1: removed from its only group; u2: still in n; u3: gone; u4: new; u5: deleted; u6: never a member
+    assert in_scope_after(["u1", "u2", "u3", "u4", "u5", "u6"], stored, changes, {"u5"}) == {"u2", "u4"}
