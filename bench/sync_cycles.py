@@ -388,7 +388,8 @@ def graph_kind(request: Json) -> str:
     if not lowered.startswith("/v1.0/"):
         return "login"
     if "/transitivemembers" in lowered:
-        return "member_pages"
+        # transitiveMembers/graph.group lists a group's nested groups; graph.user (or no cast) are members.
+        return "nested_group_pages" if lowered.rstrip("/").endswith("graph.group") else "member_pages"
     if lowered.startswith("/v1.0/groups/delta"):
         return "group_delta"
     if lowered.startswith("/v1.0/users/delta"):
@@ -673,6 +674,7 @@ format = "json"
             "concurrency": args.concurrency,
             "churn": args.churn,
             "churn_users": churn_count,
+            "groups": 1,
             "tenant_built_s": graph["built_s"],
             "login_latency": "none (Faults.auth_too is off: login endpoints answer without the latency)",
             "write_baseline": write_baseline,
@@ -713,7 +715,7 @@ def targets(result: Json) -> list[Json]:
     rows: list[Json] = []
 
     def row(name: str, figure: float, bound: float, unit: str, passed: bool, note: str = "") -> None:
-        ratio = figure / bound if bound else math.inf
+        ratio = figure / bound if bound else (0.0 if figure == 0 else math.inf)
         rows.append(
             {"target": name, "figure": figure, "bound": bound, "unit": unit, "ratio": ratio, "pass": passed}
             | ({"note": note} if note else {})
@@ -761,12 +763,13 @@ def targets(result: Json) -> list[Json]:
         "whole worker process, imports included",
     )
     reads = graph_reads(incremental["graph"])
+    allowed = 3 * result["groups"]
     row(
         "incremental no-change: Graph requests <= 3 per group",
         reads,
-        3,
+        allowed,
         "req",
-        reads <= 3,
+        reads <= allowed,
         f"second cycle, login excluded: {fmt_kinds(incremental['graph']['by_kind'])}",
     )
     row(
@@ -794,7 +797,7 @@ def targets(result: Json) -> list[Json]:
         0,
         "pages",
         pages == 0,
-        f"transitive member pages; Graph: {fmt_kinds(churn['graph']['by_kind'])}",
+        f"transitiveMembers user pages; Graph: {fmt_kinds(churn['graph']['by_kind'])}",
     )
     return rows
 

@@ -344,6 +344,10 @@ def _print_result(result: CycleResult, out: TextIO) -> None:
         print(f"  error: {result.error}", file=out)
     if result.quarantine is not None:
         print(f"  {quarantine_line(result.quarantine)}", file=out)
+    if result.graph_read == "delta":
+        print("  graph      read the changes only (delta)", file=out)
+    elif result.graph_read_reason:
+        print(f"  graph      read everything: {result.graph_read_reason}", file=out)
     planned = "   ".join(f"{action} {n}" for action, n in result.planned.items())
     if planned:
         print(f"  planned    {planned}", file=out)

@@ -66,6 +66,8 @@ class Read:
     """A delta read: the membership changes to store."""
     deleted: set[str] | None = None
     """A delta read: users deleted from the directory (their memberships are forgotten)."""
+    waiting: int = 0
+    """A delta read: people outside `subset` whose failed write waits out its backoff (not converged)."""
 
 
 def state_signature(settings: GraphSettings, source: GraphSource) -> str:
@@ -157,7 +159,8 @@ async def _read_changes(
     users_link = await source.users_delta(users.fold, link=stored.users_link)
 
     touched = changes.members() | set(users.entries) | users.removed
-    candidates = touched | set(store.due_for_retry(now))
+    due, waiting = store.unsettled(now)
+    candidates = touched | set(due)
     stored_memberships = store.memberships(candidates)
     reasons = structural_changes(changes)
     if reasons:
@@ -188,6 +191,7 @@ async def _read_changes(
         DELTA,
         None,
         subset=candidates,
+        waiting=len(set(waiting) - touched),
         state=DeltaState(stored.signature, users_link, group_links),
         changes=changes,
         deleted=users.removed,

@@ -16,7 +16,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,13 +55,15 @@ from syncd.smartcomm import (
     TenantNotRegistered,
     TlsVerificationError,
 )
-from syncd.store import PendingOperation, Store
+from syncd.store import PendingOperation, Settlement, Store
 
 log = structlog.get_logger("syncd.engine")
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_GUARD = 0, 1, 2, 3
 IN_SCOPE_KEY = "group_in_scope"
 LAST_FULL_KEY = "last_full_cycle_at"
+APPLY_BATCH = 256
+"""Writes recorded as pending (and settled) per store transaction."""
 SYSTEMIC = frozenset({ErrorCategory.AUTH, ErrorCategory.UNAVAILABLE, ErrorCategory.THROTTLED})
 CONFIG_CAUSED = (GraphCredentialError, GraphPermissionError, GroupNotFound, AuthError, TlsVerificationError)
 """Failures whose cause is the configuration (credentials, permissions, group IDs, CA bundle)."""
@@ -223,6 +225,7 @@ class Engine:
                 )
                 cpu = self._phase(result, "plan", cpu)
                 self._report_plan(result, the_plan)
+                result.deferred += read.waiting
                 self._report_sources(result, desired)
                 if the_plan.stop is not None:
                     result.stopped_by = the_plan.stop
@@ -473,20 +476,45 @@ class Engine:
         result: CycleResult,
         progress: Progress | None,
     ) -> None:
-        sync = self._settings.sync
-        semaphore = asyncio.Semaphore(sync.concurrency)
+        """Send the plan's writes, `sync.concurrency` at a time, with no barrier between batches.
+
+        Operations are recorded as pending in batches (one transaction each) before any of their requests
+        is sent, and settled in batches after their answers: a crash leaves at most two batches pending,
+        which the next start settles by reading the agents back.
+        """
+        sync, store = self._settings.sync, self._store
+        assert result.run_id is not None  # begin_run came first
+        run_id = result.run_id
+        batch = max(APPLY_BATCH, sync.concurrency)
         tally: Counter[tuple[str, str]] = Counter()
         total, done, judged, failed = len(the_plan.changes), 0, 0, 0
         halted: list[str] = []
+        waiting = iter(the_plan.changes)
+        staged: deque[tuple[Change, int]] = deque()
+        settled: list[Settlement] = []
 
-        async def one(change: Change) -> None:
+        def take() -> tuple[Change, int] | None:
+            # Synchronous (no await): one worker stages the next batch while the others are not running.
+            if not staged:
+                chunk = list(itertools.islice(waiting, batch))
+                if not chunk:
+                    return None
+                staged.extend(zip(chunk, store.start_operations(run_id, chunk), strict=True))
+            return staged.popleft()
+
+        def flush() -> None:
+            if settled:
+                store.settle_operations(settled)
+                settled.clear()
+
+        async def worker() -> None:
             nonlocal done, judged, failed
-            async with semaphore:
-                if halted:
-                    tally[(change.action.value, Outcome.SKIPPED.value)] += 1
-                    return
+            while not halted and (item := take()) is not None:
+                change, op_id = item
                 try:
-                    outcome = await self._write(client, change, desired, recorded, result, halted)
+                    outcome = await self._write(
+                        client, change, op_id, desired, recorded, result, halted, settled
+                    )
                 except Exception as exc:
                     # A bug or an unmapped library error: the operation stays pending (settled by reading the
                     # agent back at the next start) and the other writes go on.
@@ -499,6 +527,8 @@ class Engine:
                         )
                     )
                     outcome = Outcome.PENDING
+                if len(settled) >= batch:
+                    flush()
                 tally[(change.action.value, outcome.value)] += 1
                 done += 1
                 previous = recorded.get(change.object_id)
@@ -522,27 +552,48 @@ class Engine:
                 if progress is not None:
                     progress(done, total)
 
-        await asyncio.gather(*(one(change) for change in the_plan.changes))
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
+        finally:
+            flush()
+        if halted:
+            # Staged but never sent: settled as skipped, the record as it was (a newcomer's says why).
+            for change, op_id in staged:
+                previous = recorded.get(change.object_id)
+                record = previous or Recorded(
+                    change.object_id,
+                    MemberStatus.FAILED,
+                    None,
+                    upn=change.desired.upn if change.desired is not None else None,
+                    detail=f"not sent: {halted[0]}",
+                )
+                settled.append(Settlement(op_id, Outcome.SKIPPED, record, error=f"not sent: {halted[0]}"))
+                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
+            staged.clear()
+            flush()
+            for change in waiting:
+                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
+            result.error = halted[0]
         for (action, outcome), n in sorted(tally.items()):
             result.outcomes.setdefault(action, {})[outcome] = n
-        if halted:
-            result.error = halted[0]
 
     async def _write(
         self,
         client: SmartCommClient,
         change: Change,
+        op_id: int,
         desired: DesiredState,
         recorded: Mapping[str, Recorded],
         result: CycleResult,
         halted: list[str],
+        settled: list[Settlement],
     ) -> Outcome:
-        store, settings = self._store, self._settings.sync
+        """Send one change (its operation is staged as `op_id`); its settlement goes to `settled`, except
+        when its outcome is unknown (it stays pending)."""
+        settings = self._settings.sync
         member = desired.members.get(change.object_id)
         previous = recorded.get(change.object_id)
         upn = member.upn if member else (previous.upn if previous else None)
-        assert result.run_id is not None  # begin_run came first
-        op_id = store.start_operation(result.run_id, change)
         agent: AgentFields | None = None
         try:
             outcome, agent = await self._send(client, change)
@@ -575,8 +626,8 @@ class Engine:
                 retry_max_s=settings.retry_max_s,
                 backoff=not systemic,
             )
-            store.settle_operation(
-                op_id, outcome=Outcome.FAILED, record=record, http_status=exc.status, error=exc.message
+            settled.append(
+                Settlement(op_id, Outcome.FAILED, record, http_status=exc.status, error=exc.message)
             )
             log.warning(
                 "sync.write_failed",
@@ -591,7 +642,7 @@ class Engine:
         record = settle(
             change, outcome, previous, now=self._clock(), upn=upn, agent=agent, phone_source=source
         )
-        store.settle_operation(op_id, outcome=outcome, record=record)
+        settled.append(Settlement(op_id, outcome, record))
         return outcome
 
     async def _send(self, client: SmartCommClient, change: Change) -> tuple[Outcome, AgentFields | None]:

@@ -398,7 +398,9 @@ class GraphSource:
         if link is None:
             query = builder.DeltaRequestBuilderGetQueryParameters(select=self._select)
             configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
-            url = builder.to_get_request_information(configuration).url
+            initial = builder.to_get_request_information(configuration)
+            initial.path_parameters["baseurl"] = self._adapter.base_url  # what the adapter sets when sending
+            url = initial.url
             link = f"{url}{'&' if '?' in url else '?'}$deltatoken=latest"
         request = builder.with_url(link).to_get_request_information(RequestConfiguration())
         return await self._delta_round(builder, request, "the user changes (delta)", fold)

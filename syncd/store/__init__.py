@@ -6,8 +6,17 @@ from syncd.store.repository import (
     OperationRecord,
     PendingOperation,
     RunRecord,
+    Settlement,
     Store,
     StoreError,
 )
 
-__all__ = ["HistoryEntry", "OperationRecord", "PendingOperation", "RunRecord", "Store", "StoreError"]
+__all__ = [
+    "HistoryEntry",
+    "OperationRecord",
+    "PendingOperation",
+    "RunRecord",
+    "Settlement",
+    "Store",
+    "StoreError",
+]

@@ -167,6 +167,17 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one write ended, for `Store.settle_operations`."""
+
+    op_id: int
+    outcome: Outcome
+    record: Recorded
+    http_status: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PendingOperation:
     """A write whose request may or may not have reached SmartCommunicator (the process stopped before
     its outcome was recorded): the engine reads the agent back to settle it."""
@@ -315,18 +326,25 @@ class Store:
                 found.update((row[0], _recorded(row)) for row in rows)
         return found
 
-    def due_for_retry(self, now: float) -> list[str]:
-        """Object IDs whose last write failed (or was never settled) and whose backoff has run out at
-        `now`: an incremental cycle plans them again although Graph reported no change."""
+    def unsettled(self, now: float) -> tuple[list[str], list[str]]:
+        """Object IDs whose last write failed (or was never settled): those whose backoff has run out at
+        `now` and those still waiting. An incremental cycle plans the first again although Graph reported no
+        change, and counts the second as waiting."""
         m = tables.members
         query = (
-            select(m.c.object_id)
+            select(m.c.object_id, m.c.next_attempt_at)
             .where(m.c.status.in_([MemberStatus.FAILED.value, MemberStatus.PENDING.value]))
-            .where((m.c.next_attempt_at.is_(None)) | (m.c.next_attempt_at <= _to_datetime(now)))
             .order_by(m.c.object_id)
         )
+        due: list[str] = []
+        waiting: list[str] = []
         with self._read("finding members due for a retry") as connection:
-            return list(connection.execute(query).scalars())
+            for object_id, next_attempt_at in connection.execute(query):
+                if next_attempt_at is None or _to_epoch(next_attempt_at) <= now:
+                    due.append(object_id)
+                else:
+                    waiting.append(object_id)
+        return due, waiting
 
     def find_members(self, text: str) -> list[tuple[Recorded, float]]:
         """Members whose object ID, UPN (last seen or pushed, any case) or agent's number is `text`, with
@@ -511,6 +529,77 @@ class Store:
                 raise StoreError(f"no operation {op_id} in {self._safe_url}")
             connection.execute(
                 _upsert(connection, tables.members, "object_id", _MEMBER_COLUMNS), _member_row(record, now)
+            )
+
+    def start_operations(self, run_id: int, changes: Sequence[Change]) -> list[int]:
+        """`start_operation` for many writes in one transaction; their IDs, in the order of `changes`."""
+        if not changes:
+            return []
+        now = _to_datetime(time.time())
+        o = tables.operations
+        operations = [
+            {
+                "run_id": run_id,
+                "object_id": change.object_id,
+                "action": change.action.value,
+                "outcome": Outcome.PENDING.value,
+                "desired": _fields_json(change.desired),
+                "believed": _fields_json(change.believed),
+                "created_at": now,
+            }
+            for change in changes
+        ]
+        members: dict[str, dict[str, Any]] = {}
+        for change in changes:
+            known = change.desired or change.believed
+            members[change.object_id] = {
+                "object_id": change.object_id,
+                "status": MemberStatus.PENDING.value,
+                "agent_active": False,
+                "upn": known.upn if known is not None else None,
+                "attempts": 0,
+                "updated_at": now,
+            }
+        with self._write("starting operations") as connection:
+            returned = connection.execute(
+                insert(o).returning(o.c.id, sort_by_parameter_order=True), operations
+            ).scalars()
+            ids = [int(op_id) for op_id in returned]
+            # An existing row keeps its believed agent until the outcome is known: only its status changes.
+            mark_pending = _upsert(connection, tables.members, "object_id", ("status", "updated_at"))
+            connection.execute(mark_pending, list(members.values()))
+        return ids
+
+    def settle_operations(self, settled: Sequence[Settlement]) -> None:
+        """`settle_operation` for many writes in one transaction."""
+        if not settled:
+            return
+        now = _to_datetime(time.time())
+        o = tables.operations
+        statement = (
+            update(o)
+            .where(o.c.id == bindparam("op_id"))
+            .values(
+                outcome=bindparam("outcome_value"),
+                http_status=bindparam("status_value"),
+                error=bindparam("error_value"),
+                settled_at=now,
+            )
+        )
+        rows = [
+            {
+                "op_id": item.op_id,
+                "outcome_value": item.outcome.value,
+                "status_value": item.http_status,
+                "error_value": item.error,
+            }
+            for item in settled
+        ]
+        members = {item.record.object_id: _member_row(item.record, now) for item in settled}
+        with self._write("settling operations") as connection:
+            connection.execute(statement, rows)
+            connection.execute(
+                _upsert(connection, tables.members, "object_id", _MEMBER_COLUMNS), list(members.values())
             )
 
     def pending_operations(self) -> list[PendingOperation]:

@@ -77,10 +77,14 @@ def test_second_sync_sends_exactly_the_changes_and_a_third_sends_nothing(world: 
     )
 
     world.smartcomm.clear_requests()
+    world.graph.clear_requests()
     third = world.run("sync", "--json")
     assert third.code == 0
     assert world.writes() == []
-    assert third.json()["unchanged"] == 5
+    # Graph reported no change since the second cycle: nobody was compared, nothing read but the deltas.
+    assert third.json()["graph_read"] == "delta"
+    assert third.json()["unchanged"] == 0
+    assert not [r for r in world.graph.requests if "transitiveMembers" in r.path]
 
 
 def test_an_existing_agent_is_adopted_not_duplicated(world: World) -> None:

@@ -798,7 +798,7 @@ def test_members_are_loaded_by_id_in_batches_and_failures_come_due(store: Store)
     )
     loaded = store.load_recorded([f"m-{n}" for n in range(0, 700, 2)] + ["unknown"])
     assert sorted(loaded) == sorted(f"m-{n}" for n in range(0, 700, 2))
-    assert store.due_for_retry(now) == ["f-due", "f-now"]
+    assert store.unsettled(now) == (["f-due", "f-now"], ["f-later"])
     store.set_values({"a": "1", "b": "2"})
     store.delete_values(["a", "missing"])
     assert store.get_value("a") is None
