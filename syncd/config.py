@@ -309,8 +309,8 @@ class SyncSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_s: float = Field(default=900.0, gt=0, alias="interval")
-    """Seconds between incremental cycles (they compare with our records; delta queries arrive with the
-    performance work). TOML `interval`; default 900 ("15m")."""
+    """Seconds between incremental cycles, which read only Graph's changes (delta queries) and compare them
+    with our records: cheap enough for "1m". TOML `interval`; default 900 ("15m")."""
     full_interval_s: float = Field(default=86400.0, gt=0, alias="full_interval")
     """Seconds between full cycles, which re-read every group and compare with the remote agents list to
     repair drift. TOML `full_interval`; default 86400 ("24h")."""
