@@ -32,6 +32,7 @@ from syncd.graph.delta import (
     in_scope_after,
     signature,
     structural_changes,
+    users_after,
 )
 from syncd.graph.errors import DeltaExpired, GraphError
 from syncd.graph.source import GraphSource
@@ -128,14 +129,16 @@ async def _read_everything(source: GraphSource, settings: GraphSettings, expecte
     try:
         users_link = await source.users_delta(lambda _page: None)
         group_links: dict[str, list[str]] = {}
+        trees: dict[str, list[str]] = {}
         for group_id in settings.group_ids:
-            tree = [group_id.lower(), *await source.nested_groups(group_id)]
+            tree = list(dict.fromkeys([group_id.lower(), *await source.nested_groups(group_id)]))
             collected = GroupChanges()
             group_links[group_id] = [
-                await source.group_delta(collected.fold, ids=ids) for ids in chunks(list(dict.fromkeys(tree)))
+                await source.group_delta(collected.fold, ids=ids) for ids in chunks(tree)
             ]
+            trees[group_id] = tree
             edges.extend(collected.edges())
-        state = DeltaState(expected, users_link, group_links)
+        state = DeltaState(expected, users_link, group_links, trees)
     except GraphError as exc:
         # The member read below raises its own, clearer error if Graph is really failing; if it does not,
         # this cycle simply cannot track changes and the next one reads everything again.
@@ -166,6 +169,13 @@ async def _read_changes(
     if reasons:
         raise _Structural(reasons[0])
     in_scope = in_scope_after(candidates, stored_memberships, changes, users.removed)
+    # The empty-group guard: a configured group whose tree loses its last user member reads as empty.
+    counts: dict[str, int] = {}
+    for group_id, tree in stored.trees.items():
+        members_of_tree = set(tree)
+        if any(g in members_of_tree for g, _ in changes.removed):
+            before = store.count_users_in(tree)
+            counts[group_id] = users_after(members_of_tree, before, stored_memberships, changes)
     complete = {oid: entry for oid in in_scope if (entry := users.complete(oid)) is not None}
     fetched = await source.get_users([oid for oid in sorted(in_scope) if oid not in complete])
     members: dict[str, Member] = {}
@@ -185,14 +195,14 @@ async def _read_changes(
         in_scope=len(members),
         read_one_by_one=len(in_scope) - len(complete),
     )
-    desired = DesiredState(members=members, skipped=skipped, group_counts={})
+    desired = DesiredState(members=members, skipped=skipped, group_counts=counts, group_in_scope=counts)
     return Read(
         desired,
         DELTA,
         None,
         subset=candidates,
         waiting=len(set(waiting) - touched),
-        state=DeltaState(stored.signature, users_link, group_links),
+        state=DeltaState(stored.signature, users_link, group_links, stored.trees),
         changes=changes,
         deleted=users.removed,
     )

@@ -46,10 +46,17 @@ class DeltaState:
     signature: str
     users_link: str
     group_links: dict[str, list[str]]
+    trees: dict[str, list[str]] = field(default_factory=dict)
+    """Configured group ID -> the IDs (lower case) of the group and every group nested in it."""
 
     def to_json(self) -> str:
         return json.dumps(
-            {"signature": self.signature, "users": self.users_link, "groups": self.group_links},
+            {
+                "signature": self.signature,
+                "users": self.users_link,
+                "groups": self.group_links,
+                "trees": self.trees,
+            },
             separators=(",", ":"),
         )
 
@@ -68,12 +75,22 @@ class DeltaState:
         users, groups = raw.get("users"), raw.get("groups")
         if not isinstance(users, str) or not isinstance(groups, dict):
             return None
-        links: dict[str, list[str]] = {}
-        for group_id, group_links in groups.items():
-            if not isinstance(group_links, list) or not all(isinstance(x, str) for x in group_links):
-                return None
-            links[str(group_id)] = list(group_links)
-        return cls(expected_signature, users, links)
+        links, trees = _lists(groups), _lists(raw.get("trees", {}))
+        if links is None or trees is None:
+            return None
+        return cls(expected_signature, users, links, trees)
+
+
+def _lists(value: object) -> dict[str, list[str]] | None:
+    """Pure: a JSON object of lists of strings, or None for anything else."""
+    if not isinstance(value, dict):
+        return None
+    result: dict[str, list[str]] = {}
+    for key, items in value.items():
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            return None
+        result[str(key)] = list(items)
+    return result
 
 
 def chunks(ids: Sequence[str], size: int = MAX_FILTER_IDS) -> list[list[str]]:
@@ -185,6 +202,31 @@ class UserChanges:
         if entry is None or any(name not in entry for name in self.select):
             return None
         return entry
+
+
+def users_after(
+    tree: Collection[str],
+    stored_count: int,
+    stored: Mapping[str, Collection[str]],
+    changes: GroupChanges,
+) -> int:
+    """Pure: how many distinct users are direct members of the groups of `tree` once `changes` are applied,
+    from `stored_count` (before) and the `stored` memberships of every user the changes touch."""
+    removed_from: dict[str, set[str]] = {}
+    for (group_id, member_id), kind in changes.removed.items():
+        if kind == USER and group_id in tree:
+            removed_from.setdefault(member_id, set()).add(group_id)
+    added_to: dict[str, set[str]] = {}
+    for (group_id, member_id), kind in changes.added.items():
+        if kind == USER and group_id in tree:
+            added_to.setdefault(member_id, set()).add(group_id)
+    lost = gained = 0
+    for member_id in removed_from.keys() | added_to.keys():
+        before = {g for g in stored.get(member_id, ()) if g in tree}
+        after = (before - removed_from.get(member_id, set())) | added_to.get(member_id, set())
+        lost += bool(before) and not after
+        gained += not before and bool(after)
+    return stored_count - lost + gained
 
 
 def in_scope_after(

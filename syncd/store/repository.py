@@ -813,6 +813,17 @@ class Store:
                     found.setdefault(member_id, set()).add(group_id)
         return found
 
+    def count_users_in(self, group_ids: Collection[str]) -> int:
+        """How many distinct users are direct members of any of `group_ids`."""
+        table = tables.graph_edges
+        query = (
+            select(func.count(table.c.member_id.distinct()))
+            .where(table.c.group_id.in_(list(group_ids)))
+            .where(table.c.member_kind == "user")
+        )
+        with self._read("counting group members") as connection:
+            return int(connection.execute(query).scalar_one())
+
     def count_edges(self) -> int:
         """How many memberships are stored."""
         with self._read("counting group memberships") as connection:

@@ -304,7 +304,8 @@ def test_a_failed_graph_read_offboards_nobody(world: World) -> None:
     seed(world, 3)
     assert world.run("sync").code == 0
     world.smartcomm.clear_requests()
-    world.graph.inject(ScriptedFault(kind="status", status=503, path_contains="transitiveMembers", times=100))
+    # Every Graph read fails: the delta reads of this incremental cycle as much as a full read would.
+    world.graph.inject(ScriptedFault(kind="status", status=503, path_contains="/v1.0/", times=100))
     result = world.run("sync", "--json", env={"SYNCD_GRAPH__MAX_RETRIES": "1"})
     assert result.code == 1
     assert "503" in str(result.json()["error"])

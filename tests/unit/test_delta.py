@@ -13,6 +13,7 @@ from syncd.graph.delta import (
     in_scope_after,
     signature,
     structural_changes,
+    users_after,
 )
 
 USER = "#microsoft.graph.user"
@@ -136,3 +137,31 @@ def test_scope_after_the_changes() -> None:
     )
     # u1: removed from its only group; u2: still in n; u3: gone; u4: new; u5: deleted; u6: never a member
     assert in_scope_after(["u1", "u2", "u3", "u4", "u5", "u6"], stored, changes, {"u5"}) == {"u2", "u4"}
+
+
+def test_users_left_in_a_tree_after_the_changes() -> None:
+    tree = {"g", "n"}
+    stored = {"u1": {"g"}, "u2": {"g", "n"}, "u3": {"n", "other"}}
+    changes = GroupChanges()
+    changes.fold(
+        [
+            {"id": "g", "members@delta": [member("u1", removed=True), member("u2", removed=True)]},
+            {"id": "n", "members@delta": [member("u3", removed=True), member("u4"), member("x", GROUP)]},
+            {"id": "other", "members@delta": [member("u5")]},
+        ]
+    )
+    # 3 users before; u1 and u3 leave the tree, u2 stays through n, u4 joins, u5 joins another tree
+    assert users_after(tree, 3, stored, changes) == 2
+
+
+def test_a_tree_emptied_by_the_changes_has_no_users_left() -> None:
+    changes = GroupChanges()
+    changes.fold([{"id": "g", "members@delta": [member("u1", removed=True), member("u2", removed=True)]}])
+    assert users_after({"g"}, 2, {"u1": {"g"}, "u2": {"g"}}, changes) == 0
+
+
+def test_the_state_keeps_the_trees() -> None:
+    state = DeltaState(SIG, "u", {"G1": ["l"]}, {"G1": ["g1", "n1"]})
+    restored = DeltaState.from_json(state.to_json(), expected_signature=SIG)
+    assert restored is not None
+    assert restored.trees == {"G1": ["g1", "n1"]}
