@@ -61,8 +61,9 @@ class Read:
     state: DeltaState | None = None
     """The links to store if the cycle ends well; None: store nothing (and, after a full read that could not
     start tracking, the next cycle reads everything again)."""
-    edges: list[tuple[str, str, str]] | None = None
-    """A full read that started tracking: every direct membership of the tracked trees, to store."""
+    edges: dict[tuple[str, str], str] | None = None
+    """A full read that started tracking: every direct membership of the tracked trees ((group ID, member
+    ID) -> kind), to store."""
     changes: GroupChanges | None = None
     """A delta read: the membership changes to store."""
     deleted: set[str] | None = None
@@ -124,7 +125,7 @@ class _Structural(Exception):
 
 async def _read_everything(source: GraphSource, settings: GraphSettings, expected: str, reason: str) -> Read:
     """A full read that starts tracking first; if tracking fails, the read still happens (and says why)."""
-    edges: list[tuple[str, str, str]] = []
+    collected = GroupChanges()
     state: DeltaState | None
     try:
         users_link = await source.users_delta(lambda _page: None)
@@ -132,20 +133,18 @@ async def _read_everything(source: GraphSource, settings: GraphSettings, expecte
         trees: dict[str, list[str]] = {}
         for group_id in settings.group_ids:
             tree = list(dict.fromkeys([group_id.lower(), *await source.nested_groups(group_id)]))
-            collected = GroupChanges()
             group_links[group_id] = [
                 await source.group_delta(collected.fold, ids=ids) for ids in chunks(tree)
             ]
             trees[group_id] = tree
-            edges.extend(collected.edges())
         state = DeltaState(expected, users_link, group_links, trees)
     except GraphError as exc:
         # The member read below raises its own, clearer error if Graph is really failing; if it does not,
         # this cycle simply cannot track changes and the next one reads everything again.
         log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
-        state, edges = None, []
+        state = None
     desired = await source.read()
-    return Read(desired, FULL, reason, state=state, edges=edges if state is not None else None)
+    return Read(desired, FULL, reason, state=state, edges=collected.added if state is not None else None)
 
 
 async def _read_changes(

@@ -449,6 +449,13 @@ class Engine:
             previous = recorded.get(skipped.object_id)
             if previous is not None and previous.agent is not None:
                 continue  # still has an agent: the offboarding settles its record
+            if (
+                previous is not None
+                and previous.status is MemberStatus.SKIPPED
+                and (previous.skip_reason, previous.detail, previous.upn)
+                == (skipped.reason, skipped.detail, skipped.upn)
+            ):
+                continue  # recorded as it is: nothing to write
             updates.append(
                 Recorded(
                     skipped.object_id,

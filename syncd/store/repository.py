@@ -739,28 +739,42 @@ class Store:
 
     # group memberships (Graph delta)
 
-    def replace_edges(self, edges: Iterable[tuple[str, str, str]]) -> int:
-        """Replace every stored membership with `edges` (group ID, member ID, "user" | "group") in one
-        transaction; returns how many were stored (a repeated pair counts once)."""
+    def replace_edges(self, edges: dict[tuple[str, str], str]) -> int:
+        """Make the stored memberships exactly `edges` ((group ID, member ID) -> "user" | "group") in one
+        transaction, writing only the difference; returns how many are stored. Consumes `edges` (emptied
+        as it goes), so a large tree is never held twice."""
         table = tables.graph_edges
-        stored = 0
+        wanted = len(edges)
         with self._write("replacing group memberships") as connection:
-            connection.execute(delete(table))
-            batch: dict[tuple[str, str], dict[str, str]] = {}
-            for group_id, member_id, kind in edges:
-                batch[(group_id, member_id)] = {
-                    "group_id": group_id,
-                    "member_id": member_id,
-                    "member_kind": kind,
-                }
+            gone: list[dict[str, str]] = []
+            changed: list[dict[str, str]] = []
+            rows = connection.execute(select(table.c.group_id, table.c.member_id, table.c.member_kind))
+            for group_id, member_id, kind in rows:
+                now_kind = edges.pop((group_id, member_id), None)
+                if now_kind != kind:
+                    gone.append({"g": group_id, "m": member_id})
+                    if now_kind is not None:
+                        changed.append(
+                            {"group_id": group_id, "member_id": member_id, "member_kind": now_kind}
+                        )
+            for start in range(0, len(gone), BATCH_SIZE):
+                connection.execute(
+                    delete(table).where(
+                        table.c.group_id == bindparam("g"), table.c.member_id == bindparam("m")
+                    ),
+                    gone[start : start + BATCH_SIZE],
+                )
+            # What is left was not stored; `changed` was stored with another kind (deleted just above).
+            batch = changed
+            while edges:
+                (group_id, member_id), kind = edges.popitem()
+                batch.append({"group_id": group_id, "member_id": member_id, "member_kind": kind})
                 if len(batch) >= BATCH_SIZE:
-                    connection.execute(_insert_ignore(connection, table), list(batch.values()))
-                    stored += len(batch)
-                    batch = {}
+                    connection.execute(_insert_ignore(connection, table), batch)
+                    batch = []
             if batch:
-                connection.execute(_insert_ignore(connection, table), list(batch.values()))
-                stored += len(batch)
-        return stored
+                connection.execute(_insert_ignore(connection, table), batch)
+        return wanted
 
     def apply_edge_changes(
         self, added: Collection[tuple[str, str, str]], removed: Collection[tuple[str, str]]

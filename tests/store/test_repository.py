@@ -771,8 +771,8 @@ def test_pruning_stops_between_batches_when_asked(store: Store) -> None:
 
 
 def test_group_memberships_are_replaced_changed_and_read_in_batches(store: Store) -> None:
-    users = [(f"g{n % 3}", f"u{n}", "user") for n in range(1200)]
-    assert store.replace_edges([*users, ("g0", "g1", "group"), ("g1", "u1", "user")]) == 1201
+    edges = {(f"g{n % 3}", f"u{n}"): "user" for n in range(1200)} | {("g0", "g1"): "group"}
+    assert store.replace_edges(dict(edges)) == 1201
     assert store.count_edges() == 1201
     found = store.memberships([f"u{n}" for n in range(1200)] + ["g1", "nobody"])
     assert len(found) == 1201
@@ -782,8 +782,15 @@ def test_group_memberships_are_replaced_changed_and_read_in_batches(store: Store
     assert store.memberships(["u4", "u0"]) == {"u4": {"g2"}, "u0": {"g0"}}
     store.remove_member_edges(["u4", "u5"])
     assert store.memberships(["u4", "u5", "u6"]) == {"u6": {"g0"}}
-    assert store.replace_edges([("g", "x", "user")]) == 1
-    assert store.memberships(["u0", "x"]) == {"x": {"g"}}
+    # Only the difference is written; a member whose kind changed is replaced.
+    edges[("g0", "u3")] = "group"
+    del edges[("g0", "u0")]
+    edges[("g", "x")] = "user"
+    assert store.replace_edges(dict(edges)) == 1201
+    assert store.count_edges() == 1201
+    assert store.memberships(["u0", "x", "u3"]) == {"x": {"g"}, "u3": {"g0"}}
+    assert store.replace_edges({("g", "y"): "user"}) == 1
+    assert store.memberships(["x", "y"]) == {"y": {"g"}}
 
 
 def test_members_are_loaded_by_id_in_batches_and_failures_come_due(store: Store) -> None:
