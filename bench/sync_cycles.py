@@ -279,6 +279,8 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
                 }
             )
     finally:
+        if "engine" in locals():
+            asyncio.run(engine.aclose())
         store.close()
     return {
         "cycles": results,

@@ -271,16 +271,22 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
     if not args.dry_run:
         store.interrupt_running_runs()  # a previous process that died mid-cycle left its run "running"
     progress = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
-    result = asyncio.run(
-        Engine(settings, store).run_cycle(
-            trigger="cli",
-            full=args.full,
-            dry_run=args.dry_run,
-            force=args.force,
-            user=args.user,
-            progress=progress,
-        )
-    )
+    engine = Engine(settings, store)
+
+    async def one_cycle() -> CycleResult:
+        try:
+            return await engine.run_cycle(
+                trigger="cli",
+                full=args.full,
+                dry_run=args.dry_run,
+                force=args.force,
+                user=args.user,
+                progress=progress,
+            )
+        finally:
+            await engine.aclose()
+
+    result = asyncio.run(one_cycle())
     if progress is not None:
         progress.finish()
     if args.json:

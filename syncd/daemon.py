@@ -231,6 +231,7 @@ class Daemon:
             finally:
                 # Events of the last cycle get a bounded time to go out; the rest are dropped with a warning.
                 await self.leadership.close()  # after the drain: no standby takes over mid-cycle
+                await self.engine.aclose()
                 budget_s = min(SHUTDOWN_BUDGET_S, self.settings.sync.shutdown_grace_s)
                 await self.notifier.aclose(timeout_s=budget_s)
                 server.should_exit = True

@@ -329,11 +329,18 @@ def _active_agents(smartcomm: SmartCommEmulator) -> int:
     return sum(1 for agent in smartcomm.agents() if agent["status"] == "active")
 
 
+async def _run_cycle(engine: Engine) -> CycleResult:
+    try:
+        return await engine.run_cycle(trigger="demo")
+    finally:
+        await engine.aclose()
+
+
 def _cycle(
     title: str, settings: Settings, store: Store, smartcomm: SmartCommEmulator, scenario: _Scenario
 ) -> CycleResult:
     before = _active_agents(smartcomm)
-    result = asyncio.run(Engine(settings, store).run_cycle(trigger="demo"))
+    result = asyncio.run(_run_cycle(Engine(settings, store)))
     after = _active_agents(smartcomm)
     name = title.partition(",")[0].lower()
     if result.error:

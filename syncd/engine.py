@@ -27,6 +27,7 @@ import structlog
 from syncd import quarantine
 from syncd.config import Settings
 from syncd.desired import DELTA_KEY, FULL, Read, read_desired
+from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
 from syncd.graph.source import GraphSource
 from syncd.model import (
@@ -178,6 +179,9 @@ class Engine:
         self._graph_transport = graph_transport
         self._smartcomm_transport = smartcomm_transport
         self._clock = clock
+        self._graph_tokens: MsalTokenProvider | None = None
+        """msal's app and token cache, kept across cycles: a daemon logs in when its token runs out, not
+        every cycle."""
 
     async def run_cycle(
         self,
@@ -329,9 +333,18 @@ class Engine:
 
     # -- reading ------------------------------------------------------------------------------------
 
+    async def aclose(self) -> None:
+        """Release what is kept across cycles (msal's connection pool)."""
+        tokens, self._graph_tokens = self._graph_tokens, None
+        if tokens is not None:
+            await asyncio.to_thread(tokens.close)
+
     async def _read_desired(self, *, full: bool, track: bool) -> Read:
         settings = self._settings.require_graph()
-        async with GraphSource(settings, transport=self._graph_transport) as source:
+        if self._graph_tokens is None:
+            self._graph_tokens = MsalTokenProvider(settings)
+        tokens = self._graph_tokens
+        async with GraphSource(settings, transport=self._graph_transport, tokens=tokens) as source:
             return await read_desired(
                 source, settings, self._store, full=full, track=track, now=self._clock()
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,7 +115,9 @@ class MsalTokenProvider(AccessTokenProvider):
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
         )
         self._app: msal.ConfidentialClientApplication | None = None
-        self._lock = asyncio.Lock()
+        # A thread lock, taken in the worker thread: the provider may outlive one event loop (an engine
+        # keeps it across cycles), and an asyncio.Lock is bound to the loop that first waited on it.
+        self._lock = threading.Lock()
 
     async def get_authorization_token(
         self,
@@ -135,12 +138,18 @@ class MsalTokenProvider(AccessTokenProvider):
 
     async def token(self) -> str:
         """An access token, from msal's cache when still valid."""
-        async with self._lock:
-            return await asyncio.to_thread(self._acquire)
+        return await asyncio.to_thread(self._acquire_locked)
 
     async def invalidate(self) -> None:
         """Drop cached access tokens (after Graph rejected one), so the next call fetches a new one."""
-        async with self._lock:
+        await asyncio.to_thread(self._invalidate_locked)
+
+    def _acquire_locked(self) -> str:
+        with self._lock:
+            return self._acquire()
+
+    def _invalidate_locked(self) -> None:
+        with self._lock:
             app = self._app
             if app is None:
                 return

@@ -167,9 +167,12 @@ class GraphSource:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        tokens: MsalTokenProvider | None = None,
     ) -> None:
         self._settings = settings
-        self._tokens = MsalTokenProvider(settings)
+        # A caller's token provider outlives this source (a daemon keeps its token across cycles).
+        self._own_tokens = tokens is None
+        self._tokens = tokens if tokens is not None else MsalTokenProvider(settings)
         if transport is None:
             context = ssl.create_default_context(cafile=settings.ca_bundle or None)
             transport = AiohttpTransport(verify=context, trust_env=False)
@@ -205,10 +208,11 @@ class GraphSource:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close both connection pools (Graph's and msal's)."""
+        """Close both connection pools (Graph's, and msal's unless the token provider was given)."""
         await self._http.aclose()
         await self._transport.aclose()
-        await asyncio.to_thread(self._tokens.close)
+        if self._own_tokens:
+            await asyncio.to_thread(self._tokens.close)
 
     async def read(self) -> DesiredState:
         """Every configured group's transitive user members, mapped, deduplicated by object ID.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import importlib.util
 import json
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -1008,16 +1009,27 @@ def _recorded(row: Sequence[Any]) -> Recorded:
         next_attempt_at,
         phone_source,
     ) = row
+    # A full cycle holds every row at once: repeated values share one string (the tenant, the source,
+    # the UPN when it is the one we pushed).
+    if upn_pushed is not None and upn_pushed == upn:
+        upn_pushed = upn
+    agent = (
+        AgentFields(sys.intern(tenant_id), phone_number, upn_pushed, consistency_id)
+        if agent_active and tenant_id is not None
+        else AgentFields(tenant_id, phone_number, upn_pushed, consistency_id)
+        if agent_active
+        else None
+    )
     return Recorded(
         object_id=object_id,
         status=MemberStatus(status),
-        agent=AgentFields(tenant_id, phone_number, upn_pushed, consistency_id) if agent_active else None,
+        agent=agent,
         upn=upn,
         skip_reason=SkipReason(skip_reason) if skip_reason is not None else None,
         detail=detail,
         attempts=attempts,
         next_attempt_at=_to_epoch_or_none(next_attempt_at),
-        phone_source=phone_source,
+        phone_source=sys.intern(phone_source) if phone_source is not None else None,
     )
 
 
