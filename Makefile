@@ -55,5 +55,5 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.soak.runner $(SOAK_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/graph_read.py
-	$(BIN)/python bench/store_save.py
+	$(BIN)/python bench/sync_cycles.py --users 10000 100000
+	$(BIN)/python bench/sync_cycles.py --read-1m

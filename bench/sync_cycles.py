@@ -690,8 +690,10 @@ format = "json"
 
         scenarios: Json = {}
         scenarios["a_initial"] = self.scenario("a (initial sync)", config, ["full"], graph, smartcomm)
+        # Twice in one worker: the first is a fresh process (a `syncd sync --full`), the second what a
+        # long-lived daemon's next full cycle costs (imports done, numbers already parsed once).
         scenarios["b_full_nochange"] = self.scenario(
-            "b (full, no change)", config, ["full"], graph, smartcomm
+            "b (full, no change)", config, ["full", "full"], graph, smartcomm
         )
         scenarios["c_incr_nochange"] = self.scenario(
             "c (incremental, no change)", config, ["incremental", "incremental"], graph, smartcomm
@@ -769,6 +771,7 @@ def targets(result: Json) -> list[Json]:
         f"{basis} / {writes} writes; bare aiohttp {per_post * 1e3:.3f} ms/POST",
     )
     bound = initial["bound"]
+    bare_rate = result["write_baseline"]["posts"] / max(result["write_baseline"]["wall_s"], 1e-9)
     row(
         "initial sync wall <= 1.3x latency bound" + stated,
         initial["wall_s"],
@@ -777,7 +780,8 @@ def targets(result: Json) -> list[Json]:
         initial["wall_s"] <= 1.3 * bound["seconds"],
         f"bound {bound['seconds']:.2f} s = {bound['writes']} writes x {bound['latency_s']} s / "
         f"{bound['concurrency']} + ({bound['graph_pages']} Graph + {bound['smartcomm_list_pages']} list"
-        f" pages) x {bound['latency_s']} s",
+        f" pages) x {bound['latency_s']} s; at the bare aiohttp loop's own rate on these emulators the writes"
+        f" alone would take {writes / bare_rate:.1f} s",
     )
     baseline_cpu = result["read_baseline"]["cpu_s"]
     row(
@@ -786,15 +790,24 @@ def targets(result: Json) -> list[Json]:
         3 * baseline_cpu,
         "s",
         full["cpu_s"] <= 3 * baseline_cpu,
-        f"baseline {baseline_cpu:.3f} s",
+        f"baseline {baseline_cpu:.3f} s; fresh process (first cycle of its worker)",
+    )
+    warm = scenarios["b_full_nochange"]["cycles"][-1]
+    row(
+        "  (the same, a daemon's next full cycle; informational)",
+        warm["cpu_s"],
+        3 * baseline_cpu,
+        "s",
+        warm["cpu_s"] <= 3 * baseline_cpu,
+        "second full cycle in the same worker process",
     )
     row(
         "full no-change peak RSS <= 250 MB" + stated,
-        scenarios["b_full_nochange"]["peak_rss_mb"],
+        full["peak_rss_mb"],
         250,
         "MB",
-        scenarios["b_full_nochange"]["peak_rss_mb"] <= 250,
-        "whole worker process, imports included",
+        full["peak_rss_mb"] <= 250,
+        "whole worker process after its first cycle, imports included",
     )
     reads = graph_reads(incremental["graph"])
     allowed = 3 * result["groups"]
@@ -849,7 +862,7 @@ def print_report(result: Json, rows: list[Json], out: IO[str]) -> None:
     )
     labels = {
         "a_initial": ["a initial (full)"],
-        "b_full_nochange": ["b full no-change"],
+        "b_full_nochange": ["b full no-change", "b ... again (daemon)"],
         "c_incr_nochange": ["c incr no-change #1", "c incr no-change #2"],
         "d_churn": ["d churn (incr)"],
     }

@@ -31,7 +31,7 @@ from syncd.emulators.smartcomm import (
     DEFAULT_USERNAME,
     SmartCommEmulator,
 )
-from syncd.engine import Engine
+from syncd.engine import CycleResult, Engine
 from syncd.model import MemberStatus, SkipReason
 from syncd.store import Store
 from tests.contract.conftest import graph_settings_for
@@ -259,7 +259,14 @@ def test_a_cycle_over_random_member_payloads_syncs_the_good_and_skips_the_bad(
         with Store(f"sqlite:///{database}") as store:
             store.upgrade()
             engine = Engine(_settings(graph_server, sc_server, group, database), store)
-            result = asyncio.run(engine.run_cycle(trigger="test", full=full))
+
+            async def one_cycle() -> CycleResult:
+                try:
+                    return await engine.run_cycle(trigger="test", full=full)
+                finally:
+                    await engine.aclose()
+
+            result = asyncio.run(one_cycle())
             recorded = store.load_recorded()
 
     writes = [
