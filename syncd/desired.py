@@ -61,9 +61,6 @@ class Read:
     state: DeltaState | None = None
     """The links to store if the cycle ends well; None: store nothing (and, after a full read that could not
     start tracking, the next cycle reads everything again)."""
-    edges: dict[tuple[str, str], str] | None = None
-    """A full read that started tracking: every direct membership of the tracked trees ((group ID, member
-    ID) -> kind), to store."""
     changes: GroupChanges | None = None
     """A delta read: the membership changes to store."""
     deleted: set[str] | None = None
@@ -113,7 +110,7 @@ async def read_desired(
             except _Structural as exc:
                 reason = f"nested group changed: {exc}"
             log.info("graph.delta_fallback", reason=reason)
-    return await _read_everything(source, settings, expected, reason)
+    return await _read_everything(source, settings, store, expected, reason)
 
 
 _TEAMS_REASON = "teams is in graph.phone_source: Graph has no delta query for Teams number assignments"
@@ -123,8 +120,14 @@ class _Structural(Exception):
     """The tracked tree changed: read everything."""
 
 
-async def _read_everything(source: GraphSource, settings: GraphSettings, expected: str, reason: str) -> Read:
-    """A full read that starts tracking first; if tracking fails, the read still happens (and says why)."""
+async def _read_everything(
+    source: GraphSource, settings: GraphSettings, store: Store, expected: str, reason: str
+) -> Read:
+    """A full read that starts tracking first; if tracking fails, the read still happens (and says why).
+
+    The memberships are stored at once (and the old links forgotten first, so no stored link ever goes
+    with other memberships): holding them until the end of the cycle would add a copy of the whole tree to
+    the cycle's peak memory. If this cycle then stops, the next one simply reads everything again."""
     collected = GroupChanges()
     state: DeltaState | None
     try:
@@ -143,8 +146,12 @@ async def _read_everything(source: GraphSource, settings: GraphSettings, expecte
         # this cycle simply cannot track changes and the next one reads everything again.
         log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
         state = None
+    if state is not None:
+        store.delete_values([DELTA_KEY])
+        store.replace_edges(collected.added)
+    del collected
     desired = await source.read()
-    return Read(desired, FULL, reason, state=state, edges=collected.added if state is not None else None)
+    return Read(desired, FULL, reason, state=state)
 
 
 async def _read_changes(

@@ -350,12 +350,8 @@ class Engine:
             )
 
     def _record_memberships(self, read: Read) -> None:
-        """Store what the read learnt about the tracked groups' memberships (the links come after the
-        writes). A full read replaces them and forgets the old links first, so a crash in between leaves no
-        link that does not match the memberships."""
-        if read.edges is not None:
-            self._store.delete_values([DELTA_KEY])
-            self._store.replace_edges(read.edges)
+        """Store the membership changes a delta read found (a full read stored its memberships itself; the
+        links come after the writes)."""
         if read.changes is not None:
             self._store.apply_edge_changes(read.changes.edges(), list(read.changes.removed))
         if read.deleted:

@@ -47,11 +47,22 @@ def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, A
     return {key: _redact_value(key, value) for key, value in event_dict.items()}
 
 
+_debug = False
+
+
+def debug_enabled() -> bool:
+    """Whether debug events are logged: hot paths (one event per request) check it first, since building
+    an event for a disabled level still costs a logger bind per call."""
+    return _debug
+
+
 def configure_logging(*, level: str = "info", json: bool | None = None, stream: TextIO | None = None) -> None:
     """Route structlog events to `stream` (stderr by default), as JSON lines or for a human console.
 
     `json=None` picks console output when the stream is a terminal and JSON otherwise (a container).
     """
+    global _debug
+    _debug = logging.getLevelName(level.upper()) <= logging.DEBUG
     out = stream if stream is not None else sys.stderr
     as_json = not out.isatty() if json is None else json
     renderer: structlog.typing.Processor = (

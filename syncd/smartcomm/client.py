@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
@@ -33,6 +34,7 @@ from httpx_aiohttp import AiohttpTransport
 from syncd import __version__
 from syncd.backoff import backoff_delay_s
 from syncd.config import SmartCommSettings
+from syncd.logging import debug_enabled
 from syncd.model import Agent, AgentPatch, NewAgent, ReadKey, WriteKey
 from syncd.smartcomm.errors import (
     AgentNotFound,
@@ -82,9 +84,10 @@ def parse_agent(item: object) -> Agent | None:
     upn, consistency_id = item.get("upn"), item.get("consistency_id")
     return Agent(
         user_object_id=str(required["user_object_id"]),
-        tenant_id=str(required["tenant_id"]),
+        # A full cycle holds every agent at once: the few distinct values share one string.
+        tenant_id=sys.intern(str(required["tenant_id"])),
         phone_number=str(required["phone_number"]),
-        status=str(required["status"]),
+        status=sys.intern(str(required["status"])),
         upn=upn if isinstance(upn, str) and upn else None,
         consistency_id=consistency_id if isinstance(consistency_id, str) and consistency_id else None,
     )
@@ -267,14 +270,15 @@ class SmartCommClient:
                 continue
 
             status = response.status_code
-            log.debug(
-                "smartcomm.response",
-                method=method,
-                path=path,
-                status=status,
-                attempt=attempt,
-                elapsed_ms=round((time.monotonic() - started) * 1000, 1),
-            )
+            if debug_enabled():
+                log.debug(
+                    "smartcomm.response",
+                    method=method,
+                    path=path,
+                    status=status,
+                    attempt=attempt,
+                    elapsed_ms=round((time.monotonic() - started) * 1000, 1),
+                )
             if status == 401 and authenticated and not renewed:
                 # A token can die before its `exp` (revoked, server restarted): renew once, for free.
                 renewed = True
