@@ -75,6 +75,7 @@ def state_signature(settings: GraphSettings, source: GraphSource) -> str:
         group_ids=settings.group_ids,
         select=source.select,
         base_url=settings.base_url,
+        mapping=[*settings.phone_chain, f"region={settings.default_region}"],
     )
 
 

@@ -28,11 +28,26 @@ GROUP = "group"
 _KINDS = {"#microsoft.graph.user": USER, "#microsoft.graph.group": GROUP}
 
 
-def signature(*, tenant_id: str, group_ids: Sequence[str], select: Sequence[str], base_url: str) -> str:
+def signature(
+    *,
+    tenant_id: str,
+    group_ids: Sequence[str],
+    select: Sequence[str],
+    base_url: str,
+    mapping: Sequence[str] = (),
+) -> str:
     """Pure: what stored delta links answer; links stored under another signature (a changed configuration)
-    are not used."""
+    are not used. `mapping` is whatever else decides how a user maps (the phone chain in order, the default
+    region): a delta only reports users who changed, so a new mapping must read everyone again."""
     question = json.dumps(
-        [STATE_VERSION, tenant_id.lower(), sorted(g.lower() for g in group_ids), sorted(select), base_url],
+        [
+            STATE_VERSION,
+            tenant_id.lower(),
+            sorted(g.lower() for g in group_ids),
+            sorted(select),
+            base_url,
+            list(mapping),
+        ],
         separators=(",", ":"),
     )
     return hashlib.sha256(question.encode()).hexdigest()[:32]

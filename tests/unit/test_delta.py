@@ -165,3 +165,10 @@ def test_the_state_keeps_the_trees() -> None:
     restored = DeltaState.from_json(state.to_json(), expected_signature=SIG)
     assert restored is not None
     assert restored.trees == {"G1": ["g1", "n1"]}
+
+
+def test_the_signature_changes_with_the_mapping_in_order() -> None:
+    base = {"tenant_id": "T", "group_ids": ["A"], "select": ["id"], "base_url": "https://g/v1.0"}
+    one = signature(**base, mapping=["businessPhones", "mobilePhone", "region=US"])  # type: ignore[arg-type]
+    assert one != signature(**base, mapping=["mobilePhone", "businessPhones", "region=US"])  # type: ignore[arg-type]
+    assert one != signature(**base, mapping=["businessPhones", "mobilePhone", "region=GB"])  # type: ignore[arg-type]
