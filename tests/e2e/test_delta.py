@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -22,8 +23,8 @@ from collections import Counter
 import pytest
 
 from syncd.emulators.graph import RecordedRequest
+from syncd.emulators.smartcomm import Faults, ScriptedFault
 from syncd.emulators.smartcomm import RecordedRequest as SmartCommRequest
-from syncd.emulators.smartcomm import ScriptedFault
 from tests.e2e.conftest import World
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
@@ -208,7 +209,7 @@ def test_first_cycle_reads_in_full_and_starts_tracking_then_no_change_cycles_sen
 
 def test_dry_run_and_single_user_cycles_store_no_delta_state(world: World) -> None:
     ids = seed(world, 3)
-    assert_read(sync(world, "--dry-run"), "full", "no delta state")
+    assert_read(sync(world, "--dry-run"), "full")  # reads everything, tracks nothing
     assert world.writes() == []
     sync(world, "--user", ids[0])
     assert [m for m, _, _ in world.writes()] == ["POST"]
@@ -235,6 +236,62 @@ def test_adding_a_configured_group_restarts_tracking_with_one_delta_request_per_
     assert_read(sync(world, env=env), "delta")
     assert_no_change_cycle(world, groups=2)
     assert world.writes() == []
+
+
+def test_a_member_of_two_configured_groups_leaves_only_with_the_last_one(world: World) -> None:
+    second = world.graph.add_group(display_name="Support")
+    env = {"SYNCD_GRAPH__GROUP_IDS": f"{world.group},{second}"}
+    seed(world, 1)
+    seed(world, 1, start=1, group=second)
+    both = world.add_user("both", "+1 415 555 0100")
+    world.graph.add_member(second, both)
+    start_tracking(world, env)
+
+    world.graph.remove_member(world.group, both)
+    assert_read(sync(world, env=env), "delta")
+    assert not FULL_KINDS & set(graph_kinds(world))
+    assert world.writes() == []  # still in through Support
+    world.graph.remove_member(second, both)
+    clear(world)
+    assert_read(sync(world, env=env), "delta")
+    kinds = graph_kinds(world)
+    assert not FULL_KINDS & set(kinds), kinds
+    assert (kinds.count("groups_delta"), kinds.count("users_delta")) == (2, 1), kinds
+    assert world.writes() == [("DELETE", f"/{both}", None)]
+
+
+def test_a_changed_default_region_restarts_tracking(world: World) -> None:
+    seed(world, 2)
+    local = world.add_user("local", "020 7946 0018")  # a national number: valid in GB, not in US
+    first = start_tracking(world)
+    assert first["skipped"] == {"invalid_phone": 1}
+
+    gb = {"SYNCD_GRAPH__DEFAULT_REGION": "GB"}
+    report = sync(world, env=gb)
+    # Nothing changed in the directory, so no delta would ever show this person's number changing.
+    assert world.writes() == [onboarded(local, "+442079460018", "local@contoso.com")], report
+    assert_read(report, "full")
+    clear(world)
+    assert_read(sync(world, env=gb), "delta")
+    assert_no_change_cycle(world)
+
+
+def test_a_changed_phone_source_restarts_tracking(world: World) -> None:
+    ids = seed(world, 2)
+    world.graph.update_user(ids[0], mobile_phone="+1 415 555 0900")
+    start_tracking(world)
+
+    mobile_first = {"SYNCD_GRAPH__PHONE_SOURCE": "mobilePhone,businessPhones"}
+    report = sync(world, env=mobile_first)
+    assert_read(report, "full")
+    assert world.writes() == [("PATCH", f"/{ids[0]}", {"phone_number": "+14155550900"})]
+    clear(world)
+    assert_read(sync(world, env=mobile_first), "delta")
+    assert_no_change_cycle(world)
+    world.graph.update_user(ids[1], mobile_phone="+1 415 555 0901")  # watched by the new links
+    clear(world)
+    assert_read(sync(world, env=mobile_first), "delta")
+    assert world.writes() == [("PATCH", f"/{ids[1]}", {"phone_number": "+14155550901"})]
 
 
 # --- changes found by delta --------------------------------------------------------------------------
@@ -318,7 +375,7 @@ def test_users_added_anywhere_in_a_nested_tree_are_onboarded(world: World) -> No
     )
 
 
-def test_members_who_come_into_scope_are_onboarded(world: World) -> None:
+def test_members_skipped_when_tracking_began_are_onboarded_when_they_come_into_scope(world: World) -> None:
     seed(world, 1)
     nophone = world.add_user("nophone", "")
     disabled = world.add_user("disabled", "+1 415 555 0130", account_enabled=False)
@@ -392,14 +449,19 @@ def test_leaving_the_only_path_offboards(world: World) -> None:
     assert sorted(world.agents()) == sorted([direct[1], through_sales[1]])
 
 
-def test_a_user_deleted_from_the_directory_is_offboarded(world: World) -> None:
+def test_users_deleted_from_the_directory_are_offboarded(world: World) -> None:
     ids = seed(world, 3)
+    sales = nest(world, world.group, "Sales")
+    [nested] = seed(world, 1, start=3, group=sales)
     start_tracking(world)
     world.graph.delete_user(ids[2])
+    world.graph.delete_user(nested)
     report = sync(world)
     assert_read(report, "delta")
     assert_delta_only(world)
-    assert world.writes() == [("DELETE", f"/{ids[2]}", None)]
+    assert sorted(world.writes(), key=str) == sorted(
+        [("DELETE", f"/{ids[2]}", None), ("DELETE", f"/{nested}", None)], key=str
+    )
     assert sorted(world.agents()) == sorted(ids[:2])
 
 
@@ -430,6 +492,110 @@ def test_changes_to_people_outside_the_groups_send_nothing(world: World) -> None
     assert world.writes() == []
     assert report["planned"] == {"onboard": 0, "update": 0, "offboard": 0}
     assert stranger not in world.agents()
+
+
+def test_a_member_leaving_and_changing_at_once_is_only_offboarded(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0134"], upn="moved@contoso.com")
+    world.graph.remove_member(world.group, ids[0])
+    joining_disabled = outsider(world, "joiner", "+1 415 555 0135")
+    world.graph.update_user(joining_disabled, account_enabled=False)
+    world.graph.add_member(world.group, joining_disabled)
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert world.writes() == [("DELETE", f"/{ids[0]}", None)]
+    assert report["skipped"] == {"disabled": 1}
+
+
+def test_a_member_added_out_of_scope_is_onboarded_when_they_come_into_scope(world: World) -> None:
+    seed(world, 2)
+    start_tracking(world)
+    nophone = world.add_user("nophone", "")
+    disabled = world.add_user("disabled", "+1 415 555 0132", account_enabled=False)
+    report = sync(world)
+    assert report["skipped"] == {"no_phone": 1, "disabled": 1}
+    assert world.writes() == []
+
+    world.graph.update_user(nophone, business_phones=["+1 415 555 0133"])
+    world.graph.update_user(disabled, account_enabled=True)
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            onboarded(nophone, "+14155550133", "nophone@contoso.com"),
+            onboarded(disabled, "+14155550132", "disabled@contoso.com"),
+        ],
+        key=str,
+    )
+
+
+def test_changes_spanning_several_delta_pages_are_all_applied(world: World) -> None:
+    world.graph.page_cap = 2  # every answer in pages of two (reset() restores it)
+    ids = seed(world, 6)
+    start_tracking(world)
+    for i, oid in enumerate(ids[:5]):
+        world.graph.update_user(oid, business_phones=[f"+1 415 555 02{i:02d}"])
+    newcomers = seed(world, 3, start=10)
+    report = sync(world)
+    assert_read(report, "delta")
+    kinds = graph_kinds(world)
+    assert not FULL_KINDS & set(kinds), kinds
+    assert {"groups_delta_page", "users_delta_page"} <= set(kinds), kinds
+    assert sorted(world.writes(), key=str) == sorted(
+        [("PATCH", f"/{oid}", {"phone_number": f"+141555502{i:02d}"}) for i, oid in enumerate(ids[:5])]
+        + [
+            onboarded(oid, f"+141555500{10 + i}", f"user{10 + i}@contoso.com")
+            for i, oid in enumerate(newcomers)
+        ],
+        key=str,
+    )
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_no_change_cycle(world)
+    assert world.writes() == []
+
+
+def test_a_former_member_is_an_outsider_until_they_rejoin(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.remove_member(world.group, ids[0])
+    world.graph.remove_member(world.group, ids[1])
+    world.graph.add_member(world.group, ids[1])  # out and back in between two cycles: no net change
+    sync(world)
+    assert world.writes() == [("DELETE", f"/{ids[0]}", None)]
+
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0109"])
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert world.writes() == []  # no longer a member: their new number matters to nobody
+
+    world.graph.add_member(world.group, ids[0])
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_delta_only(world)
+    assert world.writes() == [onboarded(ids[0], "+14155550109", "user0@contoso.com")]
+    assert sorted(world.agents()) == sorted(ids)
+
+
+def test_teams_numbers_as_a_source_read_in_full_every_cycle(world: World) -> None:
+    text = world.config.read_text()
+    world.config.write_text(
+        text.replace("retry_delay_s = 0\n", 'retry_delay_s = 0\nphone_source = ["teams", "businessPhones"]\n')
+    )
+    ids = seed(world, 2)
+    world.graph.assign_number("+14155550150", ids[0])
+    assert_read(sync(world), "full", "teams")
+    assert world.agents()[ids[0]] == ("+14155550150", "user0@contoso.com")
+    world.graph.unassign_number("+14155550150")  # Graph has no delta query for number assignments
+    world.graph.assign_number("+14155550160", ids[0])
+    clear(world)
+    report = sync(world)
+    assert_read(report, "full", "teams")
+    assert "members" in graph_kinds(world)
+    assert world.writes() == [("PATCH", f"/{ids[0]}", {"phone_number": "+14155550160"})]
 
 
 # --- structural changes and expired links: full fallback ---------------------------------------------
@@ -582,7 +748,7 @@ def test_full_reads_everything_and_restarts_tracking(world: World) -> None:
     assert len(agents_list_reads(world)) >= 1
 
 
-# --- guards, dry runs and retries do not lose changes ------------------------------------------------
+# --- guards, dry runs, failures and retries lose no change ----------------------------------------------
 
 
 @BOTH
@@ -624,8 +790,11 @@ def test_a_dry_run_does_not_advance_the_links(world: World) -> None:
     assert f"+ onboard  {newcomer}" in dry.stdout
     again = sync(world, "--dry-run")
     assert again["planned"] == {"onboard": 1, "update": 1, "offboard": 0}
+    full = sync(world, "--dry-run", "--full")
+    assert full["planned"] == {"onboard": 1, "update": 1, "offboard": 0}
     assert world.writes() == []
 
+    clear(world)
     report = sync(world)
     assert_read(report, "delta")
     assert sorted(world.writes(), key=str) == sorted(
@@ -635,12 +804,12 @@ def test_a_dry_run_does_not_advance_the_links(world: World) -> None:
         ],
         key=str,
     )
-    assert not FULL_KINDS & set(graph_kinds(world))
+    assert_delta_only(world)
 
 
 def test_a_failed_write_is_retried_by_a_later_delta_cycle_once_its_backoff_runs_out(world: World) -> None:
     seed(world, 2)
-    retry_s = 5.0
+    retry_s = 6.0
     env = {"SYNCD_SYNC__RETRY_INITIAL": f"{retry_s:g}s"}
     start_tracking(world, env)
     newcomer = world.add_user("newcomer", "+1 415 555 0197")
@@ -671,3 +840,103 @@ def test_a_failed_write_is_retried_by_a_later_delta_cycle_once_its_backoff_runs_
     assert_delta_only(world)
     assert world.writes() == [onboarded(newcomer, "+14155550197", "newcomer@contoso.com")]
     assert newcomer in world.agents()
+
+
+def test_a_single_user_cycle_does_not_advance_the_links(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0191"])
+    world.graph.update_user(ids[1], business_phones=["+1 415 555 0192"])
+    sync(world, "--user", ids[0])
+    assert world.writes() == [("PATCH", f"/{ids[0]}", {"phone_number": "+14155550191"})]
+    world.smartcomm.clear_requests()
+    clear(world)
+    assert_read(sync(world), "delta")
+    assert_delta_only(world)
+    assert world.writes() == [("PATCH", f"/{ids[1]}", {"phone_number": "+14155550192"})]
+
+
+def test_a_group_emptied_between_delta_cycles_stops_the_cycle(world: World) -> None:
+    ids = seed(world, 2)
+    start_tracking(world)
+    for oid in ids:
+        world.graph.remove_member(world.group, oid)
+    stopped = sync(world, code=3)
+    assert stopped["stopped_by"] == "empty_group"
+    assert world.writes() == []
+    forced = sync(world, "--force")
+    assert forced["outcomes"] == {"offboard": {"ok": 2}}
+    assert sorted(world.writes(), key=str) == sorted([("DELETE", f"/{oid}", None) for oid in ids], key=str)
+
+
+def test_a_failed_graph_read_loses_no_change(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0198"])
+    world.graph.remove_member(world.group, ids[1])
+    # The users delta answers 503 to every attempt of one cycle (one retry allowed): the cycle fails.
+    world.graph.inject(ScriptedFault(kind="status", status=503, path_contains="users/delta", times=2))
+    env = {"SYNCD_GRAPH__MAX_RETRIES": "1"}
+    failed = sync(world, code=1, env=env)
+    assert "503" in str(failed["error"])
+    assert [r.status for r in graph_api(world) if kind(r) == "users_delta"] == [503, 503]
+    assert world.writes() == []
+
+    clear(world)
+    report = sync(world, env=env)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [("PATCH", f"/{ids[0]}", {"phone_number": "+14155550198"}), ("DELETE", f"/{ids[1]}", None)], key=str
+    )
+
+
+def test_a_delta_cycle_killed_mid_apply_is_completed_by_the_next(world: World) -> None:
+    seed(world, 2)
+    start_tracking(world)
+    newcomers = seed(world, 12, start=10)
+    world.smartcomm.faults = Faults(latency_s=0.25)
+    process = world.start("sync")
+    deadline = time.monotonic() + 30
+    while sum(1 for r in world.smartcomm.requests if r.method == "POST" and r.applied) < 2:
+        assert time.monotonic() < deadline, "the sync never got going"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=10)
+    assert 0 < len(set(newcomers) & set(world.agents())) < 12
+    world.smartcomm.faults = Faults()
+
+    report = sync(world)
+    assert_read(report, "delta")  # the killed cycle stored no link: its changes are read again
+    assert set(newcomers) <= set(world.agents())
+    applied = [
+        r.body["user_object_id"]  # type: ignore[index]
+        for r in world.smartcomm.requests
+        if r.method == "POST" and r.path.endswith("/agents") and r.applied
+    ]
+    assert sorted(applied) == sorted(newcomers)  # each onboarded exactly once
+
+
+def test_a_smartcomm_outage_in_a_delta_cycle_is_caught_up_by_the_next(world: World) -> None:
+    ids = seed(world, 3)
+    start_tracking(world)
+    world.graph.update_user(ids[0], business_phones=["+1 415 555 0199"])
+    newcomer = world.add_user("newcomer", "+1 415 555 0189")
+    world.smartcomm.faults = Faults(error_rate=1.0)  # every agents request answers 503; logins still work
+    failed = sync(world, code=1, env={"SYNCD_SMARTCOMM__MAX_ATTEMPTS": "1"})
+    assert failed["error"]
+    assert newcomer not in world.agents()
+    assert world.agents()[ids[0]][0] == "+14155550000"
+
+    world.smartcomm.faults = Faults()
+    clear(world)
+    report = sync(world)
+    assert_read(report, "delta")
+    assert_delta_only(world)
+    assert sorted(world.writes(), key=str) == sorted(
+        [
+            ("PATCH", f"/{ids[0]}", {"phone_number": "+14155550199"}),
+            onboarded(newcomer, "+14155550189", "newcomer@contoso.com"),
+        ],
+        key=str,
+    )
