@@ -482,31 +482,7 @@ class Store:
         One transaction, so a crash leaves either both or neither. A member seen for the first time gets a
         row with no agent.
         """
-        now = _to_datetime(time.time())
-        operation = insert(tables.operations).values(
-            run_id=run_id,
-            object_id=change.object_id,
-            action=change.action.value,
-            outcome=Outcome.PENDING.value,
-            desired=_fields_json(change.desired),
-            believed=_fields_json(change.believed),
-            created_at=now,
-        )
-        known = change.desired or change.believed
-        member = {
-            "object_id": change.object_id,
-            "status": MemberStatus.PENDING.value,
-            "agent_active": False,
-            "upn": known.upn if known is not None else None,
-            "attempts": 0,
-            "updated_at": now,
-        }
-        with self._write("starting an operation") as connection:
-            op_id = _inserted_id(connection, operation)
-            # An existing row keeps its believed agent until the outcome is known: only its status changes.
-            mark_pending = _upsert(connection, tables.members, "object_id", ("status", "updated_at"))
-            connection.execute(mark_pending, member)
-        return op_id
+        return self.start_operations(run_id, [change])[0]
 
     def settle_operation(
         self,
@@ -533,7 +509,8 @@ class Store:
             )
 
     def start_operations(self, run_id: int, changes: Sequence[Change]) -> list[int]:
-        """`start_operation` for many writes in one transaction; their IDs, in the order of `changes`."""
+        """Record writes as pending before their requests are sent, and mark their members pending, in one
+        transaction (a crash leaves all or none); their IDs, in the order of `changes`."""
         if not changes:
             return []
         now = _to_datetime(time.time())
@@ -553,6 +530,7 @@ class Store:
         members: dict[str, dict[str, Any]] = {}
         for change in changes:
             known = change.desired or change.believed
+            # A member seen for the first time gets a row with no agent.
             members[change.object_id] = {
                 "object_id": change.object_id,
                 "status": MemberStatus.PENDING.value,
