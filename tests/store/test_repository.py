@@ -128,7 +128,7 @@ def test_an_in_memory_sqlite_store_works_for_quick_tests() -> None:
 
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
-    with pytest.raises(StoreError, match="starting an operation failed"):
+    with pytest.raises(StoreError, match="starting operations failed"):
         store.start_operation(4242, onboard("m-1"))
     # One transaction: the member was not marked pending either.
     assert store.load_recorded() == {}
