@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -163,7 +164,7 @@ def build_app(daemon: Daemon) -> Starlette:
             )
         return None if has_session(request) else _redirect("/login")
 
-    def daemon_state() -> statuspage.DaemonState:
+    def daemon_state(skipped: Mapping[str, int]) -> statuspage.DaemonState:
         running, last = daemon.running, daemon.last_result
         stop = last.stopped_by if last is not None else None
         return statuspage.DaemonState(
@@ -175,7 +176,8 @@ def build_app(daemon: Daemon) -> Starlette:
             last_run_id=last.run_id if last is not None else None,
             guard=stop.guard if stop is not None else None,
             guard_message=stop.message if stop is not None else None,
-            skipped=dict(last.skipped) if last is not None else {},
+            # From our records, not the last cycle: a delta cycle sees only the people who changed.
+            skipped=dict(skipped),
         )
 
     async def home(request: Request) -> Response:
@@ -186,7 +188,7 @@ def build_app(daemon: Daemon) -> Starlette:
             document = await asyncio.to_thread(status_document, daemon.store, statuspage.CHART_RUNS)
         except StoreError as exc:
             return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
-        data = statuspage.StatusData.from_document(document, daemon_state())
+        data = statuspage.StatusData.from_document(document, daemon_state(document.get("skipped", {})))
         queued = request.query_params.get("queued") == "1"
         return _page(statuspage.render_status_page(data, now=time.time(), queued=queued))
 

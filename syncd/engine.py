@@ -733,8 +733,8 @@ class Engine:
 
 
 def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
-    """What `syncd status --json` and `GET /status` return: last runs, members by status, attention, and the
-    quarantine (null when not quarantined)."""
+    """What `syncd status --json` and `GET /status` return: last runs, members by status, agents by number
+    source, people out of scope by reason, attention, and the quarantine (null when not quarantined)."""
     quarantined = quarantine.load(store)
     return {
         "runs": [
@@ -753,6 +753,7 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
         ],
         "members": store.count_by_status(),
         "phone_sources": store.count_by_phone_source(),
+        "skipped": store.count_by_skip_reason(),
         "quarantine": None if quarantined is None else quarantined.to_json(),
         "attention": [
             {

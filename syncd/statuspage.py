@@ -59,7 +59,7 @@ class DaemonState:
     """The guard that stopped the daemon's last cycle ("max_offboard", "empty_group"), or None."""
     guard_message: str | None = None
     skipped: Mapping[str, int] = field(default_factory=dict)
-    """People out of scope in the daemon's last cycle, by skip reason."""
+    """People out of scope (as recorded), by skip reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,7 +497,7 @@ def _agents_section(data: StatusData) -> str:
     members = _count_table("members", "status", "Members by status", data.members)
     sources = _count_table("sources", "source", "Agents' numbers by source", data.phone_sources)
     skipped = (
-        _count_table("skipped", "reason", "Out of scope in the last cycle", data.daemon.skipped)
+        _count_table("skipped", "reason", "Out of scope, by reason", data.daemon.skipped)
         if data.daemon.skipped
         else ""
     )

@@ -399,6 +399,18 @@ class Store:
         with self._read("counting members") as connection:
             return {status: count for status, count in connection.execute(query)}
 
+    def count_by_skip_reason(self) -> dict[str, int]:
+        """People out of scope (status skipped) per reason, for the reasons that have any."""
+        m = tables.members
+        query = (
+            select(m.c.skip_reason, func.count())
+            .where(m.c.status == MemberStatus.SKIPPED.value)
+            .group_by(m.c.skip_reason)
+            .order_by(m.c.skip_reason)
+        )
+        with self._read("counting skipped members") as connection:
+            return {str(reason or "unknown"): count for reason, count in connection.execute(query)}
+
     def count_by_phone_source(self) -> dict[str, int]:
         """Active agents per source of their number ("unknown" where it was not recorded)."""
         m = tables.members

@@ -806,6 +806,14 @@ def test_members_are_loaded_by_id_in_batches_and_failures_come_due(store: Store)
     loaded = store.load_recorded([f"m-{n}" for n in range(0, 700, 2)] + ["unknown"])
     assert sorted(loaded) == sorted(f"m-{n}" for n in range(0, 700, 2))
     assert store.unsettled(now) == (["f-due", "f-now"], ["f-later"])
+    store.save_members(
+        [
+            Recorded("s-1", MemberStatus.SKIPPED, None, skip_reason=SkipReason.NO_PHONE, detail="empty"),
+            Recorded("s-2", MemberStatus.SKIPPED, None, skip_reason=SkipReason.NO_PHONE, detail="empty"),
+            Recorded("s-3", MemberStatus.SKIPPED, None, skip_reason=SkipReason.DISABLED, detail="off"),
+        ]
+    )
+    assert store.count_by_skip_reason() == {"disabled": 1, "no_phone": 2}
     store.set_values({"a": "1", "b": "2"})
     store.delete_values(["a", "missing"])
     assert store.get_value("a") is None
