@@ -90,13 +90,14 @@ async def read_desired(
 ) -> Read:
     """Desired state for one cycle (see the module docstring). Raises `GraphError` for a failed read; never
     returns fewer members because of one."""
-    if settings.uses_teams and not full:
-        return Read(await source.read(), FULL, _TEAMS_REASON)
-    if not track:
-        reason = "full cycle" if full else "a dry run or --user cycle reads everything and tracks nothing"
+    if settings.uses_teams or not track:
+        if full:
+            reason = "full cycle"
+        elif settings.uses_teams:
+            reason = _TEAMS_REASON
+        else:
+            reason = "a dry run or --user cycle reads everything and tracks nothing"
         return Read(await source.read(), FULL, reason)
-    if settings.uses_teams:
-        return Read(await source.read(), FULL, "full cycle")
     expected = state_signature(settings, source)
     reason = "full cycle"
     if not full:
@@ -165,6 +166,9 @@ async def _read_changes(
         if not links:
             raise DeltaExpired(f"no delta link stored for group {group_id}")
         group_links[group_id] = [await source.group_delta(changes.fold, link=link) for link in links]
+    reasons = structural_changes(changes)
+    if reasons:
+        raise _Structural(reasons[0])
     users = UserChanges(source.select)
     users_link = await source.users_delta(users.fold, link=stored.users_link)
 
@@ -172,9 +176,6 @@ async def _read_changes(
     due, waiting = store.unsettled(now)
     candidates = touched | set(due)
     stored_memberships = store.memberships(candidates)
-    reasons = structural_changes(changes)
-    if reasons:
-        raise _Structural(reasons[0])
     in_scope = in_scope_after(candidates, stored_memberships, changes, users.removed)
     # The empty-group guard: a configured group whose tree loses its last user member reads as empty.
     counts: dict[str, int] = {}
