@@ -246,13 +246,14 @@ class Engine:
                 self._record_memberships(read)
                 await self._apply(client, the_plan, desired, recorded, result, progress)
                 cpu = self._phase(result, "apply", cpu)
-                if only is None and read.kind == FULL:
-                    self._remember_in_scope(desired)
+                if only is None:
+                    if read.kind == FULL:  # a delta read counts only the groups it saw lose members
+                        self._remember_in_scope(desired)
+                    if full and result.error is None:  # a halted full cycle repaired nothing: due again
+                        self._store.set_value(LAST_FULL_KEY, repr(self._clock()))
                 if read.state is not None and result.error is None:
                     # Only a cycle that applied its changes moves the links on; any other reads them again.
                     store.set_value(DELTA_KEY, read.state.to_json())
-                    if full and result.error is None:  # a halted full cycle repaired nothing: due again
-                        self._store.set_value(LAST_FULL_KEY, repr(self._clock()))
                 # People waiting out a backoff are not converged either: exit 1 until they are. A systemic
                 # failure that stopped the writes fails the cycle as a whole ("error", exit 1).
                 if result.error:

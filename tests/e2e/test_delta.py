@@ -598,6 +598,21 @@ def test_teams_numbers_as_a_source_read_in_full_every_cycle(world: World) -> Non
     assert world.writes() == [("PATCH", f"/{ids[0]}", {"phone_number": "+14155550160"})]
 
 
+def test_a_full_cycle_that_tracks_nothing_still_records_when_it_ran(world: World) -> None:
+    from syncd.store import Store
+
+    text = world.config.read_text()
+    world.config.write_text(
+        text.replace("retry_delay_s = 0\n", 'retry_delay_s = 0\nphone_source = ["teams", "businessPhones"]\n')
+    )
+    seed(world, 1)
+    assert_read(sync(world, "--full"), "full", "full cycle")
+    # The daemon schedules the next full cycle from this value, whether or not the cycle tracks changes.
+    with Store(f"sqlite:///{world.config.parent / 'syncd.db'}") as store:
+        assert store.get_value("last_full_cycle_at") is not None
+        assert store.get_value("graph_delta") is None
+
+
 # --- structural changes and expired links: full fallback ---------------------------------------------
 
 
