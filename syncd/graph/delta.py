@@ -155,9 +155,14 @@ class GroupChanges:
         if not isinstance(member, dict) or not isinstance(member.get("id"), str):
             self.ignored += 1
             return
-        kind = _KINDS.get(str(member.get("@odata.type", "")).lower())
+        odata_type = member.get("@odata.type")
+        if not isinstance(odata_type, str) or not odata_type:
+            # Without its type a member could be a group: only a full read can tell what changed.
+            self.structural.append(f"a member of unknown type joined or left group {group_id}")
+            return
+        kind = _KINDS.get(odata_type.lower())
         if kind is None:
-            self.ignored += 1
+            self.ignored += 1  # a device, contact or service principal: never an agent
             return
         pair = (group_id, member["id"].lower())
         if "@removed" in member:

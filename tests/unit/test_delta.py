@@ -98,6 +98,10 @@ def test_devices_and_bad_entries_are_counted_not_raised() -> None:
             "group n1 was removed from group g",
         ),
         ([{"id": "n1", "@removed": {"reason": "changed"}}], "tracked group n1 was deleted"),
+        (
+            [{"id": "g", "members@delta": [{"id": "x", "@removed": {"reason": "deleted"}}]}],
+            "a member of unknown",
+        ),
     ],
 )
 def test_a_change_of_the_tree_is_structural(entries: list[object], reason: str) -> None:
