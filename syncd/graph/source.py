@@ -276,20 +276,9 @@ class GraphSource:
         request = builder.to_get_request_information(configuration)
         indexer = TeamsIndexer(settings.teams_categories)
         pages = 0
-        while True:
-            page = await self._fetch_page(request, "Teams number assignments", classify_teams)
+        async for items, _page in self._pages(builder, request, "Teams number assignments", classify_teams):
             pages += 1
-            items = page.get("value")
-            if not isinstance(items, list):
-                raise GraphReadError(f"Teams number assignments page {pages} has no `value` array")
             indexer.add(items)
-            next_link = page.get("@odata.nextLink")
-            del page, items
-            if next_link is None:
-                break
-            if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
-                raise GraphReadError(f"Teams number assignments page {pages} has an unusable @odata.nextLink")
-            request = builder.with_url(next_link).to_get_request_information(RequestConfiguration())
         numbers = indexer.result()
         log.info(
             "graph.teams_read",
@@ -429,23 +418,15 @@ class GraphSource:
     async def _delta_round(self, builder: Any, request: RequestInformation, what: str, fold: PageFold) -> str:
         """Every page of one delta round to `fold`; the final `@odata.deltaLink`."""
         pages = 0
-        while True:
-            page = await self._fetch_page(request, what, classify_delta)
+        delta_link: object = None
+        async for value, page in self._pages(builder, request, what, classify_delta):
             pages += 1
-            value = page.get("value")
-            if not isinstance(value, list):
-                raise GraphReadError(f"page {pages} of {what} has no `value` array")
             fold(value)
-            next_link, delta_link = page.get("@odata.nextLink"), page.get("@odata.deltaLink")
-            del page, value
-            if next_link is None:
-                if not isinstance(delta_link, str) or urlsplit(delta_link).hostname != self._graph_host:
-                    raise GraphReadError(f"page {pages} of {what} ends the round without a usable deltaLink")
-                log.debug("graph.delta_round", reading=what, pages=pages)
-                return delta_link
-            if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
-                raise GraphReadError(f"page {pages} of {what} has an unusable @odata.nextLink")
-            request = builder.with_url(next_link).to_get_request_information(RequestConfiguration())
+            delta_link = page.get("@odata.deltaLink")  # on the last page only
+        if not isinstance(delta_link, str) or urlsplit(delta_link).hostname != self._graph_host:
+            raise GraphReadError(f"page {pages} of {what} ends the round without a usable deltaLink")
+        log.debug("graph.delta_round", reading=what, pages=pages)
+        return delta_link
 
     # -- one person (syncd explain) -------------------------------------------------------------------
 
@@ -524,8 +505,24 @@ class GraphSource:
         *,
         advanced: bool,
     ) -> list[dict[str, Any]]:
-        """Every object of a small collection, following next links (kept on the Graph host)."""
+        """Every object of a small collection."""
         items: list[dict[str, Any]] = []
+        async for value, _page in self._pages(builder, request, what, classify_error, advanced=advanced):
+            items.extend(item for item in value if isinstance(item, dict))
+        return items
+
+    async def _pages(
+        self,
+        builder: Any,
+        request: RequestInformation,
+        what: str,
+        classify_error: Callable[[APIError], GraphError],
+        *,
+        advanced: bool = False,
+    ) -> AsyncIterator[tuple[list[Any], dict[str, Any]]]:
+        """Every page of a collection as (its `value`, the whole page), following `@odata.nextLink`s, which
+        must stay on the Graph host (our token goes with them). `advanced` sends the advanced-query headers
+        again with each next page."""
         pages = 0
         while True:
             page = await self._fetch_page(request, what, classify_error)
@@ -533,10 +530,11 @@ class GraphSource:
             value = page.get("value")
             if not isinstance(value, list):
                 raise GraphReadError(f"page {pages} of {what} has no `value` array")
-            items.extend(item for item in value if isinstance(item, dict))
+            yield value, page
             next_link = page.get("@odata.nextLink")
+            del page, value  # at most one page alive while the next is fetched
             if next_link is None:
-                return items
+                return
             if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
                 raise GraphReadError(f"page {pages} of {what} has an unusable @odata.nextLink")
             configuration = self._configuration(None) if advanced else RequestConfiguration()
