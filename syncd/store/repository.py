@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import itertools
 import json
 import sys
 import time
@@ -737,34 +738,18 @@ class Store:
         table = tables.graph_edges
         wanted = len(edges)
         with self._write("replacing group memberships") as connection:
-            gone: list[dict[str, str]] = []
-            changed: list[dict[str, str]] = []
+            gone: list[tuple[str, str]] = []
+            changed: list[tuple[str, str, str]] = []
             rows = connection.execute(select(table.c.group_id, table.c.member_id, table.c.member_kind))
             for group_id, member_id, kind in rows:
                 now_kind = edges.pop((group_id, member_id), None)
                 if now_kind != kind:
-                    gone.append({"g": group_id, "m": member_id})
+                    gone.append((group_id, member_id))
                     if now_kind is not None:
-                        changed.append(
-                            {"group_id": group_id, "member_id": member_id, "member_kind": now_kind}
-                        )
-            for start in range(0, len(gone), BATCH_SIZE):
-                connection.execute(
-                    delete(table).where(
-                        table.c.group_id == bindparam("g"), table.c.member_id == bindparam("m")
-                    ),
-                    gone[start : start + BATCH_SIZE],
-                )
+                        changed.append((group_id, member_id, now_kind))
+            _delete_edges(connection, gone)
             # What is left was not stored; `changed` was stored with another kind (deleted just above).
-            batch = changed
-            while edges:
-                (group_id, member_id), kind = edges.popitem()
-                batch.append({"group_id": group_id, "member_id": member_id, "member_kind": kind})
-                if len(batch) >= BATCH_SIZE:
-                    connection.execute(_insert_ignore(connection, table), batch)
-                    batch = []
-            if batch:
-                connection.execute(_insert_ignore(connection, table), batch)
+            _insert_edges(connection, itertools.chain(changed, _drain(edges)))
         return wanted
 
     def apply_edge_changes(
@@ -774,23 +759,9 @@ class Store:
         transaction; adding a stored pair or removing a missing one is not an error (deltas replay)."""
         if not added and not removed:
             return
-        table = tables.graph_edges
         with self._write("updating group memberships") as connection:
-            rows = {
-                (group_id, member_id): {"group_id": group_id, "member_id": member_id, "member_kind": kind}
-                for group_id, member_id, kind in added
-            }
-            pairs = list(removed)
-            for start in range(0, len(pairs), BATCH_SIZE):
-                connection.execute(
-                    delete(table).where(
-                        table.c.group_id == bindparam("g"), table.c.member_id == bindparam("m")
-                    ),
-                    [{"g": g, "m": m} for g, m in pairs[start : start + BATCH_SIZE]],
-                )
-            values = list(rows.values())
-            for start in range(0, len(values), BATCH_SIZE):
-                connection.execute(_insert_ignore(connection, table), values[start : start + BATCH_SIZE])
+            _delete_edges(connection, list(removed))
+            _insert_edges(connection, added)
 
     def remove_member_edges(self, member_ids: Collection[str]) -> None:
         """Forget every membership of these members (users deleted from the directory)."""
@@ -947,6 +918,34 @@ def _upsert(connection: Connection, table: Table, key: str, update_columns: Sequ
     return statement.on_conflict_do_update(
         index_elements=[key], set_={column: excluded[column] for column in update_columns}
     )
+
+
+def _delete_edges(connection: Connection, pairs: Sequence[tuple[str, str]]) -> None:
+    """Delete memberships (group ID, member ID), a batch per statement."""
+    table = tables.graph_edges
+    statement = delete(table).where(table.c.group_id == bindparam("g"), table.c.member_id == bindparam("m"))
+    for start in range(0, len(pairs), BATCH_SIZE):
+        connection.execute(statement, [{"g": g, "m": m} for g, m in pairs[start : start + BATCH_SIZE]])
+
+
+def _insert_edges(connection: Connection, edges: Iterable[tuple[str, str, str]]) -> None:
+    """Insert memberships (group ID, member ID, kind), a batch per statement; stored pairs are kept."""
+    statement = _insert_ignore(connection, tables.graph_edges)
+    batch: dict[tuple[str, str], dict[str, str]] = {}  # by pair: one statement must not touch a row twice
+    for group_id, member_id, kind in edges:
+        batch[(group_id, member_id)] = {"group_id": group_id, "member_id": member_id, "member_kind": kind}
+        if len(batch) >= BATCH_SIZE:
+            connection.execute(statement, list(batch.values()))
+            batch = {}
+    if batch:
+        connection.execute(statement, list(batch.values()))
+
+
+def _drain(edges: dict[tuple[str, str], str]) -> Iterator[tuple[str, str, str]]:
+    """The memberships of `edges` as (group ID, member ID, kind), removed from it one by one."""
+    while edges:
+        (group_id, member_id), kind = edges.popitem()
+        yield group_id, member_id, kind
 
 
 def _insert_ignore(connection: Connection, table: Table) -> Insert:
