@@ -296,7 +296,6 @@ class GraphSource:
             select=self._select, top=self._settings.page_size, count=True
         )
         request = builder.to_get_request_information(self._configuration(query))
-        settings = self._settings
         pages = 0
 
         def classify_members(exc: APIError) -> GraphError:
@@ -316,16 +315,7 @@ class GraphSource:
                     "the application permission User.Read.All with admin consent",
                     group_id=group_id,
                 )
-            mapped: list[Member | Skipped] = [
-                map_user(
-                    user,
-                    tenant_id=settings.tenant_id,
-                    phone_sources=self._chain,
-                    default_region=settings.default_region,
-                    teams=self._teams,
-                )
-                for user in users
-            ]
+            mapped: list[Member | Skipped] = [self.map(user) for user in users]
             next_link = page.get("@odata.nextLink")
             # Let the raw page go before anyone works on the mapped one: at most one is alive at a time.
             del page, users
@@ -345,7 +335,8 @@ class GraphSource:
         return tuple(self._select)
 
     def map(self, user: object) -> Member | Skipped:
-        """One user object (parsed JSON) mapped as the member reads map it (Teams numbers are not used)."""
+        """One user object (parsed JSON) mapped to a Member or Skipped, with the Teams numbers of this cycle's
+        read when the chain has them."""
         settings = self._settings
         return map_user(
             user,
