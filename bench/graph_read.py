@@ -77,9 +77,9 @@ def peak_rss_mb() -> float:
 
 
 def measure_reader(where: dict[str, Any]) -> dict[str, float]:
-    from syncd.config import GraphSettings
+    from syncd.config.logs import configure_logging
+    from syncd.config.settings import GraphSettings
     from syncd.graph.source import GraphSource
-    from syncd.logging import configure_logging
 
     configure_logging(level="warning", json=True)  # to stderr: stdout carries the figures
 

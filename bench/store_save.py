@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from syncd.model import AgentFields, MemberStatus, Recorded
+from syncd.core.model import AgentFields, MemberStatus, Recorded
 from syncd.store import Store
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"

@@ -234,9 +234,9 @@ def serve_smartcomm(directory: Path) -> None:
 
 def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
     """Worker: `Engine.run_cycle` for each of `cycles` ("full"/"incremental") in this fresh process."""
-    from syncd.engine import Engine
-    from syncd.logging import configure_logging
-    from syncd.settings_loader import load_settings
+    from syncd.config.loader import load_settings
+    from syncd.config.logs import configure_logging
+    from syncd.cycle.engine import Engine
     from syncd.store import Store
 
     configure_logging(level="warning", json=True)  # to stderr: stdout carries the figures

@@ -1,5 +1,5 @@
 """Lets `python -m syncd` run the same command as the `syncd` console script."""
 
-from syncd.cli import main
+from syncd.cli.main import main
 
 raise SystemExit(main())

@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from kiota_abstractions.authentication import AccessTokenProvider, AllowedHostsValidator
 
-from syncd.config import GraphSettings
+from syncd.config.settings import GraphSettings
 from syncd.graph.errors import GraphCredentialError, GraphUnavailable, shorten
 
 log = structlog.get_logger("syncd.graph")

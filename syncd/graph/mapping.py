@@ -20,8 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import phonenumbers
 
-from syncd.graph.teams import TeamsNumber
-from syncd.model import (
+from syncd.core.model import (
     EXTENSION_PREFIX,
     PHONE_ATTRIBUTES,
     TEAMS,
@@ -30,6 +29,7 @@ from syncd.model import (
     SkipReason,
     parse_phone_attribute,
 )
+from syncd.graph.teams import TeamsNumber
 
 _CANONICAL: dict[str, str] = {name: name for name in PHONE_ATTRIBUTES}
 _EXTENSION_KEY: dict[str, str] = {

@@ -35,8 +35,9 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 
-from syncd.backoff import backoff_delay_s
-from syncd.config import GraphSettings
+from syncd.config.settings import GraphSettings
+from syncd.core.backoff import backoff_delay_s
+from syncd.core.model import TEAMS, DesiredState, Member, Skipped
 from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.delta import id_filter
 from syncd.graph.errors import (
@@ -50,7 +51,6 @@ from syncd.graph.errors import (
 )
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
-from syncd.model import TEAMS, DesiredState, Member, Skipped
 
 log = structlog.get_logger("syncd.graph")
 

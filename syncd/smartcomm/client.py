@@ -32,10 +32,11 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from syncd import __version__
-from syncd.backoff import backoff_delay_s
-from syncd.config import SmartCommSettings
-from syncd.logging import debug_enabled
-from syncd.model import Agent, AgentPatch, NewAgent, ReadKey, WriteKey
+from syncd.config.logs import debug_enabled
+from syncd.config.settings import SmartCommSettings
+from syncd.config.tls import is_tls_verification_failure, ssl_context
+from syncd.core.backoff import backoff_delay_s
+from syncd.core.model import Agent, AgentPatch, NewAgent, ReadKey, WriteKey
 from syncd.smartcomm.errors import (
     AgentNotFound,
     BadCredentials,
@@ -48,7 +49,6 @@ from syncd.smartcomm.errors import (
     is_retryable_status,
 )
 from syncd.smartcomm.tokens import TokenSource
-from syncd.tls import is_tls_verification_failure, ssl_context
 
 log = structlog.get_logger("syncd.smartcomm")
 

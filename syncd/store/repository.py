@@ -49,7 +49,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Insert
 
-from syncd.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
+from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
 from syncd.store import tables
 
 SQLITE_PRAGMAS = (

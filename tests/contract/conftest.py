@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import GraphSettings, SmartCommSettings
+from syncd.config.settings import GraphSettings, SmartCommSettings
 from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import (

@@ -22,7 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.config import DatabaseSettings, Settings, SmartCommSettings, SyncSettings
+from syncd.config.settings import DatabaseSettings, Settings, SmartCommSettings, SyncSettings
+from syncd.core.model import MemberStatus, SkipReason
+from syncd.cycle.engine import CycleResult, Engine
 from syncd.emulators.graph import RAW_OMIT, GraphEmulator
 from syncd.emulators.server import RunningServer
 from syncd.emulators.smartcomm import (
@@ -31,8 +33,6 @@ from syncd.emulators.smartcomm import (
     DEFAULT_USERNAME,
     SmartCommEmulator,
 )
-from syncd.engine import CycleResult, Engine
-from syncd.model import MemberStatus, SkipReason
 from syncd.store import Store
 from tests.contract.conftest import graph_settings_for
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import load_pem_x509_certificate
 
+from syncd.core.model import DesiredState, Member, SkipReason
 from syncd.emulators.graph import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -32,7 +33,6 @@ from syncd.graph.errors import (
     GroupNotFound,
 )
 from syncd.graph.source import GraphSource
-from syncd.model import DesiredState, Member, SkipReason
 from tests.contract.conftest import graph_settings_for
 
 MEMBERS_PATH = "/transitiveMembers/graph.user"

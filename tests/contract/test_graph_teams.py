@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from syncd.core.model import DesiredState, Member, Skipped, SkipReason
 from syncd.emulators.graph import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -18,7 +19,6 @@ from syncd.emulators.graph import (
 from syncd.emulators.server import RunningServer
 from syncd.graph.errors import GraphPermissionError
 from syncd.graph.source import GraphSource
-from syncd.model import DesiredState, Member, Skipped, SkipReason
 from tests.contract.conftest import graph_settings_for
 
 GraphServer = tuple[GraphEmulator, RunningServer]

@@ -24,12 +24,12 @@ import structlog
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from syncd.config import NotifySettings, Settings
-from syncd.daemon import Daemon
+from syncd.config.settings import NotifySettings, Settings
+from syncd.core.model import Action, Change, MemberStatus, Outcome, Recorded
 from syncd.emulators.common import encode_json, json_headers, read_body, send_json, send_truncated_and_drop
 from syncd.emulators.server import RunningServer, TestCA, serve_https
-from syncd.model import Action, Change, MemberStatus, Outcome, Recorded
-from syncd.notify import (
+from syncd.service.daemon import Daemon
+from syncd.service.notify import (
     TITLES,
     CycleFacts,
     Event,

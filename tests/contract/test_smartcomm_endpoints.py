@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from syncd.config import SmartCommSettings
+from syncd.config.settings import SmartCommSettings
+from syncd.core.model import Agent, AgentPatch, NewAgent
 from syncd.emulators.smartcomm import SmartCommEmulator
-from syncd.model import Agent, AgentPatch, NewAgent
 from syncd.smartcomm import (
     AgentConflict,
     AgentExists,

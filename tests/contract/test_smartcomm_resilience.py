@@ -11,10 +11,10 @@ import io
 import pytest
 import structlog
 
-from syncd.config import SmartCommSettings
+from syncd.config.logs import configure_logging
+from syncd.config.settings import SmartCommSettings
+from syncd.core.model import NewAgent
 from syncd.emulators.smartcomm import DEFAULT_PASSWORD, Faults, ScriptedFault, SmartCommEmulator
-from syncd.logging import configure_logging
-from syncd.model import NewAgent
 from syncd.smartcomm import (
     AgentExists,
     BadCredentials,

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from syncd.config.loader import load_settings
 from syncd.emulators.graph import DEFAULT_CLIENT_SECRET
 from syncd.emulators.smartcomm import DEFAULT_PASSWORD
-from syncd.settings_loader import load_settings
 from tests.e2e.conftest import ROOT, clean_env
 
 MAKE = shutil.which("make")

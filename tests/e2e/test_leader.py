@@ -16,9 +16,9 @@ import httpx
 import psycopg
 import pytest
 
-from syncd.config import Settings
+from syncd.config.settings import Settings
 from syncd.emulators.smartcomm import Faults
-from syncd.leader import LEADER_KEY, PostgresLeadership, lock_key
+from syncd.service.leader import LEADER_KEY, PostgresLeadership, lock_key
 from syncd.store import Store
 from tests import postgres
 from tests.e2e.conftest import World, clean_env

@@ -32,13 +32,13 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syncd.core.model import Member
 from syncd.emulators.common import Faults, ScriptedFault
 from syncd.emulators.graph import DEFAULT_TENANT_ID, GraphEmulator
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import AUTH_PATH, SmartCommEmulator
 from syncd.emulators.tenant import TenantSpec, build_tenant
 from syncd.graph.mapping import map_user
-from syncd.model import Member
 from syncd.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]

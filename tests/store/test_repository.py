@@ -18,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, text, update
 
 import migrations
-from syncd.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
+from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
 from syncd.store import HistoryEntry, OperationRecord, PendingOperation, RunRecord, Store, StoreError, tables
 from syncd.store.repository import migrations_directory
 from syncd.store.tables import metadata

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncd.admin import SESSION_MAX_AGE_S, session_valid, session_value
+from syncd.service.admin import SESSION_MAX_AGE_S, session_valid, session_value
 
 TOKEN = "a-long-admin-token-0123456789"
 NOW = 1_800_000_000

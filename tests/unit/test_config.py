@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from syncd.config import GraphSettings, NotifySettings, SmartCommSettings
+from syncd.config.settings import GraphSettings, NotifySettings, SmartCommSettings
 
 BASE = {"customer_id": 12345, "username": "api@example.com", "password": "pw"}
 

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
-from syncd.explain import (
+from syncd.core.model import Agent, AgentFields, Member, MemberStatus, Recorded, Skipped, SkipReason
+from syncd.graph.mapping import map_user
+from syncd.graph.teams import TeamsIndexer
+from syncd.reports.explain import (
     Consistency,
     Explanation,
     GroupRef,
@@ -27,9 +30,6 @@ from syncd.explain import (
     shortest_paths,
     teams_notes,
 )
-from syncd.graph.mapping import map_user
-from syncd.graph.teams import TeamsIndexer
-from syncd.model import Agent, AgentFields, Member, MemberStatus, Recorded, Skipped, SkipReason
 
 OID = "4d90f551-8568-4935-821b-8cb9fa50ecd7"
 OTHER = "e2f19e0a-0490-41f4-8509-44a3390ae0b6"

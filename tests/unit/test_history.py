@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from syncd.cli import build_parser
-from syncd.history import (
+from syncd.cli.main import build_parser
+from syncd.core.model import Action, AgentFields, Outcome
+from syncd.reports.history import (
     COLUMNS,
     DEFAULT_TABLE_LIMIT,
     changed_fields,
@@ -32,7 +33,6 @@ from syncd.history import (
     write_json,
     write_table,
 )
-from syncd.model import Action, AgentFields, Outcome
 from syncd.store import HistoryEntry, OperationRecord
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC).timestamp()

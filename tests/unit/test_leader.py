@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from syncd.leader import (
+from syncd.service.leader import (
     LEGACY_LOCK_KEY,
     advertised_admin_url,
     forward_resync,

@@ -7,7 +7,7 @@ import json
 
 import structlog
 
-from syncd.logging import REDACTED, configure_logging, redact_secrets, redact_text
+from syncd.config.logs import REDACTED, configure_logging, redact_secrets, redact_text
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJ1aWQiOiJ4IiwiZXhwIjoxfQ.c2lnbmF0dXJlLXZhbHVl"
 

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from syncd.core.model import Member, Skipped, SkipReason
 from syncd.graph.mapping import (
     PHONE_ATTRIBUTES,
     decode_consistency_guid,
@@ -21,7 +22,6 @@ from syncd.graph.mapping import (
     select_fields,
     to_e164,
 )
-from syncd.model import Member, Skipped, SkipReason
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 OBJECT_ID = "0b9e3d6a-7c4f-4a8e-9d2b-1f6e5c4b3a29"

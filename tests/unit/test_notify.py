@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.config import NotifySettings
-from syncd.engine import CycleResult
-from syncd.model import MemberStatus, Recorded
-from syncd.notify import (
+from syncd.config.settings import NotifySettings
+from syncd.core.model import MemberStatus, Recorded
+from syncd.core.reconcile import GuardStop
+from syncd.cycle.engine import CycleResult
+from syncd.service.notify import (
     STATE_KEY,
     TITLES,
     Attention,
@@ -36,7 +37,6 @@ from syncd.notify import (
     teams_payload,
     transition,
 )
-from syncd.reconcile import GuardStop
 from syncd.store import RunRecord
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z

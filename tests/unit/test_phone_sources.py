@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncd.config.loader import ConfigError, load_settings
+from syncd.core.model import Member, Skipped, SkipReason
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
-from syncd.model import Member, Skipped, SkipReason
-from syncd.settings_loader import ConfigError, load_settings
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 OBJECT_ID = "0b9e3d6a-7c4f-4a8e-9d2b-1f6e5c4b3a29"

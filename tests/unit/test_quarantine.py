@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from syncd.quarantine import (
+from syncd.core.quarantine import (
     STATE_KEY,
     QuarantineState,
     delay_s,
@@ -19,7 +19,7 @@ from syncd.quarantine import (
     status_line,
     transition,
 )
-from syncd.statuspage import DaemonState, StatusData, health, render_status_page
+from syncd.service.statuspage import DaemonState, StatusData, health, render_status_page
 
 NOW = 1_780_000_000.0  # 2026-05-28 20:26:40 UTC
 INITIAL, MAX = 60.0, 3600.0

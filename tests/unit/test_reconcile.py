@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.model import (
+from syncd.core.model import (
     Action,
     Agent,
     AgentFields,
@@ -20,7 +20,7 @@ from syncd.model import (
     Skipped,
     SkipReason,
 )
-from syncd.reconcile import changed_fields, plan, retry_delay_s, settle
+from syncd.core.reconcile import changed_fields, plan, retry_delay_s, settle
 
 T = "tenant"
 G1, G2 = "group-1", "group-2"

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from syncd.config import (
+from syncd.config.loader import ConfigError, config_path, load_settings, parse_duration
+from syncd.config.settings import (
     AdminSettings,
     DatabaseSettings,
     GraphSettings,
@@ -26,7 +27,6 @@ from syncd.config import (
     SmartCommSettings,
     SyncSettings,
 )
-from syncd.settings_loader import ConfigError, config_path, load_settings, parse_duration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "syncd.example.toml"
 

@@ -10,8 +10,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from syncd.backoff import backoff_delay_s
-from syncd.model import Agent, AgentPatch, NewAgent
+from syncd.core.backoff import backoff_delay_s
+from syncd.core.model import Agent, AgentPatch, NewAgent
 from syncd.smartcomm.client import parse_agent, parse_retry_after
 from syncd.smartcomm.tokens import DEFAULT_LIFETIME_S, jwt_claims, token_times
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from syncd.statuspage import (
+from syncd.service.statuspage import (
     ATTENTION_ROWS,
     CHART_RUNS,
     AttentionRow,

@@ -14,23 +14,19 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from syncd import __version__
-from syncd.config import Settings
-from syncd.engine import EXIT_CONFIG, EXIT_FAILURES, CycleResult, Engine, status_document
-from syncd.history import add_arguments as add_history_arguments
-from syncd.history import prune_if_due, run_history
-from syncd.logging import configure_logging
-from syncd.model import Action
-from syncd.notify import send_after_cycle
-from syncd.quarantine import load as load_quarantine
-from syncd.quarantine import status_line as quarantine_line
-from syncd.settings_loader import ConfigError, config_path, load_settings
+from syncd.config.loader import ConfigError, config_path, load_settings
+from syncd.config.logs import configure_logging
+from syncd.config.settings import Settings
+from syncd.cycle.engine import EXIT_CONFIG, EXIT_FAILURES, CycleResult, Engine
+from syncd.reports.history import add_arguments as add_history_arguments
+from syncd.reports.history import prune_if_due, run_history
+from syncd.reports.status import print_status
+from syncd.reports.summary import print_result
+from syncd.service.notify import send_after_cycle
 from syncd.store import Store, StoreError
-
-SHOWN_CHANGES = 50
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,11 +88,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "emulate":
-        from syncd import demo
+        from syncd.emulators import demo
 
         return demo.emulate_main(args)
     if args.command == "demo":
-        from syncd import demo
+        from syncd.emulators import demo
 
         return demo.run_demo(debug=args.debug)
     try:
@@ -125,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"database at revision {store.current_revision()}")
                 return 0
             if args.command == "status":
-                return _status(store, as_json=args.json, runs=args.runs)
+                return print_status(store, as_json=args.json, runs=args.runs)
             if args.command == "history":
                 return _history(store, args)
             if args.command == "run":
@@ -145,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings, store: Store) -> int:
-    from syncd.daemon import AdminBindError, AlreadyRunning, Daemon
+    from syncd.service.daemon import AdminBindError, AlreadyRunning, Daemon
 
     try:
         return asyncio.run(Daemon(settings, store).run())
@@ -160,7 +156,7 @@ def _run(settings: Settings, store: Store) -> int:
 def _explain(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     """`syncd explain`: 0 when everything could be read, 1 for an unknown person or a section that could
     not be read (the rest is still printed), 2 for a configuration error."""
-    from syncd.explain import PersonNotFound, explain_person, render_text
+    from syncd.reports.explain import PersonNotFound, explain_person, render_text
 
     try:
         settings.require_graph()
@@ -253,7 +249,7 @@ def _where_leader(response: Any) -> str:
 def _sync(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     if args.dry_run:
         return _sync_locked(settings, store, args)
-    from syncd.daemon import AlreadyRunning, instance_lock
+    from syncd.service.daemon import AlreadyRunning, instance_lock
 
     try:
         with instance_lock(store, settings.database.url):
@@ -292,7 +288,7 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
     if args.json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
-        _print_result(result, sys.stdout)
+        print_result(result, sys.stdout)
     if not args.dry_run and args.user is None:
         # After the run is recorded and shown; the webhook never changes the exit code.
         send_after_cycle(settings.notify, store, result)
@@ -341,101 +337,3 @@ class _Progress:
     def finish(self) -> None:
         if self._shown:
             self._out.write("\n")
-
-
-def _print_result(result: CycleResult, out: TextIO) -> None:
-    title = "dry run" if result.dry_run else "sync"
-    print(f"syncd {title}: run {result.run_id} ({result.kind}) in {result.duration_s:.1f} s", file=out)
-    if result.error:
-        print(f"  error: {result.error}", file=out)
-    if result.quarantine is not None:
-        print(f"  {quarantine_line(result.quarantine)}", file=out)
-    if result.graph_read == "delta":
-        print("  graph      read the changes only (delta)", file=out)
-    elif result.graph_read_reason:
-        print(f"  graph      read everything: {result.graph_read_reason}", file=out)
-    planned = "   ".join(f"{action} {n}" for action, n in result.planned.items())
-    if planned:
-        print(f"  planned    {planned}", file=out)
-    for action, outcomes in result.outcomes.items():
-        print(f"  {action:<10} " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())), file=out)
-    skipped = ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items()))
-    print(
-        f"  unchanged {result.unchanged}   skipped {sum(result.skipped.values())}"
-        + (f" ({skipped})" if skipped else "")
-        + f"   waiting for retry {result.deferred}"
-        + (f"   unmanaged agents {result.unmanaged}" if result.unmanaged else ""),
-        file=out,
-    )
-    if result.phone_sources:
-        print("  numbers from " + ", ".join(f"{k} {v}" for k, v in result.phone_sources.items()), file=out)
-    for object_id, note in sorted(result.ambiguous.items())[:SHOWN_CHANGES]:
-        print(f"  ambiguous number for {object_id}: {note}", file=out)
-    if len(result.ambiguous) > SHOWN_CHANGES:
-        print(f"  ... and {len(result.ambiguous) - SHOWN_CHANGES} more ambiguous numbers", file=out)
-    if result.stopped_by is not None:
-        print(f"  STOPPED by the {result.stopped_by.guard} guard: {result.stopped_by.message}", file=out)
-    if result.dry_run or result.stopped_by is not None:
-        for change in result.changes[:SHOWN_CHANGES]:
-            print("    " + _describe_change(change), file=out)
-        if len(result.changes) > SHOWN_CHANGES:
-            print(f"    ... and {len(result.changes) - SHOWN_CHANGES} more", file=out)
-    if result.failures:
-        print("  failures:", file=out)
-        for failure in result.failures:
-            print(
-                f"    {failure.action.value:<8} {failure.object_id}  {failure.upn or ''}  {failure.error}",
-                file=out,
-            )
-
-
-def _describe_change(change: Any) -> str:
-    sign = {Action.ONBOARD: "+", Action.UPDATE: "~", Action.OFFBOARD: "-"}[change.action]
-    if change.action is Action.UPDATE:
-        diffs = ", ".join(
-            f"{name}: {getattr(change.believed, name)} -> {getattr(change.desired, name)}"
-            for name in change.fields
-        )
-        return f"{sign} update   {change.object_id}  {diffs}"
-    fields = change.desired or change.believed
-    who = f"{fields.upn or ''} {fields.phone_number}" if fields else ""
-    return f"{sign} {change.action.value:<8} {change.object_id}  {who}"
-
-
-def _when(epoch: float | None) -> str:
-    return "-" if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _status(store: Store, *, as_json: bool, runs: int) -> int:
-    if as_json:
-        print(json.dumps(status_document(store, runs), sort_keys=True))
-        return 0
-    quarantined = load_quarantine(store)
-    if quarantined is not None:
-        print(quarantine_line(quarantined))
-    recent = store.runs(limit=runs)
-    counts = store.count_by_status()
-    attention = store.members_needing_attention()
-    print("Last runs:")
-    header = ("id", "started (UTC)", "kind", "trigger", "outcome", "secs", "changes")
-    print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*header))
-    for r in recent:
-        secs = f"{r.ended_at - r.started_at:.1f}" if r.ended_at is not None else "-"
-        changed = ", ".join(
-            f"{k} {v}" for k, v in sorted(r.counts.items()) if v and not k.startswith("planned_")
-        )
-        kind = r.kind + (" dry" if r.dry_run else "")
-        row = (r.id, _when(r.started_at), kind, r.trigger, r.outcome, secs, changed)
-        print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*row))
-    print("Members: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
-    sources = store.count_by_phone_source()
-    if sources:
-        print("Agents' numbers from: " + ", ".join(f"{source} {n}" for source, n in sources.items()))
-    print(f"Needing attention: {len(attention)}")
-    for m in attention:
-        print(
-            f"  {m.status.value:<8} {m.object_id}  {m.upn or ''}  attempts {m.attempts}  "
-            f"next {_when(m.next_attempt_at)}  {m.detail or ''}"
-            + (f"  (agent's number from {m.phone_source})" if m.phone_source else "")
-        )
-    return 0

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from syncd.model import TEAMS, TEAMS_CATEGORIES, parse_phone_attribute, parse_phone_source
+from syncd.core.model import TEAMS, TEAMS_CATEGORIES, parse_phone_attribute, parse_phone_source
 
 
 class SmartCommSettings(BaseModel):

@@ -33,7 +33,7 @@ import psycopg
 import structlog
 from sqlalchemy.engine import make_url
 
-from syncd.config import Settings
+from syncd.config.settings import Settings
 from syncd.store import Store, StoreError
 
 log = structlog.get_logger("syncd.daemon")

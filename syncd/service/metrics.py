@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 if TYPE_CHECKING:
-    from syncd.engine import CycleResult
-    from syncd.quarantine import QuarantineState
+    from syncd.core.quarantine import QuarantineState
+    from syncd.cycle.engine import CycleResult
 
 DURATION_BUCKETS_S = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 

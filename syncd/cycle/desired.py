@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from syncd.config import GraphSettings
+from syncd.config.settings import GraphSettings
+from syncd.core.model import DesiredState, Member, Skipped
 from syncd.graph.delta import (
     DeltaState,
     GroupChanges,
@@ -36,7 +37,6 @@ from syncd.graph.delta import (
 )
 from syncd.graph.errors import DeltaExpired, GraphError
 from syncd.graph.source import GraphSource
-from syncd.model import DesiredState, Member, Skipped
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.desired")

@@ -19,17 +19,12 @@ import re
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 
-from syncd.config import GraphSettings, Settings
-from syncd.graph.errors import GraphError
-from syncd.graph.mapping import decode_consistency_guid, map_user, raw_phone, teams_e164, to_e164
-from syncd.graph.source import GraphSource
-from syncd.graph.teams import USER_ASSIGNED, TeamsIndexer
-from syncd.model import (
+from syncd.config.settings import GraphSettings, Settings
+from syncd.core.model import (
     TEAMS,
     Action,
     Agent,
@@ -40,7 +35,12 @@ from syncd.model import (
     Recorded,
     Skipped,
 )
-from syncd.reconcile import Plan, plan
+from syncd.core.reconcile import Plan, plan
+from syncd.core.times import utc_text
+from syncd.graph.errors import GraphError
+from syncd.graph.mapping import decode_consistency_guid, map_user, raw_phone, teams_e164, to_e164
+from syncd.graph.source import GraphSource
+from syncd.graph.teams import USER_ASSIGNED, TeamsIndexer
 from syncd.smartcomm import AgentNotFound, SmartCommClient, SmartCommError
 from syncd.store import OperationRecord, Store
 
@@ -515,12 +515,6 @@ def consistency_of(user: Mapping[str, object]) -> Consistency:
     )
 
 
-def _when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _out_of_scope(person: Member | Skipped | None) -> str:
     if isinstance(person, Skipped):
         return f"out of scope ({person.reason.value}: {person.detail})"
@@ -621,7 +615,8 @@ def next_cycle(
         failed = f"{record.attempts} failed attempt{'s' if record.attempts != 1 else ''}"
         return NextCycle(
             "wait",
-            f"waiting for retry until {_when(record.next_attempt_at)} ({failed}); then: {text}",
+            f"waiting for retry until {utc_text(record.next_attempt_at, 'labelled')} ({failed}); "
+            f"then: {text}",
             fields,
             record.next_attempt_at,
             full_cycle,
@@ -1007,7 +1002,7 @@ def render_text(explanation: Explanation) -> str:
     if record is None:
         lines.append("  none: syncd has never recorded this person")
     else:
-        row("status", f"{record.status.value}   (changed {_when(r.updated_at)})")
+        row("status", f"{record.status.value}   (changed {utc_text(r.updated_at, 'labelled')})")
         if record.skip_reason is not None:
             row("skip reason", record.skip_reason.value)
         if record.agent is None:
@@ -1017,10 +1012,10 @@ def render_text(explanation: Explanation) -> str:
         row("number from", record.phone_source or "-")
         row("attempts", record.attempts)
         if record.next_attempt_at is not None:
-            row("next retry", _when(record.next_attempt_at))
+            row("next retry", utc_text(record.next_attempt_at, "labelled"))
         if record.detail:
             row("detail", record.detail)
-        row("last success", _when(r.last_success_at))
+        row("last success", utc_text(r.last_success_at, "labelled"))
 
     rm = e.remote
     section("SmartCommunicator now")
@@ -1048,8 +1043,8 @@ def render_text(explanation: Explanation) -> str:
     for op in e.operations:
         status = f"HTTP {op.http_status}" if op.http_status is not None else ""
         lines.append(
-            f"  {_when(op.created_at)}  {op.action.value:<8}  {op.outcome.value:<12}  {status:<8}  "
-            f"{op.error or ''}".rstrip()
+            f"  {utc_text(op.created_at, 'labelled')}  {op.action.value:<8}  {op.outcome.value:<12}  "
+            f"{status:<8}  {op.error or ''}".rstrip()
         )
 
     n = e.next_cycle

@@ -24,13 +24,9 @@ from typing import Any
 import httpx
 import structlog
 
-from syncd import quarantine
-from syncd.config import Settings
-from syncd.desired import DELTA_KEY, FULL, Read, read_desired
-from syncd.graph.auth import MsalTokenProvider
-from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
-from syncd.graph.source import GraphSource
-from syncd.model import (
+from syncd.config.settings import Settings
+from syncd.core import quarantine
+from syncd.core.model import (
     Action,
     Agent,
     AgentFields,
@@ -44,7 +40,11 @@ from syncd.model import (
     Recorded,
     Skipped,
 )
-from syncd.reconcile import GuardStop, Plan, changed_fields, plan, settle
+from syncd.core.reconcile import GuardStop, Plan, changed_fields, plan, settle
+from syncd.cycle.desired import DELTA_KEY, FULL, Read, read_desired
+from syncd.graph.auth import MsalTokenProvider
+from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
+from syncd.graph.source import GraphSource
 from syncd.smartcomm import (
     AgentExists,
     AgentNotFound,
@@ -731,44 +731,6 @@ class Engine:
             Counter(member.phone_source or "unknown" for member in desired.members.values()).most_common()
         )
         result.ambiguous = dict(desired.ambiguous)
-
-
-def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
-    """What `syncd status --json` and `GET /status` return: last runs, members by status, agents by number
-    source, people out of scope by reason, attention, and the quarantine (null when not quarantined)."""
-    quarantined = quarantine.load(store)
-    return {
-        "runs": [
-            {
-                "id": r.id,
-                "trigger": r.trigger,
-                "kind": r.kind,
-                "dry_run": r.dry_run,
-                "started_at": r.started_at,
-                "ended_at": r.ended_at,
-                "outcome": r.outcome,
-                "counts": r.counts,
-                "error": r.error,
-            }
-            for r in store.runs(limit=runs)
-        ],
-        "members": store.count_by_status(),
-        "phone_sources": store.count_by_phone_source(),
-        "skipped": store.count_by_skip_reason(),
-        "quarantine": None if quarantined is None else quarantined.to_json(),
-        "attention": [
-            {
-                "object_id": m.object_id,
-                "upn": m.upn,
-                "status": m.status.value,
-                "detail": m.detail,
-                "attempts": m.attempts,
-                "next_attempt_at": m.next_attempt_at,
-                "phone_source": m.phone_source,
-            }
-            for m in store.members_needing_attention()
-        ],
-    }
 
 
 class UserNotFound(Exception):

@@ -31,15 +31,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from syncd.admin import build_app
-from syncd.config import Settings
-from syncd.engine import EXIT_FAILURES, CycleResult, Engine
-from syncd.history import PRUNE_EVERY_S, prune
-from syncd.leader import NotLeader, leadership_for, lock_key
-from syncd.metrics import Metrics
-from syncd.notify import SHUTDOWN_BUDGET_S, Notifier
-from syncd.quarantine import QuarantineState, describe, may_run_scheduled
-from syncd.quarantine import load as load_quarantine
+from syncd.config.settings import Settings
+from syncd.core.quarantine import QuarantineState, describe, may_run_scheduled
+from syncd.core.quarantine import load as load_quarantine
+from syncd.cycle.engine import EXIT_FAILURES, CycleResult, Engine
+from syncd.reports.history import PRUNE_EVERY_S, prune
+from syncd.service.admin import build_app
+from syncd.service.leader import NotLeader, leadership_for, lock_key
+from syncd.service.metrics import Metrics
+from syncd.service.notify import SHUTDOWN_BUDGET_S, Notifier
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")

@@ -15,9 +15,10 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
+
+from syncd.core.times import utc_text
 
 CHART_RUNS = 30
 """Runs drawn in the chart (the newest ones)."""
@@ -205,8 +206,8 @@ def health(data: StatusData) -> HealthView:
         cycles = f"{q.failed_cycles} failed cycle{'' if q.failed_cycles == 1 else 's'}"
         return HealthView(
             "failing",
-            f"Quarantined since {_when(q.since)} UTC",
-            f"{q.reason}; next try at {_when(q.next_at)} UTC ({cycles}; Sync now tries at once)",
+            f"Quarantined since {utc_text(q.since)} UTC",
+            f"{q.reason}; next try at {utc_text(q.next_at)} UTC ({cycles}; Sync now tries at once)",
         )
     if daemon.systemic_failure is not None:
         return HealthView("failing", "The last cycle failed as a whole", daemon.systemic_failure)
@@ -394,8 +395,8 @@ def render_chart(runs: Sequence[RunRow]) -> str:
         groups.append(f"<g><title>{_e(_run_summary(run))}</title>{rects}</g>")
     first, last = shown[0], shown[-1]
     description = (
-        f"{len(shown)} cycles from run {first.id} ({_when(first.started_at)}) to run {last.id} "
-        f"({_when(last.started_at)}); the most changes in one cycle: {tallest}. "
+        f"{len(shown)} cycles from run {first.id} ({utc_text(first.started_at)}) to run {last.id} "
+        f"({utc_text(last.started_at)}); the most changes in one cycle: {tallest}. "
         "The table below lists the latest cycles as text."
     )
     base = _CHART_H - _CHART_PAD_BOTTOM
@@ -447,7 +448,7 @@ def _run_summary(run: RunRow) -> str:
     parts = [f"{a} {run.changes(a)}" for a in CHART_ACTIONS] + [f"failed {run.failures}"]
     duration = run.duration_s
     took = "" if duration is None else f", {duration:.1f} s"
-    return f"run {run.id} ({run.kind}, {run.trigger}) {_when(run.started_at)}: {run.outcome}{took}; " + (
+    return f"run {run.id} ({run.kind}, {run.trigger}) {utc_text(run.started_at)}: {run.outcome}{took}; " + (
         ", ".join(parts)
     )
 
@@ -474,7 +475,7 @@ def _header(daemon: DaemonState, *, queued: bool) -> str:
 <div class="brand"><a href="/">syncd</a> {state}</div>
 <dl class="facts">
 <div><dt>last outcome</dt><dd id="last-outcome"{outcome_class}>{outcome}</dd></div>
-<div><dt>started</dt><dd id="started-at">{_when(daemon.started_at)}</dd></div>
+<div><dt>started</dt><dd id="started-at">{utc_text(daemon.started_at)}</dd></div>
 </dl>
 <form method="post" action="/resync" class="sync">
 <label class="check"><input type="checkbox" name="full" value="1"> full cycle</label>
@@ -558,7 +559,7 @@ def _attention_row(person: AttentionRow, *, now: float) -> str:
     elif person.next_attempt_at <= now:
         retry = "next cycle (due)"
     else:
-        retry = _when(person.next_attempt_at)
+        retry = utc_text(person.next_attempt_at)
     link = _e("/explain/" + quote(person.object_id, safe=""))
     return (
         f'<tr data-object-id="{_e(person.object_id)}">'
@@ -618,7 +619,7 @@ def _run_row(run: RunRow) -> str:
     return (
         f'<tr data-run="{run.id}">'
         + _cell("run", str(run.id), "num")
-        + _cell("started", _when(run.started_at), "when")
+        + _cell("started", utc_text(run.started_at), "when")
         + _cell("kind", _e(kind))
         + _cell("trigger", _e(run.trigger))
         + _cell("outcome", f'<span class="badge outcome-{_e(run.outcome)}">{_e(run.outcome)}</span>')
@@ -630,7 +631,7 @@ def _run_row(run: RunRow) -> str:
 
 def _footer(now: float) -> str:
     return f"""<footer>
-<span>Rendered {_when(now)} UTC</span>
+<span>Rendered {utc_text(now)} UTC</span>
 <a href="/status">/status (JSON)</a>
 <a href="/metrics">/metrics</a>
 <form method="post" action="/logout" class="inline">
@@ -644,12 +645,6 @@ def _footer(now: float) -> str:
 def _e(value: object) -> str:
     """Text from data, safe in element content and in quoted attributes."""
     return html.escape(str(value), quote=True)
-
-
-def _when(epoch: float | None) -> str:
-    if epoch is None:
-        return "-"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _document(title: str, body: str, *, refresh_s: int | None = None) -> str:

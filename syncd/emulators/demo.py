@@ -32,8 +32,8 @@ from types import FrameType
 
 from pydantic import SecretStr
 
-from syncd.cli import _describe_change, _status
-from syncd.config import (
+from syncd.config.logs import configure_logging
+from syncd.config.settings import (
     DatabaseSettings,
     GraphSettings,
     LogSettings,
@@ -41,6 +41,8 @@ from syncd.config import (
     SmartCommSettings,
     SyncSettings,
 )
+from syncd.core.model import TEAMS, DesiredState, Member
+from syncd.cycle.engine import CycleResult, Engine
 from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import (
@@ -50,10 +52,9 @@ from syncd.emulators.smartcomm import (
     SmartCommEmulator,
 )
 from syncd.emulators.tenant import DOMAIN, BuiltTenant, TenantSpec, build_tenant
-from syncd.engine import CycleResult, Engine
 from syncd.graph.source import GraphSource
-from syncd.logging import configure_logging
-from syncd.model import TEAMS, DesiredState, Member
+from syncd.reports.status import print_status
+from syncd.reports.summary import describe_change
 from syncd.store import Store
 
 __all__ = ["DemoError", "demo_settings", "emulate", "emulate_config", "emulate_main", "run_demo"]
@@ -228,11 +229,11 @@ def _demo() -> None:
                 result = _cycle("Cycle 2, the next sync", settings, store, smartcomm, scenario)
                 print(f"  changes   {len(result.changes)}, as planned and sent:")
                 for change in result.changes:
-                    print(f"    {_describe_change(change)}")
+                    print(f"    {describe_change(change)}")
                 print()
                 print("Status, as `syncd status` prints it:")
                 sys.stdout.flush()
-                _status(store, as_json=False, runs=10)
+                print_status(store, as_json=False, runs=10)
             finally:
                 store.close()
 

@@ -26,8 +26,9 @@ from typing import Any, TextIO, TypeVar
 
 import structlog
 
-from syncd.model import Action, AgentFields, Outcome
-from syncd.settings_loader import parse_duration
+from syncd.config.loader import parse_duration
+from syncd.core.model import Action, AgentFields, Outcome
+from syncd.core.times import utc_text
 from syncd.store import HistoryEntry, Store
 
 log = structlog.get_logger("syncd.history")
@@ -208,7 +209,7 @@ def history_row(entry: HistoryEntry) -> dict[str, Any]:
     fields = op.desired or op.believed
     return {
         "id": op.id,
-        "time": iso_time(op.created_at),
+        "time": utc_text(op.created_at, "iso"),
         "action": op.action.value,
         "outcome": op.outcome.value,
         "object_id": op.object_id,
@@ -223,11 +224,6 @@ def history_row(entry: HistoryEntry) -> dict[str, Any]:
         "error": op.error,
         "run_id": op.run_id,
     }
-
-
-def iso_time(epoch: float) -> str:
-    """Pure: "2026-11-27T10:00:00Z" (UTC, whole seconds)."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def changed_text(changed: dict[str, dict[str, Any]] | None) -> str:
@@ -450,7 +446,7 @@ def prune(
         "history.pruned",
         operations=operations,
         runs=runs,
-        before=iso_time(before),
+        before=utc_text(before, "iso"),
         history_days=history_days,
         complete=complete,
         duration_s=round(time.monotonic() - started, 3),

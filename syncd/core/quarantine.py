@@ -17,7 +17,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
+
+from syncd.core.model import KeyValues
 
 STATE_KEY = "quarantine"
 """The key/value entry holding the state as JSON (absent or "null" when not quarantined)."""
@@ -124,13 +126,6 @@ def share_reason(finished: int, failed: int, *, share: float, errors: Sequence[s
         f"{PREFIX}{failed} of {finished} writes failed (share {failed / max(finished, 1):.2f} > {share:g}): "
         f"{common}"
     )
-
-
-class KeyValues(Protocol):
-    """The store's key/value table, as far as the quarantine needs it."""
-
-    def get_value(self, key: str) -> str | None: ...
-    def set_value(self, key: str, value: str) -> None: ...
 
 
 def load(kv: KeyValues) -> QuarantineState | None:

@@ -35,7 +35,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
@@ -44,11 +43,12 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from syncd import __version__
-from syncd.backoff import backoff_delay_s
-from syncd.config import NotifySettings
-from syncd.logging import redact_text
-from syncd.model import Action, Outcome, Recorded
-from syncd.tls import is_tls_verification_failure, ssl_context
+from syncd.config.logs import redact_text
+from syncd.config.settings import NotifySettings
+from syncd.config.tls import is_tls_verification_failure, ssl_context
+from syncd.core.backoff import backoff_delay_s
+from syncd.core.model import Action, KeyValues, Outcome, Recorded
+from syncd.core.times import utc_text
 
 log = structlog.get_logger("syncd.notify")
 
@@ -136,11 +136,6 @@ def _show(value: FactValue) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items()) or "none"
     return str(value)
-
-
-def iso_utc(epoch: float) -> str:
-    """Pure: `epoch` as ISO 8601 UTC to the second, e.g. "2026-11-26T23:26:55Z"."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def describe_duration(seconds: float) -> str:
@@ -271,7 +266,7 @@ def quarantined_event(facts: CycleFacts, error: str) -> Event:
         ),
         facts=(
             _fact("error", "Error", error),
-            _fact("failing_since", "Failing since", iso_utc(facts.started_at)),
+            _fact("failing_since", "Failing since", utc_text(facts.started_at, "iso")),
             _fact("run_id", "Run", facts.run_id),
             _fact("kind", "Cycle", facts.kind),
         ),
@@ -294,7 +289,7 @@ def recovered_event(state: NotifyState, facts: CycleFacts) -> Event:
         facts=(
             _fact("failing_for_s", "Failing for", round(failing_for, 1), describe_duration(failing_for)),
             _fact("failed_cycles", "Failed cycles", cycles),
-            _fact("failing_since", "Failing since", iso_utc(since)),
+            _fact("failing_since", "Failing since", utc_text(since, "iso")),
             _fact("last_error", "Last error", state.last_error),
             _fact("outcome", "This cycle", facts.outcome),
             _fact("run_id", "Run", facts.run_id),
@@ -365,7 +360,7 @@ def summary_event(facts: SummaryFacts) -> Event:
     }
     people = len(facts.attention)
     text = (
-        f"Since {iso_utc(facts.since)}: {runs_total} run{'' if runs_total == 1 else 's'} "
+        f"Since {utc_text(facts.since, 'iso')}: {runs_total} run{'' if runs_total == 1 else 's'} "
         f"and {ops_total} operation{'' if ops_total == 1 else 's'}; "
         f"{people} {'person needs' if people == 1 else 'people need'} attention."
     )
@@ -390,7 +385,7 @@ def summary_event(facts: SummaryFacts) -> Event:
             _fact("operations", "Operations", operations),
             _fact("members", "Members", dict(sorted(facts.members.items()))),
             _fact("attention", "Needing attention", people),
-            _fact("since", "Since", iso_utc(facts.since)),
+            _fact("since", "Since", utc_text(facts.since, "iso")),
         ),
         at=facts.until,
         details=tuple(details),
@@ -454,7 +449,7 @@ def json_payload(event: Event, *, host: str) -> dict[str, Any]:
         "text": event.text,
         "facts": {item.key: _jsonable(item.value) for item in event.facts},
         "details": [{"title": k, "value": v} for k, v in event.details],
-        "time": iso_utc(event.at),
+        "time": utc_text(event.at, "iso"),
         "source": "syncd",
         "host": host,
     }
@@ -514,13 +509,6 @@ class CycleLike(Protocol):
     def exit_code(self) -> int: ...
     @property
     def duration_s(self) -> float: ...
-
-
-class KeyValues(Protocol):
-    """Where the state is kept (`syncd.store.Store`)."""
-
-    def get_value(self, key: str) -> str | None: ...
-    def set_value(self, key: str, value: str) -> None: ...
 
 
 class _RunLike(Protocol):
@@ -913,7 +901,6 @@ __all__ = [
     "events_after_cycle",
     "gather_summary",
     "guard_event",
-    "iso_utc",
     "json_payload",
     "operations_of_counts",
     "payload",

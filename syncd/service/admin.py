@@ -35,14 +35,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from syncd import statuspage
-from syncd.engine import status_document
-from syncd.explain import AmbiguousPerson, PersonNotFound, explain_person, render_text
-from syncd.leader import FORWARDED_HEADER, forward_resync
+from syncd.reports.explain import AmbiguousPerson, PersonNotFound, explain_person, render_text
+from syncd.reports.status import status_document
+from syncd.service import statuspage
+from syncd.service.leader import FORWARDED_HEADER, forward_resync
 from syncd.store import StoreError
 
 if TYPE_CHECKING:
-    from syncd.daemon import Daemon
+    from syncd.service.daemon import Daemon
 
 SESSION_COOKIE = "syncd_session"
 """The status page's session cookie."""

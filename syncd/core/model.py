@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, Protocol
 
 EXTENSION_PREFIX = "onPremisesExtensionAttributes."
 _EXTENSION_ATTRIBUTES = tuple(f"{EXTENSION_PREFIX}extensionAttribute{n}" for n in range(1, 16))
@@ -294,3 +294,11 @@ class Change:
     fields: tuple[str, ...] = ()
     """For an update: the fields that differ."""
     reason: str = ""
+
+
+class KeyValues(Protocol):
+    """A small key/value table where state outlives a process (`syncd.store.Store` is one): the quarantine,
+    the notifier's last state, delta links."""
+
+    def get_value(self, key: str) -> str | None: ...
+    def set_value(self, key: str, value: str) -> None: ...

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncd.model import (
+from syncd.core.model import (
     TEAMS,
     Action,
     Agent,

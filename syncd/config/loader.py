@@ -30,8 +30,8 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
 # ConfigError is defined with the models, whose `Settings.require` raises it too; it is part of this
-# module's API (`from syncd.settings_loader import ConfigError`).
-from syncd.config import ConfigError, Settings
+# module's API (`from syncd.config.loader import ConfigError`).
+from syncd.config.settings import ConfigError, Settings
 
 __all__ = ["CONFIG_ENV", "ENV_PREFIX", "ConfigError", "config_path", "load_settings", "parse_duration"]
 

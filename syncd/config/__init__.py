@@ -1,0 +1,3 @@
+"""Configuration: the typed settings models, the loader (TOML + environment + `*_file`), logging set-up and
+TLS contexts. Depends only on `syncd.core`.
+"""

@@ -1,0 +1,1 @@
+"""The long-lived daemon: schedule, admin API, leader election, metrics, the status page and notifications."""
