@@ -10,7 +10,8 @@ def ssl_context(ca_bundle: str) -> ssl.SSLContext:
     """A verifying TLS context from `ca_bundle` (a PEM path), or from the system store when it is empty.
 
     Built explicitly rather than left to libraries, which would let REQUESTS_CA_BUNDLE and friends override
-    it; one context per client, since contexts are not safe to share across threads (NOTES.md).
+    it; one context per client, since contexts are not safe to share across threads
+    (docs/spec/graph-and-msal.md).
     """
     return ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
 

@@ -172,12 +172,16 @@ class Engine:
         *,
         graph_transport: httpx.AsyncBaseTransport | None = None,
         smartcomm_transport: httpx.AsyncBaseTransport | None = None,
+        login_transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """The transports replace the network for Graph, SmartCommunicator and msal's Entra login (the cycle
+        tests run both emulators in-process); `clock` gives "now" to plans, backoff and the quarantine."""
         self._settings = settings
         self._store = store
         self._graph_transport = graph_transport
         self._smartcomm_transport = smartcomm_transport
+        self._login_transport = login_transport
         self._clock = clock
         self._graph_tokens: MsalTokenProvider | None = None
         """msal's app and token cache, kept across cycles: a daemon logs in when its token runs out, not
@@ -343,7 +347,7 @@ class Engine:
     async def _read_desired(self, *, full: bool, track: bool) -> Read:
         settings = self._settings.require_graph()
         if self._graph_tokens is None:
-            self._graph_tokens = MsalTokenProvider(settings)
+            self._graph_tokens = MsalTokenProvider(settings, transport=self._login_transport)
         tokens = self._graph_tokens
         async with GraphSource(settings, transport=self._graph_transport, tokens=tokens) as source:
             return await read_desired(

@@ -6,7 +6,7 @@ against `GraphEmulator.app`, in-process through `httpx.ASGITransport` or as a re
 `/{tenant}/...` and Graph under `/v1.0/...`, with URLs built from the request's scheme and Host header so
 they are right on whatever port the server got.
 
-Emulated, as the real services behave (see spec/NOTES.md):
+Emulated, as the real services behave (see docs/spec/graph-and-msal.md):
 - Entra: OpenID discovery, the v2.0 token endpoint (client secret, or a client assertion signed RS256/x5t or
   PS256/x5t#S256 by a registered certificate), AADSTS errors, HS256 access tokens with roles and expiry.
 - Graph: bearer checks (401/403 in Graph's OData error shape), group `members` and `transitiveMembers`

@@ -122,7 +122,7 @@ class TestCA:
         """A new client context trusting only this CA.
 
         A new one per call on purpose: a context shared by clients in several threads can send a corrupt
-        ClientHello (see spec/NOTES.md, "TLS contexts and threads").
+        ClientHello (see docs/spec/graph-and-msal.md, "TLS contexts and threads").
         """
         return ssl.create_default_context(cafile=str(self.ca_path))
 

@@ -2,7 +2,7 @@
 
 Tests and demos drive syncd's real HTTP client against `SmartCommEmulator.app`, in-process through
 `httpx.ASGITransport` or as a real HTTPS server (`syncd.emulators.server.serve_https`). It implements the
-published API (spec/smartcommunicator-agents-api.txt): JWT authentication, the onboarding rules and their
+published API (docs/spec/smartcommunicator-agents-api.md): JWT authentication, the onboarding rules and their
 400 messages, the differently shaped error bodies of each endpoint, and `key_id` lookups. On top of that it
 injects faults (latency, 5xx, 429 with Retry-After, dropped connections, scripted one-shot faults) and
 records every request, so tests check what the service received rather than how our code called it.

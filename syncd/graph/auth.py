@@ -4,7 +4,7 @@
 msal is synchronous, so it runs in a worker thread (one at a time: its own cache answers repeated calls
 without a request). It gets its own httpx.Client with its own TLS context built from `ca_bundle`: msal's
 `verify=` is silently overridden by REQUESTS_CA_BUNDLE, and TLS contexts must not be shared across threads
-(../shared/spec/NOTES.md). The authority is used as configured (`instance_discovery=False`), which is what
+(docs/spec/graph-and-msal.md). The authority is used as configured (`instance_discovery=False`), which is what
 lets sovereign clouds and the emulator work by configuration alone.
 """
 
@@ -101,7 +101,8 @@ def _setting_for(error: str, description: str) -> str:
 class MsalTokenProvider(AccessTokenProvider):
     """App-only Graph tokens from msal, handed only to the configured Graph host over https."""
 
-    def __init__(self, settings: GraphSettings) -> None:
+    def __init__(self, settings: GraphSettings, *, transport: httpx.BaseTransport | None = None) -> None:
+        """`transport` replaces the network for msal's login requests (tests: an in-process emulator)."""
         self._settings = settings
         self._authority = f"{settings.authority_host}/{settings.tenant_id}"
         self._scopes = [f"{settings.graph_origin}/.default"]
@@ -112,6 +113,7 @@ class MsalTokenProvider(AccessTokenProvider):
         self._http = _MsalHttpClient(
             verify=context,
             trust_env=False,
+            transport=transport,
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
         )
         self._app: msal.ConfidentialClientApplication | None = None

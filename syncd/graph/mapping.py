@@ -1,4 +1,5 @@
-"""Turns one Graph member object (parsed JSON) into a Member or a Skipped: the scope rules of DESIGN.md.
+"""Turns one Graph member object (parsed JSON) into a Member or a Skipped: the scope rules of
+docs/architecture.md.
 
 The Graph reader selects the fields named by `select_fields`, parses member pages as plain JSON and calls
 `map_user` once per object, so this runs 100,000 times per full cycle of a large tenant: it is lean, pure

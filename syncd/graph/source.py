@@ -3,8 +3,8 @@
 Requests are built by msgraph-sdk's request builders (URL templates, query parameters, auth, the Graph retry
 middleware for 429/503/504 with Retry-After) on our own pooled httpx client (aiohttp transport, our TLS
 context). Member pages are taken as raw bytes and parsed as plain JSON: SDK models cost about 10 ms per
-user, JSON about 8 us (../shared/spec/NOTES.md, "Measured costs"). Pages stream: each is mapped and dropped
-before the next is fetched.
+user, JSON about 8 us (docs/spec/graph-and-msal.md, "Measured costs"). Pages stream: each is mapped and
+dropped before the next is fetched.
 
 A read either returns every member of every configured group or raises a `GraphError`; it never returns
 a partial set. The single-person reads (`get_user`, `member_of`, `get_group`, `child_groups`,

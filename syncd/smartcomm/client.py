@@ -11,7 +11,7 @@ POST repeated after a lost answer gets "already exists" (raised as `AgentExists`
 DELETE finds the agent gone (`AgentNotFound`, which the engine counts as done).
 
 The transport is httpx's API on aiohttp's connection pool (`httpx-aiohttp`): httpx's own async transport
-costs 6-11x more CPU per request (../shared/spec/NOTES.md, "Measured costs").
+costs 6-11x more CPU per request (docs/spec/graph-and-msal.md, "Measured costs").
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ class UnexpectedResponse(SmartCommError):
 
 
 # The published messages, lower-cased, each with its error type and the identifier it is about.
-# Every message of ../shared/spec/smartcommunicator-agents-api.txt is here, and tests iterate this table.
+# Every message of docs/spec/smartcommunicator-agents-api.md is here, and tests iterate this table.
 MESSAGES: dict[str, tuple[type[AgentRequestError], Identifier | None]] = {
     # Same object: the agent exists already.
     "azure object id already exists": (AgentExists, "user_object_id"),

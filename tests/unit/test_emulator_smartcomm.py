@@ -1,7 +1,7 @@
 """Tests of the SmartCommunicator emulator itself, driven with plain httpx.
 
 The emulator stands in for IntelePeer in every other test, so here it is held to the published API
-(spec/smartcommunicator-agents-api.txt): bodies exactly as documented, every onboarding 400 reachable,
+(docs/spec/smartcommunicator-agents-api.md): bodies exactly as documented, every onboarding 400 reachable,
 faults that look like the real failures to a client, and a request log that tells the truth.
 """
 
