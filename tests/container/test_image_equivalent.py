@@ -1,11 +1,12 @@
 """What the container image runs, run without Docker: the installed wheel, as an unprivileged user.
 
 No Docker engine is reachable where syncd is developed (docs/architecture.md, "Decisions"), so the image
-cannot be built here. This module rebuilds what matters in it from the Dockerfile itself: a fresh venv gets a real (not
-editable) install of a wheel built from exactly the sources the build stage COPYs, and each command runs
-under uid 65534 with the image's ENV (its /config and /data rebased onto a temporary directory), from its
-WORKDIR, as its ENTRYPOINT + CMD, and the HEALTHCHECK's own command probes the daemon. The dependencies are
-not downloaded: a .pth file lends the new venv the project venv's site-packages, after its own.
+cannot be built here. This module rebuilds what matters in it from the Dockerfile itself: a fresh venv gets
+a real (not editable) install of a wheel built from exactly the sources the build stage COPYs, and each
+command runs under uid 65534 with the image's ENV (its /config and /data rebased onto a temporary
+directory), from its WORKDIR, as its ENTRYPOINT + CMD, and the HEALTHCHECK's own command probes the daemon.
+The dependencies are not downloaded: a .pth file lends the new venv the project venv's site-packages, after
+its own.
 
 It must run as root (as here and in CI), to switch to the unprivileged user; nothing is skipped.
 """

@@ -1,9 +1,9 @@
 """Tests of the Entra login + Microsoft Graph emulator itself, driven with plain httpx (and msal once).
 
-The emulator stands in for Entra and Graph in every other test, so here it is held to what the real
-services do (docs/spec/graph-and-msal.md): discovery and token responses msal accepts, AADSTS errors, Graph's
-OData error shapes, advanced-query rules, paging with absolute nextLinks, delta semantics, and faults that look like
-the real failures to a client.
+The emulator stands in for Entra and Graph in every other test, so here it is held to what the real services
+do (docs/spec/graph-and-msal.md): discovery and token responses msal accepts, AADSTS errors, Graph's OData
+error shapes, advanced-query rules, paging with absolute nextLinks, delta semantics, and faults that look
+like the real failures to a client.
 """
 
 from __future__ import annotations
