@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv browser test lint demo bench soak clean
+.PHONY: all venv browser test check lint demo bench soak clean
 
 all: lint test
 
@@ -33,6 +33,11 @@ browser: $(BROWSER)
 
 test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop while working: lint, then the tiers that need no subprocess, browser or container
+# (tests/unit, tests/contract, tests/cycle); `make test` runs everything.
+check: lint
+	$(BIN)/python -m pytest -q tests/unit tests/contract tests/cycle $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check syncd tests migrations bench
