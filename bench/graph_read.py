@@ -6,7 +6,7 @@ The Graph emulator runs in its own process (its CPU is not ours) with a tenant o
 group. Each side is then measured in a fresh process of its own, so peak RSS is comparable:
 - reader:   `GraphSource.read()` (real msal + msgraph-sdk, raw pages, mapping to Member/Skipped);
 - baseline: `http.client` fetching the same pages (same $select, $top, headers) and `json.loads` on each,
-            nothing else: the bound named by the issue.
+            nothing else: the bound the read is held to.
 Printed: wall time, CPU time, peak RSS and CPU per user for each, reader/baseline ratios, and the Graph
 requests each side sent, by kind. With --teams-share, that share of the users has a Teams number: the reader
 runs with phone_source = ["teams", "businessPhones", "mobilePhone"] and the baseline fetches (and parses)

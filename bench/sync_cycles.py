@@ -1,4 +1,4 @@
-"""Benchmark (run by hand, never by the test suite): whole sync cycles against both emulators (issue 6).
+"""Benchmark (run by hand, never by the test suite): whole sync cycles against both emulators.
 
     .venv/bin/python bench/sync_cycles.py [--users 10000 100000] [--latency-ms 20] [--concurrency 32]
                                           [--churn 0.01] [--json-out bench/results/sync_cycles-{n}.json]
@@ -31,7 +31,7 @@ Baselines, measured in the same run, each in a fresh process:
     requests (login excluded) plus SmartCommunicator agents-list GETs it sent.
 
 Printed per size: the scenarios' figures, then each target beside its bound with the ratio and PASS/FAIL
-(the issue states them for 100,000 users; they are printed for every size):
+(stated for 100,000 users; they are printed for every size):
   - initial sync: syncd's CPU per SmartCommunicator write (the cycle's "apply" phase CPU from
     `CycleResult.phase_cpu_s` when it has one, else the whole cycle's) <= 2x the bare aiohttp CPU per POST,
     and its wall time <= 1.3x its latency bound;
@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GRAPH_READ = Path(__file__).resolve().parent / "graph_read.py"
 DEFAULT_JSON_OUT = "bench/results/sync_cycles-{n}.json"
 TARGET_USERS = 100_000
-"""The size the issue states the targets for (they are printed for every size)."""
+"""The size the targets are stated for (they are printed for every size)."""
 READ_1M_USERS = 1_000_000
 WORKER_TIMEOUT_S = 4 * 3600.0
 CHILD_START_TIMEOUT_S = 1800.0
