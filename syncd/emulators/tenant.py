@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from syncd.emulators.graph import GraphEmulator
-
-__all__ = ["BuiltTenant", "TenantSpec", "build_tenant"]
+__all__ = ["BuiltTenant", "DirectoryFixtures", "TenantSpec", "build_tenant"]
 
 DOMAIN = "contoso.com"
 
@@ -51,6 +49,30 @@ _NUMBER_STRIDE = 7_919_993
 _UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
 _BAD_PHONES = ("n/a", "ext. 12", "+1 (555) 0", "TBD", "call reception", "555", "+44 20", "0")
+
+
+class DirectoryFixtures(Protocol):
+    """The fixture methods of `GraphEmulator` that `build_tenant` fills a tenant through.
+
+    A protocol rather than the class: the Graph emulator's control API builds tenants with `build_tenant`
+    (POST /_emulator/tenant), so this module must not import the emulator.
+    """
+
+    def add_users(self, users: Iterable[Mapping[str, Any]]) -> list[str]: ...
+
+    def add_group(self, *, id: str | None = None, display_name: str = "") -> str: ...
+
+    def add_members(self, group_id: str, member_ids: Iterable[str]) -> None: ...
+
+    def add_device(self, *, id: str | None = None, display_name: str = "") -> str: ...
+
+    def add_contact(
+        self, *, id: str | None = None, display_name: str = "", mail: str | None = None
+    ) -> str: ...
+
+    def add_service_principal(self, *, id: str | None = None, display_name: str = "") -> str: ...
+
+    def assign_numbers(self, assignments: Iterable[Mapping[str, Any]]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +164,7 @@ def _format(number: tuple[str, str, str], style: int) -> str:
     return f"+1 {area} {exchange} {line}"
 
 
-def build_tenant(emulator: GraphEmulator, spec: TenantSpec) -> BuiltTenant:
+def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
     """Create `spec`'s users, groups and other members in `emulator`; deterministic for `spec.seed`.
 
     Raises ValueError for an impossible spec, or if an ID is taken (building the same spec twice into one
@@ -280,7 +302,7 @@ def build_tenant(emulator: GraphEmulator, spec: TenantSpec) -> BuiltTenant:
 
 
 def _assign_teams_numbers(
-    emulator: GraphEmulator, spec: TenantSpec, user_ids: list[str], eligible: list[int]
+    emulator: DirectoryFixtures, spec: TenantSpec, user_ids: list[str], eligible: list[int]
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Give `spec.teams_share` of the `eligible` users (indexes; each has a valid businessPhones number) a
     primary Teams number and `spec.teams_extra` of those an alternate one; return both maps by user ID.
