@@ -1,11 +1,11 @@
 """Teams numbers as the phone source, end to end: `syncd sync` and `syncd status` against both emulators.
 
-Assertions read what SmartCommunicator received and what the commands printed.
+Assertions read what SmartCommunicator received and what the commands printed. The cycle's rules for Teams
+numbers (permissions, numbers vanishing) are tested in-process in tests/cycle/test_teams_numbers.py.
 """
 
 from __future__ import annotations
 
-from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, GRAPH_ROLES
 from tests.e2e.conftest import World
 
 
@@ -57,42 +57,3 @@ def test_a_changed_teams_number_patches_the_agent_and_a_moved_source_writes_noth
     assert third.code == 0, third.stderr
     assert world.writes() == [("PATCH", f"/{ada}", {"phone_number": "+14155550100"})]
     assert "numbers from businessPhones 2, teams 1" in third.stdout
-
-
-def test_a_missing_teams_permission_stops_the_cycle_with_exit_2_and_changes_nothing(world: World) -> None:
-    ids = [world.add_user(f"user{i}", f"+1 415 555 010{i}") for i in range(3)]
-    assert world.run("sync").code == 0
-    use_teams(world, '"teams"')
-    world.graph.register_app(DEFAULT_CLIENT_ID, secret=DEFAULT_CLIENT_SECRET, roles=GRAPH_ROLES)
-    world.smartcomm.clear_requests()
-    result = world.run("sync")
-    assert result.code == 2
-    assert "TeamsTelephoneNumber.Read.All" in result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    assert world.writes() == []
-    assert sorted(world.agents()) == sorted(ids)
-
-
-def test_teams_numbers_vanishing_stop_the_cycle_instead_of_renumbering_everyone(world: World) -> None:
-    use_teams(world)
-    ids = [world.add_user(f"user{i}", f"+1 415 555 010{i}") for i in range(3)]
-    for i, user_id in enumerate(ids):
-        world.graph.assign_number(f"+1415555020{i}", user_id)
-    assert world.run("sync").code == 0
-    assert {phone for phone, _ in world.agents().values()} == {f"+1415555020{i}" for i in range(3)}
-
-    # Graph answers 200 with no assignment at all (an outage, a re-provisioning): no write, exit 3.
-    for i in range(3):
-        world.graph.unassign_number(f"+1415555020{i}")
-    world.smartcomm.clear_requests()
-    stopped = world.run("sync", "--json")
-    assert stopped.code == 3
-    assert stopped.json()["stopped_by"] == "teams_numbers"
-    assert world.writes() == []
-
-    # The admin confirms: --force renumbers from businessPhones.
-    forced = world.run("sync", "--force")
-    assert forced.code == 0, forced.stderr
-    assert sorted(str(body) for _, _, body in world.writes()) == [
-        str({"phone_number": f"+1415555010{i}"}) for i in range(3)
-    ]
