@@ -2,7 +2,8 @@
 
 Every write is recorded as a pending operation before it is sent and settled after its answer, so a cycle
 interrupted at any point (kill -9 included) is repaired by the next one: pending operations are settled by
-reading the agent back before anything else is planned. Writes run concurrently up to `sync.concurrency`
+reading the agent back before anything else is planned (`syncd.cycle.apply` settles them and sends the
+writes). Writes run concurrently up to `sync.concurrency`
 over one pooled client; one person's failure never stops the others, while a systemic failure
 (credentials, service down, throttled, tenant not registered, or more than `sync.quarantine_failure_share` of
 the writes failing) stops starting new writes. A cycle that fails as a whole enters the quarantine (stored;
@@ -16,7 +17,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,56 +30,49 @@ from syncd.core import quarantine
 from syncd.core.model import (
     Action,
     Agent,
-    AgentFields,
-    AgentPatch,
     Change,
     DesiredState,
     Member,
     MemberStatus,
-    NewAgent,
-    Outcome,
     Recorded,
     Skipped,
 )
-from syncd.core.reconcile import GuardStop, Plan, changed_fields, plan, settle
+from syncd.core.reconcile import GuardStop, Plan, plan
+
+# The apply step lives in `apply`; what moved there is still importable from here (`__all__`).
+from syncd.cycle.apply import APPLY_BATCH, SYSTEMIC, AnchorConflict, Applier, Failure, Progress
 from syncd.cycle.desired import DELTA_KEY, FULL, Read, read_desired
 from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
 from syncd.graph.source import GraphSource
-from syncd.smartcomm import (
-    AgentExists,
-    AgentNotFound,
-    AnchorExists,
-    AuthError,
-    ErrorCategory,
-    SmartCommClient,
-    SmartCommError,
-    TenantNotRegistered,
-    TlsVerificationError,
-)
-from syncd.store import PendingOperation, Settlement, Store
+from syncd.smartcomm import AuthError, SmartCommClient, SmartCommError, TlsVerificationError
+from syncd.store import Store
+
+__all__ = [
+    "APPLY_BATCH",
+    "CONFIG_CAUSED",
+    "EXIT_CONFIG",
+    "EXIT_FAILURES",
+    "EXIT_GUARD",
+    "EXIT_OK",
+    "IN_SCOPE_KEY",
+    "LAST_FULL_KEY",
+    "SYSTEMIC",
+    "AnchorConflict",
+    "CycleResult",
+    "Engine",
+    "Failure",
+    "Progress",
+    "UserNotFound",
+]
 
 log = structlog.get_logger("syncd.engine")
 
 EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_GUARD = 0, 1, 2, 3
 IN_SCOPE_KEY = "group_in_scope"
 LAST_FULL_KEY = "last_full_cycle_at"
-APPLY_BATCH = 256
-"""Writes recorded as pending (and settled) per store transaction."""
-SYSTEMIC = frozenset({ErrorCategory.AUTH, ErrorCategory.UNAVAILABLE, ErrorCategory.THROTTLED})
 CONFIG_CAUSED = (GraphCredentialError, GraphPermissionError, GroupNotFound, AuthError, TlsVerificationError)
 """Failures whose cause is the configuration (credentials, permissions, group IDs, CA bundle)."""
-
-
-@dataclass
-class Failure:
-    """One person's failed write, for the report."""
-
-    object_id: str
-    upn: str | None
-    action: Action
-    error: str
-    category: str
 
 
 @dataclass
@@ -159,9 +153,6 @@ class CycleResult:
         return flat
 
 
-Progress = Callable[[int, int], None]
-
-
 class Engine:
     """Runs cycles for one configuration and store."""
 
@@ -183,6 +174,8 @@ class Engine:
         self._smartcomm_transport = smartcomm_transport
         self._login_transport = login_transport
         self._clock = clock
+        self._applier = Applier(settings, store, clock)
+        """The apply step (`syncd.cycle.apply`): settling pending writes and sending the plan's."""
         self._graph_tokens: MsalTokenProvider | None = None
         """msal's app and token cache, kept across cycles: a daemon logs in when its token runs out, not
         every cycle."""
@@ -211,7 +204,7 @@ class Engine:
                 # Credentials first: a wrong password must fail the cycle even when nothing is to be written.
                 await client.authenticate()
                 if not dry_run:
-                    await self._settle_pending(client)
+                    await self._applier.settle_pending(client)
                 cpu = time.process_time()
                 read = await self._read_desired(full=full, track=not dry_run and user is None)
                 desired = read.desired
@@ -248,7 +241,7 @@ class Engine:
                     return result
                 self._record_scope(recorded, the_plan, desired, only)
                 self._record_memberships(read)
-                await self._apply(client, the_plan, desired, recorded, result, progress)
+                await self._applier.apply(client, the_plan, desired, recorded, result, progress)
                 cpu = self._phase(result, "apply", cpu)
                 if only is None:
                     if read.kind == FULL:  # a delta read counts only the groups it saw lose members
@@ -402,51 +395,7 @@ class Engine:
                 return person.object_id
         raise UserNotFound(f"no user {user!r} in the configured groups or in our records")
 
-    # -- crash recovery -----------------------------------------------------------------------------
-
-    async def _settle_pending(self, client: SmartCommClient) -> None:
-        """Settle operations a crash left pending, by reading each agent back."""
-        pending = self._store.pending_operations()
-        if not pending:
-            return
-        recorded = self._store.load_recorded()
-        log.warning("sync.settling_pending", operations=len(pending))
-        for operation in pending:
-            await self._settle_one(client, operation, recorded.get(operation.object_id))
-
-    async def _settle_one(
-        self, client: SmartCommClient, op: PendingOperation, previous: Recorded | None
-    ) -> None:
-        upn = previous.upn if previous is not None else None
-        try:
-            agent = await client.get_agent(op.object_id)
-        except AgentNotFound:
-            agent = None
-        remote = AgentFields.of_agent(agent, upn) if agent is not None and agent.active else None
-        change = Change(op.action, op.object_id, op.desired, op.believed)
-        if op.action is Action.OFFBOARD:
-            done = remote is None
-        else:
-            done = remote is not None and op.desired is not None and not changed_fields(remote, op.desired)
-        now = self._clock()
-        if done:
-            record = settle(change, Outcome.OK, previous, now=now, upn=upn, agent=remote)
-            self._store.settle_operation(op.id, outcome=Outcome.OK, record=record)
-            return
-        # Not applied (or only partly): believe what the service holds; the plan takes it from there.
-        record = Recorded(
-            op.object_id,
-            MemberStatus.FAILED,
-            remote,
-            upn=upn,
-            detail="interrupted before its answer; not applied",
-            attempts=0,
-        )
-        self._store.settle_operation(
-            op.id, outcome=Outcome.FAILED, record=record, error="interrupted before its answer; not applied"
-        )
-
-    # -- applying -----------------------------------------------------------------------------------
+    # -- recording what needs no call (the writes are `apply`'s) ------------------------------------
 
     def _record_scope(
         self, recorded: Mapping[str, Recorded], the_plan: Plan, desired: DesiredState, only: str | None
@@ -488,236 +437,6 @@ class Engine:
         if updates:
             self._store.save_members(updates)
 
-    async def _apply(
-        self,
-        client: SmartCommClient,
-        the_plan: Plan,
-        desired: DesiredState,
-        recorded: Mapping[str, Recorded],
-        result: CycleResult,
-        progress: Progress | None,
-    ) -> None:
-        """Send the plan's writes, `sync.concurrency` at a time, with no barrier between batches.
-
-        Operations are recorded as pending in batches (one transaction each) before any of their requests
-        is sent, and settled in batches after their answers: a crash leaves at most two batches pending,
-        which the next start settles by reading the agents back.
-        """
-        sync, store = self._settings.sync, self._store
-        assert result.run_id is not None  # begin_run came first
-        run_id = result.run_id
-        batch = max(APPLY_BATCH, sync.concurrency)
-        tally: Counter[tuple[str, str]] = Counter()
-        total, done, judged, failed = len(the_plan.changes), 0, 0, 0
-        halted: list[str] = []
-        waiting = iter(the_plan.changes)
-        staged: deque[tuple[Change, int]] = deque()
-        settled: list[Settlement] = []
-
-        def take() -> tuple[Change, int] | None:
-            # Synchronous (no await): one worker stages the next batch while the others are not running.
-            if not staged:
-                chunk = list(itertools.islice(waiting, batch))
-                if not chunk:
-                    return None
-                staged.extend(zip(chunk, store.start_operations(run_id, chunk), strict=True))
-            return staged.popleft()
-
-        def flush() -> None:
-            if settled:
-                store.settle_operations(settled)
-                settled.clear()
-
-        async def worker() -> None:
-            nonlocal done, judged, failed
-            while not halted and (item := take()) is not None:
-                change, op_id = item
-                try:
-                    outcome = await self._write(
-                        client, change, op_id, desired, recorded, result, halted, settled
-                    )
-                except Exception as exc:
-                    # A bug or an unmapped library error: the operation stays pending (settled by reading the
-                    # agent back at the next start) and the other writes go on.
-                    log.exception(
-                        "sync.write_crashed", object_id=change.object_id, action=change.action.value
-                    )
-                    result.failures.append(
-                        Failure(
-                            change.object_id, None, change.action, f"unexpected error: {exc!r}", "unexpected"
-                        )
-                    )
-                    outcome = Outcome.PENDING
-                if len(settled) >= batch:
-                    flush()
-                tally[(change.action.value, outcome.value)] += 1
-                done += 1
-                previous = recorded.get(change.object_id)
-                # Retries of people who already failed (a conflict waiting for an admin) are per-person
-                # trouble: a wave of them coming due together must not quarantine everyone else's writes.
-                if previous is None or previous.status is not MemberStatus.FAILED:
-                    judged += 1
-                    # A pending outcome here is a failure too: its answer was lost or the write crashed.
-                    failed += outcome in (Outcome.FAILED, Outcome.PENDING)
-                if not halted and quarantine.share_exceeded(
-                    judged, failed, share=sync.quarantine_failure_share, min_writes=sync.quarantine_min_writes
-                ):
-                    reason = quarantine.share_reason(
-                        judged,
-                        failed,
-                        share=sync.quarantine_failure_share,
-                        errors=[f.error for f in result.failures],
-                    )
-                    halted.append(reason)
-                    log.error("sync.failure_share_exceeded", finished=judged, failed=failed, reason=reason)
-                if progress is not None:
-                    progress(done, total)
-
-        try:
-            await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
-        finally:
-            flush()
-        if halted:
-            # Staged but never sent: settled as skipped, the record as it was (a newcomer's says why).
-            for change, op_id in staged:
-                previous = recorded.get(change.object_id)
-                record = previous or Recorded(
-                    change.object_id,
-                    MemberStatus.FAILED,
-                    None,
-                    upn=change.desired.upn if change.desired is not None else None,
-                    detail=f"not sent: {halted[0]}",
-                )
-                settled.append(Settlement(op_id, Outcome.SKIPPED, record, error=f"not sent: {halted[0]}"))
-                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
-            staged.clear()
-            flush()
-            for change in waiting:
-                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
-            result.error = halted[0]
-        for (action, outcome), n in sorted(tally.items()):
-            result.outcomes.setdefault(action, {})[outcome] = n
-
-    async def _write(
-        self,
-        client: SmartCommClient,
-        change: Change,
-        op_id: int,
-        desired: DesiredState,
-        recorded: Mapping[str, Recorded],
-        result: CycleResult,
-        halted: list[str],
-        settled: list[Settlement],
-    ) -> Outcome:
-        """Send one change (its operation is staged as `op_id`); its settlement goes to `settled`, except
-        when its outcome is unknown (it stays pending)."""
-        settings = self._settings.sync
-        member = desired.members.get(change.object_id)
-        previous = recorded.get(change.object_id)
-        upn = member.upn if member else (previous.upn if previous else None)
-        agent: AgentFields | None = None
-        try:
-            outcome, agent = await self._send(client, change)
-        except SmartCommError as exc:
-            systemic = exc.category in SYSTEMIC or isinstance(exc, TenantNotRegistered)
-            if systemic and not halted:
-                halted.append(f"stopped starting writes: {exc}")
-                log.error("sync.systemic_failure", error=str(exc), category=exc.category.value)
-            result.failures.append(
-                Failure(change.object_id, upn, change.action, exc.message, exc.category.value)
-            )
-            if exc.outcome_was_unknown:
-                # The write may have been applied (its answer was lost): leave the operation pending, so the
-                # next start reads the agent back instead of believing there is none.
-                log.warning(
-                    "sync.write_outcome_unknown",
-                    object_id=change.object_id,
-                    action=change.action.value,
-                    error=exc.message,
-                )
-                return Outcome.PENDING
-            record = settle(
-                change,
-                Outcome.FAILED,
-                previous,
-                now=self._clock(),
-                upn=upn,
-                error=exc.message,
-                retry_initial_s=settings.retry_initial_s,
-                retry_max_s=settings.retry_max_s,
-                backoff=not systemic,
-            )
-            settled.append(
-                Settlement(op_id, Outcome.FAILED, record, http_status=exc.status, error=exc.message)
-            )
-            log.warning(
-                "sync.write_failed",
-                object_id=change.object_id,
-                action=change.action.value,
-                error=exc.message,
-                category=exc.category.value,
-                status=exc.status,
-            )
-            return Outcome.FAILED
-        source = member.phone_source if member is not None else None
-        record = settle(
-            change, outcome, previous, now=self._clock(), upn=upn, agent=agent, phone_source=source
-        )
-        settled.append(Settlement(op_id, outcome, record))
-        return outcome
-
-    async def _send(self, client: SmartCommClient, change: Change) -> tuple[Outcome, AgentFields | None]:
-        """The API calls of one change; raises SmartCommError for what the caller records as failed."""
-        oid = change.object_id
-        if change.action is Action.OFFBOARD:
-            try:
-                await client.offboard(oid)
-            except AgentNotFound:
-                return Outcome.ALREADY_GONE, None
-            return Outcome.OK, None
-        wanted = change.desired
-        assert wanted is not None
-        if change.action is Action.UPDATE:
-            try:
-                agent = await client.update(oid, _patch(wanted, change.fields))
-            except AgentNotFound:
-                # Gone behind our back: onboard it again.
-                return await self._onboard(client, oid, wanted)
-            return Outcome.OK, AgentFields.of_agent(agent, wanted.upn)
-        return await self._onboard(client, oid, wanted)
-
-    async def _onboard(
-        self, client: SmartCommClient, oid: str, wanted: AgentFields
-    ) -> tuple[Outcome, AgentFields | None]:
-        try:
-            await client.onboard(
-                NewAgent(oid, wanted.tenant_id, wanted.phone_number, wanted.upn, wanted.consistency_id)
-            )
-        except AgentExists:
-            return await self._adopt(client, await client.get_agent(oid), wanted)
-        except AnchorExists as exc:
-            holder = await client.get_agent(wanted.consistency_id or "", key_id="consistency_id")
-            if holder.user_object_id != oid:
-                raise AnchorConflict(
-                    f"consistency GUID {wanted.consistency_id} belongs to agent {holder.user_object_id}: "
-                    "was the user re-created in Entra? An admin must decide",
-                    status=exc.status,
-                ) from exc
-            return await self._adopt(client, holder, wanted)
-        return Outcome.OK, wanted
-
-    @staticmethod
-    async def _adopt(
-        client: SmartCommClient, agent: Agent, wanted: AgentFields
-    ) -> tuple[Outcome, AgentFields | None]:
-        """Take over an agent that exists for this object ID, patching what differs."""
-        current = AgentFields.of_agent(agent, None)
-        fields = changed_fields(current, wanted)
-        if fields:
-            agent = await client.update(agent.user_object_id, _patch(wanted, fields))
-            current = AgentFields.of_agent(agent, wanted.upn)
-        return Outcome.ADOPTED, current
-
     # -- reporting ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -739,13 +458,3 @@ class Engine:
 
 class UserNotFound(Exception):
     """`--user` names nobody we know."""
-
-
-class AnchorConflict(SmartCommError):
-    """The consistency GUID is held by another object's agent."""
-
-    category = ErrorCategory.CONFLICT
-
-
-def _patch(wanted: AgentFields, fields: tuple[str, ...]) -> AgentPatch:
-    return AgentPatch(**{name: getattr(wanted, name) for name in fields})

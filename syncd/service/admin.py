@@ -17,6 +17,10 @@ GET /status works with the cookie too.
 CSRF: the cookie is SameSite=Strict, so a browser never sends it with a request started by another site, and
 the forms' POSTs are refused (403) when their Origin header names another host than the request's (its
 Host, or X-Forwarded-Host behind a reverse proxy).
+
+The endpoints are module-level functions reading the daemon from `request.app.state`; they reach it through
+`AdminDaemon`, a protocol `syncd.service.daemon.Daemon` satisfies structurally, so this module never imports
+the daemon (which imports it to build its app).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -35,14 +39,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from syncd.config.settings import Settings
+from syncd.cycle.engine import CycleResult
 from syncd.reports.explain import AmbiguousPerson, PersonNotFound, explain_person, render_text
 from syncd.reports.status import status_document
 from syncd.service import statuspage
 from syncd.service.leader import FORWARDED_HEADER, forward_resync
-from syncd.store import StoreError
-
-if TYPE_CHECKING:
-    from syncd.service.daemon import Daemon
+from syncd.store import Store, StoreError
 
 SESSION_COOKIE = "syncd_session"
 """The status page's session cookie."""
@@ -124,232 +127,342 @@ def _redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303, headers=PAGE_HEADERS)
 
 
-def build_app(daemon: Daemon) -> Starlette:
+class RunningCycle(Protocol):
+    """The cycle in flight, as the pages show it."""
+
+    @property
+    def trigger(self) -> str: ...
+
+    @property
+    def full(self) -> bool: ...
+
+
+class AdminLeadership(Protocol):
+    """What the endpoints use of the daemon's leadership (`syncd.service.leader.Leadership`)."""
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def identity(self) -> Mapping[str, Any]: ...
+
+    async def leader(self) -> dict[str, Any] | None: ...
+
+
+class AdminMetrics(Protocol):
+    """What `/metrics` uses of the daemon's metrics (`syncd.service.metrics.Metrics`)."""
+
+    def render(self) -> bytes: ...
+
+
+class AdminDaemon(Protocol):
+    """What the admin API uses of the daemon it serves; `syncd.service.daemon.Daemon` is one, structurally.
+
+    A protocol so that this module never imports the daemon, which imports it to build its app. Read-only
+    properties: the daemon's plain attributes satisfy them, and the endpoints never assign any.
+    """
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def metrics(self) -> AdminMetrics: ...
+
+    @property
+    def leadership(self) -> AdminLeadership: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def running(self) -> RunningCycle | None: ...
+
+    @property
+    def last_result(self) -> CycleResult | None: ...
+
+    @property
+    def last_outcome(self) -> str | None: ...
+
+    @property
+    def systemic_failure(self) -> str | None: ...
+
+    def trigger(
+        self, *, full: bool = False, trigger: str = "manual", force: bool = False
+    ) -> asyncio.Future[CycleResult]: ...
+
+
+# The endpoints are module-level and read the daemon and the token from `request.app.state`, which
+# build_app fills once: the token is read when the app is built, as the daemon reads its settings once.
+
+
+def _daemon(request: Request) -> AdminDaemon:
+    """The daemon the app serves."""
+    daemon: AdminDaemon = request.app.state.daemon
+    return daemon
+
+
+def _secret(request: Request) -> str:
+    """The admin token, or "" when none is configured."""
+    secret: str = request.app.state.admin_token
+    return secret
+
+
+def _authorised(request: Request) -> Response | None:
+    secret = _secret(request)
+    if not secret:
+        return JSONResponse(
+            {"error": "admin.token is not configured: /status and /resync are disabled"}, status_code=403
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    expected = secret.encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        return JSONResponse(
+            {"error": "missing or wrong bearer token"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return None
+
+
+def _has_session(request: Request) -> bool:
+    secret = _secret(request)
+    presented = request.cookies.get(SESSION_COOKIE)
+    return bool(secret) and presented is not None and session_valid(secret, presented, time.time())
+
+
+def _page_refused(request: Request) -> Response | None:
+    """None when the request may see the pages; else the disabled page, a 401 or the way to /login."""
+    if not _secret(request):
+        return _page(statuspage.render_disabled_page(), 403)
+    if "authorization" in request.headers:
+        if _authorised(request) is None:
+            return None
+        return _page(
+            statuspage.render_message_page("Wrong token", "The bearer token is missing or wrong."),
+            401,
+            {"WWW-Authenticate": "Bearer"},
+        )
+    return None if _has_session(request) else _redirect("/login")
+
+
+def _daemon_state(daemon: AdminDaemon, skipped: Mapping[str, int]) -> statuspage.DaemonState:
+    running, last = daemon.running, daemon.last_result
+    stop = last.stopped_by if last is not None else None
+    return statuspage.DaemonState(
+        started_at=daemon.started_at,
+        running=running.trigger if running is not None else None,
+        running_full=running.full if running is not None else False,
+        last_outcome=daemon.last_outcome,
+        systemic_failure=daemon.systemic_failure,
+        last_run_id=last.run_id if last is not None else None,
+        guard=stop.guard if stop is not None else None,
+        guard_message=stop.message if stop is not None else None,
+        # From our records, not the last cycle: a delta cycle sees only the people who changed.
+        skipped=dict(skipped),
+    )
+
+
+async def home(request: Request) -> Response:
+    daemon = _daemon(request)
+    refused = _page_refused(request)
+    if refused is not None:
+        return refused
+    try:
+        document = await asyncio.to_thread(status_document, daemon.store, statuspage.CHART_RUNS)
+    except StoreError as exc:
+        return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
+    data = statuspage.StatusData.from_document(document, _daemon_state(daemon, document.get("skipped", {})))
+    queued = request.query_params.get("queued") == "1"
+    return _page(statuspage.render_status_page(data, now=time.time(), queued=queued))
+
+
+async def explain(request: Request) -> Response:
+    daemon = _daemon(request)
+    refused = _page_refused(request)
+    if refused is not None:
+        return refused
+    who = str(request.path_params["object_id"])
+    try:
+        # Graph and SmartCommunicator failures do not raise: the explanation's sections say what failed.
+        explanation = await explain_person(daemon.settings, daemon.store, who)
+    except AmbiguousPerson as exc:
+        links = [(f"/explain/{object_id}", upn or object_id) for object_id, upn in exc.candidates]
+        page = statuspage.render_message_page("Several people match", str(exc), back=True, links=links)
+        return _page(page, 404)
+    except PersonNotFound as exc:
+        return _page(statuspage.render_message_page("Not found", str(exc), back=True), 404)
+    except StoreError as exc:
+        return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
+    return _page(statuspage.render_explain_page(who, render_text(explanation), now=time.time()))
+
+
+async def login_form(request: Request) -> Response:
+    if not _secret(request):
+        return _page(statuspage.render_disabled_page(), 403)
+    if _has_session(request):
+        return _redirect("/")
+    return _page(statuspage.render_login_page())
+
+
+async def login(request: Request) -> Response:
+    secret = _secret(request)
+    if not secret:
+        return _page(statuspage.render_disabled_page(), 403)
+    if not _same_origin(request):
+        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+    try:
+        form = await _read_form(request)
+    except _FormTooLarge:
+        return _page(statuspage.render_login_page(error="That form was too large."), 413)
+    presented = form.get("token", "").strip()
+    if not hmac.compare_digest(presented.encode(), secret.encode()):
+        return _page(statuspage.render_login_page(error="Wrong token."), 401)
+    response = _redirect("/")
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_value(secret, int(time.time())),
+        max_age=SESSION_MAX_AGE_S,
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    if not _same_origin(request):
+        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+    response = _redirect("/login")
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
+    )
+    return response
+
+
+async def resync_from_page(request: Request) -> Response:
+    """The page's "Sync now" form: queue a cycle and go back to the page."""
+    daemon = _daemon(request)
+    if not _same_origin(request):
+        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+    try:
+        form = await _read_form(request)
+    except _FormTooLarge:
+        return _page(statuspage.render_message_page("Refused", "That form was too large."), 413)
+    future = daemon.trigger(full=form.get("full") == "1", trigger="manual")
+    if future.done() and future.exception() is not None:  # shutting down: say so, and retrieve it
+        return _page(statuspage.render_message_page("Not queued", str(future.exception())), 503)
+    return _redirect("/?queued=1")
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    daemon = _daemon(request)
+    try:
+        await asyncio.to_thread(daemon.store.count_by_status)
+    except StoreError as exc:
+        return JSONResponse({"status": "not ready", "reason": f"database: {exc}"}, status_code=503)
+    failure = daemon.systemic_failure
+    if failure is not None:
+        return JSONResponse({"status": "not ready", "reason": failure}, status_code=503)
+    # A standby is ready: it serves the API and forwards resyncs, and a rolling deploy must not wait for
+    # a replica to become leader (only one ever is).
+    answer = {"status": "ready", "last_outcome": daemon.last_outcome, "role": daemon.leadership.role}
+    return JSONResponse(answer)
+
+
+async def metrics(request: Request) -> Response:
+    daemon = _daemon(request)
+    return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def status(request: Request) -> Response:
+    daemon = _daemon(request)
+    # The page links here: its session cookie reads the JSON too (a bearer header, when sent, decides).
+    from_page = "authorization" not in request.headers and _has_session(request)
+    refused = None if from_page else _authorised(request)
+    if refused is not None:
+        return refused
+    document = await asyncio.to_thread(status_document, daemon.store, 10)
+    document["daemon"] = {
+        "running": None if daemon.running is None else daemon.running.trigger,
+        "last_outcome": daemon.last_outcome,
+        "started_at": daemon.started_at,
+    }
+    document["role"] = daemon.leadership.role
+    document["leader"] = await daemon.leadership.leader()
+    return JSONResponse(document)
+
+
+async def standby_resync(request: Request) -> Response:
+    """A standby runs no cycles: it asks the leader (same bearer, body, ?wait), else says where it is."""
+    daemon = _daemon(request)
+    leader = await daemon.leadership.leader()
+    answer = None
+    if FORWARDED_HEADER.lower() not in request.headers:  # never forwarded twice: no loops
+        answer = await forward_resync(
+            leader,
+            own_url=daemon.leadership.identity["admin_url"],
+            authorization=request.headers["authorization"],
+            body=await request.body(),
+            wait=request.query_params.get("wait"),
+            stale_after_s=daemon.settings.sync.leader_takeover_s,
+        )
+    if answer is None:
+        return JSONResponse({"error": "this replica is a standby", "leader": leader}, status_code=503)
+    status_code, document = answer
+    return JSONResponse(
+        document, status_code=status_code, headers={"X-Syncd-Forwarded-To": document["forwarded_to"]}
+    )
+
+
+async def resync(request: Request) -> Response:
+    daemon = _daemon(request)
+    if "authorization" not in request.headers and _secret(request):
+        if _has_session(request):
+            return await resync_from_page(request)
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return _redirect("/login")  # the page's form after the session ended: sign in again
+    refused = _authorised(request)
+    if refused is not None:
+        return refused
+    if not daemon.leadership.is_leader:
+        return await standby_resync(request)
+    try:
+        body = await request.json() if await request.body() else {}
+    except ValueError:
+        return JSONResponse({"error": 'the body must be JSON like {"full": true}'}, status_code=400)
+    full = bool(body.get("full", False)) if isinstance(body, dict) else False
+    force = bool(body.get("force", False)) if isinstance(body, dict) else False
+    future = daemon.trigger(full=full, trigger="manual", force=force)
+    if request.query_params.get("wait", "").lower() not in {"1", "true", "yes"}:
+        return JSONResponse({"queued": True, "full": full, "force": force}, status_code=202)
+    try:
+        # Shielded: a client that goes away must not cancel the cycle's future for everyone else.
+        result = await asyncio.shield(future)
+    except asyncio.CancelledError:
+        if not future.cancelled():
+            raise  # this request itself was cancelled (the client went away, shutdown)
+        return JSONResponse({"error": "the cycle was cancelled (stopping, or no longer the leader)"}, 503)
+    except Exception as exc:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+    return JSONResponse(result.to_json())
+
+
+def build_app(daemon: AdminDaemon) -> Starlette:
     """The admin application bound to one daemon."""
     token = daemon.settings.admin.token
-    secret = token.get_secret_value() if token is not None else ""
-    enabled = bool(secret)
-
-    def authorised(request: Request) -> Response | None:
-        if token is None or not token.get_secret_value():
-            return JSONResponse(
-                {"error": "admin.token is not configured: /status and /resync are disabled"}, status_code=403
-            )
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        expected = token.get_secret_value().encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
-            return JSONResponse(
-                {"error": "missing or wrong bearer token"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return None
-
-    def has_session(request: Request) -> bool:
-        presented = request.cookies.get(SESSION_COOKIE)
-        return enabled and presented is not None and session_valid(secret, presented, time.time())
-
-    def page_refused(request: Request) -> Response | None:
-        """None when the request may see the pages; else the disabled page, a 401 or the way to /login."""
-        if not enabled:
-            return _page(statuspage.render_disabled_page(), 403)
-        if "authorization" in request.headers:
-            if authorised(request) is None:
-                return None
-            return _page(
-                statuspage.render_message_page("Wrong token", "The bearer token is missing or wrong."),
-                401,
-                {"WWW-Authenticate": "Bearer"},
-            )
-        return None if has_session(request) else _redirect("/login")
-
-    def daemon_state(skipped: Mapping[str, int]) -> statuspage.DaemonState:
-        running, last = daemon.running, daemon.last_result
-        stop = last.stopped_by if last is not None else None
-        return statuspage.DaemonState(
-            started_at=daemon.started_at,
-            running=running.trigger if running is not None else None,
-            running_full=running.full if running is not None else False,
-            last_outcome=daemon.last_outcome,
-            systemic_failure=daemon.systemic_failure,
-            last_run_id=last.run_id if last is not None else None,
-            guard=stop.guard if stop is not None else None,
-            guard_message=stop.message if stop is not None else None,
-            # From our records, not the last cycle: a delta cycle sees only the people who changed.
-            skipped=dict(skipped),
-        )
-
-    async def home(request: Request) -> Response:
-        refused = page_refused(request)
-        if refused is not None:
-            return refused
-        try:
-            document = await asyncio.to_thread(status_document, daemon.store, statuspage.CHART_RUNS)
-        except StoreError as exc:
-            return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
-        data = statuspage.StatusData.from_document(document, daemon_state(document.get("skipped", {})))
-        queued = request.query_params.get("queued") == "1"
-        return _page(statuspage.render_status_page(data, now=time.time(), queued=queued))
-
-    async def explain(request: Request) -> Response:
-        refused = page_refused(request)
-        if refused is not None:
-            return refused
-        who = str(request.path_params["object_id"])
-        try:
-            # Graph and SmartCommunicator failures do not raise: the explanation's sections say what failed.
-            explanation = await explain_person(daemon.settings, daemon.store, who)
-        except AmbiguousPerson as exc:
-            links = [(f"/explain/{object_id}", upn or object_id) for object_id, upn in exc.candidates]
-            page = statuspage.render_message_page("Several people match", str(exc), back=True, links=links)
-            return _page(page, 404)
-        except PersonNotFound as exc:
-            return _page(statuspage.render_message_page("Not found", str(exc), back=True), 404)
-        except StoreError as exc:
-            return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
-        return _page(statuspage.render_explain_page(who, render_text(explanation), now=time.time()))
-
-    async def login_form(request: Request) -> Response:
-        if not enabled:
-            return _page(statuspage.render_disabled_page(), 403)
-        if has_session(request):
-            return _redirect("/")
-        return _page(statuspage.render_login_page())
-
-    async def login(request: Request) -> Response:
-        if not enabled:
-            return _page(statuspage.render_disabled_page(), 403)
-        if not _same_origin(request):
-            return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
-        try:
-            form = await _read_form(request)
-        except _FormTooLarge:
-            return _page(statuspage.render_login_page(error="That form was too large."), 413)
-        presented = form.get("token", "").strip()
-        if not hmac.compare_digest(presented.encode(), secret.encode()):
-            return _page(statuspage.render_login_page(error="Wrong token."), 401)
-        response = _redirect("/")
-        response.set_cookie(
-            SESSION_COOKIE,
-            session_value(secret, int(time.time())),
-            max_age=SESSION_MAX_AGE_S,
-            path="/",
-            secure=request.url.scheme == "https",
-            httponly=True,
-            samesite="strict",
-        )
-        return response
-
-    async def logout(request: Request) -> Response:
-        if not _same_origin(request):
-            return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
-        response = _redirect("/login")
-        response.delete_cookie(
-            SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
-        )
-        return response
-
-    async def resync_from_page(request: Request) -> Response:
-        """The page's "Sync now" form: queue a cycle and go back to the page."""
-        if not _same_origin(request):
-            return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
-        try:
-            form = await _read_form(request)
-        except _FormTooLarge:
-            return _page(statuspage.render_message_page("Refused", "That form was too large."), 413)
-        future = daemon.trigger(full=form.get("full") == "1", trigger="manual")
-        if future.done() and future.exception() is not None:  # shutting down: say so, and retrieve it
-            return _page(statuspage.render_message_page("Not queued", str(future.exception())), 503)
-        return _redirect("/?queued=1")
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await asyncio.to_thread(daemon.store.count_by_status)
-        except StoreError as exc:
-            return JSONResponse({"status": "not ready", "reason": f"database: {exc}"}, status_code=503)
-        failure = daemon.systemic_failure
-        if failure is not None:
-            return JSONResponse({"status": "not ready", "reason": failure}, status_code=503)
-        # A standby is ready: it serves the API and forwards resyncs, and a rolling deploy must not wait for
-        # a replica to become leader (only one ever is).
-        answer = {"status": "ready", "last_outcome": daemon.last_outcome, "role": daemon.leadership.role}
-        return JSONResponse(answer)
-
-    async def metrics(request: Request) -> Response:
-        return Response(daemon.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    async def status(request: Request) -> Response:
-        # The page links here: its session cookie reads the JSON too (a bearer header, when sent, decides).
-        from_page = "authorization" not in request.headers and has_session(request)
-        refused = None if from_page else authorised(request)
-        if refused is not None:
-            return refused
-        document = await asyncio.to_thread(status_document, daemon.store, 10)
-        document["daemon"] = {
-            "running": None if daemon.running is None else daemon.running.trigger,
-            "last_outcome": daemon.last_outcome,
-            "started_at": daemon.started_at,
-        }
-        document["role"] = daemon.leadership.role
-        document["leader"] = await daemon.leadership.leader()
-        return JSONResponse(document)
-
-    async def standby_resync(request: Request) -> Response:
-        """A standby runs no cycles: it asks the leader (same bearer, body, ?wait), else says where it is."""
-        leader = await daemon.leadership.leader()
-        answer = None
-        if FORWARDED_HEADER.lower() not in request.headers:  # never forwarded twice: no loops
-            answer = await forward_resync(
-                leader,
-                own_url=daemon.leadership.identity["admin_url"],
-                authorization=request.headers["authorization"],
-                body=await request.body(),
-                wait=request.query_params.get("wait"),
-                stale_after_s=daemon.settings.sync.leader_takeover_s,
-            )
-        if answer is None:
-            return JSONResponse({"error": "this replica is a standby", "leader": leader}, status_code=503)
-        status_code, document = answer
-        return JSONResponse(
-            document, status_code=status_code, headers={"X-Syncd-Forwarded-To": document["forwarded_to"]}
-        )
-
-    async def resync(request: Request) -> Response:
-        if "authorization" not in request.headers and enabled:
-            if has_session(request):
-                return await resync_from_page(request)
-            if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-                return _redirect("/login")  # the page's form after the session ended: sign in again
-        refused = authorised(request)
-        if refused is not None:
-            return refused
-        if not daemon.leadership.is_leader:
-            return await standby_resync(request)
-        try:
-            body = await request.json() if await request.body() else {}
-        except ValueError:
-            return JSONResponse({"error": 'the body must be JSON like {"full": true}'}, status_code=400)
-        full = bool(body.get("full", False)) if isinstance(body, dict) else False
-        force = bool(body.get("force", False)) if isinstance(body, dict) else False
-        future = daemon.trigger(full=full, trigger="manual", force=force)
-        if request.query_params.get("wait", "").lower() not in {"1", "true", "yes"}:
-            return JSONResponse({"queued": True, "full": full, "force": force}, status_code=202)
-        try:
-            # Shielded: a client that goes away must not cancel the cycle's future for everyone else.
-            result = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            if not future.cancelled():
-                raise  # this request itself was cancelled (the client went away, shutdown)
-            return JSONResponse({"error": "the cycle was cancelled (stopping, or no longer the leader)"}, 503)
-        except Exception as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503)
-        return JSONResponse(result.to_json())
-
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", home),
             Route("/login", login_form, methods=["GET"]),
@@ -363,3 +476,6 @@ def build_app(daemon: Daemon) -> Starlette:
             Route("/resync", resync, methods=["POST"]),
         ]
     )
+    app.state.daemon = daemon
+    app.state.admin_token = token.get_secret_value() if token is not None else ""
+    return app

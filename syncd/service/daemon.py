@@ -199,7 +199,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
             server = _AdminServer(
                 uvicorn.Config(
-                    build_app(self),
+                    build_app(self),  # a Daemon is an admin.AdminDaemon (structurally; mypy checks it here)
                     host=self.settings.admin.host,
                     port=self.settings.admin.port,
                     log_config=None,

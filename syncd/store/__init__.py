@@ -1,15 +1,15 @@
 """The state store: SQLAlchemy tables and the repository the engine and CLI use (members, runs, the
 operations audit log, key/values), on SQLite or PostgreSQL, migrated by Alembic (`migrations/`)."""
 
-from syncd.store.repository import (
+from syncd.store.records import (
     HistoryEntry,
     OperationRecord,
     PendingOperation,
     RunRecord,
     Settlement,
-    Store,
     StoreError,
 )
+from syncd.store.repository import Store
 
 __all__ = [
     "HistoryEntry",

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from syncd.core.redact import redact_text
 from syncd.core.model import Action, Outcome, Recorded
+from syncd.core.redact import redact_text
 from syncd.core.times import utc_text
 
 STATE_KEY = "notify_state"

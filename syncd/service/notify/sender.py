@@ -24,11 +24,11 @@ import structlog
 from httpx_aiohttp import AiohttpTransport
 
 from syncd import __version__
-from syncd.core.redact import redact_text
 from syncd.config.settings import NotifySettings
 from syncd.config.tls import is_tls_verification_failure, ssl_context
 from syncd.core.backoff import backoff_delay_s
 from syncd.core.model import KeyValues
+from syncd.core.redact import redact_text
 from syncd.service.notify.events import (
     STATE_KEY,
     Attention,

@@ -1,0 +1,366 @@
+"""The apply step of a cycle: settle the writes a crash left pending, then send the plan's writes (onboard,
+adopt, update, offboard) `sync.concurrency` at a time, each recorded as pending before it is sent and
+settled after its answer. `syncd.cycle.engine` runs it; it writes what happened into the cycle's result
+(`ApplyReport`, which `CycleResult` is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from syncd.config.settings import Settings
+from syncd.core import quarantine
+from syncd.core.model import (
+    Action,
+    Agent,
+    AgentFields,
+    AgentPatch,
+    Change,
+    DesiredState,
+    MemberStatus,
+    NewAgent,
+    Outcome,
+    Recorded,
+)
+from syncd.core.reconcile import Plan, changed_fields, settle
+from syncd.smartcomm import (
+    AgentExists,
+    AgentNotFound,
+    AnchorExists,
+    ErrorCategory,
+    SmartCommClient,
+    SmartCommError,
+    TenantNotRegistered,
+)
+from syncd.store import PendingOperation, Settlement, Store
+
+# The engine's logger: the apply step's events are the cycle's, as they were before it had a module.
+log = structlog.get_logger("syncd.engine")
+
+APPLY_BATCH = 256
+"""Writes recorded as pending (and settled) per store transaction."""
+SYSTEMIC = frozenset({ErrorCategory.AUTH, ErrorCategory.UNAVAILABLE, ErrorCategory.THROTTLED})
+
+
+@dataclass
+class Failure:
+    """One person's failed write, for the report."""
+
+    object_id: str
+    upn: str | None
+    action: Action
+    error: str
+    category: str
+
+
+class ApplyReport(Protocol):
+    """What the apply step reads and writes of the cycle's result (`syncd.cycle.engine.CycleResult`): a
+    protocol, so that this module needs no import of the engine that imports it."""
+
+    run_id: int | None
+    failures: list[Failure]
+    outcomes: dict[str, dict[str, int]]
+    error: str | None
+
+
+Progress = Callable[[int, int], None]
+
+
+class Applier:
+    """Settles pending writes and applies plans for one configuration and store (the engine keeps one)."""
+
+    def __init__(self, settings: Settings, store: Store, clock: Callable[[], float]) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+
+    # -- crash recovery -----------------------------------------------------------------------------
+
+    async def settle_pending(self, client: SmartCommClient) -> None:
+        """Settle operations a crash left pending, by reading each agent back."""
+        pending = self._store.pending_operations()
+        if not pending:
+            return
+        recorded = self._store.load_recorded()
+        log.warning("sync.settling_pending", operations=len(pending))
+        for operation in pending:
+            await self._settle_one(client, operation, recorded.get(operation.object_id))
+
+    async def _settle_one(
+        self, client: SmartCommClient, op: PendingOperation, previous: Recorded | None
+    ) -> None:
+        upn = previous.upn if previous is not None else None
+        try:
+            agent = await client.get_agent(op.object_id)
+        except AgentNotFound:
+            agent = None
+        remote = AgentFields.of_agent(agent, upn) if agent is not None and agent.active else None
+        change = Change(op.action, op.object_id, op.desired, op.believed)
+        if op.action is Action.OFFBOARD:
+            done = remote is None
+        else:
+            done = remote is not None and op.desired is not None and not changed_fields(remote, op.desired)
+        now = self._clock()
+        if done:
+            record = settle(change, Outcome.OK, previous, now=now, upn=upn, agent=remote)
+            self._store.settle_operation(op.id, outcome=Outcome.OK, record=record)
+            return
+        # Not applied (or only partly): believe what the service holds; the plan takes it from there.
+        record = Recorded(
+            op.object_id,
+            MemberStatus.FAILED,
+            remote,
+            upn=upn,
+            detail="interrupted before its answer; not applied",
+            attempts=0,
+        )
+        self._store.settle_operation(
+            op.id, outcome=Outcome.FAILED, record=record, error="interrupted before its answer; not applied"
+        )
+
+    async def apply(
+        self,
+        client: SmartCommClient,
+        the_plan: Plan,
+        desired: DesiredState,
+        recorded: Mapping[str, Recorded],
+        result: ApplyReport,
+        progress: Progress | None,
+    ) -> None:
+        """Send the plan's writes, `sync.concurrency` at a time, with no barrier between batches.
+
+        Operations are recorded as pending in batches (one transaction each) before any of their requests
+        is sent, and settled in batches after their answers: a crash leaves at most two batches pending,
+        which the next start settles by reading the agents back.
+        """
+        sync, store = self._settings.sync, self._store
+        assert result.run_id is not None  # begin_run came first
+        run_id = result.run_id
+        batch = max(APPLY_BATCH, sync.concurrency)
+        tally: Counter[tuple[str, str]] = Counter()
+        total, done, judged, failed = len(the_plan.changes), 0, 0, 0
+        halted: list[str] = []
+        waiting = iter(the_plan.changes)
+        staged: deque[tuple[Change, int]] = deque()
+        settled: list[Settlement] = []
+
+        def take() -> tuple[Change, int] | None:
+            # Synchronous (no await): one worker stages the next batch while the others are not running.
+            if not staged:
+                chunk = list(itertools.islice(waiting, batch))
+                if not chunk:
+                    return None
+                staged.extend(zip(chunk, store.start_operations(run_id, chunk), strict=True))
+            return staged.popleft()
+
+        def flush() -> None:
+            if settled:
+                store.settle_operations(settled)
+                settled.clear()
+
+        async def worker() -> None:
+            nonlocal done, judged, failed
+            while not halted and (item := take()) is not None:
+                change, op_id = item
+                try:
+                    outcome = await self._write(
+                        client, change, op_id, desired, recorded, result, halted, settled
+                    )
+                except Exception as exc:
+                    # A bug or an unmapped library error: the operation stays pending (settled by reading the
+                    # agent back at the next start) and the other writes go on.
+                    log.exception(
+                        "sync.write_crashed", object_id=change.object_id, action=change.action.value
+                    )
+                    result.failures.append(
+                        Failure(
+                            change.object_id, None, change.action, f"unexpected error: {exc!r}", "unexpected"
+                        )
+                    )
+                    outcome = Outcome.PENDING
+                if len(settled) >= batch:
+                    flush()
+                tally[(change.action.value, outcome.value)] += 1
+                done += 1
+                previous = recorded.get(change.object_id)
+                # Retries of people who already failed (a conflict waiting for an admin) are per-person
+                # trouble: a wave of them coming due together must not quarantine everyone else's writes.
+                if previous is None or previous.status is not MemberStatus.FAILED:
+                    judged += 1
+                    # A pending outcome here is a failure too: its answer was lost or the write crashed.
+                    failed += outcome in (Outcome.FAILED, Outcome.PENDING)
+                if not halted and quarantine.share_exceeded(
+                    judged, failed, share=sync.quarantine_failure_share, min_writes=sync.quarantine_min_writes
+                ):
+                    reason = quarantine.share_reason(
+                        judged,
+                        failed,
+                        share=sync.quarantine_failure_share,
+                        errors=[f.error for f in result.failures],
+                    )
+                    halted.append(reason)
+                    log.error("sync.failure_share_exceeded", finished=judged, failed=failed, reason=reason)
+                if progress is not None:
+                    progress(done, total)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
+        finally:
+            flush()
+        if halted:
+            # Staged but never sent: settled as skipped, the record as it was (a newcomer's says why).
+            for change, op_id in staged:
+                previous = recorded.get(change.object_id)
+                record = previous or Recorded(
+                    change.object_id,
+                    MemberStatus.FAILED,
+                    None,
+                    upn=change.desired.upn if change.desired is not None else None,
+                    detail=f"not sent: {halted[0]}",
+                )
+                settled.append(Settlement(op_id, Outcome.SKIPPED, record, error=f"not sent: {halted[0]}"))
+                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
+            staged.clear()
+            flush()
+            for change in waiting:
+                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
+            result.error = halted[0]
+        for (action, outcome), n in sorted(tally.items()):
+            result.outcomes.setdefault(action, {})[outcome] = n
+
+    async def _write(
+        self,
+        client: SmartCommClient,
+        change: Change,
+        op_id: int,
+        desired: DesiredState,
+        recorded: Mapping[str, Recorded],
+        result: ApplyReport,
+        halted: list[str],
+        settled: list[Settlement],
+    ) -> Outcome:
+        """Send one change (its operation is staged as `op_id`); its settlement goes to `settled`, except
+        when its outcome is unknown (it stays pending)."""
+        settings = self._settings.sync
+        member = desired.members.get(change.object_id)
+        previous = recorded.get(change.object_id)
+        upn = member.upn if member else (previous.upn if previous else None)
+        agent: AgentFields | None = None
+        try:
+            outcome, agent = await self._send(client, change)
+        except SmartCommError as exc:
+            systemic = exc.category in SYSTEMIC or isinstance(exc, TenantNotRegistered)
+            if systemic and not halted:
+                halted.append(f"stopped starting writes: {exc}")
+                log.error("sync.systemic_failure", error=str(exc), category=exc.category.value)
+            result.failures.append(
+                Failure(change.object_id, upn, change.action, exc.message, exc.category.value)
+            )
+            if exc.outcome_was_unknown:
+                # The write may have been applied (its answer was lost): leave the operation pending, so the
+                # next start reads the agent back instead of believing there is none.
+                log.warning(
+                    "sync.write_outcome_unknown",
+                    object_id=change.object_id,
+                    action=change.action.value,
+                    error=exc.message,
+                )
+                return Outcome.PENDING
+            record = settle(
+                change,
+                Outcome.FAILED,
+                previous,
+                now=self._clock(),
+                upn=upn,
+                error=exc.message,
+                retry_initial_s=settings.retry_initial_s,
+                retry_max_s=settings.retry_max_s,
+                backoff=not systemic,
+            )
+            settled.append(
+                Settlement(op_id, Outcome.FAILED, record, http_status=exc.status, error=exc.message)
+            )
+            log.warning(
+                "sync.write_failed",
+                object_id=change.object_id,
+                action=change.action.value,
+                error=exc.message,
+                category=exc.category.value,
+                status=exc.status,
+            )
+            return Outcome.FAILED
+        source = member.phone_source if member is not None else None
+        record = settle(
+            change, outcome, previous, now=self._clock(), upn=upn, agent=agent, phone_source=source
+        )
+        settled.append(Settlement(op_id, outcome, record))
+        return outcome
+
+    async def _send(self, client: SmartCommClient, change: Change) -> tuple[Outcome, AgentFields | None]:
+        """The API calls of one change; raises SmartCommError for what the caller records as failed."""
+        oid = change.object_id
+        if change.action is Action.OFFBOARD:
+            try:
+                await client.offboard(oid)
+            except AgentNotFound:
+                return Outcome.ALREADY_GONE, None
+            return Outcome.OK, None
+        wanted = change.desired
+        assert wanted is not None
+        if change.action is Action.UPDATE:
+            try:
+                agent = await client.update(oid, _patch(wanted, change.fields))
+            except AgentNotFound:
+                # Gone behind our back: onboard it again.
+                return await self._onboard(client, oid, wanted)
+            return Outcome.OK, AgentFields.of_agent(agent, wanted.upn)
+        return await self._onboard(client, oid, wanted)
+
+    async def _onboard(
+        self, client: SmartCommClient, oid: str, wanted: AgentFields
+    ) -> tuple[Outcome, AgentFields | None]:
+        try:
+            await client.onboard(
+                NewAgent(oid, wanted.tenant_id, wanted.phone_number, wanted.upn, wanted.consistency_id)
+            )
+        except AgentExists:
+            return await self._adopt(client, await client.get_agent(oid), wanted)
+        except AnchorExists as exc:
+            holder = await client.get_agent(wanted.consistency_id or "", key_id="consistency_id")
+            if holder.user_object_id != oid:
+                raise AnchorConflict(
+                    f"consistency GUID {wanted.consistency_id} belongs to agent {holder.user_object_id}: "
+                    "was the user re-created in Entra? An admin must decide",
+                    status=exc.status,
+                ) from exc
+            return await self._adopt(client, holder, wanted)
+        return Outcome.OK, wanted
+
+    @staticmethod
+    async def _adopt(
+        client: SmartCommClient, agent: Agent, wanted: AgentFields
+    ) -> tuple[Outcome, AgentFields | None]:
+        """Take over an agent that exists for this object ID, patching what differs."""
+        current = AgentFields.of_agent(agent, None)
+        fields = changed_fields(current, wanted)
+        if fields:
+            agent = await client.update(agent.user_object_id, _patch(wanted, fields))
+            current = AgentFields.of_agent(agent, wanted.upn)
+        return Outcome.ADOPTED, current
+
+
+class AnchorConflict(SmartCommError):
+    """The consistency GUID is held by another object's agent."""
+
+    category = ErrorCategory.CONFLICT
+
+
+def _patch(wanted: AgentFields, fields: tuple[str, ...]) -> AgentPatch:
+    return AgentPatch(**{name: getattr(wanted, name) for name in fields})

@@ -1,0 +1,317 @@
+"""The members part of `Store`: each person as we recorded them (status, believed agent, backoff) and the
+Graph group memberships a delta read keeps (`graph_edges`)."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Insert
+
+from syncd.core.model import AgentFields, MemberStatus, Recorded, SkipReason
+from syncd.store import tables
+from syncd.store.common import (
+    BATCH_SIZE,
+    IN_BATCH,
+    MEMBER_COLUMNS,
+    StorePart,
+    member_row,
+    to_datetime,
+    to_epoch,
+    to_epoch_or_none,
+    upsert,
+)
+
+_RECORDED_COLUMNS = tuple(
+    tables.members.c[name]
+    for name in (
+        "object_id",
+        "status",
+        "agent_active",
+        "tenant_id",
+        "phone_number",
+        "upn_pushed",
+        "consistency_id",
+        "upn",
+        "skip_reason",
+        "detail",
+        "attempts",
+        "next_attempt_at",
+        "phone_source",
+    )
+)
+"""The columns `_recorded` decodes, in its order."""
+
+
+class MembersMixin(StorePart):
+    """`Store`'s methods on members and group memberships."""
+
+    # members
+
+    def load_recorded(self, object_ids: Collection[str] | None = None) -> dict[str, Recorded]:
+        """Every member row by object ID, or only those of `object_ids` (read in batches, never one SELECT
+        per person)."""
+        if object_ids is None:
+            query = select(*_RECORDED_COLUMNS)
+            with self._read("loading members") as connection:
+                return {row[0]: _recorded(row) for row in connection.execute(query)}
+        m = tables.members
+        found: dict[str, Recorded] = {}
+        wanted = list(object_ids)
+        with self._read("loading members") as connection:
+            for start in range(0, len(wanted), IN_BATCH):
+                batch = wanted[start : start + IN_BATCH]
+                rows = connection.execute(select(*_RECORDED_COLUMNS).where(m.c.object_id.in_(batch)))
+                found.update((row[0], _recorded(row)) for row in rows)
+        return found
+
+    def unsettled(self, now: float) -> tuple[list[str], list[str]]:
+        """Object IDs whose last write failed (or was never settled): those whose backoff has run out at
+        `now` and those still waiting. An incremental cycle plans the first again although Graph reported no
+        change, and counts the second as waiting."""
+        m = tables.members
+        query = (
+            select(m.c.object_id, m.c.next_attempt_at)
+            .where(m.c.status.in_([MemberStatus.FAILED.value, MemberStatus.PENDING.value]))
+            .order_by(m.c.object_id)
+        )
+        due: list[str] = []
+        waiting: list[str] = []
+        with self._read("finding members due for a retry") as connection:
+            for object_id, next_attempt_at in connection.execute(query):
+                if next_attempt_at is None or to_epoch(next_attempt_at) <= now:
+                    due.append(object_id)
+                else:
+                    waiting.append(object_id)
+        return due, waiting
+
+    def find_members(self, text: str) -> list[tuple[Recorded, float]]:
+        """Members whose object ID, UPN (last seen or pushed, any case) or agent's number is `text`, with
+        when their row last changed (epoch seconds), by object ID."""
+        m = tables.members
+        wanted = text.strip()
+        lowered = wanted.lower()
+        query = (
+            select(*_RECORDED_COLUMNS, m.c.updated_at)
+            .where(
+                (m.c.object_id == lowered)
+                | (func.lower(m.c.upn) == lowered)
+                | (func.lower(m.c.upn_pushed) == lowered)
+                | (m.c.phone_number == wanted)
+            )
+            .order_by(m.c.object_id)
+        )
+        with self._read("finding members") as connection:
+            return [(_recorded(row[:-1]), to_epoch(row[-1])) for row in connection.execute(query)]
+
+    def save_members(self, records: Iterable[Recorded]) -> None:
+        """Insert or replace many members in one transaction (the last record wins for a repeated ID)."""
+        now = to_datetime(time.time())
+        with self._write("saving members") as connection:
+            statement = upsert(connection, tables.members, "object_id", MEMBER_COLUMNS)
+            # Keyed by object ID: PostgreSQL refuses one statement that upserts the same row twice.
+            batch: dict[str, dict[str, Any]] = {}
+            for record in records:
+                batch[record.object_id] = member_row(record, now)
+                if len(batch) >= BATCH_SIZE:
+                    connection.execute(statement, list(batch.values()))
+                    batch = {}
+            if batch:
+                connection.execute(statement, list(batch.values()))
+
+    def members_needing_attention(self) -> list[Recorded]:
+        """Members whose last write failed or is not settled, by object ID."""
+        m = tables.members
+        query = (
+            select(*_RECORDED_COLUMNS)
+            .where(m.c.status.in_([MemberStatus.FAILED.value, MemberStatus.PENDING.value]))
+            .order_by(m.c.object_id)
+        )
+        with self._read("loading members needing attention") as connection:
+            return [_recorded(row) for row in connection.execute(query)]
+
+    def count_by_status(self) -> dict[str, int]:
+        """Members per status, for the statuses that have any."""
+        m = tables.members
+        query = select(m.c.status, func.count()).group_by(m.c.status).order_by(m.c.status)
+        with self._read("counting members") as connection:
+            return {status: count for status, count in connection.execute(query)}
+
+    def count_by_skip_reason(self) -> dict[str, int]:
+        """People out of scope (status skipped) per reason, for the reasons that have any."""
+        m = tables.members
+        query = (
+            select(m.c.skip_reason, func.count())
+            .where(m.c.status == MemberStatus.SKIPPED.value)
+            .group_by(m.c.skip_reason)
+            .order_by(m.c.skip_reason)
+        )
+        with self._read("counting skipped members") as connection:
+            return {str(reason or "unknown"): count for reason, count in connection.execute(query)}
+
+    def count_by_phone_source(self) -> dict[str, int]:
+        """Active agents per source of their number ("unknown" where it was not recorded)."""
+        m = tables.members
+        source = func.coalesce(m.c.phone_source, "unknown")
+        query = (
+            select(source, func.count()).where(m.c.agent_active.is_(True)).group_by(source).order_by(source)
+        )
+        with self._read("counting phone sources") as connection:
+            return {name: count for name, count in connection.execute(query)}
+
+    # group memberships (Graph delta)
+
+    def replace_edges(self, edges: dict[tuple[str, str], str]) -> int:
+        """Make the stored memberships exactly `edges` ((group ID, member ID) -> "user" | "group") in one
+        transaction, writing only the difference; returns how many are stored. Consumes `edges` (emptied
+        as it goes), so a large tree is never held twice."""
+        table = tables.graph_edges
+        wanted = len(edges)
+        with self._write("replacing group memberships") as connection:
+            gone: list[tuple[str, str]] = []
+            changed: list[tuple[str, str, str]] = []
+            rows = connection.execute(select(table.c.group_id, table.c.member_id, table.c.member_kind))
+            for group_id, member_id, kind in rows:
+                now_kind = edges.pop((group_id, member_id), None)
+                if now_kind != kind:
+                    gone.append((group_id, member_id))
+                    if now_kind is not None:
+                        changed.append((group_id, member_id, now_kind))
+            _delete_edges(connection, gone)
+            # What is left was not stored; `changed` was stored with another kind (deleted just above).
+            _insert_edges(connection, itertools.chain(changed, _drain(edges)))
+        return wanted
+
+    def apply_edge_changes(
+        self, added: Collection[tuple[str, str, str]], removed: Collection[tuple[str, str]]
+    ) -> None:
+        """Add memberships (group ID, member ID, kind) and remove others (group ID, member ID), in one
+        transaction; adding a stored pair or removing a missing one is not an error (deltas replay)."""
+        if not added and not removed:
+            return
+        with self._write("updating group memberships") as connection:
+            _delete_edges(connection, list(removed))
+            _insert_edges(connection, added)
+
+    def remove_member_edges(self, member_ids: Collection[str]) -> None:
+        """Forget every membership of these members (users deleted from the directory)."""
+        table = tables.graph_edges
+        wanted = list(member_ids)
+        if not wanted:
+            return
+        with self._write("removing group memberships") as connection:
+            for start in range(0, len(wanted), IN_BATCH):
+                connection.execute(
+                    delete(table).where(table.c.member_id.in_(wanted[start : start + IN_BATCH]))
+                )
+
+    def memberships(self, member_ids: Collection[str]) -> dict[str, set[str]]:
+        """The tracked groups each of `member_ids` is a direct member of (absent: none), read in batches."""
+        table = tables.graph_edges
+        wanted = list(member_ids)
+        found: dict[str, set[str]] = {}
+        with self._read("reading group memberships") as connection:
+            for start in range(0, len(wanted), IN_BATCH):
+                query = select(table.c.member_id, table.c.group_id).where(
+                    table.c.member_id.in_(wanted[start : start + IN_BATCH])
+                )
+                for member_id, group_id in connection.execute(query):
+                    found.setdefault(member_id, set()).add(group_id)
+        return found
+
+    def count_users_in(self, group_ids: Collection[str]) -> int:
+        """How many distinct users are direct members of any of `group_ids`."""
+        table = tables.graph_edges
+        query = (
+            select(func.count(table.c.member_id.distinct()))
+            .where(table.c.group_id.in_(list(group_ids)))
+            .where(table.c.member_kind == "user")
+        )
+        with self._read("counting group members") as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def count_edges(self) -> int:
+        """How many memberships are stored."""
+        with self._read("counting group memberships") as connection:
+            return int(connection.execute(select(func.count()).select_from(tables.graph_edges)).scalar_one())
+
+
+def _delete_edges(connection: Connection, pairs: Sequence[tuple[str, str]]) -> None:
+    """Delete memberships (group ID, member ID), a batch per statement."""
+    table = tables.graph_edges
+    statement = delete(table).where(table.c.group_id == bindparam("g"), table.c.member_id == bindparam("m"))
+    for start in range(0, len(pairs), BATCH_SIZE):
+        connection.execute(statement, [{"g": g, "m": m} for g, m in pairs[start : start + BATCH_SIZE]])
+
+
+def _insert_edges(connection: Connection, edges: Iterable[tuple[str, str, str]]) -> None:
+    """Insert memberships (group ID, member ID, kind), a batch per statement; stored pairs are kept."""
+    statement = _insert_ignore(connection, tables.graph_edges)
+    batch: dict[tuple[str, str], dict[str, str]] = {}  # by pair: one statement must not touch a row twice
+    for group_id, member_id, kind in edges:
+        batch[(group_id, member_id)] = {"group_id": group_id, "member_id": member_id, "member_kind": kind}
+        if len(batch) >= BATCH_SIZE:
+            connection.execute(statement, list(batch.values()))
+            batch = {}
+    if batch:
+        connection.execute(statement, list(batch.values()))
+
+
+def _drain(edges: dict[tuple[str, str], str]) -> Iterator[tuple[str, str, str]]:
+    """The memberships of `edges` as (group ID, member ID, kind), removed from it one by one."""
+    while edges:
+        (group_id, member_id), kind = edges.popitem()
+        yield group_id, member_id, kind
+
+
+def _insert_ignore(connection: Connection, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING (on the primary key)."""
+    if connection.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return postgresql.insert(table).on_conflict_do_nothing()
+
+
+def _recorded(row: Sequence[Any]) -> Recorded:
+    """A Recorded from a row of `_RECORDED_COLUMNS`."""
+    (
+        object_id,
+        status,
+        agent_active,
+        tenant_id,
+        phone_number,
+        upn_pushed,
+        consistency_id,
+        upn,
+        skip_reason,
+        detail,
+        attempts,
+        next_attempt_at,
+        phone_source,
+    ) = row
+    # A full cycle holds every row at once: repeated values share one string (the tenant, the source,
+    # the UPN when it is the one we pushed).
+    if upn_pushed is not None and upn_pushed == upn:
+        upn_pushed = upn
+    agent = (
+        AgentFields(sys.intern(tenant_id), phone_number, upn_pushed, consistency_id)
+        if agent_active and tenant_id is not None
+        else AgentFields(tenant_id, phone_number, upn_pushed, consistency_id)
+        if agent_active
+        else None
+    )
+    return Recorded(
+        object_id=object_id,
+        status=MemberStatus(status),
+        agent=agent,
+        upn=upn,
+        skip_reason=SkipReason(skip_reason) if skip_reason is not None else None,
+        detail=detail,
+        attempts=attempts,
+        next_attempt_at=to_epoch_or_none(next_attempt_at),
+        phone_source=sys.intern(phone_source) if phone_source is not None else None,
+    )

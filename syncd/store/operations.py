@@ -1,0 +1,265 @@
+"""The operations part of `Store`: the audit log of writes to SmartCommunicator, recorded pending before a
+request is sent and settled after its answer (with the member's new row), and the history read from it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Row, bindparam, insert, select, update
+
+from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded
+from syncd.store import tables
+from syncd.store.common import (
+    MEMBER_COLUMNS,
+    StorePart,
+    member_row,
+    to_datetime,
+    to_epoch,
+    to_epoch_or_none,
+    upsert,
+)
+from syncd.store.records import HistoryEntry, OperationRecord, PendingOperation, Settlement, StoreError
+
+HISTORY_PAGE_SIZE = 1_000
+"""Operations read per query while streaming the history: memory stays flat for any number of rows."""
+
+
+class OperationsMixin(StorePart):
+    """`Store`'s methods on operations and the history."""
+
+    # operations
+
+    def start_operation(self, run_id: int, change: Change) -> int:
+        """Record a write as pending, before its request is sent, and mark the member pending; its ID.
+
+        One transaction, so a crash leaves either both or neither. A member seen for the first time gets a
+        row with no agent.
+        """
+        return self.start_operations(run_id, [change])[0]
+
+    def settle_operation(
+        self,
+        op_id: int,
+        *,
+        outcome: Outcome,
+        record: Recorded,
+        http_status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record how a write ended and replace the member's row with `record`, in one transaction."""
+        now = to_datetime(time.time())
+        o = tables.operations
+        statement = (
+            update(o)
+            .where(o.c.id == op_id)
+            .values(outcome=outcome.value, http_status=http_status, error=error, settled_at=now)
+        )
+        with self._write("settling an operation") as connection:
+            if connection.execute(statement).rowcount != 1:
+                raise StoreError(f"no operation {op_id} in {self._safe_url}")
+            connection.execute(
+                upsert(connection, tables.members, "object_id", MEMBER_COLUMNS), member_row(record, now)
+            )
+
+    def start_operations(self, run_id: int, changes: Sequence[Change]) -> list[int]:
+        """Record writes as pending before their requests are sent, and mark their members pending, in one
+        transaction (a crash leaves all or none); their IDs, in the order of `changes`."""
+        if not changes:
+            return []
+        now = to_datetime(time.time())
+        o = tables.operations
+        operations = [
+            {
+                "run_id": run_id,
+                "object_id": change.object_id,
+                "action": change.action.value,
+                "outcome": Outcome.PENDING.value,
+                "desired": _fields_json(change.desired),
+                "believed": _fields_json(change.believed),
+                "created_at": now,
+            }
+            for change in changes
+        ]
+        members: dict[str, dict[str, Any]] = {}
+        for change in changes:
+            known = change.desired or change.believed
+            # A member seen for the first time gets a row with no agent.
+            members[change.object_id] = {
+                "object_id": change.object_id,
+                "status": MemberStatus.PENDING.value,
+                "agent_active": False,
+                "upn": known.upn if known is not None else None,
+                "attempts": 0,
+                "updated_at": now,
+            }
+        with self._write("starting operations") as connection:
+            returned = connection.execute(
+                insert(o).returning(o.c.id, sort_by_parameter_order=True), operations
+            ).scalars()
+            ids = [int(op_id) for op_id in returned]
+            # An existing row keeps its believed agent until the outcome is known: only its status changes.
+            mark_pending = upsert(connection, tables.members, "object_id", ("status", "updated_at"))
+            connection.execute(mark_pending, list(members.values()))
+        return ids
+
+    def settle_operations(self, settled: Sequence[Settlement]) -> None:
+        """`settle_operation` for many writes in one transaction."""
+        if not settled:
+            return
+        now = to_datetime(time.time())
+        o = tables.operations
+        statement = (
+            update(o)
+            .where(o.c.id == bindparam("op_id"))
+            .values(
+                outcome=bindparam("outcome_value"),
+                http_status=bindparam("status_value"),
+                error=bindparam("error_value"),
+                settled_at=now,
+            )
+        )
+        rows = [
+            {
+                "op_id": item.op_id,
+                "outcome_value": item.outcome.value,
+                "status_value": item.http_status,
+                "error_value": item.error,
+            }
+            for item in settled
+        ]
+        members = {item.record.object_id: member_row(item.record, now) for item in settled}
+        with self._write("settling operations") as connection:
+            connection.execute(statement, rows)
+            connection.execute(
+                upsert(connection, tables.members, "object_id", MEMBER_COLUMNS), list(members.values())
+            )
+
+    def pending_operations(self) -> list[PendingOperation]:
+        """Operations never settled (the process stopped between request and outcome), oldest first."""
+        o = tables.operations
+        query = (
+            select(o.c.id, o.c.run_id, o.c.object_id, o.c.action, o.c.desired, o.c.believed)
+            .where(o.c.outcome == Outcome.PENDING.value)
+            .order_by(o.c.id)
+        )
+        with self._read("listing pending operations") as connection:
+            return [
+                PendingOperation(
+                    id=row.id,
+                    run_id=row.run_id,
+                    object_id=row.object_id,
+                    action=Action(row.action),
+                    desired=_fields(row.desired),
+                    believed=_fields(row.believed),
+                )
+                for row in connection.execute(query)
+            ]
+
+    def operations(
+        self, *, object_id: str | None = None, run_id: int | None = None, limit: int = 100
+    ) -> list[OperationRecord]:
+        """The latest operations, newest first, optionally of one member and/or one run."""
+        o = tables.operations
+        query = select(o).order_by(o.c.id.desc()).limit(limit)
+        if object_id is not None:
+            query = query.where(o.c.object_id == object_id)
+        if run_id is not None:
+            query = query.where(o.c.run_id == run_id)
+        with self._read("listing operations") as connection:
+            return [_operation(row) for row in connection.execute(query)]
+
+    def iter_operations(
+        self,
+        *,
+        object_ids: Collection[str] | None = None,
+        since: float | None = None,
+        actions: Collection[Action] | None = None,
+        outcomes: Collection[Outcome] | None = None,
+        limit: int | None = None,
+        page_size: int = HISTORY_PAGE_SIZE,
+    ) -> Iterator[HistoryEntry]:
+        """The operations matching every given filter, newest (highest ID) first, with their member's UPN.
+
+        `object_ids`: of these members only (empty: none); `since`: created at or after this epoch second;
+        `actions`, `outcomes`: any of these (empty: none); `limit`: at most this many (None: all).
+
+        Streams: each page of `page_size` rows is its own short read transaction, the next page continuing
+        below the last ID seen, so millions of rows never sit in memory and no long transaction holds back
+        SQLite's checkpoints or PostgreSQL's vacuum. Rows added meanwhile are newer than the first page and
+        not returned; rows deleted meanwhile (a prune) are skipped.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        if limit is not None and limit < 0:
+            raise ValueError("limit must not be negative")
+        o, m = tables.operations, tables.members
+        query = select(o, m.c.upn.label("member_upn")).select_from(
+            o.outerjoin(m, m.c.object_id == o.c.object_id)
+        )
+        if object_ids is not None:
+            query = query.where(o.c.object_id.in_(sorted(set(object_ids))))
+        if since is not None:
+            query = query.where(o.c.created_at >= to_datetime(since))
+        if actions is not None:
+            query = query.where(o.c.action.in_(sorted(action.value for action in actions)))
+        if outcomes is not None:
+            query = query.where(o.c.outcome.in_(sorted(outcome.value for outcome in outcomes)))
+        query = query.order_by(o.c.id.desc())
+        remaining = limit
+        below: int | None = None
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining)
+            page_query = query if below is None else query.where(o.c.id < below)
+            with self._read("reading the history") as connection:
+                page = [_history_entry(row) for row in connection.execute(page_query.limit(size))]
+            yield from page
+            if len(page) < size:
+                return
+            below = page[-1].operation.id
+            if remaining is not None:
+                remaining -= len(page)
+
+
+def _operation(row: Row[Any]) -> OperationRecord:
+    """An OperationRecord from a row holding the columns of `tables.operations`."""
+    return OperationRecord(
+        id=row.id,
+        run_id=row.run_id,
+        object_id=row.object_id,
+        action=Action(row.action),
+        outcome=Outcome(row.outcome),
+        http_status=row.http_status,
+        error=row.error,
+        desired=_fields(row.desired),
+        believed=_fields(row.believed),
+        created_at=to_epoch(row.created_at),
+        settled_at=to_epoch_or_none(row.settled_at),
+    )
+
+
+def _history_entry(row: Row[Any]) -> HistoryEntry:
+    return HistoryEntry(_operation(row), row.member_upn)
+
+
+def _fields_json(fields: AgentFields | None) -> str | None:
+    if fields is None:
+        return None
+    return json.dumps(
+        {
+            "tenant_id": fields.tenant_id,
+            "phone_number": fields.phone_number,
+            "upn": fields.upn,
+            "consistency_id": fields.consistency_id,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _fields(text: str | None) -> AgentFields | None:
+    if text is None:
+        return None
+    data = json.loads(text)
+    return AgentFields(data["tenant_id"], data["phone_number"], data.get("upn"), data.get("consistency_id"))

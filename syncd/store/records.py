@@ -1,0 +1,89 @@
+"""The store's own types: `StoreError`, and the records its methods take and return (runs, operations,
+the history, settlements, pending writes). A module of its own so that `repository` and the parts of `Store`
+all import them without importing each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syncd.core.model import Action, AgentFields, Outcome, Recorded
+
+
+class StoreError(Exception):
+    """A database failure: unreachable, locked, constraint violated, schema too new, ...
+
+    The message names the database with its password hidden; the driver's exception is the `__cause__`.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One cycle as recorded."""
+
+    id: int
+    trigger: str
+    """Who started it: "cli", "schedule", "manual", ..."""
+    kind: str
+    """"incremental" or "full"."""
+    dry_run: bool
+    started_at: float
+    """Epoch seconds."""
+    ended_at: float | None
+    """Epoch seconds; None while running."""
+    outcome: str
+    """"running", "ok", "failed", "guard", "interrupted" or "error"."""
+    counts: dict[str, int]
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """One write to SmartCommunicator as the audit log holds it."""
+
+    id: int
+    run_id: int
+    object_id: str
+    action: Action
+    outcome: Outcome
+    http_status: int | None
+    error: str | None
+    """The API's message for a failure; never a secret."""
+    desired: AgentFields | None
+    believed: AgentFields | None
+    created_at: float
+    """Epoch seconds: when it was recorded, just before the request was sent."""
+    settled_at: float | None
+    """Epoch seconds; None while pending."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One operation of the audit history with what we know now of its member."""
+
+    operation: OperationRecord
+    member_upn: str | None
+    """The member's UPN as last seen in Graph (now, not when the operation ran); None when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one write ended, for `Store.settle_operations`."""
+
+    op_id: int
+    outcome: Outcome
+    record: Recorded
+    http_status: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOperation:
+    """A write whose request may or may not have reached SmartCommunicator (the process stopped before
+    its outcome was recorded): the engine reads the agent back to settle it."""
+
+    id: int
+    run_id: int
+    object_id: str
+    action: Action
+    desired: AgentFields | None
+    believed: AgentFields | None
