@@ -232,7 +232,7 @@ def _resync(settings: Settings, *, full: bool, wait: bool, force: bool = False) 
 
 
 def _where_leader(response: Any) -> str:
-    """Where a standby's answer says the leader is (PostgreSQL replicas; `syncd.leader`)."""
+    """Where a standby's answer says the leader is (PostgreSQL replicas; `syncd.service.leader`)."""
     try:
         leader = response.json().get("leader")
     except (ValueError, AttributeError):

@@ -1,7 +1,7 @@
 """Typed settings of syncd, section by section, with units in the names and a docstring per field.
 
 `Settings` gathers the sections. Loading them from TOML, `SYNCD_<SECTION>__<KEY>` environment variables
-and `*_file` secrets is `syncd.settings_loader`'s job; the models here, and `ConfigError` (raised by the
+and `*_file` secrets is `syncd.config.loader`'s job; the models here, and `ConfigError` (raised by the
 loader and by `Settings.require`), are what the rest of the code depends on.
 """
 
@@ -516,7 +516,7 @@ class LogSettings(BaseModel):
 
 
 class Settings(BaseModel):
-    """All of syncd's settings, one attribute per TOML section (`syncd.settings_loader.load_settings`).
+    """All of syncd's settings, one attribute per TOML section (`syncd.config.loader.load_settings`).
 
     `graph` and `smartcomm` have required keys and no defaults, so they are None when the configuration has
     no such section; commands that need them call `require`, which fails like any other configuration error.

@@ -7,7 +7,7 @@ writes). Writes run concurrently up to `sync.concurrency`
 over one pooled client; one person's failure never stops the others, while a systemic failure
 (credentials, service down, throttled, tenant not registered, or more than `sync.quarantine_failure_share` of
 the writes failing) stops starting new writes. A cycle that fails as a whole enters the quarantine (stored;
-see `syncd.quarantine`), and the first one that runs as a whole again leaves it.
+see `syncd.core.quarantine`), and the first one that runs as a whole again leaves it.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ GET /healthz (alive), /readyz (database reachable and the last cycle did not fai
 (Prometheus) are open; GET /status and POST /resync need `Authorization: Bearer <admin.token>`, compared in
 constant time, and are refused outright when no token is configured.
 
-The status page for a person (`syncd.statuspage` renders it): GET / and GET /explain/{object_id} accept the
-same bearer header or a session cookie. GET /login shows a form taking the token; POST /login compares it in
-constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/, Secure over https),
-whose value is its issue time and an HMAC-SHA256 of a fixed label and that time keyed by the token: never the
-token itself, refused once older than SESSION_MAX_AGE_S, and rotating the token signs everyone out.
-POST /logout clears it. Without a valid session the pages redirect to /login (303);
-with no token configured they say the page is disabled (403). The page's "Sync now" form posts to /resync
-with the cookie instead of the bearer header, and is answered with a redirect to the page; the page's link to
-GET /status works with the cookie too.
+The status page for a person (`syncd.service.statuspage` renders it): GET / and GET /explain/{object_id}
+accept the same bearer header or a session cookie. GET /login shows a form taking the token; POST /login
+compares it in constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/, Secure
+over https), whose value is its issue time and an HMAC-SHA256 of a fixed label and that time keyed by the
+token: never the token itself, refused once older than SESSION_MAX_AGE_S, and rotating the token signs
+everyone out. POST /logout clears it. Without a valid session the pages redirect to /login (303); with no
+token configured they say the page is disabled (403). The page's "Sync now" form posts to /resync with the
+cookie instead of the bearer header, and is answered with a redirect to the page; the page's link to GET
+/status works with the cookie too.
 
 CSRF: the cookie is SameSite=Strict, so a browser never sends it with a request started by another site, and
 the forms' POSTs are refused (403) when their Origin header names another host than the request's (its

@@ -77,12 +77,13 @@ class Daemon:
         self._stop = asyncio.Event()
         self._pruning: asyncio.Task[None] | None = None
         self.leadership = leadership_for(settings, store)
-        """Whether this replica runs cycles (PostgreSQL: elected among replicas; `syncd.leader`)."""
+        """Whether this replica runs cycles (PostgreSQL: elected among replicas; `syncd.service.leader`)."""
         self._schedule: AsyncIOScheduler | None = None
         self._observed = 0
         """Cycles observed so far: tells a quarantine read from the database that a cycle ended meanwhile."""
         self.quarantine: QuarantineState | None = None
-        """The quarantine as last read or left by a cycle (`syncd.quarantine`); None when not quarantined."""
+        """The quarantine as last read or left by a cycle (`syncd.core.quarantine`); None when not
+        quarantined."""
 
     # -- triggering -----------------------------------------------------------------------------------
 
@@ -485,7 +486,8 @@ def instance_lock(store: Store, url: str) -> Iterator[None]:
         return
     # Autocommit: the lock's connection must not sit "idle in transaction" (timeouts would drop it).
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        # The daemon's leader lock (`syncd.leader`): `syncd sync` never races a leader, nor a leader it.
+        # The daemon's leader lock (`syncd.service.leader`): `syncd sync` never races a leader, nor a leader
+        # it.
         key = lock_key(str(connection.execute(text("SELECT current_schema()")).scalar() or "public"))
         got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
         if not got:

@@ -218,7 +218,7 @@ def test_the_admin_signs_in_and_reads_the_state(
     phone = full_page_png(browser, ARTIFACTS / "status-page-phone.png", width=390, mobile=True)
     print(f"status page screenshot (phone): {phone}")
 
-    # The attention row's link explains that person (syncd.explain) in the page's layout.
+    # The attention row's link explains that person (syncd.reports.explain) in the page's layout.
     browser.find_element(By.CSS_SELECTOR, "#attention a.explain").click()
     WebDriverWait(browser, 30).until(expected_conditions.url_to_be(f"{url}/explain/{seeded.conflicted}"))
     explained = browser.find_element(By.CSS_SELECTOR, "pre.explain").text

@@ -217,7 +217,7 @@ def next_cycle(
     known: bool = True,
     why_unknown: str = "Graph could not be read (see above); a cycle now would fail the same way",
 ) -> NextCycle:
-    """Pure: what the next cycle would do with one person, by `syncd.reconcile.plan` on a one-person
+    """Pure: what the next cycle would do with one person, by `syncd.core.reconcile.plan` on a one-person
     desired state, and in words.
 
     `person` is the mapping's verdict (`map_user`) when the person is in a configured group (`member_of`

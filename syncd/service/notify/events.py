@@ -429,7 +429,7 @@ class _GuardLike(Protocol):
 
 
 class CycleLike(Protocol):
-    """What is read of a cycle's result (`syncd.engine.CycleResult`)."""
+    """What is read of a cycle's result (`syncd.cycle.engine.CycleResult`)."""
 
     @property
     def run_id(self) -> int | None: ...

@@ -2,8 +2,8 @@
 
 Pure: every function takes plain data (the `status_document` of `syncd status --json`, the daemon's state as
 `DaemonState`, epoch seconds) and returns a complete HTML document or fragment; nothing here reads the
-database, the clock or the network, so the same inputs always give the same page. `syncd.admin` gathers the
-data and serves the pages.
+database, the clock or the network, so the same inputs always give the same page. `syncd.service.admin`
+gathers the data and serves the pages.
 
 The pages need no build step and no external asset: CSS is inline, the chart is inline SVG, so they work
 offline and behind any proxy. Everything that comes from data (UPNs, error messages, object IDs, triggers) is

@@ -87,7 +87,7 @@ def render_disabled_page() -> str:
 
 
 def render_explain_page(who: str, text: str, *, now: float) -> str:
-    """One person's explanation (`syncd.explain.render_text`) in the page layout."""
+    """One person's explanation (`syncd.reports.explain.render_text`) in the page layout."""
     body = f"""<header class="top">
 <div class="brand"><a href="/">syncd</a></div>
 </header>

@@ -80,7 +80,7 @@ class AttentionRow:
 
 @dataclass(frozen=True, slots=True)
 class QuarantineView:
-    """The quarantine as `status_document` reports it ("quarantine"; see `syncd.quarantine`)."""
+    """The quarantine as `status_document` reports it ("quarantine"; see `syncd.core.quarantine`)."""
 
     reason: str
     since: float
@@ -107,7 +107,7 @@ class StatusData:
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any], daemon: DaemonState) -> StatusData:
-        """From `syncd.engine.status_document`'s shape (also `GET /status`)."""
+        """From `syncd.reports.status.status_document`'s shape (also `GET /status`)."""
         runs = [
             RunRow(
                 id=int(r["id"]),
