@@ -1,0 +1,157 @@
+"""The settings of what runs beside the cycles: `[admin]` (the admin HTTP API), `[notify]` (the webhook) and
+`[log]`."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from syncd.config.fields import choice, existing_file
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class AdminSettings(BaseModel):
+    """The `[admin]` section: the admin HTTP API (/healthz /readyz /metrics /status /resync)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    listen: str = "127.0.0.1:8080"
+    """Address the admin API listens on, host:port with port 1..65535 and an IPv6 address in brackets
+    ("[::1]:8080"); "0.0.0.0:8080" listens on every interface. Default "127.0.0.1:8080"."""
+    token: SecretStr | None = None
+    """Bearer token that admin API clients must send (`Authorization: Bearer <token>`); never logged. Default
+    unset, and then no request can authenticate."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, colon, port = value.strip().rpartition(":")
+        if not colon or not host:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8080 or [::1]:8080")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError("port must be a number from 1 to 65535")
+        if host.startswith("[") and host.endswith("]"):
+            try:
+                ipaddress.IPv6Address(host[1:-1])
+            except ValueError:
+                raise ValueError(f"{host} is not an IPv6 address in brackets") from None
+        elif ":" in host:
+            raise ValueError("put an IPv6 address in brackets, e.g. [::1]:8080")
+        elif not _HOSTNAME.match(host):
+            raise ValueError(f"{host!r} is not a host name or address")
+        return f"{host}:{int(port)}"
+
+    @field_validator("token")
+    @classmethod
+    def _non_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @property
+    def host(self) -> str:
+        """The host part of `listen`, without the brackets of an IPv6 address."""
+        return self.listen.rpartition(":")[0].removeprefix("[").removesuffix("]")
+
+    @property
+    def port(self) -> int:
+        """The port part of `listen`."""
+        return int(self.listen.rpartition(":")[2])
+
+
+_NOTIFY_FORMATS = ("teams", "json")
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class NotifySettings(BaseModel):
+    """The `[notify]` section: a webhook told when syncd needs an admin, and optionally a daily summary."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook_url: SecretStr | None = None
+    """URL that receives one JSON POST per event (a cycle failing as a whole or recovering, a safety guard
+    stopping a cycle, the daily summary), e.g. a Microsoft Teams incoming webhook (Workflows). It
+    carries its own credential, so it is a secret: never logged. https, or http to a loopback address.
+    Default unset: no notifications."""
+    format: str = "teams"
+    """teams: an Adaptive Card message, as a Teams incoming webhook renders it; json: a plain JSON object
+    (event, title, text, facts, time). Default "teams"."""
+    daily_summary: bool = False
+    """Also send a summary of the last 24 hours once a day at `daily_summary_at` (the daemon only).
+    Default false."""
+    daily_summary_at: str = "08:00"
+    """UTC time of day of the daily summary, HH:MM. Default "08:00"."""
+    timeout_s: float = Field(default=10.0, gt=0, alias="timeout")
+    """Seconds to wait for the webhook to answer one POST. TOML `timeout`; default 10 ("10s")."""
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    """Attempts per notification (timeouts, dropped connections, 5xx and 429 are retried with backoff),
+    the first included. Default 5."""
+    ca_bundle: str = ""
+    """PEM file of CA certificates to trust for the webhook; empty means the system's trust store."""
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value().strip()
+        parts = urlsplit(url)
+        # Never quote the URL: it is the credential.
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("must be an https:// URL")
+        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+            raise ValueError("must be https (plain http only to a loopback address)")
+        return SecretStr(url)
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return choice(value, _NOTIFY_FORMATS)
+
+    @field_validator("daily_summary_at")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if not _CLOCK.match(value.strip()):
+            raise ValueError('must be a UTC time of day as HH:MM, e.g. "08:00"')
+        return value.strip()
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _existing_file(cls, value: str) -> str:
+        return existing_file(value)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether notifications are sent at all."""
+        return self.webhook_url is not None
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("auto", "json", "console")
+
+
+class LogSettings(BaseModel):
+    """The `[log]` section: how much syncd logs, and in which form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: str = "info"
+    """Least severe level written: debug, info, warning or error (any case). Default "info"."""
+    format: str = "auto"
+    """json (one object per line), console (for a human), or auto: console on a terminal, JSON otherwise
+    (a container). Default "auto"."""
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        return choice(value, _LOG_LEVELS)
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return choice(value, _LOG_FORMATS)
