@@ -43,7 +43,7 @@ FILE_SUFFIX = "_file"
 """Suffix of the key naming a file that holds a secret key's value (`client_secret_file`)."""
 
 # Errors of a whole model (its model validator) carry no field; this is the key a user fixes for them.
-_MODEL_ERROR_KEYS = {"graph": "client_secret"}
+_MODEL_ERROR_KEYS = {"graph": "client_secret", "admin": "tls_cert_path"}
 _REDACTED = "***"
 
 

@@ -7,11 +7,13 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from syncd.config.fields import choice, existing_file
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+MIN_TOKEN_LENGTH = 32
+"""The shortest admin token accepted (characters)."""
 
 
 class AdminSettings(BaseModel):
@@ -23,8 +25,28 @@ class AdminSettings(BaseModel):
     """Address the admin API listens on, host:port with port 1..65535 and an IPv6 address in brackets
     ("[::1]:8080"); "0.0.0.0:8080" listens on every interface. Default "127.0.0.1:8080"."""
     token: SecretStr | None = None
-    """Bearer token that admin API clients must send (`Authorization: Bearer <token>`); never logged. Default
-    unset, and then no request can authenticate."""
+    """Bearer token that admin API clients must send (`Authorization: Bearer <token>`), at least
+    MIN_TOKEN_LENGTH characters (make one with `openssl rand -hex 32`); never logged. Default unset, and then
+    no request can authenticate."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names (without port) that requests may name in their Host header; any other is refused (400),
+    which stops DNS rebinding from a browser. Empty (the default): the listen address, localhost,
+    127.0.0.1, ::1 and this machine's name. Add the name a reverse proxy or a Kubernetes Service uses."""
+    tls_cert_path: str = ""
+    """PEM certificate (chain) for the admin listener; with `tls_key_path` the listener speaks https only.
+    Default empty: plain http (keep `listen` on loopback, or put a TLS proxy in front)."""
+    tls_key_path: str = ""
+    """PEM private key of `tls_cert_path`. Default empty."""
+    secure_cookie: bool = False
+    """Mark the status page's session cookie Secure even when the request came over plain http: set it
+    behind a TLS-terminating proxy. With the listener's own TLS the cookie is always Secure. Default
+    false."""
+    max_connections: int = Field(default=64, ge=1, le=10000)
+    """Connections the admin listener serves at once; more are refused (503) until some close. Default
+    64."""
+    header_timeout_s: float = Field(default=5.0, gt=0, le=300, alias="header_timeout")
+    """Seconds a client has to send its whole request head once connected; slower connections are closed.
+    TOML `header_timeout`; default 5 ("5s")."""
 
     @field_validator("listen")
     @classmethod
@@ -47,10 +69,43 @@ class AdminSettings(BaseModel):
 
     @field_validator("token")
     @classmethod
-    def _non_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value().strip()
+        if not token:
             raise ValueError("must not be empty")
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_LENGTH} characters; make one with `openssl rand -hex 32` or "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, values: list[str]) -> list[str]:
+        hosts = [value.strip().lower().removeprefix("[").removesuffix("]") for value in values]
+        bad = [host for host in hosts if not host or (":" not in host and not _HOSTNAME.match(host))]
+        if bad:
+            raise ValueError(f"not host names: {', '.join(repr(b) for b in bad)} (no scheme, no port)")
+        return list(dict.fromkeys(hosts))
+
+    @field_validator("tls_cert_path", "tls_key_path")
+    @classmethod
+    def _existing_file(cls, value: str) -> str:
+        return existing_file(value)
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> AdminSettings:
+        if bool(self.tls_cert_path) != bool(self.tls_key_path):
+            raise ValueError("give both tls_cert_path and tls_key_path, or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the admin listener speaks https."""
+        return bool(self.tls_cert_path)
 
     @property
     def host(self) -> str:

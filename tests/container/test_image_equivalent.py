@@ -445,7 +445,7 @@ def test_the_daemon_serves_health_syncs_and_stops_cleanly_on_sigterm(site: Site)
     # The container's run-time environment: `docker exec` gives a command the same one.
     container_env = {
         "SYNCD_ADMIN__LISTEN": f"127.0.0.1:{port}",
-        "SYNCD_ADMIN__TOKEN": "container-test-admin-token",
+        "SYNCD_ADMIN__TOKEN": "container-test-admin-token-0123456789",
         "SYNCD_SYNC__INTERVAL": "1s",
         "SYNCD_SYNC__JITTER": "0s",
     }

@@ -200,7 +200,7 @@ retry_initial = "30s"
 retry_max = "1h"
 [admin]
 listen = "[::1]:9090"
-token = "admin-token"
+token = "admin-token-0123456789abcdefghijklmnop"
 [log]
 level = "DEBUG"
 format = "json"
@@ -224,7 +224,7 @@ format = "json"
     )
     assert (settings.admin.host, settings.admin.port) == ("::1", 9090)
     assert settings.admin.token is not None
-    assert settings.admin.token.get_secret_value() == "admin-token"
+    assert settings.admin.token.get_secret_value() == "admin-token-0123456789abcdefghijklmnop"
     assert (settings.log.level, settings.log.format) == ("debug", "json")
 
 
@@ -359,7 +359,10 @@ SECRET_KEYS = [
 @pytest.mark.parametrize("content", ["from-a-file", "from-a-file\n", "  from-a-file \r\n\n"])
 def test_secret_from_a_file(tmp_path: Path, section: str, key: str, form: str, content: str) -> None:
     secret = tmp_path / "secret"
-    expected = "https://hooks.example.com/from-a-file" if section == "notify" else "from-a-file"
+    expected = {
+        "notify": "https://hooks.example.com/from-a-file",
+        "admin": "from-a-file-an-admin-token-of-32-chars",
+    }.get(section, "from-a-file")
     secret.write_text(content.replace("from-a-file", expected))
     text = without(FULL, key) if key in ("client_secret", "password") else FULL
     env: dict[str, str] = {}
