@@ -1,13 +1,61 @@
-"""What every settings section shares: `ConfigError` and the small pure validators (files, choices, URLs)."""
+"""What every settings section shares: `ConfigError` and the small pure validators (files, choices, URLs,
+bounds of durations)."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from pydantic import AfterValidator
+
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+MINUTE = 60.0
+"""Seconds in a minute, for writing bounds of durations."""
+HOUR = 3600.0
+"""Seconds in an hour."""
+DAY = 86400.0
+"""Seconds in a day."""
+
+_WORD_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
+
+
+def duration_words(seconds: float) -> str:
+    """Pure: `seconds` written the way the configuration writes durations ("1d", "1h30m", "100ms"), to the
+    millisecond; the largest units first."""
+    left = round(seconds * 1000)
+    if seconds > 0 and not left:
+        return "less than 1ms"
+    parts = []
+    for unit, size in _WORD_UNITS:
+        count, left = divmod(left, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+def seconds_words(seconds: float) -> str:
+    """Pure: a bound for a message, in words and in seconds: "1d (86400 s)", "100ms (0.1 s)"."""
+    number = f"{int(seconds)}" if seconds == int(seconds) else f"{seconds:g}"
+    return f"{duration_words(seconds)} ({number} s)"
+
+
+def at_most(bound: float) -> AfterValidator:
+    """The annotation bounding a duration field in seconds: a finite value no larger than `bound`, else a
+    ValueError saying the bound in words ("must be at most 1d (86400 s)"). Every `*_s` field carries one,
+    so that no duration can overflow a scheduler or a timer."""
+
+    def check(value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds")
+        if value > bound:
+            raise ValueError(f"must be at most {seconds_words(bound)}")
+        return value
+
+    return AfterValidator(check)
 
 
 def existing_file(value: str) -> str:

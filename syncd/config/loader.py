@@ -8,7 +8,10 @@ The contract users script against (keep it exactly):
   environment overrides the file key by key;
 - every secret key `x` can be given instead as `x_file`, the path of a file holding the value (surrounding
   whitespace stripped), in the file or the environment; giving both is an error;
-- durations are written "90s", "15m", "1h30m", "500ms", "1d" or as a bare number of seconds;
+- durations are written "90s", "15m", "1h30m", "500ms", "1d" or as a bare number of seconds, each below its
+  key's upper bound;
+- in the file a value has its key's TOML type: `max_offboard = true` or `max_offboard = "25"` is an error, not
+  1 or 25; an environment variable's text must spell the key's kind exactly (`syncd.config.scalars`);
 - anything wrong raises one `ConfigError` naming every bad key in dotted form (`graph.client_secret`), never
   containing a secret value; the command line prints it and exits with status 2, without a traceback.
 """
@@ -31,6 +34,7 @@ from pydantic_core import ErrorDetails
 
 # ConfigError is defined with the models, whose `Settings.require` raises it too; it is part of this
 # module's API (`from syncd.config.loader import ConfigError`).
+from syncd.config import scalars
 from syncd.config.settings import ConfigError, Settings
 
 __all__ = ["CONFIG_ENV", "ENV_PREFIX", "ConfigError", "config_path", "load_settings", "parse_duration"]
@@ -45,6 +49,10 @@ FILE_SUFFIX = "_file"
 # Errors of a whole model (its model validator) carry no field; this is the key a user fixes for them.
 _MODEL_ERROR_KEYS = {"graph": "client_secret", "admin": "tls_cert_path"}
 _REDACTED = "***"
+_REJECTED = object()
+"""Stands in for a value the loader refused (and reported): the model refuses it too, under the key's own
+name (an error already covered), so checks that depend on the key (jitter on interval) do not run against its
+default instead."""
 
 
 _BARE_SECONDS = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)")
@@ -57,7 +65,8 @@ def parse_duration(text: str | float | int) -> float:
     """Pure: the seconds in "90s", "15m", "1h", "1h30m", "500ms", "1d", or a bare number of seconds.
 
     Units are ms, s, m, h and d (lower case), combined largest first or in any order; a number may have a
-    fraction ("1.5h"). Raises ValueError saying what is accepted for anything else, negatives included.
+    fraction ("1.5h"). Raises ValueError saying what is accepted for anything else, negatives and numbers
+    too large for a float included. Upper bounds are the models' business (`syncd.config.fields.at_most`).
     """
     if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ValueError(f"{text!r} is not a duration ({_DURATION_HELP})")
@@ -77,6 +86,8 @@ def parse_duration(text: str | float | int) -> float:
         position = part.end()
     if not value or position < len(value):
         raise ValueError(f"{text!r} is not a duration ({_DURATION_HELP})")
+    if not math.isfinite(seconds):
+        raise ValueError("not a duration: too large a number")
     return seconds
 
 
@@ -104,6 +115,7 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
     _take_env(env, sections, problems)
     _resolve_secret_files(sections, problems)
     _parse_durations(sections, problems)
+    _check_kinds(sections, problems)
     for section, key in problems.typos:
         if meant := _meant(section, key, sections.get(section, {})):
             problems.covered.add(meant)
@@ -124,6 +136,8 @@ class _Key:
     is_list: bool
     duration: bool
     """A `*_s` field written without `_s` in TOML, as a duration."""
+    kind: scalars.Kind
+    """The kind of value the key takes, from its annotation; "other" (strings, lists) is left to the model."""
 
     @property
     def dotted(self) -> str:
@@ -135,6 +149,8 @@ class _Value:
     value: object
     origin: str = ""
     """Where the value came from when it was not the config file itself, for messages."""
+    from_env: bool = False
+    """Whether the value is an environment variable's text."""
 
 
 @dataclass
@@ -182,6 +198,7 @@ def _schema() -> dict[str, dict[str, _Key]]:
                 secret=SecretStr in (info.annotation, *get_args(info.annotation)),
                 is_list=get_origin(info.annotation) is list,
                 duration=name.endswith("_s") and key == name.removesuffix("_s"),
+                kind=scalars.kind_of(info.annotation),
             )
         schema[section] = keys
     return schema
@@ -308,7 +325,7 @@ def _take_env(env: Mapping[str, str], sections: dict[str, dict[str, _Value]], pr
                 sections.get(section, {}).pop(key, None)
                 problems.add(info.dotted, f"{error} (from {name})", covers=info.dotted)
                 continue
-        sections.setdefault(section, {})[key] = _Value(value, f"from {name}")
+        sections.setdefault(section, {})[key] = _Value(value, f"from {name}", from_env=True)
 
 
 def _env_list(text: str) -> list[object]:
@@ -373,11 +390,29 @@ def _parse_durations(sections: dict[str, dict[str, _Value]], problems: _Problems
             try:
                 if not isinstance(given.value, str | int | float):
                     raise ValueError(f"must be a duration ({_DURATION_HELP})")
-                keys[key] = _Value(parse_duration(given.value), given.origin)
+                keys[key] = _Value(parse_duration(given.value), given.origin, given.from_env)
             except ValueError as error:
-                del keys[key]
+                keys[key] = _Value(_REJECTED, given.origin, given.from_env)
                 origin = f" ({given.origin})" if given.origin else ""
                 problems.add(info.dotted, str(error) + origin, covers=info.dotted)
+
+
+def _check_kinds(sections: dict[str, dict[str, _Value]], problems: _Problems) -> None:
+    """Every bool, int and float value of the right kind (`syncd.config.scalars`), the environment's text
+    turned into it; a wrong one is reported once and replaced by `_REJECTED`. Durations are parsed already."""
+    for section, keys in sections.items():
+        for key, given in list(keys.items()):
+            info = _schema()[section].get(key)
+            if info is None or info.duration or info.kind == "other":
+                continue
+            check = scalars.from_env if given.from_env else scalars.from_file
+            value, trouble = check(info.kind, given.value)
+            if trouble:
+                keys[key] = _Value(_REJECTED, given.origin, given.from_env)
+                origin = f" ({given.origin})" if given.origin else ""
+                problems.add(info.dotted, trouble + origin, covers=info.dotted)
+            else:
+                keys[key] = _Value(value, given.origin, given.from_env)
 
 
 def _validate(sections: dict[str, dict[str, _Value]], problems: _Problems) -> Settings | None:

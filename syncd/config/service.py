@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from syncd.config.fields import choice, existing_file
+from syncd.config import material
+from syncd.config.fields import MINUTE, at_most, choice
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 MIN_TOKEN_LENGTH = 32
@@ -34,9 +36,11 @@ class AdminSettings(BaseModel):
     127.0.0.1, ::1 and this machine's name. Add the name a reverse proxy or a Kubernetes Service uses."""
     tls_cert_path: str = ""
     """PEM certificate (chain) for the admin listener; with `tls_key_path` the listener speaks https only.
-    Default empty: plain http (keep `listen` on loopback, or put a TLS proxy in front)."""
+    Loaded when the configuration loads. Default empty: plain http (keep `listen` on loopback, or put a TLS
+    proxy in front)."""
     tls_key_path: str = ""
-    """PEM private key of `tls_cert_path`. Default empty."""
+    """PEM private key of `tls_cert_path`, unencrypted; checked with the certificate when the configuration
+    loads (`ssl.SSLContext.load_cert_chain`). Default empty."""
     secure_cookie: bool = False
     """Mark the status page's session cookie Secure even when the request came over plain http: set it
     behind a TLS-terminating proxy. With the listener's own TLS the cookie is always Secure. Default
@@ -44,9 +48,9 @@ class AdminSettings(BaseModel):
     max_connections: int = Field(default=64, ge=1, le=10000)
     """Connections the admin listener serves at once; more are refused (503) until some close. Default
     64."""
-    header_timeout_s: float = Field(default=5.0, gt=0, le=300, alias="header_timeout")
+    header_timeout_s: Annotated[float, at_most(5 * MINUTE)] = Field(default=5.0, gt=0, alias="header_timeout")
     """Seconds a client has to send its whole request head once connected; slower connections are closed.
-    TOML `header_timeout`; default 5 ("5s")."""
+    At most 300 ("5m"). TOML `header_timeout`; default 5 ("5s")."""
 
     @field_validator("listen")
     @classmethod
@@ -91,10 +95,16 @@ class AdminSettings(BaseModel):
             raise ValueError(f"not host names: {', '.join(repr(b) for b in bad)} (no scheme, no port)")
         return list(dict.fromkeys(hosts))
 
-    @field_validator("tls_cert_path", "tls_key_path")
+    @field_validator("tls_cert_path")
     @classmethod
-    def _existing_file(cls, value: str) -> str:
-        return existing_file(value)
+    def _certificate(cls, value: str) -> str:
+        return material.server_certificate(value)
+
+    @field_validator("tls_key_path")
+    @classmethod
+    def _key(cls, value: str, info: ValidationInfo) -> str:
+        # Checked with the certificate only when that was accepted: a bad one is the error to fix first.
+        return material.server_key(value, info.data.get("tls_cert_path") or "")
 
     @model_validator(mode="after")
     def _cert_and_key(self) -> AdminSettings:
@@ -141,13 +151,15 @@ class NotifySettings(BaseModel):
     Default false."""
     daily_summary_at: str = "08:00"
     """UTC time of day of the daily summary, HH:MM. Default "08:00"."""
-    timeout_s: float = Field(default=10.0, gt=0, alias="timeout")
-    """Seconds to wait for the webhook to answer one POST. TOML `timeout`; default 10 ("10s")."""
+    timeout_s: Annotated[float, at_most(5 * MINUTE)] = Field(default=10.0, gt=0, alias="timeout")
+    """Seconds to wait for the webhook to answer one POST, at most 300 ("5m"). TOML `timeout`; default 10
+    ("10s")."""
     max_attempts: int = Field(default=5, ge=1, le=20)
     """Attempts per notification (timeouts, dropped connections, 5xx and 429 are retried with backoff),
     the first included. Default 5."""
     ca_bundle: str = ""
-    """PEM file of CA certificates to trust for the webhook; empty means the system's trust store."""
+    """PEM file of CA certificates to trust for the webhook, loaded when the configuration loads; empty (the
+    default) means the system's trust store."""
 
     @field_validator("webhook_url")
     @classmethod
@@ -177,8 +189,8 @@ class NotifySettings(BaseModel):
 
     @field_validator("ca_bundle")
     @classmethod
-    def _existing_file(cls, value: str) -> str:
-        return existing_file(value)
+    def _ca_bundle(cls, value: str) -> str:
+        return material.ca_bundle(value)
 
     @property
     def enabled(self) -> bool:

@@ -8,13 +8,14 @@ them all, so callers import every model and `ConfigError` from here. Loading the
 
 from __future__ import annotations
 
-from typing import Literal, overload
+import math
+from typing import Annotated, Literal, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from syncd.config.fields import ConfigError
+from syncd.config.fields import DAY, HOUR, ConfigError, at_most, duration_words, seconds_words
 from syncd.config.remotes import GraphSettings, SmartCommSettings
 from syncd.config.service import AdminSettings, LogSettings, NotifySettings
 
@@ -62,59 +63,100 @@ class DatabaseSettings(BaseModel):
         return value
 
 
+DEFAULT_INTERVAL_S = 900.0
+"""`sync.interval` when it is not given: 15 minutes."""
+DEFAULT_JITTER_S = 30.0
+"""`sync.jitter` when it is not given, unless a tenth of `sync.interval` is less."""
+JITTER_SHARE = 0.1
+"""The largest share of `sync.interval` that `sync.jitter` may be."""
+
+
 class SyncSettings(BaseModel):
     """The `[sync]` section: how often cycles run, how much one may do, and how failed users are retried.
 
-    Durations are floats of seconds here; in TOML and the environment they are written "90s", "15m",
-    "1h30m", "500ms" or as a bare number of seconds, under the field's name without `_s` (`interval`, not
-    `interval_s`).
+    Durations are floats of seconds here, each with an upper bound; in TOML and the environment they are
+    written "90s", "15m", "1h30m", "500ms" or as a bare number of seconds, under the field's name without
+    `_s` (`interval`, not `interval_s`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    interval_s: float = Field(default=900.0, gt=0, alias="interval")
+    interval_s: Annotated[float, at_most(DAY)] = Field(default=DEFAULT_INTERVAL_S, gt=0, alias="interval")
     """Seconds between incremental cycles, which read only Graph's changes (delta queries) and compare them
-    with our records: cheap enough for "1m". TOML `interval`; default 900 ("15m")."""
-    full_interval_s: float = Field(default=86400.0, gt=0, alias="full_interval")
+    with our records: cheap enough for "1m". At most 86400 ("1d"). TOML `interval`; default 900 ("15m")."""
+    full_interval_s: Annotated[float, at_most(30 * DAY)] = Field(default=DAY, gt=0, alias="full_interval")
     """Seconds between full cycles, which re-read every group and compare with the remote agents list to
-    repair drift. TOML `full_interval`; default 86400 ("24h")."""
-    jitter_s: float = Field(default=30.0, ge=0, alias="jitter")
-    """Up to this many seconds of random delay before each scheduled cycle, so restarts and replicas do not
-    call the APIs in step. TOML `jitter`; default 30 ("30s")."""
+    repair drift. At most 2592000 ("30d"). TOML `full_interval`; default 86400 ("24h")."""
+    jitter_s: float = Field(default=DEFAULT_JITTER_S, ge=0, alias="jitter")
+    """Up to this many seconds of random delay added to each scheduled cycle, so restarts and replicas do
+    not call the APIs in step. Never more than a tenth of `interval`, so that short intervals stay short
+    ("1s" runs a cycle every 1 to 1.1 s): a larger jitter is a configuration error. TOML `jitter`; default
+    the smaller of 30 ("30s") and a tenth of `interval` (30 with the default interval). After validation
+    this holds the jitter in effect."""
     max_offboard: int = Field(default=25, ge=0)
     """Safety guard: a cycle that would delete more agents than this deletes none and stops (exit 3); 0 stops
     every cycle that would delete one. A count of agents; default 25."""
     concurrency: int = Field(default=8, ge=1, le=256)
     """SmartCommunicator writes in flight at once, 1..256. A count of requests; default 8."""
-    retry_initial_s: float = Field(default=60.0, gt=0, alias="retry_initial")
+    retry_initial_s: Annotated[float, at_most(7 * DAY)] = Field(default=60.0, gt=0, alias="retry_initial")
     """Seconds before the first retry of a user whose change failed (a conflict, a rejected number); the
-    delay doubles per failure up to `retry_max`. TOML `retry_initial`; default 60 ("1m")."""
-    retry_max_s: float = Field(default=21600.0, gt=0, alias="retry_max")
-    """Longest delay between retries of a failing user, at least `retry_initial`. TOML `retry_max`; default
-    21600 ("6h")."""
-    shutdown_grace_s: float = Field(default=20.0, ge=0, alias="shutdown_grace")
+    delay doubles per failure up to `retry_max`. At most 604800 ("7d"). TOML `retry_initial`; default 60
+    ("1m")."""
+    retry_max_s: Annotated[float, at_most(7 * DAY)] = Field(default=21600.0, gt=0, alias="retry_max")
+    """Longest delay between retries of a failing user in seconds, at least `retry_initial` and at most
+    604800 ("7d"). TOML `retry_max`; default 21600 ("6h")."""
+    shutdown_grace_s: Annotated[float, at_most(HOUR)] = Field(default=20.0, ge=0, alias="shutdown_grace")
     """Seconds a cycle in flight may run on after SIGTERM before it is cancelled (its pending operations are
-    settled at the next start). TOML `shutdown_grace`; default 20 ("20s"), below common container stop
-    timeouts."""
+    settled at the next start), at most 3600 ("1h"). TOML `shutdown_grace`; default 20 ("20s"), below
+    common container stop timeouts."""
     quarantine_failure_share: float = Field(default=0.5, gt=0, le=1)
     """Systemic-failure rule: a cycle whose failed writes exceed this share of the writes it tried (once at
     least `quarantine_min_writes` were tried) stops starting writes and is quarantined. A share, 0..1;
     default 0.5."""
     quarantine_min_writes: int = Field(default=10, ge=1)
     """Writes a cycle must have tried before `quarantine_failure_share` is judged. A count; default 10."""
-    quarantine_initial_s: float = Field(default=60.0, gt=0, alias="quarantine_initial")
+    quarantine_initial_s: Annotated[float, at_most(7 * DAY)] = Field(
+        default=60.0, gt=0, alias="quarantine_initial"
+    )
     """Seconds before the first scheduled retry of a quarantined cycle; the delay doubles per failed cycle up
-    to `quarantine_max`. TOML `quarantine_initial`; default 60 ("1m")."""
-    quarantine_max_s: float = Field(default=3600.0, gt=0, alias="quarantine_max")
-    """Longest delay between scheduled cycles while quarantined. TOML `quarantine_max`; default 3600
-    ("1h")."""
-    leader_takeover_s: float = Field(default=30.0, gt=0, alias="leader_takeover")
+    to `quarantine_max`. At most 604800 ("7d"). TOML `quarantine_initial`; default 60 ("1m")."""
+    quarantine_max_s: Annotated[float, at_most(7 * DAY)] = Field(default=3600.0, gt=0, alias="quarantine_max")
+    """Longest delay between scheduled cycles while quarantined in seconds, at least `quarantine_initial`
+    and at most 604800 ("7d"). TOML `quarantine_max`; default 3600 ("1h")."""
+    leader_takeover_s: Annotated[float, at_most(HOUR)] = Field(default=30.0, gt=0, alias="leader_takeover")
     """With PostgreSQL and several `syncd run` replicas: seconds within which a standby takes over after the
-    leader dies. TOML `leader_takeover`; default 30 ("30s")."""
+    leader dies, at most 3600 ("1h"). TOML `leader_takeover`; default 30 ("30s")."""
     history_days: int = Field(default=365, ge=1, le=36500)
     """Days the audit history (operations and runs) is kept; older settled entries are deleted by the
     daemon at start and daily, and by `syncd sync` when the last prune is a day old. A count of days,
     1..36500; default 365."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_jitter(cls, data: object) -> object:
+        """Pure: `data` with the default jitter for its interval when no jitter is given (and the interval is
+        a usable number; an unusable one is reported by its own field)."""
+        if not isinstance(data, dict) or "jitter" in data:
+            return data
+        interval = data.get("interval", DEFAULT_INTERVAL_S)
+        try:
+            seconds = float(interval)
+        except (TypeError, ValueError):
+            return data
+        if isinstance(interval, bool) or not math.isfinite(seconds) or seconds <= 0:
+            return data
+        return {**data, "jitter": min(DEFAULT_JITTER_S, seconds * JITTER_SHARE)}
+
+    @field_validator("jitter_s")
+    @classmethod
+    def _jitter_within_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval_s")
+        if interval is not None and value > interval * JITTER_SHARE:
+            raise ValueError(
+                f"must be at most a tenth of sync.interval ({duration_words(interval)}), so at most "
+                f"{seconds_words(interval * JITTER_SHARE)}"
+            )
+        return value
 
     @field_validator("retry_max_s")
     @classmethod

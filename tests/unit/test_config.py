@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 from pydantic import ValidationError
 
 from syncd.config.settings import GraphSettings, NotifySettings, SmartCommSettings
@@ -42,7 +43,7 @@ def test_invalid_values_name_their_key(override: dict[str, object], key: str) ->
 
 def test_base_url_trailing_slash_is_dropped_and_ca_bundle_must_exist(tmp_path: Path) -> None:
     pem = tmp_path / "ca.pem"
-    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    trustme.CA().cert_pem.write_to_path(str(pem))
     settings = SmartCommSettings.model_validate(
         BASE | {"base_url": "https://127.0.0.1:8443/", "ca_bundle": str(pem)}
     )
@@ -112,7 +113,8 @@ def test_invalid_graph_values_name_their_key(override: dict[str, object], key: s
 @pytest.mark.parametrize("credentials", [{}, {"client_secret": ""}, {"certificate_path": "CERT"}])
 def test_exactly_one_graph_credential(credentials: dict[str, str], tmp_path: Path) -> None:
     cert = tmp_path / "app.pem"
-    cert.write_text("pem")
+    leaf = trustme.CA().issue_cert("syncd-app.example.com", key_type=trustme.KeyType.RSA)
+    cert.write_bytes(leaf.private_key_and_cert_chain_pem.bytes())
     values = {k: v for k, v in GRAPH.items() if k != "client_secret"}
     values |= {k: str(cert) if v == "CERT" else v for k, v in credentials.items()}
     if credentials.get("certificate_path"):

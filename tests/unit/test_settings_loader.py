@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from pydantic import BaseModel, ValidationError
 
 from syncd.config.loader import ConfigError, config_path, load_settings, parse_duration
@@ -496,7 +497,8 @@ def test_missing_keys_are_named(tmp_path: Path, text: str, problems: dict[str, s
 
 def test_both_credentials_are_reported_at_client_secret(tmp_path: Path) -> None:
     cert = tmp_path / "app.pem"
-    cert.write_text("pem")
+    leaf = trustme.CA().issue_cert("syncd-app.example.com", key_type=trustme.KeyType.RSA)
+    cert.write_bytes(leaf.private_key_and_cert_chain_pem.bytes())
     error = failure(tmp_path, GRAPH, {"SYNCD_GRAPH__CERTIFICATE_PATH": str(cert)})
     assert str(error) == "graph.client_secret: give exactly one of client_secret or certificate_path"
 
@@ -519,12 +521,12 @@ def test_missing_sections_are_required_only_by_who_needs_them() -> None:
 @pytest.mark.parametrize(
     ("text", "key", "fragment"),
     [
-        (FULL.replace("12345", '"abc"'), "smartcomm.customer_id", "must be a valid integer"),
+        (FULL.replace("12345", '"abc"'), "smartcomm.customer_id", "must be a whole number, not a string"),
         (FULL.replace("12345", "0"), "smartcomm.customer_id", "greater than 0"),
         (FULL.replace(f'"{TENANT}"', '"contoso.onmicrosoft.com"'), "graph.tenant_id", "must be a GUID"),
         (FULL.replace(f'["{GROUP}"]', f'"{GROUP}"'), "graph.group_ids", "must be a valid list"),
         (FULL.replace(f'["{GROUP}"]', '["Sales"]'), "graph.group_ids", "Sales"),
-        (FULL + "timeout_s = 'slow'\n", "smartcomm.timeout_s", "must be a valid number"),
+        (FULL + "timeout_s = 'slow'\n", "smartcomm.timeout_s", "must be a number, not a string"),
         (GRAPH + "page_size = 1000\n", "graph.page_size", "less than or equal to 999"),
         ("[sync]\ninterval = 'soon'\n", "sync.interval", "'soon' is not a duration"),
         ("[sync]\ninterval = 0\n", "sync.interval", "greater than 0"),
@@ -534,7 +536,7 @@ def test_missing_sections_are_required_only_by_who_needs_them() -> None:
         ("[sync]\nretry_initial = '2h'\nretry_max = '1h'\n", "sync.retry_max", "not be shorter than"),
         ("[sync]\nconcurrency = 0\n", "sync.concurrency", "greater than or equal to 1"),
         ("[sync]\nconcurrency = 257\n", "sync.concurrency", "less than or equal to 256"),
-        ("[sync]\nconcurrency = 'many'\n", "sync.concurrency", "must be a valid integer"),
+        ("[sync]\nconcurrency = 'many'\n", "sync.concurrency", "must be a whole number, not a string"),
         ("[sync]\nmax_offboard = -1\n", "sync.max_offboard", "greater than or equal to 0"),
         ("[admin]\nlisten = 'localhost'\n", "admin.listen", "must be host:port"),
         ("[admin]\nlisten = ':8080'\n", "admin.listen", "must be host:port"),
@@ -567,8 +569,7 @@ def test_wrong_values_name_their_key(tmp_path: Path, text: str, key: str, fragme
 def test_values_from_the_environment_say_so(tmp_path: Path) -> None:
     error = failure(tmp_path, FULL, {"SYNCD_SMARTCOMM__CUSTOMER_ID": "abc", "SYNCD_SYNC__INTERVAL": "later"})
     assert dict(error.problems) == {
-        "smartcomm.customer_id": "must be a valid integer, unable to parse string as an integer "
-        "(from SYNCD_SMARTCOMM__CUSTOMER_ID)",
+        "smartcomm.customer_id": "must be a whole number (from SYNCD_SMARTCOMM__CUSTOMER_ID)",
         "sync.interval": "'later' is not a duration (use seconds or a duration such as "
         '"90s", "15m", "1h30m", "500ms" or "1d") (from SYNCD_SYNC__INTERVAL)',
     }
