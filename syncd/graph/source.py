@@ -9,6 +9,8 @@ dropped before the next is fetched.
 A read either returns every member of every configured group or raises a `GraphError`; it never returns
 a partial set. The single-person reads (`get_user`, `member_of`, `get_group`, `child_groups`,
 `teams_assignments`) serve `syncd explain`: small answers, read whole through the same request path.
+msgraph-sdk percent-encodes the keys it puts in paths ("a/b" is sent as `a%2Fb`; quoting them here too would
+send `%2540` for a UPN's "@"); `_fetch_page` refuses the keys it cannot encode (`path_segment`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from msgraph_core import GraphClientFactory
 from syncd.config.settings import GraphSettings
 from syncd.core.backoff import backoff_delay_s
 from syncd.core.model import TEAMS, DesiredState, Member, Skipped
+from syncd.core.text import path_segment
 from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.delta import id_filter
 from syncd.graph.errors import (
@@ -547,7 +550,10 @@ class GraphSource:
         group_id: str | None = None,
     ) -> dict[str, Any]:
         """One page of `what` as parsed JSON: our retries for transport failures, one token refresh on 401;
-        Graph's refusals become `classify_error(exc)`."""
+        Graph's refusals become `classify_error(exc)`; a path key `path_segment` refuses is never sent."""
+        keys = [str(v) for k, v in request.path_parameters.items() if k.endswith("%2Did")]  # by_user_id(...)
+        if any(path_segment(key) is None for key in keys):  # "..": /users/.. would be sent as /v1.0
+            raise GraphReadError(f"{what}: not an object ID Graph can address", group_id=group_id)
         settings = self._settings
         refreshed = False
         attempt = 0

@@ -6,6 +6,9 @@ thin part the command line calls: it resolves `--user`, streams the store's oper
 returns the exit code. JSON and CSV are written row by row as the store streams them, so an export of
 millions of operations never sits in memory; the table samples its first rows to size its columns.
 
+What is written carries no attack: a CSV cell a spreadsheet would run as a formula gets a leading quote
+(`csv_cell`), and the table shows control characters from remote data as escapes (`printable`).
+
 Retention deletes settled operations older than `history_days`, then runs older than that with no
 operation left, in batches (`Store.prune_history`). The daemon prunes at start and daily; `syncd sync`
 prunes at its end when the last prune (kv `history_pruned_at`) is more than a day old.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +32,7 @@ import structlog
 
 from syncd.config.loader import parse_duration
 from syncd.core.model import Action, AgentFields, Outcome
+from syncd.core.text import printable
 from syncd.core.times import utc_text
 from syncd.store import HistoryEntry, Store
 
@@ -79,7 +84,20 @@ _TABLE_HEADERS = {
 }
 _RIGHT_ALIGNED = frozenset({"http_status", "run_id"})
 
+MAX_LIMIT = 1_000_000_000
+"""The largest `--limit`: more rows than any history holds, and far inside the 64-bit LIMIT of SQLite and
+PostgreSQL (a table asks for one row more). `--limit 0` means every row."""
+EARLIEST_SINCE = 0.0
+"""The earliest `--since` (1970-01-01, the epoch): nothing was recorded before it."""
+LATEST_SINCE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+"""The latest `--since` a datetime (and so the database query) can hold."""
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""The first characters that make a spreadsheet read a CSV cell as a formula (OWASP's CSV injection list)."""
+
 _BARE_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
+_DIGITS = re.compile(r"[0-9]+")
+_E164 = re.compile(r"\+[0-9]+")
 _PHONE_SEPARATORS = re.compile(r"[\s().-]")
 _SINCE_HELP = (
     "a duration (7d, 12h, 90m) or an ISO date or datetime (2026-11-01, 2026-11-01T08:00; UTC unless it has "
@@ -97,22 +115,34 @@ def parse_since(text: str, now: float) -> float:
     """Pure: the epoch second `--since` means at `now`: now minus a duration ("7d", "12h", "1h30m"), or an
     ISO date or datetime ("2026-11-01" is its midnight), in UTC unless it carries an offset.
 
-    A bare number is refused (seconds? days?): it needs a unit. Raises ValueError saying what is accepted.
+    A bare number is refused (seconds? days?): it needs a unit. So is a moment before 1970-01-01 (a duration
+    reaching back that far) or after 9999-12-31. Raises ValueError saying what is accepted.
     """
     value = text.strip()
     if _BARE_NUMBER.fullmatch(value):
         raise ValueError(f"{text!r} needs a unit: {_SINCE_HELP}")
     try:
-        return now - parse_duration(value)
+        since = now - parse_duration(value)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{text!r} is not {_SINCE_HELP}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {_SINCE_HELP}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        try:
+            since = moment.timestamp()
+        except (OverflowError, ValueError):  # a date near year 1 or 9999 with an offset
+            since = -math.inf if moment.year < 1970 else math.inf
+    if not since >= EARLIEST_SINCE:  # also NaN
+        days = max(int((now - EARLIEST_SINCE) // DAY_S), 0)
+        raise ValueError(
+            f"{text!r} reaches back before 1970-01-01: give a duration of at most {days}d or a date from "
+            "1970-01-01 on"
+        )
+    if since > LATEST_SINCE:
+        raise ValueError(f"{text!r} is after 9999-12-31: give a date up to 9999-12-31")
+    return since
 
 
 def parse_choices(text: str, choices: type[_E], what: str) -> frozenset[_E]:
@@ -144,13 +174,19 @@ def parse_outcomes(text: str) -> frozenset[Outcome]:
 
 
 def parse_limit(text: str) -> int:
-    """Pure: `--limit`, a whole number of rows; 0 means no limit."""
+    """Pure: `--limit`, a whole number of rows up to `MAX_LIMIT`; 0 means no limit."""
+    value = text.strip()
     try:
-        limit = int(text.strip())
+        limit = int(value)
     except ValueError:
-        raise ValueError(f"{text!r} is not a whole number of rows (0: no limit)") from None
+        if _DIGITS.fullmatch(value):  # too many digits for int() to read
+            limit = MAX_LIMIT + 1
+        else:
+            raise ValueError(f"{text!r} is not a whole number of rows (0: no limit)") from None
     if limit < 0:
         raise ValueError(f"{text!r} is negative (0: no limit)")
+    if limit > MAX_LIMIT:
+        raise ValueError(f"{text!r} is above the maximum of {MAX_LIMIT:,} rows (0: no limit)")
     return limit
 
 
@@ -234,13 +270,27 @@ def changed_text(changed: dict[str, dict[str, Any]] | None) -> str:
     )
 
 
+def csv_cell(text: str) -> str:
+    """Pure: `text` made safe for a spreadsheet: a cell starting with `=`, `+`, `-`, `@`, tab or CR (which
+    Excel, LibreOffice and Sheets would run as a formula) gets a leading `'`, OWASP's rule; a plain E.164
+    number (`+` and digits only) is left as it is, being no formula."""
+    if text.startswith(FORMULA_STARTS) and not _E164.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def csv_record(row: dict[str, Any]) -> list[str]:
-    """Pure: a history row as CSV fields in `COLUMNS` order (empty for none, the full error text)."""
-    return [changed_text(row["changed"]) if column == "changed" else _text(row[column]) for column in COLUMNS]
+    """Pure: a history row as CSV fields in `COLUMNS` order (empty for none, the full error text), each
+    made safe for a spreadsheet (`csv_cell`)."""
+    return [
+        csv_cell(changed_text(row["changed"]) if column == "changed" else _text(row[column]))
+        for column in COLUMNS
+    ]
 
 
 def table_cells(row: dict[str, Any]) -> dict[str, str]:
-    """Pure: a history row as table cells ("-" for none; the time without "T" and "Z"; one-line error)."""
+    """Pure: a history row as table cells ("-" for none; the time without "T" and "Z"; one-line error;
+    control characters shown as escapes, see `printable`)."""
     cells: dict[str, str] = {}
     for column in _TABLE_HEADERS:
         value = row[column]
@@ -250,7 +300,7 @@ def table_cells(row: dict[str, Any]) -> dict[str, str]:
             text = changed_text(value)
         else:
             text = " ".join(_text(value).split())
-        cells[column] = text or "-"
+        cells[column] = printable(text) or "-"
     return cells
 
 
@@ -474,8 +524,10 @@ def prune_if_due(store: Store, history_days: int, *, now: float | None = None) -
 
 __all__ = [
     "COLUMNS",
+    "MAX_LIMIT",
     "add_arguments",
     "changed_fields",
+    "csv_cell",
     "history_row",
     "parse_since",
     "prune",

@@ -1,4 +1,8 @@
-"""The status document (`syncd status --json`, `GET /status`, the status page's data) and `syncd status`."""
+"""The status document (`syncd status --json`, `GET /status`, the status page's data) and `syncd status`.
+
+The JSON is exact; the text shows control characters in UPNs, details and errors as escapes (`printable`),
+since they come from Graph and SmartCommunicator.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from typing import Any, TextIO
 
 from syncd.core import quarantine
+from syncd.core.text import printable
 from syncd.core.times import utc_text
 from syncd.store import Store
 
@@ -50,20 +55,25 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
 
 
 def print_status(store: Store, *, as_json: bool, runs: int, out: TextIO | None = None) -> int:
-    """`syncd status`: the last runs, members by status, number sources and who needs attention (or JSON)."""
+    """`syncd status`: the last runs, members by status, number sources and who needs attention (or JSON);
+    the text with control characters shown as escapes."""
     out = out or sys.stdout
     if as_json:
         print(json.dumps(status_document(store, runs), sort_keys=True), file=out)
         return 0
+
+    def emit(line: str) -> None:  # UPNs, details and errors come from Graph and SmartCommunicator
+        print(printable(line), file=out)
+
     quarantined = quarantine.load(store)
     if quarantined is not None:
-        print(quarantine.status_line(quarantined), file=out)
+        emit(quarantine.status_line(quarantined))
     recent = store.runs(limit=runs)
     counts = store.count_by_status()
     attention = store.members_needing_attention()
-    print("Last runs:", file=out)
+    emit("Last runs:")
     header = ("id", "started (UTC)", "kind", "trigger", "outcome", "secs", "changes")
-    print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*header), file=out)
+    emit("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*header))
     for r in recent:
         secs = f"{r.ended_at - r.started_at:.1f}" if r.ended_at is not None else "-"
         changed = ", ".join(
@@ -71,19 +81,16 @@ def print_status(store: Store, *, as_json: bool, runs: int, out: TextIO | None =
         )
         kind = r.kind + (" dry" if r.dry_run else "")
         row = (r.id, utc_text(r.started_at), kind, r.trigger, r.outcome, secs, changed)
-        print("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*row), file=out)
-    print("Members: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())), file=out)
+        emit("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*row))
+    emit("Members: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
     sources = store.count_by_phone_source()
     if sources:
-        print(
-            "Agents' numbers from: " + ", ".join(f"{source} {n}" for source, n in sources.items()), file=out
-        )
-    print(f"Needing attention: {len(attention)}", file=out)
+        emit("Agents' numbers from: " + ", ".join(f"{source} {n}" for source, n in sources.items()))
+    emit(f"Needing attention: {len(attention)}")
     for m in attention:
-        print(
+        emit(
             f"  {m.status.value:<8} {m.object_id}  {m.upn or ''}  attempts {m.attempts}  "
             f"next {utc_text(m.next_attempt_at)}  {m.detail or ''}"
-            + (f"  (agent's number from {m.phone_source})" if m.phone_source else ""),
-            file=out,
+            + (f"  (agent's number from {m.phone_source})" if m.phone_source else "")
         )
     return 0

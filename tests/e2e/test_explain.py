@@ -6,8 +6,17 @@ SmartCommunicator (the emulator's request log).
 
 from __future__ import annotations
 
-from syncd.emulators.graph import ScriptedFault
+import contextlib
+
+import pytest
+from starlette.types import Message, Receive, Scope, Send
+
+from syncd.config.settings import GraphSettings
+from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, ScriptedFault
+from syncd.emulators.server import TestCA, serve_https
 from syncd.emulators.smartcomm import Faults
+from syncd.graph.errors import GraphReadError
+from syncd.graph.source import GraphSource
 from tests.e2e.conftest import World
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
@@ -301,3 +310,94 @@ def test_a_missing_section_is_a_configuration_error(world: World) -> None:
     assert result.code == 2
     assert "smartcomm" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_query_that_is_no_upn_object_id_or_number_never_reaches_a_graph_path(world: World) -> None:
+    world.add_user("ada", "+1 415 555 0100")
+    world.graph.clear_requests()
+    for asked in ["../../groups", "..", ".", "users?$top=999"]:
+        result = world.run("explain", asked)
+        assert (result.code, result.stdout) == (1, ""), asked
+        assert result.stderr == (
+            f"syncd: {asked!r} is not a UPN (name@domain), an object ID (a GUID) or a phone number: "
+            "syncd explain looks people up by these only\n"
+        )
+    # Nothing was asked of Graph: no /v1.0/users/../../groups (read as /v1.0/groups), /v1.0 or /v1.0/users.
+    assert [r.path for r in world.graph.requests if r.path.startswith("/v1.0")] == []
+
+
+def test_terminal_escapes_in_a_display_name_and_upn_are_shown_not_obeyed(world: World) -> None:
+    ada = world.graph.add_user(
+        upn="\x1b[31mada@contoso.com", display_name="Ada \x1b]0;pwned\x07\u202eLovelace"
+    )
+    world.graph.add_member(world.group, ada)
+    result = world.run("explain", ada)
+    assert result.code == 0, result.stderr
+    assert not {"\x1b", "\x07", "\u202e"} & set(result.stdout)
+    who = section(result.stdout, "Who")
+    assert "  UPN               \\x1b[31mada@contoso.com\n" in who
+    assert "  display name      Ada \\x1b]0;pwned\\x07\\u202eLovelace\n" in who
+    document = world.run("explain", ada, "--json").json()
+    assert document["who"] == {  # the JSON is exact
+        "object_id": ada,
+        "upn": "\x1b[31mada@contoso.com",
+        "display_name": "Ada \x1b]0;pwned\x07\u202eLovelace",
+        "account_enabled": True,
+        "in_graph": True,
+        "in_records": False,
+        "error": None,
+    }
+
+
+async def test_graph_receives_each_key_as_one_percent_encoded_path_segment(
+    world: World, e2e_ca: TestCA
+) -> None:
+    """What reached the server, read from the ASGI scope's raw path (the emulator's log holds the decoded
+    path, in which `..%2F..%2Fgroups` and `../../groups` look alike)."""
+    ada = world.graph.add_user(upn="ada@contoso.com")
+    received: list[tuple[str, bytes, int]] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        async def sent(message: Message) -> None:
+            if message["type"] == "http.response.start" and scope["path"].startswith("/v1.0"):
+                received.append((scope["path"], scope["raw_path"], message["status"]))
+            await send(message)
+
+        await world.graph.app(scope, receive, sent)
+
+    with serve_https(recording, ca=e2e_ca) as server:
+        settings = GraphSettings.model_validate(
+            {
+                "tenant_id": DEFAULT_TENANT_ID,
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+                "authority_host": server.base_url,
+                "base_url": f"{server.base_url}/v1.0",
+                "group_ids": [world.group],
+                "ca_bundle": str(server.ca_path),
+                "retry_delay_s": 0.0,
+            }
+        )
+        async with GraphSource(settings) as source:
+            for key in ["../../groups", "a/b?c#d@contoso.com"]:
+                # No such user: Graph answers 404 (None), the emulator 400 (it reads the decoded path).
+                with contextlib.suppress(GraphReadError):
+                    assert await source.get_user(key) is None
+            found = await source.get_user("ada@contoso.com")  # quoted once: a UPN still finds its user
+            for key in ["..", ".", ""]:
+                with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
+                    await source.get_user(key)
+                with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
+                    await source.member_of(key)
+                with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
+                    await source.child_groups(key)
+    assert found is not None
+    assert found["id"] == ada
+    # One segment each ("@" may go unencoded in a path): no such user, never the groups list; and nothing
+    # was sent for "..", "." or "".
+    assert [raw for _, raw, _ in received] == [
+        b"/v1.0/users/..%2F..%2Fgroups",
+        b"/v1.0/users/a%2Fb%3Fc%23d@contoso.com",
+        b"/v1.0/users/ada@contoso.com",
+    ]
+    assert [status in (400, 404) for _, _, status in received] == [True, True, False]

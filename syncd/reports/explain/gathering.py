@@ -3,6 +3,10 @@ record and audit log in the store, and the agent in SmartCommunicator, gathered 
 
 Graph and SmartCommunicator failures never raise: the section that could not be read says what failed and
 the others are still filled in. The decisions on what was read are `verdicts`.
+
+What is asked only reaches Graph as a UPN, an object ID or a number (anything else is refused before a
+request, `QueryNotUnderstood`); keys in paths are percent-encoded by msgraph-sdk's URL templates, and
+values in a `$filter` are quoted as OData strings (`odata_string`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import httpx
 
 from syncd.config.settings import GraphSettings, Settings
 from syncd.core.model import Member, Recorded, Skipped
+from syncd.core.text import printable
 from syncd.graph.errors import GraphError
 from syncd.graph.mapping import map_user
 from syncd.graph.source import GraphSource
@@ -30,6 +35,7 @@ from syncd.reports.explain.model import (
     PersonNotFound,
     Phone,
     QueryKind,
+    QueryNotUnderstood,
     RecordSection,
     Remote,
     Who,
@@ -57,6 +63,11 @@ OPERATIONS_SEARCHED = 200
 SUCCESS = frozenset({"ok", "adopted", "already_gone"})
 
 
+def odata_string(value: str) -> str:
+    """Pure: `value` as an OData string literal: in single quotes, a quote inside doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 async def explain_person(
     settings: Settings,
     store: Store,
@@ -77,6 +88,12 @@ async def explain_person(
     kind, key = classify_query(who, graph_settings.default_region)
     if not key:
         raise PersonNotFound("nothing to look up: give a UPN, an object ID or a phone number")
+    if kind == "name":
+        # Graph addresses a user by object ID or UPN only; anything else would just be put in a path.
+        raise QueryNotUnderstood(
+            f"{key!r} is not a UPN (name@domain), an object ID (a GUID) or a phone number: "
+            "syncd explain looks people up by these only"
+        )
     async with GraphSource(graph_settings, transport=graph_transport) as source:
         object_id, user, user_error = await _resolve(kind, key, who, graph_settings, store, source)
         found = [
@@ -140,7 +157,7 @@ async def _resolve(
     try:
         if kind == "phone":
             if settings.uses_teams:
-                for item in await source.teams_assignments(f"telephoneNumber eq '{key}'"):
+                for item in await source.teams_assignments(f"telephoneNumber eq {odata_string(key)}"):
                     target = item.get("assignmentTargetId")
                     if item.get("assignmentStatus") == USER_ASSIGNED and isinstance(target, str) and target:
                         candidates.setdefault(target.strip().lower(), None)
@@ -153,7 +170,9 @@ async def _resolve(
         error = f"Graph: could not read the user: {exc}"
     if not candidates:
         if error is not None:
-            raise PersonNotFound(f"cannot look up {asked.strip()!r}: not in our records, and {error}")
+            raise PersonNotFound(
+                f"cannot look up {asked.strip()!r}: not in our records, and {printable(error)}"
+            )
         if kind == "phone":
             known = "the numbers it pushed" + (" and Teams assignments" if settings.uses_teams else "")
             raise PersonNotFound(
@@ -161,7 +180,7 @@ async def _resolve(
             )
         raise PersonNotFound(f"no person {asked.strip()!r}: not in Graph and not in our records")
     if len(candidates) > 1:
-        listed = ", ".join(f"{oid} ({upn or 'UPN unknown'})" for oid, upn in candidates.items())
+        listed = printable(", ".join(f"{oid} ({upn or 'UPN unknown'})" for oid, upn in candidates.items()))
         raise AmbiguousPerson(
             f"{asked.strip()!r} matches {len(candidates)} people: {listed}; "
             "run syncd explain with one object ID",
@@ -226,7 +245,7 @@ async def _read_graph(
     teams_items: list[dict[str, Any]] | None = None
     if settings.uses_teams:
         try:
-            teams_items = await source.teams_assignments(f"assignmentTargetId eq '{object_id}'")
+            teams_items = await source.teams_assignments(f"assignmentTargetId eq {odata_string(object_id)}")
         except GraphError as exc:
             phone.error = f"Graph: could not read the Teams number assignments: {exc}"
     phone.sources = phone_verdicts(

@@ -22,6 +22,11 @@ class PersonNotFound(Exception):
     one line for the admin."""
 
 
+class QueryNotUnderstood(PersonNotFound):
+    """What was asked is neither a UPN, an object ID nor a phone number, so nothing was looked up (a key
+    such as "../../groups" never reaches a Graph path)."""
+
+
 class AmbiguousPerson(PersonNotFound):
     """Several people match (a number two people have had): ask again by object ID."""
 

@@ -1,16 +1,22 @@
 """`syncd explain`'s text: an `Explanation` for a terminal (and the status page's explain page), section by
 section. Pure: it only formats.
+
+Every line goes through `printable` last: names, UPNs, raw phone values, group names and error texts come
+from Graph, SmartCommunicator and the database, and a control character or bidi override among them is
+shown as an escape instead of acting on the terminal.
 """
 
 from __future__ import annotations
 
 from syncd.core.model import AgentFields
+from syncd.core.text import printable
 from syncd.core.times import utc_text
 from syncd.reports.explain.model import Explanation
 
 
 def render_text(explanation: Explanation) -> str:
-    """Pure: the explanation as text for a terminal, section by section (ends with a newline)."""
+    """Pure: the explanation as text for a terminal, section by section (ends with a newline); control
+    characters and bidi overrides in what was read are shown as escapes (`printable`)."""
     e = explanation
     lines: list[str] = []
 
@@ -154,7 +160,7 @@ def render_text(explanation: Explanation) -> str:
         lines.append(f"  (syncd sync --user {who.object_id} retries at once)")
     if n.full_cycle:
         lines.append(f"  a full cycle would instead: {n.full_cycle}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(printable(line) for line in lines) + "\n"
 
 
 def _yes_no(value: bool | None) -> str:
