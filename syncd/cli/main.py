@@ -26,7 +26,10 @@ from syncd.reports.history import prune_if_due, run_history
 from syncd.reports.status import print_status
 from syncd.reports.summary import print_result
 from syncd.service.notify import send_after_cycle
-from syncd.store import Store, StoreError
+from syncd.store import Store, StoreError, UnusableDatabase
+
+READ_ONLY_COMMANDS = frozenset({"status", "history", "explain"})
+"""Commands that only read the database: they never migrate it nor write, so they work on a read-only file."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,9 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"syncd: configuration error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        store = Store(settings.database.url)
+        store = Store(settings.database.url, read_only=args.command in READ_ONLY_COMMANDS)
         try:
-            store.upgrade()
+            if store.read_only:
+                store.check_schema()  # says so (exit 2) when the schema is behind or newer
+            else:
+                store.upgrade()
             if args.command == "db":
                 print(f"database at revision {store.current_revision()}")
                 return 0
@@ -132,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sync(settings, store, args)
         finally:
             store.close()
+    except UnusableDatabase as exc:  # the message says what to do: a retry would not help
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except StoreError as exc:
         print(f"syncd: database error: {exc}", file=sys.stderr)
         return EXIT_FAILURES
@@ -141,12 +150,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings, store: Store) -> int:
-    from syncd.service.daemon import AdminBindError, AlreadyRunning, Daemon
+    from syncd.service.daemon import AdminBindError, AlreadyRunning, Daemon, DaemonError
 
     try:
         return asyncio.run(Daemon(settings, store).run())
     except AlreadyRunning as exc:
-        print(f"syncd: {exc}; not starting a second one", file=sys.stderr)
+        if exc.holder_role == "sync":
+            advice = "not starting the daemon while that cycle runs; start it again once the sync has ended"
+        else:
+            advice = "not starting a second daemon on this database"
+        print(f"syncd: {exc}; {advice}", file=sys.stderr)
+        return EXIT_FAILURES
+    except DaemonError as exc:
+        print(f"syncd: {exc}; the daemon stopped", file=sys.stderr)
         return EXIT_FAILURES
     except AdminBindError as exc:
         print(f"syncd: {exc}", file=sys.stderr)
@@ -252,14 +268,14 @@ def _sync(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     from syncd.service.daemon import AlreadyRunning, instance_lock
 
     try:
-        with instance_lock(store, settings.database.url):
+        with instance_lock(store, settings.database.url, "sync"):
             return _sync_locked(settings, store, args)
     except AlreadyRunning as exc:
-        print(
-            f"syncd: {exc}: a daemon is running on this database; ask it instead with "
-            "`syncd resync [--full] [--force] --wait`",
-            file=sys.stderr,
-        )
+        if exc.holder_role == "sync":
+            advice = "another cycle is running on this database; try again once it has ended"
+        else:
+            advice = "ask the daemon for a cycle instead with `syncd resync [--full] [--force] --wait`"
+        print(f"syncd: {exc}: {advice}", file=sys.stderr)
         return EXIT_FAILURES
 
 

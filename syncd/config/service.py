@@ -31,9 +31,11 @@ class AdminSettings(BaseModel):
     MIN_TOKEN_LENGTH characters (make one with `openssl rand -hex 32`); never logged. Default unset, and then
     no request can authenticate."""
     allowed_hosts: list[str] = Field(default_factory=list)
-    """Host names (without port) that requests may name in their Host header; any other is refused (400),
-    which stops DNS rebinding from a browser. Empty (the default): the listen address, localhost,
-    127.0.0.1, ::1 and this machine's name. Add the name a reverse proxy or a Kubernetes Service uses."""
+    """More host names (without port) that requests may name in their Host header, beside those always
+    allowed (the listen address, localhost, 127.0.0.1, ::1, this machine's name and FQDN and the addresses
+    it resolves to); any other is refused (400), which stops DNS rebinding from a browser. /healthz and
+    /readyz answer whatever the Host. Add the name a reverse proxy or a Kubernetes Service uses. Default
+    empty."""
     tls_cert_path: str = ""
     """PEM certificate (chain) for the admin listener; with `tls_key_path` the listener speaks https only.
     Loaded when the configuration loads. Default empty: plain http (keep `listen` on loopback, or put a TLS

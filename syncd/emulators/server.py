@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -87,7 +88,8 @@ class RunningServer:
 
 
 class TestCA:
-    """A throwaway certificate authority (trustme) that can sign certificates for several servers."""
+    """A throwaway certificate authority (trustme) that can sign certificates for several servers. Its files
+    (the CA certificate, each server's certificate and key) are written owner-only (0600)."""
 
     # The name starts with "Test"; this keeps pytest from trying to collect it from test modules.
     __test__ = False
@@ -98,7 +100,7 @@ class TestCA:
         self.directory = directory
         self._ca = trustme.CA()
         self.ca_path: Path = directory / "ca.pem"
-        self._ca.cert_pem.write_to_path(str(self.ca_path))
+        _write_private(self.ca_path, self._ca.cert_pem.bytes())
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -114,8 +116,8 @@ class TestCA:
             leaf = self._ca.issue_cert(*names)
         certfile = self.directory / f"server-{serial}.pem"
         keyfile = self.directory / f"server-{serial}.key"
-        certfile.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
-        leaf.private_key_pem.write_to_path(str(keyfile))
+        _write_private(certfile, b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+        _write_private(keyfile, leaf.private_key_pem.bytes())
         return certfile, keyfile
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -125,6 +127,15 @@ class TestCA:
         ClientHello (see docs/spec/graph-and-msal.md, "TLS contexts and threads").
         """
         return ssl.create_default_context(cafile=str(self.ca_path))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path`, readable and writable by its owner only (0600), whatever the umask; a file
+    already there (another CA's) is replaced."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        os.fchmod(stream.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+        stream.write(data)
 
 
 def _url_host(host: str) -> str:

@@ -1,22 +1,32 @@
-"""The admin HTTP API of the daemon and its status page (starlette, served by uvicorn on the daemon's loop).
+"""The admin HTTP API of the daemon and its status page (starlette, served by uvicorn on the daemon's loop;
+`syncd.service.listener` sets the server up: header timeout, connection limit, TLS).
 
-GET /healthz (alive), /readyz (database reachable and the last cycle did not fail as a whole), /metrics
+GET /healthz (alive), /readyz (the database usable and the last cycle did not fail as a whole), /metrics
 (Prometheus) are open; GET /status and POST /resync need `Authorization: Bearer <admin.token>`, compared in
 constant time, and are refused outright when no token is configured.
 
 The status page for a person (`syncd.service.statuspage` renders it): GET / and GET /explain/{object_id}
 accept the same bearer header or a session cookie. GET /login shows a form taking the token; POST /login
-compares it in constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/, Secure
-over https), whose value is its issue time and an HMAC-SHA256 of a fixed label and that time keyed by the
-token: never the token itself, refused once older than SESSION_MAX_AGE_S, and rotating the token signs
-everyone out. POST /logout clears it. Without a valid session the pages redirect to /login (303); with no
-token configured they say the page is disabled (403). The page's "Sync now" form posts to /resync with the
-cookie instead of the bearer header, and is answered with a redirect to the page; the page's link to GET
-/status works with the cookie too.
+compares it in constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/; Secure
+when `admin.secure_cookie` is set, when the listener has TLS, or over https), a signed value that is never
+the token itself (`syncd.service.admin_auth`). POST /logout signs that value out on the server and clears
+the cookie. Without a valid session the pages redirect to /login (303); with no token configured they say
+the page is disabled (403). The page's "Sync now" form posts to /resync with the cookie instead of the
+bearer header, and is answered with a redirect to the page; the page's link to GET /status works with the
+cookie too.
 
-CSRF: the cookie is SameSite=Strict, so a browser never sends it with a request started by another site, and
-the forms' POSTs are refused (403) when their Origin header names another host than the request's (its
-Host, or X-Forwarded-Host behind a reverse proxy).
+Wrong tokens (a wrong bearer header anywhere, a wrong token in the sign-in form) are logged as
+`admin.auth_failed` with the client's address and the path, never what was presented, and counted per
+client address: past AUTH_FAILURE_LIMIT in AUTH_FAILURE_WINDOW_S the address gets 429 with Retry-After for a
+window, the right token included (`admin_auth.FailureLimiter`).
+
+Requests naming a host the listener does not answer to are refused (400) against DNS rebinding, except
+/healthz and /readyz (`syncd.service.admin_hosts`). CSRF: the cookie is SameSite=Strict, so a browser never
+sends it with a request started by another site, and the forms' POSTs are refused (403) when their Origin
+header names another host than the request's (its Host, or X-Forwarded-Host behind a reverse proxy).
+
+A database that fails under an endpoint (StoreError) is answered 503 `{"error": "database unavailable:
+..."}` (the pages: a 503 page), and /readyz checks the database with a fresh query (`admin_health`).
 
 The endpoints are module-level functions reading the daemon from `request.app.state`; they reach it through
 `AdminDaemon`, a protocol `syncd.service.daemon.Daemon` satisfies structurally, so this module never imports
@@ -26,15 +36,16 @@ the daemon (which imports it to build its app).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -44,18 +55,25 @@ from syncd.cycle.engine import CycleResult
 from syncd.reports.explain import AmbiguousPerson, PersonNotFound, explain_person, render_text
 from syncd.reports.status import status_document
 from syncd.service import statuspage
-from syncd.service.leader import FORWARDED_HEADER, forward_resync
+from syncd.service.admin_auth import (
+    AUTH_FAILURE_LIMIT,
+    AUTH_FAILURE_WINDOW_S,
+    SESSION_MAX_AGE_S,
+    FailureLimiter,
+    Sessions,
+    client_key,
+    session_valid,
+    session_value,
+)
+from syncd.service.admin_health import database_problem
+from syncd.service.admin_hosts import HostCheck, allowed_hosts
+from syncd.service.leader import FORWARDED_HEADER, ForwardRefused, forward_resync
 from syncd.store import Store, StoreError
+
+log = structlog.get_logger("syncd.admin")
 
 SESSION_COOKIE = "syncd_session"
 """The status page's session cookie."""
-
-SESSION_LABEL = b"syncd status page session v1"
-"""What the session cookie's HMAC signs (keyed by the admin token)."""
-
-SESSION_MAX_AGE_S = 12 * 3600
-"""How long a session lasts (seconds): the browser keeps the cookie that long, and the server refuses a
-value signed longer ago (a copied cookie does not open the page for ever)."""
 
 FORM_LIMIT_BYTES = 16 * 1024
 """The largest form body accepted (the login form holds one token)."""
@@ -71,25 +89,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-def session_value(token: str, issued_at: int) -> str:
-    """The session cookie's value for an admin token, signed at `issued_at` (epoch seconds):
-    "<issued_at>.<HMAC-SHA256(key=token, SESSION_LABEL|issued_at), hex>". Never the token itself."""
-    signed = SESSION_LABEL + b"|" + str(issued_at).encode()
-    return f"{issued_at}.{hmac.new(token.encode(), signed, hashlib.sha256).hexdigest()}"
-
-
-def session_valid(token: str, presented: str, now: float) -> bool:
-    """Whether `presented` is a session value for `token` signed within SESSION_MAX_AGE_S before `now`
-    (compared in constant time)."""
-    issued, dot, _ = presented.partition(".")
-    if not dot or not issued.isdigit() or len(issued) > 12:
-        return False
-    issued_at = int(issued)
-    if not now - SESSION_MAX_AGE_S <= issued_at <= now + 60:  # a minute of clock skew
-        return False
-    return hmac.compare_digest(presented.encode(), session_value(token, issued_at).encode())
 
 
 class _FormTooLarge(Exception):
@@ -213,37 +212,102 @@ def _secret(request: Request) -> str:
     return secret
 
 
+def _sessions(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+def _limiter(request: Request) -> FailureLimiter:
+    limiter: FailureLimiter = request.app.state.limiter
+    return limiter
+
+
+def _client(request: Request) -> str:
+    """The client's address (the connection's own: the listener ignores proxy headers)."""
+    return request.client.host if request.client is not None else ""
+
+
+def _retry_after(request: Request) -> int | None:
+    """Seconds until this client may present a token again, or None when it may now."""
+    return _limiter(request).retry_after(client_key(_client(request)), time.monotonic())
+
+
+def _token_matches(request: Request, presented: str, via: str) -> bool:
+    """Whether `presented` is the admin token (in constant time); a wrong one is counted against the
+    client's address and logged, without what was presented."""
+    if hmac.compare_digest(presented.encode(), _secret(request).encode()):
+        return True
+    limiter = _limiter(request)
+    failures = limiter.failed(client_key(_client(request)), time.monotonic())
+    log.warning(
+        "admin.auth_failed",
+        client=_client(request),
+        path=request.url.path,
+        method=request.method,
+        via=via,
+        failures=failures,
+    )
+    if failures >= limiter.limit:
+        log.warning("admin.auth_rate_limited", client=_client(request), retry_after_s=limiter.window_s)
+    return False
+
+
+def _too_many(wait: int) -> JSONResponse:
+    return JSONResponse(
+        {"error": f"too many wrong tokens from this address: try again in {wait} s"},
+        status_code=429,
+        headers={"Retry-After": str(wait)},
+    )
+
+
 def _authorised(request: Request) -> Response | None:
+    """None when the request carries the bearer token; else 403 (no token configured), 429 (too many
+    wrong tokens from this address) or 401."""
     secret = _secret(request)
     if not secret:
         return JSONResponse(
             {"error": "admin.token is not configured: /status and /resync are disabled"}, status_code=403
         )
-    header = request.headers.get("authorization", "")
-    scheme, _, presented = header.partition(" ")
-    expected = secret.encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
-        return JSONResponse(
-            {"error": "missing or wrong bearer token"},
-            status_code=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return None
+    header = request.headers.get("authorization")
+    if header is not None:
+        wait = _retry_after(request)
+        if wait is not None:
+            return _too_many(wait)
+        scheme, _, presented = header.partition(" ")
+        if _token_matches(request, presented.strip() if scheme.lower() == "bearer" else "", "bearer"):
+            return None
+    return JSONResponse(
+        {"error": "missing or wrong bearer token"},
+        status_code=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def _has_session(request: Request) -> bool:
     secret = _secret(request)
     presented = request.cookies.get(SESSION_COOKIE)
-    return bool(secret) and presented is not None and session_valid(secret, presented, time.time())
+    return bool(secret) and presented is not None and _sessions(request).valid(secret, presented, time.time())
+
+
+def _secure_cookie(request: Request) -> bool:
+    """Whether the session cookie is marked Secure: `admin.secure_cookie`, the listener's TLS, or https."""
+    return bool(request.app.state.secure_cookie) or request.url.scheme == "https"
 
 
 def _page_refused(request: Request) -> Response | None:
-    """None when the request may see the pages; else the disabled page, a 401 or the way to /login."""
+    """None when the request may see the pages; else the disabled page, a 401, a 429 or the way to
+    /login."""
     if not _secret(request):
         return _page(statuspage.render_disabled_page(), 403)
     if "authorization" in request.headers:
-        if _authorised(request) is None:
+        refused = _authorised(request)
+        if refused is None:
             return None
+        if refused.status_code == 429:
+            wait = refused.headers["retry-after"]
+            message = f"Too many wrong tokens from your address: try again in {wait} s."
+            page = statuspage.render_message_page("Too many attempts", message)
+            return _page(page, 429, {"Retry-After": wait})
         return _page(
             statuspage.render_message_page("Wrong token", "The bearer token is missing or wrong."),
             401,
@@ -317,20 +381,23 @@ async def login(request: Request) -> Response:
         return _page(statuspage.render_disabled_page(), 403)
     if not _same_origin(request):
         return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+    wait = _retry_after(request)
+    if wait is not None:
+        error = f"Too many wrong tokens from your address: try again in {wait} s."
+        return _page(statuspage.render_login_page(error=error), 429, {"Retry-After": str(wait)})
     try:
         form = await _read_form(request)
     except _FormTooLarge:
         return _page(statuspage.render_login_page(error="That form was too large."), 413)
-    presented = form.get("token", "").strip()
-    if not hmac.compare_digest(presented.encode(), secret.encode()):
+    if not _token_matches(request, form.get("token", "").strip(), "login"):
         return _page(statuspage.render_login_page(error="Wrong token."), 401)
     response = _redirect("/")
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(secret, int(time.time())),
+        _sessions(request).issue(secret, time.time()),
         max_age=SESSION_MAX_AGE_S,
         path="/",
-        secure=request.url.scheme == "https",
+        secure=_secure_cookie(request),
         httponly=True,
         samesite="strict",
     )
@@ -338,11 +405,15 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    """Sign the presented session out on the server (a copy of the cookie no longer works) and clear it."""
     if not _same_origin(request):
         return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+    secret, presented = _secret(request), request.cookies.get(SESSION_COOKIE)
+    if secret and presented is not None:
+        _sessions(request).revoke(secret, presented, time.time())
     response = _redirect("/login")
     response.delete_cookie(
-        SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
+        SESSION_COOKIE, path="/", secure=_secure_cookie(request), httponly=True, samesite="strict"
     )
     return response
 
@@ -368,10 +439,10 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     daemon = _daemon(request)
-    try:
-        await asyncio.to_thread(daemon.store.count_by_status)
-    except StoreError as exc:
-        return JSONResponse({"status": "not ready", "reason": f"database: {exc}"}, status_code=503)
+    problem = await database_problem(daemon.store)  # a fresh query, in a thread, within a time limit
+    if problem is not None:
+        reason = f"database unavailable: {problem}"
+        return JSONResponse({"status": "not ready", "reason": reason, "error": reason}, status_code=503)
     failure = daemon.systemic_failure
     if failure is not None:
         return JSONResponse({"status": "not ready", "reason": failure}, status_code=503)
@@ -410,14 +481,19 @@ async def standby_resync(request: Request) -> Response:
     leader = await daemon.leadership.leader()
     answer = None
     if FORWARDED_HEADER.lower() not in request.headers:  # never forwarded twice: no loops
-        answer = await forward_resync(
-            leader,
-            own_url=daemon.leadership.identity["admin_url"],
-            authorization=request.headers["authorization"],
-            body=await request.body(),
-            wait=request.query_params.get("wait"),
-            stale_after_s=daemon.settings.sync.leader_takeover_s,
-        )
+        try:
+            answer = await forward_resync(
+                leader,
+                own_url=daemon.leadership.identity["admin_url"],
+                authorization=request.headers["authorization"],
+                body=await request.body(),
+                wait=request.query_params.get("wait"),
+                stale_after_s=daemon.settings.sync.leader_takeover_s,
+                ca_file=daemon.settings.admin.tls_cert_path,
+            )
+        except ForwardRefused as exc:  # plain http to another host: the bearer stays here
+            error = f"this replica is a standby; {exc}"
+            return JSONResponse({"error": error, "leader": leader}, status_code=503)
     if answer is None:
         return JSONResponse({"error": "this replica is a standby", "leader": leader}, status_code=503)
     status_code, document = answer
@@ -459,9 +535,18 @@ async def resync(request: Request) -> Response:
     return JSONResponse(result.to_json())
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """Any endpoint whose database read failed: 503 with the store's message (the URL's password hidden),
+    not a 500 and a traceback."""
+    log.warning("admin.database_unavailable", path=request.url.path, error=str(exc)[:500])
+    return JSONResponse({"error": f"database unavailable: {exc}"}, status_code=503)
+
+
 def build_app(daemon: AdminDaemon) -> Starlette:
-    """The admin application bound to one daemon."""
-    token = daemon.settings.admin.token
+    """The admin application bound to one daemon: its token, sessions, failure limiter and Host check are
+    read and made once, as the daemon reads its settings once."""
+    admin = daemon.settings.admin
+    token = admin.token
     app = Starlette(
         routes=[
             Route("/", home),
@@ -474,8 +559,27 @@ def build_app(daemon: AdminDaemon) -> Starlette:
             Route("/metrics", metrics),
             Route("/status", status),
             Route("/resync", resync, methods=["POST"]),
-        ]
+        ],
+        middleware=[Middleware(HostCheck, allowed=allowed_hosts(admin))],
+        exception_handlers={StoreError: _database_unavailable},
     )
     app.state.daemon = daemon
     app.state.admin_token = token.get_secret_value() if token is not None else ""
+    # Sign-outs are remembered in memory only: a session signed before this start is refused, so a restart
+    # never brings a signed-out cookie back (everyone signs in again).
+    app.state.sessions = Sessions(not_before=int(time.time()))
+    app.state.limiter = FailureLimiter()
+    app.state.secure_cookie = admin.secure_cookie or admin.tls
     return app
+
+
+__all__ = [
+    "AUTH_FAILURE_LIMIT",
+    "AUTH_FAILURE_WINDOW_S",
+    "SESSION_COOKIE",
+    "SESSION_MAX_AGE_S",
+    "AdminDaemon",
+    "build_app",
+    "session_valid",
+    "session_value",
+]

@@ -6,29 +6,28 @@ it, and asks for a full cycle if either did). APScheduler runs an incremental cy
 SIGTERM/SIGINT stop the schedule, give the cycle in flight `sync.shutdown_grace` to finish, then cancel it:
 its pending operations stay recorded as pending and are settled by the next start, so nothing is lost or
 sent twice.
+
+A schedule that cannot be set up (durations the scheduler or the clock cannot represent, a last full cycle
+recorded at an impossible time) stops the daemon: `run` raises DaemonError (the CLI prints it and exits 1),
+and `/readyz` never says ready meanwhile. It is checked before the daemon binds or leads, and again when it
+takes the lead. The instance lock (SQLite: one daemon or `syncd sync` per database) is `service.instance`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO
 
 import structlog
-import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from syncd.config.settings import Settings
@@ -37,7 +36,9 @@ from syncd.core.quarantine import load as load_quarantine
 from syncd.cycle.engine import EXIT_FAILURES, CycleResult, Engine
 from syncd.reports.history import PRUNE_EVERY_S, prune
 from syncd.service.admin import build_app
-from syncd.service.leader import NotLeader, leadership_for, lock_key
+from syncd.service.instance import AlreadyRunning, instance_lock
+from syncd.service.leader import NotLeader, leadership_for
+from syncd.service.listener import admin_server
 from syncd.service.metrics import Metrics
 from syncd.service.notify import SHUTDOWN_BUDGET_S, Notifier
 from syncd.store import Store
@@ -45,8 +46,9 @@ from syncd.store import Store
 log = structlog.get_logger("syncd.daemon")
 
 
-class AlreadyRunning(Exception):
-    """Another daemon holds the instance lock for this database."""
+class DaemonError(Exception):
+    """The daemon cannot go on: its schedule cannot be set up, or leading failed. It stops rather than stay
+    up without cycles; the command prints this message and exits 1."""
 
 
 @dataclass
@@ -84,6 +86,10 @@ class Daemon:
         self.quarantine: QuarantineState | None = None
         """The quarantine as last read or left by a cycle (`syncd.core.quarantine`); None when not
         quarantined."""
+        self._fatal: str | None = None
+        """Why the daemon stops for good (DaemonError), e.g. a schedule that cannot be set up."""
+        self._sole = make_url(settings.database.url).get_backend_name() != "postgresql"
+        """SQLite: the only daemon on its database, so its leader from the start (no standby to be)."""
 
     # -- triggering -----------------------------------------------------------------------------------
 
@@ -178,7 +184,13 @@ class Daemon:
 
     @property
     def systemic_failure(self) -> str | None:
-        """Why cycles cannot do their job as a whole (not ready): the quarantine, else the last error."""
+        """Why cycles cannot do their job as a whole (not ready): a failure stopping the daemon, a leader
+        whose schedule is not set up yet, the quarantine, else the last error."""
+        if self._fatal is not None:
+            return self._fatal
+        if self._schedule is None and (self.leadership.is_leader or self._sole):
+            # Ready means cycles run: a leader is ready once its schedule is (a standby is, by design).
+            return "starting: the schedule is not set up yet"
         if self.quarantine is not None:
             return describe(self.quarantine)
         if self.last_outcome != "error":
@@ -188,7 +200,9 @@ class Daemon:
     # -- running --------------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Serve until SIGTERM/SIGINT; returns the process exit code."""
+        """Serve until SIGTERM/SIGINT; returns the process exit code. Raises DaemonError when the schedule
+        cannot be set up (before anything starts, or on taking the lead, after shutting down cleanly)."""
+        self._check_schedule()
         with _sole_instance(self.store, self.settings.database.url):
             # Bind before anything starts: a busy port is a clear error, not uvicorn's exit(3) mid-cycle.
             listening = bind_admin(self.settings.admin.host, self.settings.admin.port)
@@ -198,20 +212,13 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
             loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-            server = _AdminServer(
-                uvicorn.Config(
-                    build_app(self),  # a Daemon is an admin.AdminDaemon (structurally; mypy checks it here)
-                    host=self.settings.admin.host,
-                    port=self.settings.admin.port,
-                    log_config=None,
-                    access_log=False,
-                    lifespan="off",
-                )
-            )
+            # A Daemon is an admin.AdminDaemon (structurally; mypy checks it here).
+            server = admin_server(build_app(self), self.settings.admin)
             admin = asyncio.create_task(server.serve(sockets=[listening]), name="syncd-admin")
             leading = asyncio.create_task(
                 self.leadership.run(self._stop, self._lead, self._stand_down), name="syncd-leadership"
             )
+            leading.add_done_callback(self._leading_ended)
             self.notifier.start()
             log.info(
                 "daemon.started",
@@ -223,7 +230,8 @@ class Daemon:
             try:
                 await self._stop.wait()
                 log.info("daemon.stopping")
-                await leading  # bounded: it stops at its next check, which has timeouts
+                with contextlib.suppress(Exception):  # a failure of its own is self._fatal already
+                    await leading  # bounded: it stops at its next check, which has timeouts
                 if self._schedule is not None:
                     self._schedule.shutdown(wait=False)
                 await self._drain()
@@ -241,8 +249,27 @@ class Daemon:
                 listening.close()
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
+        if self._fatal is not None:
+            log.error("daemon.stopped", error=self._fatal)
+            raise DaemonError(self._fatal)
         log.info("daemon.stopped")
         return 0
+
+    def _fail(self, message: str) -> None:
+        """Stop the daemon for good: `run` raises DaemonError(message) once it has shut down, and /readyz
+        says not ready meanwhile."""
+        log.error("daemon.failed", error=message)
+        if self._fatal is None:
+            self._fatal = message
+        self._stop.set()
+
+    def _leading_ended(self, task: asyncio.Task[None]) -> None:
+        # The leadership loop ends only at stop; ending otherwise (on SQLite, taking the lead failed) leaves
+        # a daemon that would never run a cycle.
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        self._fail(f"leading failed: {type(error).__name__}: {error}"[:500])
 
     async def _lead(self) -> None:
         """This replica became the leader: close what a dead one left; start the schedule (a cycle now, or
@@ -262,12 +289,17 @@ class Daemon:
         except Exception:  # the database away: the cycle records that failure itself
             log.exception("daemon.interrupt_runs_failed")
         try:
-            self._schedule = self._scheduler()
-            self._schedule.start()
+            last_full = await asyncio.to_thread(self.engine.last_full_cycle_at)
         except Exception:  # the database away at takeover: give the lock back rather than lead idly
             log.exception("daemon.schedule_failed")
-            self._schedule = None
             raise
+        try:
+            schedule = self._scheduler(last_full, time.time())
+            schedule.start()
+        except Exception as exc:  # nothing a retry would change: stop rather than lead without cycles
+            self._fail(self._schedule_problem(exc, last_full))
+            return
+        self._schedule = schedule
 
     async def _stand_down(self) -> None:
         """This replica lost the lock: no new cycles, and the one in flight is cancelled at once (another
@@ -349,19 +381,41 @@ class Daemon:
             return
         self.trigger(full=False, trigger="sighup")
 
-    def _scheduler(self) -> AsyncIOScheduler:
+    def _check_schedule(self) -> None:
+        """Raise DaemonError when the schedule cannot be set up, before anything starts: with no full cycle
+        recorded (one due now), and with one just done (the next a whole full_interval ahead)."""
+        now = time.time()
+        for last_full in (None, now):
+            try:
+                self._scheduler(last_full, now)
+            except Exception as exc:
+                raise DaemonError(self._schedule_problem(exc, None)) from exc
+
+    def _schedule_problem(self, error: BaseException, last_full: float | None) -> str:
+        sync = self.settings.sync
+        recorded = "" if last_full is None else f", the last full cycle recorded at {last_full!r}"
+        return (
+            f"cannot set up the schedule (sync.interval = {sync.interval_s:g} s, sync.full_interval = "
+            f"{sync.full_interval_s:g} s{recorded}): {type(error).__name__}: {error}"
+        )
+
+    def _scheduler(self, last_full: float | None = None, now: float | None = None) -> AsyncIOScheduler:
+        """The schedule, not started: `last_full` is when a full cycle last completed (None: never), `now`
+        the time it starts from (default: now)."""
+        now = time.time() if now is None else now
         sync = self.settings.sync
         scheduler = AsyncIOScheduler()
         # A daemon restarted more often than full_interval must still repair drift: the full cycle is due
         # full_interval after the last one (stored), and runs first at start when it is overdue.
-        last_full = self.engine.last_full_cycle_at()
-        full_due = time.time() if last_full is None else last_full + sync.full_interval_s
-        full_first = full_due <= time.time()
+        full_due = now if last_full is None else last_full + sync.full_interval_s
+        full_first = full_due <= now
+        # The next full cycle is computed only when it fires: compute it now, where a failure is clear.
+        _at(max(full_due, now) + sync.full_interval_s)
         scheduler.add_job(
             self._scheduled,
             IntervalTrigger(seconds=sync.interval_s, jitter=sync.jitter_s or None),
             kwargs={"full": False},
-            next_run_time=_at(time.time() + sync.interval_s if full_first else time.time()),
+            next_run_time=_at(now + sync.interval_s if full_first else now),
             id="incremental",
             coalesce=True,
             max_instances=1,
@@ -371,7 +425,7 @@ class Daemon:
             self._scheduled,
             IntervalTrigger(seconds=sync.full_interval_s, jitter=sync.jitter_s or None),
             kwargs={"full": True},
-            next_run_time=_at(max(full_due, time.time())),
+            next_run_time=_at(max(full_due, now)),
             id="full",
             coalesce=True,
             max_instances=1,
@@ -380,7 +434,7 @@ class Daemon:
         scheduler.add_job(
             self._scheduled_prune,
             IntervalTrigger(seconds=PRUNE_EVERY_S),
-            next_run_time=_at(time.time()),  # at start, then daily
+            next_run_time=_at(now),  # at start, then daily
             id="history",
             coalesce=True,
             max_instances=1,
@@ -441,14 +495,6 @@ def bind_admin(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _AdminServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT (graceful drain first)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _at(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -457,46 +503,7 @@ def _sole_instance(store: Store, url: str) -> contextlib.AbstractContextManager[
     """SQLite: the instance lock (a second daemon exits); PostgreSQL: none, replicas elect a leader."""
     if make_url(url).get_backend_name() == "postgresql":
         return contextlib.nullcontext()
-    return instance_lock(store, url)
+    return instance_lock(store, url, "daemon")
 
 
-@contextlib.contextmanager
-def instance_lock(store: Store, url: str) -> Iterator[None]:
-    """Hold the single-instance lock for this database, or raise AlreadyRunning.
-
-    SQLite: an exclusive flock on `<database file>.lock` (released by the kernel if the process dies).
-    PostgreSQL: a session advisory lock on a dedicated connection.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if not database or database == ":memory:":
-            yield
-            return
-        path = Path(database).resolve().with_name(Path(database).name + ".lock")
-        handle: IO[str] = path.open("a+")
-        try:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise AlreadyRunning(f"another syncd is already running on {database} (lock {path})") from exc
-            yield
-        finally:
-            handle.close()
-        return
-    # Autocommit: the lock's connection must not sit "idle in transaction" (timeouts would drop it).
-    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        # The daemon's leader lock (`syncd.service.leader`): `syncd sync` never races a leader, nor a leader
-        # it.
-        key = lock_key(str(connection.execute(text("SELECT current_schema()")).scalar() or "public"))
-        got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-        if not got:
-            raise AlreadyRunning(f"another syncd already holds the lock on {store.url}")
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):  # a dead connection has released the lock anyway
-                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-
-
-__all__ = ["AdminBindError", "AlreadyRunning", "Daemon", "instance_lock"]
+__all__ = ["AdminBindError", "AlreadyRunning", "Daemon", "DaemonError", "instance_lock"]

@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -34,6 +37,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from syncd.config.settings import Settings
+from syncd.config.tls import ssl_context
 from syncd.store import Store, StoreError
 
 log = structlog.get_logger("syncd.daemon")
@@ -88,12 +92,51 @@ def lock_key(schema: str) -> int:
     return int.from_bytes(hashlib.sha256(f"syncd:{schema}".encode()).digest()[:8], "big") >> 2
 
 
-def advertised_admin_url(host: str, port: int, hostname: str) -> str:
-    """Pure: the admin API's URL as other replicas reach it: `http://<host>:<port>` from admin.listen, with
-    this machine's `hostname` for a wildcard address (0.0.0.0, ::, empty)."""
+def advertised_admin_url(host: str, port: int, hostname: str, *, tls: bool = False) -> str:
+    """Pure: the admin API's URL as other replicas reach it: `http://<host>:<port>` from admin.listen
+    (`https://` when the listener has TLS), with this machine's `hostname` for a wildcard address (0.0.0.0,
+    ::, empty)."""
     if host in {"", "0.0.0.0", "::"}:  # noqa: S104 - naming, not binding
         host = hostname
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+class ForwardRefused(Exception):
+    """A standby will not send the admin bearer to where the leader says it is; the message says why."""
+
+
+def forward_refusal(url: str) -> str | None:
+    """Pure: why a standby must not send the admin bearer to the leader's `admin_url`, or None when it may:
+    over https, or over plain http only to a loopback address (127.0.0.0/8, ::1, localhost), where the token
+    never crosses a network. A name is not resolved: only its spelling counts."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme == "https" and host:
+        return None
+    if parts.scheme == "http" and host:
+        if host == "localhost":
+            return None
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).is_loopback:
+                return None
+        return (
+            f"not forwarded: the leader's admin API ({url}) is plain http to another host, which would send "
+            "the admin token in clear; give the replicas TLS (admin.tls_cert_path, admin.tls_key_path) or "
+            "send the request to the leader itself"
+        )
+    return f"not forwarded: the leader's admin_url ({url[:200]}) is not an http(s) URL"
+
+
+def forward_tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """The TLS trust for forwarding: the system's trust store, plus the certificates in `ca_file` (the
+    replicas' own `admin.tls_cert_path`: replicas sharing one certificate, or one CA's chain, trust each
+    other; any of its certificates is a trust anchor)."""
+    context = ssl_context("")
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 # The bigint form of the lock shows in pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1.
@@ -115,7 +158,9 @@ class Leadership:
         self.identity: dict[str, Any] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "admin_url": advertised_admin_url(settings.admin.host, settings.admin.port, socket.gethostname()),
+            "admin_url": advertised_admin_url(
+                settings.admin.host, settings.admin.port, socket.gethostname(), tls=settings.admin.tls
+            ),
             "since": None,
         }
 
@@ -339,12 +384,21 @@ async def forward_resync(
     body: bytes,
     wait: str | None,
     stale_after_s: float = 30.0,
+    ca_file: str = "",
 ) -> tuple[int, dict[str, Any]] | None:
     """A standby's `POST /resync`, sent on to the leader's admin API with the same bearer, body and
-    `?wait`: (status, the leader's JSON with "forwarded_to"), or None when the leader cannot be asked."""
+    `?wait`: (status, the leader's JSON with "forwarded_to"), or None when the leader cannot be asked.
+
+    Raises ForwardRefused, sending nothing, when the leader's URL is plain http to a host that is not
+    loopback (`forward_refusal`). https is verified against the system's trust store plus `ca_file`
+    (`forward_tls_context`)."""
     url = leader.get("admin_url") if leader else None
     if not isinstance(url, str) or not url.startswith(("http://", "https://")) or url == own_url:
         return None
+    refusal = forward_refusal(url)
+    if refusal is not None:
+        log.warning("daemon.forward_refused", leader=url[:200], reason=refusal)
+        raise ForwardRefused(refusal)
     # A leader that stopped beating may be gone and its address reused: never send the bearer there.
     beat = leader.get("heartbeat_at") if leader else None
     if not isinstance(beat, int | float) or time.time() - beat > stale_after_s:
@@ -352,8 +406,9 @@ async def forward_resync(
         return None
     read_s = FORWARD_WAIT_TIMEOUT_S if wait is not None else FORWARD_TIMEOUT_S
     try:
+        verify: ssl.SSLContext | bool = forward_tls_context(ca_file) if url.startswith("https://") else True
         async with httpx.AsyncClient(
-            timeout=httpx.Timeout(read_s, connect=FORWARD_CONNECT_TIMEOUT_S), trust_env=False
+            timeout=httpx.Timeout(read_s, connect=FORWARD_CONNECT_TIMEOUT_S), trust_env=False, verify=verify
         ) as client:
             response = await client.post(
                 f"{url.rstrip('/')}/resync",
@@ -366,7 +421,7 @@ async def forward_resync(
                 },
             )
         document = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, ValueError, OSError) as exc:  # OSError: the trust file, TLS
         log.warning("daemon.forward_failed", leader=url, error=f"{type(exc).__name__}: {exc}"[:300])
         return None
     if response.status_code == 503 and isinstance(document, dict) and "leader" in document:
@@ -379,11 +434,14 @@ async def forward_resync(
 
 __all__ = [
     "LEADER_KEY",
+    "ForwardRefused",
     "Leadership",
     "NotLeader",
     "PostgresLeadership",
     "advertised_admin_url",
+    "forward_refusal",
     "forward_resync",
+    "forward_tls_context",
     "keepalive_settings",
     "leadership_for",
     "lock_key",

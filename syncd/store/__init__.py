@@ -8,6 +8,7 @@ from syncd.store.records import (
     RunRecord,
     Settlement,
     StoreError,
+    UnusableDatabase,
 )
 from syncd.store.repository import Store
 
@@ -19,4 +20,5 @@ __all__ = [
     "Settlement",
     "Store",
     "StoreError",
+    "UnusableDatabase",
 ]

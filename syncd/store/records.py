@@ -16,6 +16,14 @@ class StoreError(Exception):
     """
 
 
+class UnusableDatabase(StoreError):
+    """A database this syncd cannot use as configured, whatever retrying: its folder is missing, it was
+    written by a newer syncd, or (for a read-only command, which never migrates) its schema is behind.
+
+    The command line exits 2 (a configuration or usage error) with the message, which says what to do.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One cycle as recorded."""

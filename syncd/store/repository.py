@@ -10,12 +10,17 @@ the engine calls them straight from its event loop. The Python side speaks epoch
 types; the database holds UTC timestamps, enumeration values as text and JSON as text.
 
 Every SQLAlchemy, DB-API or Alembic failure leaves the store as `StoreError`, raised `from` the cause,
-whose message names the database URL with its password hidden and never repeats statement parameters.
+whose message names the database URL with its password hidden and never repeats statement parameters;
+`UnusableDatabase` (a StoreError) says what the user must do instead (a missing folder, a newer schema).
+
+Commands that only read (`syncd status`, `history`, `explain`) open a read-only store: it never migrates and
+never writes (SQLite opens the file read-only, PostgreSQL sessions are READ ONLY), so it works on a file and
+folder syncd may not write, and `check_schema` replaces `upgrade`. SQLite files, their -wal and -shm files
+and the lock files beside them are created owner-only (`syncd.store.files`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import time
 from collections.abc import Collection, Iterator, Mapping
@@ -23,17 +28,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from syncd.store import tables
 from syncd.store.common import BATCH_SIZE, IN_BATCH, to_datetime, upsert
+from syncd.store.files import beside, create_private, ensure_folder, lock_within, open_lock_file, sqlite_file
 from syncd.store.members import MembersMixin
 from syncd.store.operations import HISTORY_PAGE_SIZE, OperationsMixin
 from syncd.store.records import (
@@ -43,18 +49,29 @@ from syncd.store.records import (
     RunRecord,
     Settlement,
     StoreError,
+    UnusableDatabase,
 )
 from syncd.store.runs import PRUNE_BATCH_SIZE, RunsMixin
+from syncd.store.schema import (
+    STARTUP_TIMEOUT_S,
+    alembic_config,
+    current_heads,
+    has_tables,
+    migration_lock_key,
+    refuse_unknown,
+    require_head,
+    take_postgres_migration_lock,
+)
 
 # What this module exported before its parts moved out: still importable from here.
 __all__ = [
     "BATCH_SIZE",
     "HISTORY_PAGE_SIZE",
     "IN_BATCH",
-    "MIGRATION_LOCK_KEY",
     "POSTGRES_CONNECT_TIMEOUT_S",
     "PRUNE_BATCH_SIZE",
     "SQLITE_PRAGMAS",
+    "STARTUP_TIMEOUT_S",
     "HistoryEntry",
     "OperationRecord",
     "PendingOperation",
@@ -62,8 +79,12 @@ __all__ = [
     "Settlement",
     "Store",
     "StoreError",
+    "UnusableDatabase",
+    "migration_lock_key",
     "migrations_directory",
 ]
+
+log = structlog.get_logger("syncd.store")
 
 SQLITE_PRAGMAS = (
     # First, so that even switching the journal mode waits for another process instead of failing.
@@ -80,9 +101,6 @@ SQLITE_PRAGMAS = (
 POSTGRES_CONNECT_TIMEOUT_S = 10
 """libpq waits forever for an unreachable host by default; a daemon should fail and retry instead."""
 
-MIGRATION_LOCK_KEY = 0x73796E6364
-"""PostgreSQL advisory lock ("syncd") held while migrating, so replicas starting together take turns."""
-
 _READ_ONLY = "syncd_read_only"
 """Execution option marking read transactions, which SQLite starts deferred instead of IMMEDIATE."""
 
@@ -97,9 +115,15 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
     Creating a Store does not connect; the first method call does. `connect_args` go to the DB-API
     `connect()` (tests use it to set a PostgreSQL `search_path`). Thread-safe for file and PostgreSQL URLs;
     an in-memory SQLite database is a single shared connection, for quick tests only.
+
+    `read_only=True` opens it for commands that only read: nothing is created or written, not even a lock
+    file; call `check_schema` instead of `upgrade`. Otherwise an SQLite database's folder must exist (the
+    default `data/` is created), and its file is created owner-only.
     """
 
-    def __init__(self, url: str, *, connect_args: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, *, connect_args: Mapping[str, Any] | None = None, read_only: bool = False
+    ) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -109,20 +133,20 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
         self._secrets = [
             s for s in (parsed.password, parsed.query.get("password")) if isinstance(s, str) and s
         ]
+        self._read_only = read_only
+        self._file: Path | None = None
+        """SQLite: the database file, fully resolved (it names the lock files); None in memory."""
         args = dict(connect_args or {})
         options: dict[str, Any] = {}
         backend = parsed.get_backend_name()
         if backend == "sqlite":
-            database = parsed.database or ""
-            if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            self._file = sqlite_file(parsed)
+            if self._file is None:
                 # One connection shared by every caller, or each would see its own empty database.
                 options["poolclass"] = StaticPool
                 args.setdefault("check_same_thread", False)
-            elif not database.startswith("file:"):
-                try:
-                    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise StoreError(f"cannot create the directory of {self._safe_url}: {exc}") from exc
+            else:
+                ensure_folder(parsed.database or "", self._safe_url, create=not read_only)
         elif backend == "postgresql":
             # A connection dropped by a server restart is replaced on checkout instead of failing a cycle.
             options["pool_pre_ping"] = True
@@ -135,7 +159,9 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
         except (SQLAlchemyError, ImportError) as exc:
             raise StoreError(f"cannot use database {self._safe_url}: {self._describe(exc)}") from exc
         if backend == "sqlite":
-            _install_sqlite_hooks(self._engine)
+            _install_sqlite_hooks(self._engine, self._file, read_only=read_only)
+        elif read_only:
+            _install_postgres_read_only(self._engine)
         self._reader = self._engine.execution_options(**{_READ_ONLY: True})
 
     def __enter__(self) -> Store:
@@ -157,50 +183,98 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
         """The SQLAlchemy engine (for migrations, tests and admin tools; the engine uses the methods)."""
         return self._engine
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this store was opened for reading only (never migrated, never written)."""
+        return self._read_only
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """SQLite: the database file, fully resolved (symlinks, `.` and `..`); else None."""
+        return self._file
+
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
 
     # schema
 
-    def upgrade(self) -> None:
+    def upgrade(self, *, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
         """Migrate the database to the newest revision (creating the tables in an empty one).
 
         Idempotent. Runs in one transaction on both backends (SQLite and PostgreSQL have transactional DDL),
-        so a failed migration leaves the previous schema.
+        so a failed migration leaves the previous schema. Waits at most `timeout_s` for another process
+        migrating (and, on PostgreSQL, for the table locks a migration needs), then fails saying so. A
+        database written by a newer syncd is an UnusableDatabase, and is left as it is.
         """
-        config = Config()
-        config.set_main_option("script_location", str(migrations_directory()))
-        # Without it Alembic warns (DeprecationWarning) about legacy path splitting.
-        config.set_main_option("path_separator", "os")
-        with self._migration_lock(), self._write("upgrading the schema") as connection:
+        if self._read_only:
+            raise StoreError(f"{self._safe_url} is open read-only: it is never migrated")
+        self._migrate(timeout_s)
+
+    def _migrate(self, timeout_s: float) -> None:
+        config = alembic_config(str(migrations_directory()))
+        deadline = time.monotonic() + timeout_s
+        with self._migration_lock(deadline, timeout_s), self._write("upgrading the schema") as connection:
             if connection.dialect.name == "postgresql":
-                connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+                take_postgres_migration_lock(connection, self._safe_url, deadline, timeout_s)
             else:
                 # Batch migrations rebuild a table (copy, drop, rename); with foreign_keys=ON dropping a
                 # referenced table fails at once unless checks wait for the commit. Reset at commit.
                 connection.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+            refuse_unknown(current_heads(connection), config, self._safe_url)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def check_schema(self) -> None:
+        """What a read-only command does instead of `upgrade`: nothing when the database is at this syncd's
+        revision; an UnusableDatabase saying what to do when it is behind (migrate it) or newer (upgrade
+        syncd). A database never created reads as empty: an in-memory one at this syncd's revision stands in
+        for it, and nothing is created where the URL points.
+        """
+        if self._file is not None and not self._file.exists():
+            self._stand_in_for_empty()
+            return
+        with self._read("reading the schema revision") as connection:
+            heads, tables_exist = current_heads(connection), has_tables(connection)
+        if not heads and not tables_exist:
+            self._stand_in_for_empty()
+            return
+        require_head(heads, alembic_config(str(migrations_directory())), self._safe_url)
+
+    def _stand_in_for_empty(self) -> None:
+        self._engine.dispose()
+        memory = {"check_same_thread": False}
+        self._engine = create_engine("sqlite://", poolclass=StaticPool, connect_args=memory)
+        _install_sqlite_hooks(self._engine, None, read_only=False)
+        self._reader = self._engine.execution_options(**{_READ_ONLY: True})
+        self._file = None
+        self._migrate(STARTUP_TIMEOUT_S)
+
     @contextmanager
-    def _migration_lock(self) -> Iterator[None]:
+    def _migration_lock(self, deadline: float, timeout_s: float) -> Iterator[None]:
         """SQLite: an exclusive flock beside the database file while migrating, so replicas starting
         together migrate one after the other however long a migration takes (busy_timeout would give up
-        after 5 s). PostgreSQL takes a transaction advisory lock instead; an in-memory database needs none."""
-        url = self._engine.url
-        database = url.database or ""
-        if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        after 5 s), waiting until `deadline` at most. PostgreSQL takes a transaction advisory lock instead
+        (`schema.take_postgres_migration_lock`); an in-memory database needs none."""
+        if self._file is None:
             yield
             return
-        path = Path(database).resolve().with_name(Path(database).name + ".migrate-lock")
+        path = beside(self._file, ".migrate-lock")
         try:
-            handle = path.open("a+")
+            handle = open_lock_file(path)
         except OSError as exc:
             raise StoreError(f"cannot open the migration lock {path}: {exc.strerror}") from exc
         with handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the file closes (or the process dies)
-            yield
+
+            def waiting() -> None:
+                log.info("store.migration_lock_waiting", database=self._safe_url, lock=str(path))
+
+            if not lock_within(handle, max(0.0, deadline - time.monotonic()), on_wait=waiting):
+                raise StoreError(
+                    f"timed out after {timeout_s:g} s waiting for the migration lock {path} of "
+                    f"{self._safe_url}: another syncd has been migrating it that long (or holds the lock)"
+                )
+            yield  # released when the file closes (or the process dies)
 
     def current_revision(self) -> str | None:
         """The schema's Alembic revision, or None for a database never migrated."""
@@ -285,8 +359,22 @@ def migrations_directory() -> Path:
     raise StoreError(f"the migrations package (env.py, versions/) is not installed; searched {locations}")
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
-    """Pragmas on every connection, and SQLAlchemy (not sqlite3) in charge of BEGIN."""
+def _install_sqlite_hooks(engine: Engine, file: Path | None, *, read_only: bool) -> None:
+    """Pragmas on every connection, and SQLAlchemy (not sqlite3) in charge of BEGIN. A file database is
+    created owner-only before SQLite opens it, or, read-only, opened as such (`_open_read_only`)."""
+
+    if file is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def _on_do_connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+            if read_only:
+                return _open_read_only(dialect.loaded_dbapi, file, cparams)
+            # SQLite would create it with 0644; its -wal and -shm files take the database's mode.
+            create_private(file)
+            return None  # SQLAlchemy connects as usual
+
+    # A read-only connection cannot switch the journal mode; a database syncd wrote is in WAL already.
+    pragmas = [p for p in SQLITE_PRAGMAS if not (read_only and "journal_mode" in p)]
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -294,7 +382,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            for pragma in SQLITE_PRAGMAS:
+            for pragma in pragmas:
                 cursor.execute(pragma)
         finally:
             cursor.close()
@@ -305,6 +393,43 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         # busy_timeout says, if another connection wrote in between: writers take the lock up front.
         read_only = connection.get_execution_options().get(_READ_ONLY, False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+_SQLITE_READONLY, _SQLITE_CANTOPEN = 8, 14
+"""SQLite's primary result codes for a database that cannot be written, or opened, as asked."""
+
+
+def _open_read_only(dbapi: Any, file: Path, params: dict[str, Any]) -> Any:
+    """An SQLite connection that can only read `file` (`mode=ro`).
+
+    A WAL database needs its -shm file, which a reader creates when it is missing; where it cannot (a
+    read-only folder, and no process has the database open, so no -shm), the file is opened `immutable`,
+    which reads it without locks: no writer can be at work then, as a writer would have made the -shm file.
+    """
+    params = {key: value for key, value in params.items() if key != "uri"}
+    base = file.as_uri()
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        connection = dbapi.connect(f"{base}?{query}", uri=True, **params)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except dbapi.OperationalError as exc:
+            connection.close()
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if "immutable" in query or code not in (_SQLITE_READONLY, _SQLITE_CANTOPEN):
+                raise
+            continue
+        return connection
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _install_postgres_read_only(engine: Engine) -> None:
+    """Every session of a read-only store refuses writes (`SET SESSION CHARACTERISTICS ... READ ONLY`)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        dbapi_connection.commit()
 
 
 def _hide_password(url: URL) -> str:

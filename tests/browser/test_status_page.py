@@ -33,14 +33,15 @@ from tests.e2e.test_daemon import TOKEN, Daemon, wait_for
 
 EVIL = "<script>alert(1)</script>"
 FOREIGN_AGENT = "e2f19e0a-0490-41f4-8509-44a3390ae0b6"
-SESSION_LABEL = b"syncd status page session v1"
+SESSION_LABEL = b"syncd status page session v2"
 
 
 def assert_session_value(value: str) -> None:
-    """The cookie is "<issued_at>.<HMAC(token, label|issued_at)>": signed just now, never the token."""
-    issued, _, mac = value.partition(".")
+    """The cookie is "<issued_at>.<nonce>.<HMAC(token, label|issued_at|nonce)>": signed just now, never the
+    token."""
+    issued, nonce, mac = value.split(".")
     assert abs(int(issued) - time.time()) < 120
-    signed = SESSION_LABEL + b"|" + issued.encode()
+    signed = SESSION_LABEL + b"|" + issued.encode() + b"|" + nonce.encode()
     assert mac == hmac.new(TOKEN.encode(), signed, hashlib.sha256).hexdigest()
     assert TOKEN not in value
 
@@ -255,7 +256,9 @@ def test_the_admin_signs_in_and_reads_the_state(
 @pytest.mark.timeout(90)
 def test_sign_in_cookie_and_forms_over_http(world: World, daemons: list[Daemon]) -> None:
     world.add_user("a", "+1 415 555 0001")
-    daemons.append(daemon := Daemon(world, interval="1h"))
+    # The name a reverse proxy uses is allowed (admin.allowed_hosts); any other host is refused.
+    env = {"SYNCD_ADMIN__ALLOWED_HOSTS": "syncd.example.com"}
+    daemons.append(daemon := Daemon(world, interval="1h", env=env))
     wait_for(lambda: finished_runs(daemon) == 1, what="the first cycle")
     with httpx.Client(base_url=daemon.url, timeout=10) as client:
         away = client.get("/")
@@ -290,10 +293,13 @@ def test_sign_in_cookie_and_forms_over_http(world: World, daemons: list[Daemon])
         # The page's "Sync now" form: refused from another site's page, accepted from ours.
         foreign = client.post("/resync", data={"full": "1"}, headers={"Origin": "https://evil.example"})
         assert foreign.status_code == 403
-        # Behind a reverse proxy that rewrites Host, the host the browser used is X-Forwarded-Host.
+        # Behind a reverse proxy that rewrites Host, the host the browser used is X-Forwarded-Host: it must
+        # be an allowed host (else 400, whatever the form), and the form's Origin must name it.
         proxied = {"Origin": "https://syncd.example.com", "X-Forwarded-Host": "evil.example"}
+        assert client.post("/logout", headers=proxied).status_code == 400
+        proxied = {"Origin": "https://evil.example", "X-Forwarded-Host": "syncd.example.com"}
         assert client.post("/logout", headers=proxied).status_code == 403
-        proxied["X-Forwarded-Host"] = "syncd.example.com"
+        proxied["Origin"] = "https://syncd.example.com"
         assert client.post("/login", data={"token": TOKEN}, headers=proxied).status_code == 303
         queued = client.post("/resync", data={"full": "1"}, headers={"Origin": daemon.url})
         assert (queued.status_code, queued.headers["location"]) == (303, "/?queued=1")
@@ -309,12 +315,14 @@ def test_sign_in_cookie_and_forms_over_http(world: World, daemons: list[Daemon])
         assert "syncd_session=" in signed_out.headers["set-cookie"]
         assert client.get("/").status_code == 303
 
-    # Over https (a TLS-terminating proxy on loopback says so), the cookie is Secure.
+    # Proxy headers do not decide the scheme (admin.secure_cookie does, behind a TLS-terminating proxy).
     behind_proxy = httpx.post(
         f"{daemon.url}/login", data={"token": TOKEN}, headers={"X-Forwarded-Proto": "https"}
     )
     assert behind_proxy.status_code == 303
-    assert "secure" in {p.strip().lower() for p in behind_proxy.headers["set-cookie"].split(";")}
+    assert "secure" not in {p.strip().lower() for p in behind_proxy.headers["set-cookie"].split(";")}
+    # A host the listener is not known by (DNS rebinding) is refused.
+    assert httpx.get(f"{daemon.url}/metrics", headers={"Host": "attacker.example"}).status_code == 400
 
     # The bearer header opens the page too; a wrong one is refused, never sent to the form.
     bearer = httpx.get(f"{daemon.url}/", headers={"Authorization": f"Bearer {TOKEN}"})

@@ -1,15 +1,25 @@
-"""`syncd run` as a real process: schedule, resync (admin API, SIGHUP), metrics, shutdown, one instance."""
+"""`syncd run` as a real process: schedule, resync (admin API, SIGHUP), metrics, shutdown, one instance, and
+a schedule that cannot be set up (the daemon stops, exit 1)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 
+from syncd.config.settings import Settings
+from syncd.cycle.engine import LAST_FULL_KEY
 from syncd.emulators.smartcomm import Faults
+from syncd.service.daemon import Daemon as DaemonService
+from syncd.service.daemon import DaemonError
+from syncd.store import Store
 from tests.e2e.conftest import World
 
 TOKEN = "admin-token-for-tests-0123456789"
@@ -38,14 +48,16 @@ class Daemon:
         interval: str = "1s",
         token: str | None = TOKEN,
         env: dict[str, str] | None = None,
+        jitter: str | None = "0",
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             "SYNCD_ADMIN__LISTEN": f"127.0.0.1:{self.port}",
             "SYNCD_SYNC__INTERVAL": interval,
-            "SYNCD_SYNC__JITTER": "0",
         }
+        if jitter is not None:  # None: the default jitter
+            self.env["SYNCD_SYNC__JITTER"] = jitter
         if token:
             self.env["SYNCD_ADMIN__TOKEN"] = token
         self.env |= env or {}
@@ -146,7 +158,7 @@ def test_admin_api_requires_the_token(world: World, daemons: list[Daemon]) -> No
     ok = httpx.get(f"{daemon.url}/status", headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200
     assert "runs" in ok.json()
-    assert httpx.get(f"{daemon.url}/readyz").status_code == 200
+    wait_for(lambda: httpx.get(f"{daemon.url}/readyz").status_code == 200, what="ready: its schedule set up")
     assert daemon.stop()[0] == 0
     daemons.append(open_daemon := Daemon(world, interval="1h", token=None))
     refused = httpx.post(f"{open_daemon.url}/resync", headers={"Authorization": "Bearer anything"})
@@ -182,7 +194,8 @@ def test_a_second_daemon_on_the_same_database_does_not_run(world: World, daemons
             second.kill()
             second.communicate()
     assert second.returncode == 1
-    assert "another syncd is already running" in stderr
+    assert f"syncd run (pid {first.process.pid}) holds the lock on " in stderr
+    assert "not starting a second daemon" in stderr
     assert first.stop()[0] == 0
 
 
@@ -219,6 +232,7 @@ def test_sync_refuses_to_race_a_running_daemon(world: World, daemons: list[Daemo
     daemons.append(daemon := Daemon(world, interval="1h"))
     result = world.run("sync", "--force")
     assert result.code == 1
+    assert f"syncd run (pid {daemon.process.pid}) holds the lock on " in result.stderr
     assert "syncd resync" in result.stderr
     assert world.run("sync", "--dry-run").code == 0  # a dry run writes nothing: allowed
     assert daemon.stop()[0] == 0
@@ -234,3 +248,73 @@ def test_a_busy_admin_port_is_a_clear_error(world: World) -> None:
         result = world.run("run", env={"SYNCD_ADMIN__LISTEN": f"127.0.0.1:{port}"}, timeout=30)
     assert result.code == 1
     assert "admin.listen" in result.stderr
+
+
+def database_of(world: World) -> Path:
+    return world.config.parent / "syncd.db"
+
+
+def finished_runs(world: World) -> int:
+    with Store(f"sqlite:///{database_of(world)}", read_only=True) as store:
+        store.check_schema()
+        return sum(run.ended_at is not None for run in store.runs(limit=100))
+
+
+def test_interval_1s_with_the_default_jitter_runs_a_cycle_about_every_second(
+    world: World, daemons: list[Daemon]
+) -> None:
+    world.add_user("a", "+1 415 555 0001")
+    daemons.append(daemon := Daemon(world, interval="1s", jitter=None))  # the default jitter
+    wait_for(lambda: finished_runs(world) >= 1, what="the first cycle")
+    started = time.monotonic()
+    # Four more cycles take about 4 s; the bound leaves room for a slow machine, not for a jitter of 30 s.
+    wait_for(lambda: finished_runs(world) >= 5, timeout=12, what="four more cycles, about a second apart")
+    assert time.monotonic() - started < 12
+    assert daemon.stop()[0] == 0
+
+
+def test_a_schedule_that_cannot_be_set_up_stops_the_daemon_and_never_says_ready(world: World) -> None:
+    assert world.run("db", "upgrade").code == 0
+    with Store(f"sqlite:///{database_of(world)}") as store:
+        # A last full cycle the clock cannot represent: the next one cannot be scheduled.
+        store.set_value(LAST_FULL_KEY, "1e300")
+    port = free_port()
+    process = world.start(
+        "run", env={"SYNCD_ADMIN__LISTEN": f"127.0.0.1:{port}", "SYNCD_ADMIN__TOKEN": TOKEN}
+    )
+    answers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                answers.add(httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code)
+            assert 200 not in answers, "a daemon without a schedule said it was ready"
+            time.sleep(0.05)
+        assert process.poll() is not None, "the daemon kept running without a schedule"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 1, stderr
+    assert "syncd: cannot set up the schedule (" in stderr
+    assert "the last full cycle recorded at 1e+300" in stderr
+    assert "; the daemon stopped" in stderr
+    assert "Traceback" not in stderr
+
+
+async def test_a_schedule_the_scheduler_rejects_stops_the_daemon_before_it_starts(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'syncd.db'}"
+    settings = Settings.model_validate(
+        {"admin": {"listen": f"127.0.0.1:{free_port()}"}, "database": {"url": url}}
+    )
+    # Past what a timedelta holds: the configuration may refuse it too; the daemon must not rely on that.
+    sync = settings.sync.model_copy(update={"full_interval_s": 1e14})
+    settings = settings.model_copy(update={"sync": sync})
+    with Store(url) as store:
+        store.upgrade()
+        daemon = DaemonService(settings, store)
+        with pytest.raises(
+            DaemonError, match=r"cannot set up the schedule \(.*sync.full_interval = 1e\+14 s"
+        ):
+            await asyncio.wait_for(daemon.run(), timeout=10)
+        assert not (tmp_path / "syncd.db.lock").exists()  # refused before it took the instance lock

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -232,6 +233,12 @@ def test_one_leader_runs_the_cycles_the_others_stand_by(
     assert leader.status()["role"] == "leader"
     assert "syncd_leader 1.0" in httpx.get(f"{leader.url}/metrics", timeout=5).text
     assert sorted(applied_onboardings(world)) == sorted(ids)  # each once
+    refused = world.run("sync")  # the leader holds the lock `syncd sync` takes: it says who and where
+    assert refused.code == 1
+    assert f"syncd: syncd run (pid {leader.pid} on host {socket.gethostname()}) holds the lock on " in (
+        refused.stderr
+    )
+    assert "syncd resync" in refused.stderr
     for replica in replicas:
         assert replica.stop() == 0
 

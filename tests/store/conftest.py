@@ -45,8 +45,9 @@ class Database:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
-        # A directory that does not exist yet: Store creates it.
+        # A database that does not exist yet, in a folder that does (Store creates only the default data/).
         path = tmp_path / "data" / "syncd.db"
+        path.parent.mkdir()
         yield Database("sqlite", f"sqlite:///{path}", path=path)
         return
     with postgres.fresh_schema() as (schema, url):

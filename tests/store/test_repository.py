@@ -19,7 +19,16 @@ from sqlalchemy import insert, inspect, text, update
 
 import migrations
 from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded, SkipReason
-from syncd.store import HistoryEntry, OperationRecord, PendingOperation, RunRecord, Store, StoreError, tables
+from syncd.store import (
+    HistoryEntry,
+    OperationRecord,
+    PendingOperation,
+    RunRecord,
+    Store,
+    StoreError,
+    UnusableDatabase,
+    tables,
+)
 from syncd.store.repository import migrations_directory
 from syncd.store.tables import metadata
 from tests.store.conftest import Database
@@ -104,7 +113,7 @@ def test_offline_mode_renders_the_schema_as_sql(capsys: pytest.CaptureFixture[st
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "dirs" / "syncd.db"
+    path = tmp_path / "syncd.db"
     with Store(f"sqlite:///{path}") as store:
         store.upgrade()
         with store.engine.connect() as connection:
@@ -449,7 +458,7 @@ def test_an_unreachable_database_is_a_store_error_that_hides_the_password(url: s
 
 def test_a_sqlite_file_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "not-a-directory").write_text("")
-    with pytest.raises(StoreError, match="cannot create the directory"):
+    with pytest.raises(StoreError, match="not-a-directory is not a folder"):
         Store(f"sqlite:///{tmp_path / 'not-a-directory' / 'syncd.db'}")
 
 
@@ -469,8 +478,11 @@ def test_unusable_urls_are_store_errors_that_hide_the_password(url: str, match: 
 def test_a_database_newer_than_the_code_is_a_store_error(store: Store) -> None:
     with store.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    with pytest.raises(StoreError, match="upgrading the schema failed"):
+    with pytest.raises(
+        UnusableDatabase, match=r"this database was written by a newer syncd \(revision 9999\)"
+    ):
         store.upgrade()
+    assert store.current_revision() == "9999"  # left as it was
 
 
 # concurrency
