@@ -171,8 +171,10 @@ def _run(settings: Settings, store: Store) -> int:
 
 def _explain(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     """`syncd explain`: 0 when everything could be read, 1 for an unknown person or a section that could
-    not be read (the rest is still printed), 2 for a configuration error."""
-    from syncd.reports.explain import PersonNotFound, explain_person, render_text
+    not be read (the rest is still printed), 2 for a configuration error or a query that is no UPN, object
+    ID or number (a usage error: nothing was looked up)."""
+    from syncd.core.text import printable
+    from syncd.reports.explain import PersonNotFound, QueryNotUnderstood, explain_person, render_text
 
     try:
         settings.require_graph()
@@ -183,8 +185,9 @@ def _explain(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     try:
         explanation = asyncio.run(explain_person(settings, store, args.who))
     except PersonNotFound as exc:
-        print(f"syncd: {exc}", file=sys.stderr)
-        return EXIT_FAILURES
+        # The message may quote what Graph or the user gave: shown, never obeyed by the terminal.
+        print(f"syncd: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, QueryNotUnderstood) else EXIT_FAILURES
     if args.json:
         print(json.dumps(explanation.to_json(), sort_keys=True))
     else:
@@ -196,9 +199,13 @@ def _resync(settings: Settings, *, full: bool, wait: bool, force: bool = False) 
     """POST /resync to the daemon named by admin.listen (0.0.0.0 and :: mean this machine)."""
     import httpx
 
-    host, port = settings.admin.host, settings.admin.port
+    from syncd.config.tls import admin_trust_context
+
+    admin = settings.admin
+    host, port = admin.host, admin.port
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - mapping, not binding
-    url = f"http://[{host}]:{port}/resync" if ":" in host else f"http://{host}:{port}/resync"
+    scheme = "https" if admin.tls else "http"
+    url = f"{scheme}://[{host}]:{port}/resync" if ":" in host else f"{scheme}://{host}:{port}/resync"
     token = settings.admin.token.get_secret_value() if settings.admin.token else ""
     if not token:
         message = "admin.token (or admin.token_file) is not configured; the daemon refuses resync without one"
@@ -212,6 +219,8 @@ def _resync(settings: Settings, *, full: bool, wait: bool, force: bool = False) 
             headers={"Authorization": f"Bearer {token}"},
             timeout=None if wait else 10.0,
             trust_env=False,
+            # The listener's own certificate is trusted beside the system store (a self-signed one works).
+            verify=admin_trust_context(admin.tls_cert_path) if admin.tls else True,
         )
     except httpx.HTTPError as exc:
         print(

@@ -37,7 +37,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from syncd.config.settings import Settings
-from syncd.config.tls import ssl_context
+from syncd.config.tls import admin_trust_context
 from syncd.store import Store, StoreError
 
 log = structlog.get_logger("syncd.daemon")
@@ -126,17 +126,6 @@ def forward_refusal(url: str) -> str | None:
             "send the request to the leader itself"
         )
     return f"not forwarded: the leader's admin_url ({url[:200]}) is not an http(s) URL"
-
-
-def forward_tls_context(ca_file: str = "") -> ssl.SSLContext:
-    """The TLS trust for forwarding: the system's trust store, plus the certificates in `ca_file` (the
-    replicas' own `admin.tls_cert_path`: replicas sharing one certificate, or one CA's chain, trust each
-    other; any of its certificates is a trust anchor)."""
-    context = ssl_context("")
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context
 
 
 # The bigint form of the lock shows in pg_locks as classid (high 32 bits), objid (low 32 bits), objsubid 1.
@@ -391,7 +380,7 @@ async def forward_resync(
 
     Raises ForwardRefused, sending nothing, when the leader's URL is plain http to a host that is not
     loopback (`forward_refusal`). https is verified against the system's trust store plus `ca_file`
-    (`forward_tls_context`)."""
+    (`syncd.config.tls.admin_trust_context`)."""
     url = leader.get("admin_url") if leader else None
     if not isinstance(url, str) or not url.startswith(("http://", "https://")) or url == own_url:
         return None
@@ -406,7 +395,7 @@ async def forward_resync(
         return None
     read_s = FORWARD_WAIT_TIMEOUT_S if wait is not None else FORWARD_TIMEOUT_S
     try:
-        verify: ssl.SSLContext | bool = forward_tls_context(ca_file) if url.startswith("https://") else True
+        verify: ssl.SSLContext | bool = admin_trust_context(ca_file) if url.startswith("https://") else True
         async with httpx.AsyncClient(
             timeout=httpx.Timeout(read_s, connect=FORWARD_CONNECT_TIMEOUT_S), trust_env=False, verify=verify
         ) as client:
@@ -441,7 +430,6 @@ __all__ = [
     "advertised_admin_url",
     "forward_refusal",
     "forward_resync",
-    "forward_tls_context",
     "keepalive_settings",
     "leadership_for",
     "lock_key",

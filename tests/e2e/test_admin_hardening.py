@@ -122,6 +122,14 @@ def test_the_listener_speaks_tls_only_and_the_cookie_is_secure(
         assert status.status_code == 200
         # Where this (SQLite, so leading) daemon tells other replicas to forward to: https.
         assert status.json()["leader"]["admin_url"] == daemon.url
+    # `syncd resync` reaches the TLS listener over https, trusting the listener's own certificate.
+    runs_before = len(status.json()["runs"])
+    resync = world.run("resync", "--wait", env=daemon.env)
+    assert resync.code == 0, resync.stderr
+    with httpx.Client(base_url=daemon.url, verify=verify, timeout=5) as client:
+        runs = client.get("/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()["runs"]
+    assert len(runs) == runs_before + 1
+    assert runs[0]["trigger"] == "manual"
     plain = None
     with contextlib.suppress(httpx.HTTPError):
         plain = httpx.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=5)

@@ -317,7 +317,7 @@ def test_a_query_that_is_no_upn_object_id_or_number_never_reaches_a_graph_path(w
     world.graph.clear_requests()
     for asked in ["../../groups", "..", ".", "users?$top=999"]:
         result = world.run("explain", asked)
-        assert (result.code, result.stdout) == (1, ""), asked
+        assert (result.code, result.stdout) == (2, ""), asked  # a usage error: nothing was looked up
         assert result.stderr == (
             f"syncd: {asked!r} is not a UPN (name@domain), an object ID (a GUID) or a phone number: "
             "syncd explain looks people up by these only\n"
