@@ -20,12 +20,10 @@ from syncd import __version__
 from syncd.config.loader import ConfigError, config_path, load_settings
 from syncd.config.logs import configure_logging
 from syncd.config.settings import Settings
-from syncd.cycle.engine import EXIT_CONFIG, EXIT_FAILURES, CycleResult, Engine
+from syncd.core.exits import EXIT_CONFIG, EXIT_FAILURES
 from syncd.reports.history import add_arguments as add_history_arguments
 from syncd.reports.history import prune_if_due, run_history
 from syncd.reports.status import print_status
-from syncd.reports.summary import print_result
-from syncd.service.notify import send_after_cycle
 from syncd.store import Store, StoreError, UnusableDatabase
 
 READ_ONLY_COMMANDS = frozenset({"status", "history", "explain"})
@@ -289,6 +287,12 @@ def _sync(settings: Settings, store: Store, args: argparse.Namespace) -> int:
 
 
 def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    # Imported here: the cycle loads msgraph-sdk and the HTTP stack, which `status`, `history` and
+    # `--help` do without.
+    from syncd.cycle.engine import CycleResult, Engine
+    from syncd.reports.summary import print_result
+    from syncd.service.notify import send_after_cycle
+
     if not args.dry_run:
         store.interrupt_running_runs()  # a previous process that died mid-cycle left its run "running"
     progress = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None

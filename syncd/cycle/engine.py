@@ -27,6 +27,7 @@ import structlog
 
 from syncd.config.settings import Settings
 from syncd.core import quarantine
+from syncd.core.exits import EXIT_CONFIG, EXIT_FAILURES, EXIT_GUARD, EXIT_OK
 from syncd.core.model import (
     Action,
     Agent,
@@ -68,7 +69,6 @@ __all__ = [
 
 log = structlog.get_logger("syncd.engine")
 
-EXIT_OK, EXIT_FAILURES, EXIT_CONFIG, EXIT_GUARD = 0, 1, 2, 3
 IN_SCOPE_KEY = "group_in_scope"
 LAST_FULL_KEY = "last_full_cycle_at"
 CONFIG_CAUSED = (GraphCredentialError, GraphPermissionError, GroupNotFound, AuthError, TlsVerificationError)

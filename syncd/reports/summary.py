@@ -6,12 +6,14 @@ UPNs, notes and error texts in them come from Graph and SmartCommunicator: every
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from syncd.core.model import Action, Change
 from syncd.core.quarantine import status_line as quarantine_line
 from syncd.core.text import printable
-from syncd.cycle.engine import CycleResult
+
+if TYPE_CHECKING:  # the cycle (and with it msgraph-sdk) loads only when a cycle runs
+    from syncd.cycle.engine import CycleResult
 
 SHOWN_CHANGES = 50
 """Planned changes, failures and ambiguous numbers listed in full before "... and N more"."""
