@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed
 all: lint test
 
 # --no-compile: msgraph-sdk is some 400 MB of generated modules; compiling them all at install costs about
-# 50 s, while imports compile the few hundred that are used, on first use.
+# 50 s, while imports compile the few hundred that are used, on first use. That needs Python to keep what it
+# compiled: some hosts set PYTHONDONTWRITEBYTECODE, which would make every `syncd` process the tests start
+# compile its imports again.
+unexport PYTHONDONTWRITEBYTECODE
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
