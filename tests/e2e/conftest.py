@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from syncd.config.loader import load_settings
+from syncd.cycle.engine import CycleResult, Engine
 from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import (
@@ -21,6 +24,7 @@ from syncd.emulators.smartcomm import (
     DEFAULT_USERNAME,
     SmartCommEmulator,
 )
+from syncd.store import Store
 from tests import postgres
 
 if TYPE_CHECKING:
@@ -88,6 +92,24 @@ class World:
             cwd=self.config.parent,
         )
         return Result(process.returncode, process.stdout, process.stderr)
+
+    def sync_in_process(self, env: dict[str, str] | None = None) -> CycleResult:
+        """One incremental cycle run in this process over the same HTTPS servers and config file, for a test
+        whose subject is another command (explain, history): state as `syncd sync` leaves it, without the
+        seconds a `syncd` process spends starting. `syncd sync` itself is tested through the real command."""
+        settings = load_settings(self.config, env or {})
+
+        async def cycle() -> CycleResult:
+            with Store(settings.database.url) as store:
+                store.upgrade()  # as every `syncd` command that writes does first
+                store.interrupt_running_runs()
+                engine = Engine(settings, store)
+                try:
+                    return await engine.run_cycle(trigger="cli")
+                finally:
+                    await engine.aclose()
+
+        return asyncio.run(cycle())
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen(

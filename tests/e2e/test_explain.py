@@ -40,7 +40,7 @@ def section(output: str, title: str) -> str:
 def test_skipped_users_show_the_raw_value_and_the_reason(world: World) -> None:
     nophone = world.add_user("nophone", "")
     garbage = world.add_user("garbage", "n/a")
-    assert world.run("sync").code == 0
+    assert world.sync_in_process().exit_code == 0
 
     result = world.run("explain", "nophone@contoso.com")
     assert result.code == 0, result.stderr
@@ -67,7 +67,7 @@ def test_an_onboarded_user_by_upn_object_id_and_number(world: World) -> None:
     ada = world.add_user(
         "ada", "(415) 555-0100", display_name="Ada Lovelace", on_premises_immutable_id=IMMUTABLE_ID
     )
-    assert world.run("sync").code == 0
+    assert world.sync_in_process().exit_code == 0
     world.smartcomm.clear_requests()
 
     by_upn = world.run("explain", "ADA@contoso.com")
@@ -117,7 +117,7 @@ def test_an_onboarded_user_by_upn_object_id_and_number(world: World) -> None:
 def test_a_conflicted_user_shows_the_error_the_holder_and_the_retry(world: World) -> None:
     world.smartcomm.add_agent(user_object_id=STRANGER, tenant_id=TENANT, phone_number="+14155550101")
     bob = world.add_user("bob", "+1 415 555 0101")
-    assert world.run("sync").code == 1
+    assert world.sync_in_process().exit_code == 1
 
     result = world.run("explain", "bob@contoso.com")
     assert result.code == 0, result.stderr
@@ -182,7 +182,7 @@ def test_a_nested_group_member_shows_the_path_and_an_outsider_is_no_member(world
 
 def test_json_has_every_section_with_stable_keys(world: World) -> None:
     ada = world.add_user("ada", "+1 415 555 0100")
-    assert world.run("sync").code == 0
+    assert world.sync_in_process().exit_code == 0
     result = world.run("explain", "ada@contoso.com", "--json")
     assert result.code == 0, result.stderr
     document = result.json()
@@ -261,7 +261,7 @@ def test_a_teams_number_finds_its_user_and_a_shared_number_asks_for_the_object_i
     bob = world.add_user("bob", "+1 415 555 0101")
     world.graph.assign_number("+14155550177", bob)
     world.graph.assign_number("+14155550178", bob, category="alternate")
-    assert world.run("sync").code == 0
+    assert world.sync_in_process().exit_code == 0
 
     result = world.run("explain", "+1 415 555 0177")
     assert result.code == 0, result.stderr
@@ -286,7 +286,7 @@ def test_a_teams_number_finds_its_user_and_a_shared_number_asks_for_the_object_i
 
 def test_failures_are_shown_in_their_section_and_exit_1(world: World) -> None:
     ada = world.add_user("ada", "+1 415 555 0100")
-    assert world.run("sync").code == 0
+    assert world.sync_in_process().exit_code == 0
     world.smartcomm.faults = Faults(error_rate=1.0, auth_too=True)
     world.graph.inject(ScriptedFault(kind="status", status=500, path_contains="memberOf"))
     result = world.run("explain", ada)

