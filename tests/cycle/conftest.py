@@ -35,7 +35,7 @@ from syncd.emulators.smartcomm import (
 )
 from syncd.reports.status import print_status, status_document
 from syncd.store import Store
-from tests import postgres
+from tests import observed, postgres
 
 GRAPH_ORIGIN = "https://graph.test"
 """Graph and its Entra login on one host, as with the e2e emulator: tokens are issued for the login
@@ -185,19 +185,11 @@ class World:
 
     def writes(self) -> list[tuple[str, str, object]]:
         """POST/PATCH/DELETE calls SmartCommunicator received (authentication excluded), in order."""
-        return [
-            (r.method, r.path.rsplit("/agents", 1)[-1] or "/", r.body)
-            for r in self.smartcomm.requests
-            if r.method in {"POST", "PATCH", "DELETE"} and "/agents" in r.path
-        ]
+        return observed.writes(self.smartcomm)
 
     def agents(self) -> dict[str, tuple[str, str]]:
         """Active agents as object id -> (phone, upn)."""
-        return {
-            str(a["user_object_id"]): (str(a["phone_number"]), str(a["upn"]))
-            for a in self.smartcomm.agents()
-            if a["status"] == "active"
-        }
+        return observed.agents(self.smartcomm)
 
     def status(self) -> dict[str, Any]:
         """What `syncd status --json` prints, from the same function."""

@@ -24,57 +24,20 @@ import pytest
 
 from syncd.core.model import Action
 from syncd.cycle.engine import CycleResult
-from syncd.emulators.graph import RecordedRequest
 from syncd.emulators.smartcomm import Faults, ScriptedFault
 from syncd.emulators.smartcomm import RecordedRequest as SmartCommRequest
 from tests.cycle.conftest import World, expect, stopped_by
+from tests.observed import assert_no_change_cycle, graph_api, kind, option
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
 BOTH = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 """Overrides conftest's `backend` fixture for one test: it runs on both databases."""
 
-_GROUPS_DELTA = re.compile(r"^/v1\.0/groups/delta(\(\))?$", re.IGNORECASE)
-_USERS_DELTA = re.compile(r"^/v1\.0/users/delta(\(\))?$", re.IGNORECASE)
-_MEMBERS = re.compile(r"/transitiveMembers/(microsoft\.)?graph\.user$", re.IGNORECASE)
-_NESTED = re.compile(r"/transitiveMembers/(microsoft\.)?graph\.group$", re.IGNORECASE)
-_ONE_USER = re.compile(r"^/v1\.0/users/([^/]+)$", re.IGNORECASE)
 FULL_KINDS = frozenset({"members", "nested", "groups_delta_start", "users_delta_latest"})
 """Request kinds only a full read (or the start of tracking) sends."""
 
 
 # --- what Graph received -----------------------------------------------------------------------------
-
-
-def option(request: RecordedRequest, name: str) -> str | None:
-    """An OData option as sent, with or without its "$"."""
-    value = request.query.get(f"${name}")
-    return value if value is not None else request.query.get(name)
-
-
-def kind(request: RecordedRequest) -> str:
-    """What a Graph API request was for, in the terms of the behaviour spec."""
-    path = request.path
-    if _MEMBERS.search(path):
-        return "members"
-    if _NESTED.search(path):
-        return "nested"
-    for pattern, name in ((_GROUPS_DELTA, "groups_delta"), (_USERS_DELTA, "users_delta")):
-        if pattern.match(path):
-            if option(request, "skiptoken") is not None:
-                return f"{name}_page"
-            token = option(request, "deltatoken")
-            if token is None:
-                return f"{name}_start"
-            return f"{name}_latest" if token.lower() == "latest" else name
-    one = _ONE_USER.match(path)
-    if one:
-        return f"user:{one.group(1).lower()}"
-    return f"other:{request.method} {path}"
-
-
-def graph_api(world: World) -> list[RecordedRequest]:
-    """The Graph API requests since the log was last cleared (Entra login requests excluded)."""
-    return [r for r in world.graph.requests if r.path.lower().startswith("/v1.0/")]
 
 
 def graph_kinds(world: World) -> list[str]:
@@ -88,13 +51,6 @@ def assert_delta_only(world: World) -> list[str]:
     assert kinds.count("groups_delta") == 1, kinds  # one configured group: one groups delta request
     assert kinds.count("users_delta") == 1, kinds
     return kinds
-
-
-def assert_no_change_cycle(world: World, *, groups: int = 1) -> None:
-    """Exactly one groups delta request per configured group and one users delta request, all answered."""
-    requests = graph_api(world)
-    assert sorted(kind(r) for r in requests) == ["groups_delta"] * groups + ["users_delta"]
-    assert all(r.status == 200 for r in requests), [(r.path, r.status) for r in requests]
 
 
 def agents_list_reads(world: World) -> list[SmartCommRequest]:

@@ -25,7 +25,7 @@ from syncd.emulators.smartcomm import (
     SmartCommEmulator,
 )
 from syncd.store import Store
-from tests import postgres
+from tests import observed, postgres
 
 if TYPE_CHECKING:
     from tests.e2e.test_daemon import Daemon
@@ -123,19 +123,11 @@ class World:
 
     def writes(self) -> list[tuple[str, str, object]]:
         """POST/PATCH/DELETE calls SmartCommunicator received (authentication excluded), in order."""
-        return [
-            (r.method, r.path.rsplit("/agents", 1)[-1] or "/", r.body)
-            for r in self.smartcomm.requests
-            if r.method in {"POST", "PATCH", "DELETE"} and "/agents" in r.path
-        ]
+        return observed.writes(self.smartcomm)
 
     def agents(self) -> dict[str, tuple[str, str]]:
         """Active agents as object id -> (phone, upn)."""
-        return {
-            str(a["user_object_id"]): (str(a["phone_number"]), str(a["upn"]))
-            for a in self.smartcomm.agents()
-            if a["status"] == "active"
-        }
+        return observed.agents(self.smartcomm)
 
 
 def clean_env(extra: dict[str, str] | None) -> dict[str, str]:
