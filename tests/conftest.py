@@ -26,3 +26,16 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     current = asyncio.current_task()
     leaked = [task for task in asyncio.all_tasks() - before if not task.done() and task is not current]
     assert not leaked, f"tasks left running: {leaked}"
+
+
+# The tiers whose files take longest run first. `make test` hands whole files to two workers in collection
+# order; a long file handed out last (the short soak takes some 40 s) would leave the other worker idle at
+# the end. Within a tier the order stays as collected (a stable sort).
+SLOW_FIRST = ("tests/soak/", "tests/e2e/", "tests/browser/", "tests/container/", "tests/store/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, tier in enumerate(SLOW_FIRST) if item.nodeid.startswith(tier)), len(SLOW_FIRST))
+
+    items.sort(key=rank)
