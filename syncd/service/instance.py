@@ -6,7 +6,7 @@ symlink or another spelling of the path finds the same lock) and released by the
 dies. Once locked, the holder writes its role and pid into the file (`{"role", "pid", "host"}`); a process
 refused reads them ("syncd run (pid 1234) holds the lock on ..."). The file is emptied on release.
 
-PostgreSQL: `syncd sync` takes the leader's session advisory lock (`syncd.service.leader.lock_key`) on a
+PostgreSQL: `syncd sync` takes the leader's session advisory lock (`syncd.store.schema.lock_key`) on a
 connection of its own, named after it (`application_name`), so it never races a leading daemon nor a leader
 it. A sync refused there reads the holder's `application_name`, or else where the leader says it is (the kv
 key `leader`). Daemons on PostgreSQL take no instance lock: replicas elect a leader instead.
@@ -25,9 +25,9 @@ from typing import IO, Literal
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
-from syncd.service.leader import LEADER_KEY, lock_key
 from syncd.store import Store, StoreError
 from syncd.store.files import beside, open_lock_file, try_lock
+from syncd.store.schema import LEADER_KEY, lock_key
 
 Role = Literal["daemon", "sync"]
 """Who holds the lock: `syncd run` ("daemon") or `syncd sync` ("sync")."""

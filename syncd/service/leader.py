@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import json
 import os
@@ -39,14 +38,9 @@ from sqlalchemy.engine import make_url
 from syncd.config.settings import Settings
 from syncd.config.tls import admin_trust_context
 from syncd.store import Store, StoreError
+from syncd.store.schema import LEADER_KEY, lock_key
 
 log = structlog.get_logger("syncd.daemon")
-
-LEADER_KEY = "leader"
-"""The kv key under which the leader says where it is (a JSON object)."""
-
-LEGACY_LOCK_KEY = 0x73796E6364  # "syncd"
-"""The advisory lock key in the `public` schema (the key syncd always used, so versions agree on it)."""
 
 MIN_POLL_S = 1.0
 """The shortest period between lock attempts and checks (seconds), whatever leader_takeover says."""
@@ -79,17 +73,6 @@ def keepalive_settings(takeover_s: float) -> dict[str, int]:
     idle = max(1, int(takeover_s / 3))
     interval = max(1, int(takeover_s / 9))
     return {"idle": idle, "interval": interval, "count": 3}
-
-
-def lock_key(schema: str) -> int:
-    """Pure: the advisory lock key for syncd's tables in `schema` (a non-negative 62-bit integer).
-
-    `public` keeps the key syncd always used; another schema gets its own, so deployments (or tests) that
-    share one PostgreSQL database in different schemas do not block each other.
-    """
-    if schema == "public":
-        return LEGACY_LOCK_KEY
-    return int.from_bytes(hashlib.sha256(f"syncd:{schema}".encode()).digest()[:8], "big") >> 2
 
 
 def advertised_admin_url(host: str, port: int, hostname: str, *, tls: bool = False) -> str:
@@ -422,7 +405,6 @@ async def forward_resync(
 
 
 __all__ = [
-    "LEADER_KEY",
     "ForwardRefused",
     "Leadership",
     "NotLeader",
@@ -432,6 +414,5 @@ __all__ = [
     "forward_resync",
     "keepalive_settings",
     "leadership_for",
-    "lock_key",
     "poll_period_s",
 ]

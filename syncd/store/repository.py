@@ -22,6 +22,7 @@ and the lock files beside them are created owner-only (`syncd.store.files`).
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,9 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from alembic import command
-from alembic.runtime.migration import MigrationContext
-from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, delete, event, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -53,6 +51,7 @@ from syncd.store.records import (
 )
 from syncd.store.runs import PRUNE_BATCH_SIZE, RunsMixin
 from syncd.store.schema import (
+    SCHEMA_HEAD,
     STARTUP_TIMEOUT_S,
     alembic_config,
     current_heads,
@@ -60,6 +59,7 @@ from syncd.store.schema import (
     migration_lock_key,
     refuse_unknown,
     require_head,
+    stamped_revisions,
     take_postgres_migration_lock,
 )
 
@@ -209,9 +209,21 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
         """
         if self._read_only:
             raise StoreError(f"{self._safe_url} is open read-only: it is never migrated")
+        if self._at_head():
+            return
         self._migrate(timeout_s)
 
+    def _at_head(self) -> bool:
+        """Whether the database is stamped with this syncd's newest revision, read with plain SQL: a process
+        starting on a current database (nearly every start) then never loads Alembic and its scripts."""
+        if self._file is not None and not self._file.exists():
+            return False
+        with self._read("reading the schema revision") as connection:
+            return stamped_revisions(connection) == (SCHEMA_HEAD,)
+
     def _migrate(self, timeout_s: float) -> None:
+        from alembic import command
+
         config = alembic_config(str(migrations_directory()))
         deadline = time.monotonic() + timeout_s
         with self._migration_lock(deadline, timeout_s), self._write("upgrading the schema") as connection:
@@ -235,6 +247,9 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
             self._stand_in_for_empty()
             return
         with self._read("reading the schema revision") as connection:
+            heads = stamped_revisions(connection)
+            if heads == (SCHEMA_HEAD,):
+                return
             heads, tables_exist = current_heads(connection), has_tables(connection)
         if not heads and not tables_exist:
             self._stand_in_for_empty()
@@ -278,6 +293,8 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
 
     def current_revision(self) -> str | None:
         """The schema's Alembic revision, or None for a database never migrated."""
+        from alembic.runtime.migration import MigrationContext
+
         with self._read("reading the schema revision") as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
@@ -328,7 +345,9 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
     def _failures(self, doing: str) -> Iterator[None]:
         try:
             yield
-        except (SQLAlchemyError, CommandError) as exc:
+        except Exception as exc:
+            if not isinstance(exc, SQLAlchemyError) and not _alembic_error(exc):
+                raise
             raise StoreError(f"{doing} failed on {self._safe_url}: {self._describe(exc)}") from exc
 
     def _describe(self, exc: BaseException) -> str:
@@ -338,6 +357,13 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text[:_ERROR_LIMIT]
+
+
+def _alembic_error(exc: BaseException) -> bool:
+    """Whether `exc` is Alembic's CommandError, without importing Alembic: only a process that loaded
+    Alembic (to migrate or check a revision) can raise it."""
+    util = sys.modules.get("alembic.util")
+    return util is not None and isinstance(exc, util.CommandError)
 
 
 def migrations_directory() -> Path:

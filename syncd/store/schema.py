@@ -3,7 +3,7 @@ configuration built in code, the PostgreSQL migration lock, and the checks that 
 database's revision is not this syncd's.
 
 Replicas starting together take turns migrating under a transaction advisory lock of their schema
-(`migration_lock_key`), distinct from the leader's session lock (`syncd.service.leader.lock_key`): a
+(`migration_lock_key`), distinct from the leader's session lock (`lock_key`, here too): a
 replica starting while a leader runs must not wait for the leader to exit. Whatever may wait at start (the
 migration lock, a table lock a migration needs) waits at most STARTUP_TIMEOUT_S, then fails with a message
 naming what it waited for.
@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, inspect, select
+from sqlalchemy import Connection, func, inspect, select, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from syncd.store.records import StoreError, UnusableDatabase
 
@@ -35,6 +36,24 @@ LOCK_POLL_S = 0.2
 """How often a process waiting for the PostgreSQL migration lock tries again (seconds)."""
 
 
+LEADER_KEY = "leader"
+"""The kv key under which the leader says where it is (a JSON object)."""
+
+LEGACY_LOCK_KEY = 0x73796E6364  # "syncd"
+"""The advisory lock key in the `public` schema (the key syncd always used, so versions agree on it)."""
+
+
+def lock_key(schema: str) -> int:
+    """Pure: the advisory lock key for syncd's tables in `schema` (a non-negative 62-bit integer).
+
+    `public` keeps the key syncd always used; another schema gets its own, so deployments (or tests) that
+    share one PostgreSQL database in different schemas do not block each other.
+    """
+    if schema == "public":
+        return LEGACY_LOCK_KEY
+    return int.from_bytes(hashlib.sha256(f"syncd:{schema}".encode()).digest()[:8], "big") >> 2
+
+
 def migration_lock_key(schema: str) -> int:
     """Pure: the PostgreSQL advisory lock key under which syncd migrates its tables in `schema` (a
     non-negative 62-bit integer): one per schema, and never the key of the leader's lock in any schema
@@ -42,8 +61,23 @@ def migration_lock_key(schema: str) -> int:
     return int.from_bytes(hashlib.sha256(f"syncd-migrations:{schema}".encode()).digest()[:8], "big") >> 2
 
 
+SCHEMA_HEAD = "0004"
+"""This syncd's newest revision (migrations/versions): a database stamped with it needs nothing from Alembic,
+so `Store` loads Alembic only to migrate or to say why a revision is wrong. A new migration updates it
+(tests/store/test_schema_head.py compares it with the scripts)."""
+
+
+def stamped_revisions(connection: Connection) -> tuple[str, ...]:
+    """The revisions in the database's alembic_version, read with plain SQL (none without that table)."""
+    if not inspect(connection).has_table("alembic_version"):
+        return ()
+    return tuple(str(row[0]) for row in connection.execute(text("SELECT version_num FROM alembic_version")))
+
+
 def alembic_config(script_location: str) -> Config:
     """The Alembic configuration of `Store` (no alembic.ini): the migrations in `script_location`."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", script_location)
     # Without it Alembic warns (DeprecationWarning) about legacy path splitting.
@@ -76,6 +110,8 @@ def take_postgres_migration_lock(
 
 def current_heads(connection: Connection) -> tuple[str, ...]:
     """The revisions stamped in the database's alembic_version (none for a database never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
     return tuple(MigrationContext.configure(connection).get_current_heads())
 
 
@@ -86,6 +122,8 @@ def has_tables(connection: Connection) -> bool:
 
 def refuse_unknown(heads: Sequence[str], config: Config, shown_url: str) -> None:
     """Raise UnusableDatabase when a revision stamped in the database is not one of this syncd's."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(config)
     known = {revision.revision for revision in script.walk_revisions()}
     unknown = [head for head in heads if head not in known]
@@ -99,6 +137,8 @@ def refuse_unknown(heads: Sequence[str], config: Config, shown_url: str) -> None
 def require_head(heads: Sequence[str], config: Config, shown_url: str) -> None:
     """For read-only commands, which never migrate: raise UnusableDatabase unless the database is at this
     syncd's head revision (newer: upgrade syncd; behind: migrate it first)."""
+    from alembic.script import ScriptDirectory
+
     refuse_unknown(heads, config, shown_url)
     head = ScriptDirectory.from_config(config).get_current_head()
     if tuple(heads) != (head,):
@@ -111,12 +151,17 @@ def require_head(heads: Sequence[str], config: Config, shown_url: str) -> None:
 
 
 __all__ = [
+    "LEADER_KEY",
+    "LEGACY_LOCK_KEY",
+    "SCHEMA_HEAD",
     "STARTUP_TIMEOUT_S",
     "alembic_config",
     "current_heads",
     "has_tables",
+    "lock_key",
     "migration_lock_key",
     "refuse_unknown",
     "require_head",
+    "stamped_revisions",
     "take_postgres_migration_lock",
 ]

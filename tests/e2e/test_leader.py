@@ -19,8 +19,9 @@ import pytest
 
 from syncd.config.settings import Settings
 from syncd.emulators.smartcomm import Faults
-from syncd.service.leader import LEADER_KEY, PostgresLeadership, lock_key
+from syncd.service.leader import PostgresLeadership
 from syncd.store import Store
+from syncd.store.schema import LEADER_KEY, lock_key
 from tests import postgres
 from tests.e2e.conftest import World, clean_env
 from tests.e2e.test_daemon import TOKEN, free_port, wait_for

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import inspect
 
 import migrations
-from syncd.service.leader import lock_key
 from syncd.store import Store, StoreError, UnusableDatabase
 from syncd.store.repository import migration_lock_key
+from syncd.store.schema import lock_key
 from tests import postgres
 from tests.store.conftest import Database
 

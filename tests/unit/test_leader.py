@@ -23,18 +23,16 @@ from syncd.config.service import AdminSettings
 from syncd.config.settings import Settings
 from syncd.service.admin import build_app
 from syncd.service.leader import (
-    LEADER_KEY,
-    LEGACY_LOCK_KEY,
     ForwardRefused,
     Leadership,
     advertised_admin_url,
     forward_refusal,
     forward_resync,
     keepalive_settings,
-    lock_key,
     poll_period_s,
 )
 from syncd.store import Store
+from syncd.store.schema import LEADER_KEY, LEGACY_LOCK_KEY, lock_key
 from tests.unit.test_admin_hardening import FakeDaemon
 
 SECRET = "admin-token-for-forwarding-tests-0123456789"
