@@ -6,6 +6,11 @@ without a request). It gets its own httpx.Client with its own TLS context built 
 `verify=` is silently overridden by REQUESTS_CA_BUNDLE, and TLS contexts must not be shared across threads
 (docs/spec/graph-and-msal.md). The authority is used as configured (`instance_discovery=False`), which is what
 lets sovereign clouds and the emulator work by configuration alone.
+
+On the public and sovereign clouds (KNOWN_LOGIN_HOSTS) the tenant's OpenID configuration follows one fixed
+pattern, so msal's discovery request is answered here from that pattern (`known_openid_configuration`) and a
+one-shot `syncd sync` sends one login request instead of two. A custom `authority_host` keeps msal's
+discovery. An unknown tenant is then reported by the token request instead of the discovery.
 """
 
 from __future__ import annotations
@@ -37,12 +42,53 @@ _PEM_KEY_MARKERS = (
 )
 
 
+KNOWN_LOGIN_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",  # the public cloud
+        "login.microsoftonline.us",  # US Government (GCC High, DoD)
+        "login.chinacloudapi.cn",  # operated by 21Vianet
+        "login.partner.microsoftonline.cn",  # the same, its newer name
+    }
+)
+"""Entra login hosts whose tenants' OpenID configuration syncd knows without asking."""
+
+_DISCOVERY_SUFFIX = "/v2.0/.well-known/openid-configuration"
+
+
+def known_openid_configuration(url: str) -> dict[str, str] | None:
+    """Pure: the OpenID configuration msal's tenant discovery would fetch from `url`, when `url` is that
+    document of a tenant on a known cloud (https, no port, one path segment for the tenant); else None."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or parts.port is not None or parts.query or parts.fragment:
+        return None
+    host = (parts.hostname or "").lower()
+    if host not in KNOWN_LOGIN_HOSTS or not parts.path.endswith(_DISCOVERY_SUFFIX):
+        return None
+    tenant = parts.path[1 : -len(_DISCOVERY_SUFFIX)]
+    if not tenant or "/" in tenant:
+        return None
+    base = f"https://{host}/{tenant}"
+    return {
+        "issuer": f"{base}/v2.0",
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+    }
+
+
 class _MsalHttpClient(httpx.Client):
     """The httpx client msal sends its requests through.
 
     msal passes a certificate's client assertion as bytes inside its form dict, and httpx would encode
-    bytes values as their repr ("b'eyJ...'"), which Entra rejects: decode them first.
+    bytes values as their repr ("b'eyJ...'"), which Entra rejects: decode them first. msal's tenant
+    discovery on a known cloud is answered without a request (`known_openid_configuration`).
     """
+
+    def get(self, url: Any, *args: Any, **kwargs: Any) -> httpx.Response:
+        known = known_openid_configuration(str(url))
+        if known is not None:
+            return httpx.Response(200, json=known, request=httpx.Request("GET", str(url)))
+        return super().get(url, *args, **kwargs)
 
     def post(self, *args: Any, **kwargs: Any) -> httpx.Response:
         data = kwargs.get("data")
