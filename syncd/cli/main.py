@@ -291,6 +291,7 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
     # `--help` do without.
     from syncd.cycle.engine import CycleResult, Engine
     from syncd.reports.summary import print_result
+    from syncd.service.audit import write_audit_log
     from syncd.service.notify import send_after_cycle
 
     if not args.dry_run:
@@ -321,6 +322,10 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
     if not args.dry_run and args.user is None:
         # After the run is recorded and shown; the webhook never changes the exit code.
         send_after_cycle(settings.notify, store, result)
+    if not args.dry_run:
+        # With --json, stdout holds the one result document: audit lines meant for stdout go to stderr.
+        audit_stdout = sys.stderr if args.json else None
+        write_audit_log(settings.notify.audit_log, store, result.run_id, stdout=audit_stdout)
     if not args.dry_run:
         _prune_history(settings, store)
     return result.exit_code

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -162,6 +163,23 @@ class NotifySettings(BaseModel):
     ca_bundle: str = ""
     """PEM file of CA certificates to trust for the webhook, loaded when the configuration loads; empty (the
     default) means the system's trust store."""
+    audit_log: str = ""
+    """Where to write one JSON line per settled operation (`syncd.service.audit`, fields in
+    docs/operations.md): "stdout", "stderr", or a file path (appended to, created owner-only; its folder
+    must exist). Default empty: no audit log (the history in the database is kept either way)."""
+
+    @field_validator("audit_log")
+    @classmethod
+    def _audit_target(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "stdout", "stderr"):
+            return value
+        folder = os.path.dirname(os.path.abspath(value))
+        if not os.path.isdir(folder):
+            raise ValueError(f'the folder {folder} does not exist (or use "stdout" or "stderr")')
+        if os.path.isdir(value):
+            raise ValueError("is a folder: give the path of a file")
+        return value
 
     @field_validator("webhook_url")
     @classmethod

@@ -189,13 +189,17 @@ class Engine:
         force: bool = False,
         user: str | None = None,
         progress: Progress | None = None,
+        requested_by: str | None = None,
     ) -> CycleResult:
-        """One cycle; never raises for remote or data problems (they end up in the result and the run)."""
+        """One cycle; never raises for remote or data problems (they end up in the result and the run).
+        `requested_by` names who asked for a manual cycle (recorded with the run)."""
         started = time.monotonic()
         kind = "full" if full else "incremental"
         store = self._store
         result = CycleResult(run_id=None, kind=kind, dry_run=dry_run)
-        result.run_id = store.begin_run(trigger=trigger, kind=kind, dry_run=dry_run)
+        result.run_id = store.begin_run(
+            trigger=trigger, kind=kind, dry_run=dry_run, requested_by=requested_by
+        )
         outcome = "error"
         try:
             async with SmartCommClient(

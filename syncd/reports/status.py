@@ -25,6 +25,7 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
             {
                 "id": r.id,
                 "trigger": r.trigger,
+                "requested_by": r.requested_by,
                 "kind": r.kind,
                 "dry_run": r.dry_run,
                 "started_at": r.started_at,

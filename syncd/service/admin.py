@@ -62,6 +62,7 @@ from syncd.service.admin_auth import (
     FailureLimiter,
     Sessions,
     client_key,
+    describe_requester,
     session_valid,
     session_value,
 )
@@ -192,7 +193,12 @@ class AdminDaemon(Protocol):
     def systemic_failure(self) -> str | None: ...
 
     def trigger(
-        self, *, full: bool = False, trigger: str = "manual", force: bool = False
+        self,
+        *,
+        full: bool = False,
+        trigger: str = "manual",
+        force: bool = False,
+        requested_by: str | None = None,
     ) -> asyncio.Future[CycleResult]: ...
 
 
@@ -225,6 +231,11 @@ def _limiter(request: Request) -> FailureLimiter:
 def _client(request: Request) -> str:
     """The client's address (the connection's own: the listener ignores proxy headers)."""
     return request.client.host if request.client is not None else ""
+
+
+def requester(request: Request, how: str) -> str:
+    """Who is asking for this cycle (`admin_auth.describe_requester`), for the run's record."""
+    return describe_requester(how, _client(request), request.headers.get(FORWARDED_HEADER))
 
 
 def _retry_after(request: Request) -> int | None:
@@ -427,7 +438,9 @@ async def resync_from_page(request: Request) -> Response:
         form = await _read_form(request)
     except _FormTooLarge:
         return _page(statuspage.render_message_page("Refused", "That form was too large."), 413)
-    future = daemon.trigger(full=form.get("full") == "1", trigger="manual")
+    future = daemon.trigger(
+        full=form.get("full") == "1", trigger="manual", requested_by=requester(request, "status page session")
+    )
     if future.done() and future.exception() is not None:  # shutting down: say so, and retrieve it
         return _page(statuspage.render_message_page("Not queued", str(future.exception())), 503)
     return _redirect("/?queued=1")
@@ -520,7 +533,9 @@ async def resync(request: Request) -> Response:
         return JSONResponse({"error": 'the body must be JSON like {"full": true}'}, status_code=400)
     full = bool(body.get("full", False)) if isinstance(body, dict) else False
     force = bool(body.get("force", False)) if isinstance(body, dict) else False
-    future = daemon.trigger(full=full, trigger="manual", force=force)
+    future = daemon.trigger(
+        full=full, trigger="manual", force=force, requested_by=requester(request, "bearer token")
+    )
     if request.query_params.get("wait", "").lower() not in {"1", "true", "yes"}:
         return JSONResponse({"queued": True, "full": full, "force": force}, status_code=202)
     try:

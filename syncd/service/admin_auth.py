@@ -26,6 +26,8 @@ import secrets
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from syncd.core.text import printable
+
 SESSION_LABEL = b"syncd status page session v2"
 """What the session cookie's HMAC signs (keyed by the admin token), before the issue time and the nonce."""
 
@@ -125,6 +127,16 @@ class Sessions:
 
     def __len__(self) -> int:
         return len(self._revoked)
+
+
+def describe_requester(how: str, client: str | None, forwarded_by: str | None = None) -> str:
+    """Pure: who asked for a manual cycle, as the run records it: how they signed in ("bearer token",
+    "status page session"), the client address, and the standby that forwarded the request, if one did.
+    Printable and at most 200 characters: the forwarding replica's header is the caller's text."""
+    text = f"{how} from {client or 'an unknown address'}"
+    if forwarded_by:
+        text += f" (forwarded by the standby {printable(forwarded_by)[:100]})"
+    return text[:200]
 
 
 def client_key(address: str | None) -> str:

@@ -36,6 +36,7 @@ from syncd.core.quarantine import load as load_quarantine
 from syncd.cycle.engine import EXIT_FAILURES, CycleResult, Engine
 from syncd.reports.history import PRUNE_EVERY_S, prune
 from syncd.service.admin import build_app
+from syncd.service.audit import write_audit_log
 from syncd.service.instance import AlreadyRunning, instance_lock
 from syncd.service.leader import NotLeader, leadership_for
 from syncd.service.listener import admin_server
@@ -56,6 +57,7 @@ class _Request:
     full: bool
     trigger: str
     force: bool = False
+    requested_by: str | None = None
     future: asyncio.Future[CycleResult] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -94,9 +96,15 @@ class Daemon:
     # -- triggering -----------------------------------------------------------------------------------
 
     def trigger(
-        self, *, full: bool = False, trigger: str = "manual", force: bool = False
+        self,
+        *,
+        full: bool = False,
+        trigger: str = "manual",
+        force: bool = False,
+        requested_by: str | None = None,
     ) -> asyncio.Future[CycleResult]:
-        """Ask for a cycle; the future resolves with its result. Never two at once, at most one queued."""
+        """Ask for a cycle; the future resolves with its result. Never two at once, at most one queued.
+        `requested_by` names who asked (the admin API's caller), recorded with the run."""
         if self._stop.is_set():
             future: asyncio.Future[CycleResult] = asyncio.get_running_loop().create_future()
             future.set_exception(RuntimeError("syncd is shutting down"))
@@ -106,17 +114,19 @@ class Daemon:
             future.set_exception(NotLeader("this replica is a standby: the leader runs cycles (see /status)"))
             return future
         if self.running is None:
-            request = _Request(full, trigger, force)
+            request = _Request(full, trigger, force, requested_by)
             self.running = request
             self._task = asyncio.create_task(self._cycles(request), name="syncd-cycle")
             return request.future
         if self._queued is None:
-            self._queued = _Request(full, trigger, force)
+            self._queued = _Request(full, trigger, force, requested_by)
         else:
             self._queued.full = self._queued.full or full
             self._queued.force = self._queued.force or force
             if trigger != "schedule":
                 self._queued.trigger = trigger  # a manual request joined: it runs even while quarantined
+            if requested_by is not None:
+                self._queued.requested_by = requested_by  # the latest caller's name, as one run serves both
         log.info("daemon.cycle_queued", trigger=trigger, full=self._queued.full)
         return self._queued.future
 
@@ -153,7 +163,10 @@ class Daemon:
         """Run one cycle; whatever happens, the daemon goes on and the caller gets a result."""
         try:
             result = await self.engine.run_cycle(
-                trigger=request.trigger, full=request.full, force=request.force
+                trigger=request.trigger,
+                full=request.full,
+                force=request.force,
+                requested_by=request.requested_by,
             )
         except asyncio.CancelledError:
             raise
@@ -166,6 +179,9 @@ class Daemon:
         except Exception:  # metrics or the status query failing must not wedge the daemon
             log.exception("daemon.observe_failed")
         self.notifier.after_cycle(self.store, result)  # only enqueues: the webhook never holds up a cycle
+        audit_log = self.settings.notify.audit_log
+        if audit_log and not result.dry_run:
+            await asyncio.to_thread(write_audit_log, audit_log, self.store, result.run_id)
         return result
 
     def _observe(self, result: CycleResult) -> None:

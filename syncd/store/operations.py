@@ -8,7 +8,7 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 
 from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded
 from syncd.store import tables
@@ -21,7 +21,14 @@ from syncd.store.common import (
     to_epoch_or_none,
     upsert,
 )
-from syncd.store.records import HistoryEntry, OperationRecord, PendingOperation, Settlement, StoreError
+from syncd.store.records import (
+    AuditEntry,
+    HistoryEntry,
+    OperationRecord,
+    PendingOperation,
+    Settlement,
+    StoreError,
+)
 
 HISTORY_PAGE_SIZE = 1_000
 """Operations read per query while streaming the history: memory stays flat for any number of rows."""
@@ -170,6 +177,41 @@ class OperationsMixin(StorePart):
             query = query.where(o.c.run_id == run_id)
         with self._read("listing operations") as connection:
             return [_operation(row) for row in connection.execute(query)]
+
+    def audit_entries(self, *, after_id: int, limit: int = HISTORY_PAGE_SIZE) -> list[AuditEntry]:
+        """The operations with an ID above `after_id`, oldest first, at most `limit`, up to (not including)
+        the first one still pending: the audit log writes settled operations in order and never skips one
+        that a later start will settle."""
+        o, m, r = tables.operations, tables.members, tables.runs
+        query = (
+            select(o, m.c.upn.label("member_upn"), r.c.trigger.label("run_trigger"), r.c.requested_by)
+            .select_from(o.outerjoin(m, m.c.object_id == o.c.object_id).join(r, r.c.id == o.c.run_id))
+            .where(o.c.id > after_id)
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        entries: list[AuditEntry] = []
+        with self._read("reading the audit log") as connection:
+            for row in connection.execute(query):
+                operation = _operation(row)
+                if operation.settled_at is None:
+                    break
+                entries.append(AuditEntry(operation, row.member_upn, row.run_trigger, row.requested_by))
+        return entries
+
+    def first_operation_of_run(self, run_id: int) -> int | None:
+        """The lowest operation ID of run `run_id` or of any later run; None when there is none."""
+        o = tables.operations
+        query = select(func.min(o.c.id)).where(o.c.run_id >= run_id)
+        with self._read("reading the audit log") as connection:
+            first: int | None = connection.execute(query).scalar()
+            return first
+
+    def last_operation_id(self) -> int:
+        """The highest operation ID (0 when there is none)."""
+        with self._read("reading the audit log") as connection:
+            last: int | None = connection.execute(select(func.max(tables.operations.c.id))).scalar()
+            return last or 0
 
     def iter_operations(
         self,

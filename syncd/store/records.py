@@ -42,6 +42,8 @@ class RunRecord:
     """"running", "ok", "failed", "guard", "interrupted" or "error"."""
     counts: dict[str, int]
     error: str | None
+    requested_by: str | None = None
+    """Who asked for a manual cycle through the admin API ("bearer token from 10.0.0.7"); None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,19 @@ class HistoryEntry:
     operation: OperationRecord
     member_upn: str | None
     """The member's UPN as last seen in Graph (now, not when the operation ran); None when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One operation as the audit log writes it: with its member's UPN and its run's trigger."""
+
+    operation: OperationRecord
+    member_upn: str | None
+    """The member's UPN as recorded now; None when unknown."""
+    trigger: str
+    """The run's trigger ("schedule", "manual", "cli", ...)."""
+    requested_by: str | None
+    """Who asked for a manual run through the admin API; None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

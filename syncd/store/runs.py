@@ -25,10 +25,11 @@ class RunsMixin(StorePart):
 
     # runs
 
-    def begin_run(self, *, trigger: str, kind: str, dry_run: bool) -> int:
+    def begin_run(self, *, trigger: str, kind: str, dry_run: bool, requested_by: str | None = None) -> int:
         """Record a cycle starting now (outcome "running"); its ID."""
         statement = insert(tables.runs).values(
             trigger=trigger,
+            requested_by=requested_by,
             kind=kind,
             dry_run=dry_run,
             started_at=to_datetime(time.time()),
@@ -84,6 +85,7 @@ class RunsMixin(StorePart):
                     outcome=row.outcome,
                     counts={str(key): int(value) for key, value in json.loads(row.counts).items()},
                     error=row.error,
+                    requested_by=row.requested_by,
                 )
                 for row in connection.execute(query)
             ]

@@ -73,8 +73,10 @@ runs = Table(
     Column("outcome", String(_CODE), nullable=False),
     Column("counts", Text, nullable=False),
     Column("error", Text, nullable=True),
+    Column("requested_by", Text, nullable=True),
 )
-"""One row per cycle; `counts` is a JSON object of str -> int."""
+"""One row per cycle; `counts` is a JSON object of str -> int; `requested_by` names who asked for a manual
+cycle through the admin API (how they signed in, and from where)."""
 
 operations = Table(
     "operations",

@@ -18,6 +18,7 @@ import pytest
 
 from syncd.emulators.graph import DEFAULT_CLIENT_SECRET
 from syncd.emulators.smartcomm import DEFAULT_PASSWORD, Faults
+from syncd.store.schema import SCHEMA_HEAD
 from tests.e2e.conftest import World
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
@@ -144,7 +145,7 @@ def test_status_shows_runs_and_counts(world: World) -> None:
 def test_db_upgrade(world: World) -> None:
     result = world.run("db", "upgrade")
     assert result.code == 0, result.stderr
-    assert "database at revision 0004" in result.stdout
+    assert f"database at revision {SCHEMA_HEAD}" in result.stdout
 
 
 def test_a_missing_section_is_a_configuration_error_for_run_and_sync(world: World) -> None:

@@ -30,6 +30,7 @@ from syncd.store import (
     tables,
 )
 from syncd.store.repository import migrations_directory
+from syncd.store.schema import SCHEMA_HEAD
 from syncd.store.tables import metadata
 from tests.store.conftest import Database
 
@@ -54,9 +55,9 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
     with database.open() as store:
         assert store.current_revision() is None
         store.upgrade()
-        assert store.current_revision() == head_revision() == "0004"
+        assert store.current_revision() == head_revision() == SCHEMA_HEAD
         store.upgrade()
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == SCHEMA_HEAD
 
         with store.engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) == {
@@ -73,7 +74,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
 def test_the_alembic_command_line_migrates_without_an_ini(database: Database) -> None:
     migrations.main(["-x", f"url={database.url_with_search_path()}", "upgrade", "head"])
     with database.open() as store:
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == SCHEMA_HEAD
         store.upgrade()  # already there: nothing to do
         assert store.load_recorded() == {}
 
@@ -511,7 +512,7 @@ def test_replicas_starting_together_migrate_once(database: Database) -> None:
             store.close()
     assert errors == []
     with database.open() as check:
-        assert check.current_revision() == "0004"
+        assert check.current_revision() == SCHEMA_HEAD
 
 
 def test_two_stores_writing_from_two_threads_do_not_fail(database: Database) -> None:
@@ -614,7 +615,14 @@ def test_0003_adds_the_history_indexes_and_keeps_the_rows(database: Database) ->
     url = database.url_with_search_path()
     migrations.main(["-x", f"url={url}", "upgrade", "0002"])
     with database.open() as store:
-        run_id = store.begin_run(trigger="cli", kind="incremental", dry_run=False)
+        # The runs table of 0002 (no requested_by yet): a plain INSERT of its own columns.
+        with store.engine.begin() as connection:
+            run_id = connection.execute(
+                text(
+                    "INSERT INTO runs (trigger, kind, dry_run, started_at, outcome, counts) "
+                    "VALUES ('cli', 'incremental', false, CURRENT_TIMESTAMP, 'running', '{}') RETURNING id"
+                )
+            ).scalar_one()
         store.start_operation(run_id, onboard("m-1"))
         migrations.main(["-x", f"url={url}", "upgrade", "0003"])
         assert store.current_revision() == "0003"
