@@ -1,4 +1,5 @@
-"""The `syncd` command line: sync (and its dry run), status, db upgrade, demo.
+"""The `syncd` command line: sync (and its dry run), status, history, explain, run, resync, check, config, db
+upgrade, demo.
 
 Exit codes (scripts depend on them): 0 every in-scope user converged; 1 some operations failed or the cycle
 could not run (the rest still applied); 2 configuration or usage error; 3 stopped by a safety guard
@@ -67,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--wait", action="store_true", help="wait for the cycle; exit with its exit code")
     resync.add_argument("--force", action="store_true", help="let that cycle pass the safety guards")
 
+    check = sub.add_parser(
+        "check",
+        help="check the configuration, Entra and Graph, SmartCommunicator, the database and the admin "
+        "listener, writing nothing; 0 when all pass, 2 when one fails",
+    )
+    check.add_argument("--json", action="store_true", help="print one JSON object instead of the checklist")
+
+    config = sub.add_parser("config", help="the configuration: its effective values, or its JSON Schema")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config_sub.add_parser(
+        "show", help="the effective configuration and where each value came from; secrets as ***"
+    )
+    show.add_argument("--json", action="store_true", help="print one JSON object instead of TOML")
+    config_sub.add_parser("schema", help="a JSON Schema of syncd.toml, for editors")
+
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     db_sub.add_parser("upgrade", help="apply migrations (also done at every start)")
@@ -96,6 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from syncd.emulators import demo
 
         return demo.run_demo(debug=args.debug)
+    if args.command in ("check", "config"):
+        from syncd.cli import setup_commands
+
+        if args.command == "check":
+            return setup_commands.run_check(args.config, as_json=args.json)
+        return setup_commands.run_config(
+            args.config, args.config_command, as_json=getattr(args, "json", False)
+        )
     try:
         settings = load_settings(config_path(args.config, os.environ), os.environ)
     except ConfigError as exc:

@@ -14,6 +14,9 @@ The contract users script against (keep it exactly):
   1 or 25; an environment variable's text must spell the key's kind exactly (`syncd.config.scalars`);
 - anything wrong raises one `ConfigError` naming every bad key in dotted form (`graph.client_secret`), never
   containing a secret value; the command line prints it and exits with status 2, without a traceback.
+
+`load_settings_with_sources` also says where each key given came from (the file, a variable, a `_file`),
+for `syncd config show`; `config_keys` lists what the loader knows of every key, for it and the schema.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -37,7 +40,18 @@ from pydantic_core import ErrorDetails
 from syncd.config import scalars
 from syncd.config.settings import ConfigError, Settings
 
-__all__ = ["CONFIG_ENV", "ENV_PREFIX", "ConfigError", "config_path", "load_settings", "parse_duration"]
+__all__ = [
+    "CONFIG_ENV",
+    "ENV_PREFIX",
+    "ConfigError",
+    "KeyInfo",
+    "Source",
+    "config_keys",
+    "config_path",
+    "load_settings",
+    "load_settings_with_sources",
+    "parse_duration",
+]
 
 CONFIG_ENV = "SYNCD_CONFIG"
 """The environment variable naming the config file when `--config` is not given."""
@@ -108,6 +122,28 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
     keys: unknown ones (with the closest known key), unreadable `_file`s, both `x` and `x_file`, and values
     the models reject. The error has no cause or context attached: nothing in it can leak a secret.
     """
+    return load_settings_with_sources(path, env)[0]
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a key's value came from (`syncd config show`); a key given nowhere has its default."""
+
+    kind: str
+    """"file" (the config file), "env" (a `SYNCD_<SECTION>__<KEY>` variable) or "file-ref" (a secret read
+    from the file a `<key>_file` key names)."""
+    via: str = ""
+    """env: the variable's name; file-ref: where the `_file` key was given (its variable's name, or the
+    dotted key when it is in the config file)."""
+    path: str = ""
+    """file-ref: the path of the file the secret was read from."""
+
+
+def load_settings_with_sources(
+    path: Path | None, env: Mapping[str, str]
+) -> tuple[Settings, dict[str, Source]]:
+    """`load_settings`, and where each key given came from, by dotted TOML key ("graph.client_secret");
+    keys absent from it have their default. Raises ConfigError as `load_settings` does."""
     document = _read_toml(path) if path is not None else {}
     problems = _Problems()
     sections: dict[str, dict[str, _Value]] = {}
@@ -122,16 +158,21 @@ def load_settings(path: Path | None, env: Mapping[str, str]) -> Settings:
     settings = _validate(sections, problems)
     if settings is None or problems.found:
         raise ConfigError.from_problems(_scrubbed(problems.in_order(), sections))
-    return settings
+    sources = {
+        f"{section}.{key}": given.source for section, keys in sections.items() for key, given in keys.items()
+    }
+    return settings, sources
 
 
 @dataclass(frozen=True)
-class _Key:
+class KeyInfo:
     """What the loader needs to know about one key of a section."""
 
     section: str
     name: str
     """The key's spelling in TOML (the field's alias, if any)."""
+    field: str
+    """The model's field name (`interval_s` for the key `interval`)."""
     secret: bool
     is_list: bool
     duration: bool
@@ -151,6 +192,8 @@ class _Value:
     """Where the value came from when it was not the config file itself, for messages."""
     from_env: bool = False
     """Whether the value is an environment variable's text."""
+    source: Source = Source("file")
+    """Where the value came from, for `syncd config show`."""
 
 
 @dataclass
@@ -183,18 +226,19 @@ def _env_name(section: str, key: str) -> str:
 
 
 @cache
-def _schema() -> dict[str, dict[str, _Key]]:
-    """Section -> TOML key -> _Key, read from the models of `Settings` so the two cannot drift apart."""
-    schema: dict[str, dict[str, _Key]] = {}
+def _schema() -> dict[str, dict[str, KeyInfo]]:
+    """Section -> TOML key -> KeyInfo, read from the models of `Settings` so the two cannot drift apart."""
+    schema: dict[str, dict[str, KeyInfo]] = {}
     for section, section_field in Settings.model_fields.items():
         candidates = (section_field.annotation, *get_args(section_field.annotation))
         model = next(c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel))
-        keys: dict[str, _Key] = {}
+        keys: dict[str, KeyInfo] = {}
         for name, info in model.model_fields.items():
             key = info.alias or name
-            keys[key] = _Key(
+            keys[key] = KeyInfo(
                 section=section,
                 name=key,
+                field=name,
                 secret=SecretStr in (info.annotation, *get_args(info.annotation)),
                 is_list=get_origin(info.annotation) is list,
                 duration=name.endswith("_s") and key == name.removesuffix("_s"),
@@ -202,6 +246,12 @@ def _schema() -> dict[str, dict[str, _Key]]:
             )
         schema[section] = keys
     return schema
+
+
+def config_keys() -> dict[str, dict[str, KeyInfo]]:
+    """Section -> TOML key -> what the loader knows of it (secret, list, duration, kind), in the order of the
+    models; the `_file` spellings of secrets are not listed (`KeyInfo.secret` says a key has one)."""
+    return _schema()
 
 
 @cache
@@ -285,7 +335,7 @@ def _take_file(
         keys = sections.setdefault(name, {})
         for key, value in table.items():
             if key in _known(name):
-                keys[key] = _Value(value)
+                keys[key] = _Value(value, source=Source("file"))
             else:
                 problems.add(f"{name}.{key}", f"unknown key{_suggestion(name, key, as_env=False)}")
                 problems.typos.append((name, key))
@@ -325,7 +375,9 @@ def _take_env(env: Mapping[str, str], sections: dict[str, dict[str, _Value]], pr
                 sections.get(section, {}).pop(key, None)
                 problems.add(info.dotted, f"{error} (from {name})", covers=info.dotted)
                 continue
-        sections.setdefault(section, {})[key] = _Value(value, f"from {name}", from_env=True)
+        sections.setdefault(section, {})[key] = _Value(
+            value, f"from {name}", from_env=True, source=Source("env", via=name)
+        )
 
 
 def _env_list(text: str) -> list[object]:
@@ -364,7 +416,9 @@ def _resolve_secret_files(sections: dict[str, dict[str, _Value]], problems: _Pro
                     dotted_file, trouble + (f" ({named.origin})" if named.origin else ""), covers=info.dotted
                 )
             else:
-                keys[info.name] = _Value(text, f"read from the file {dotted_file} names")
+                via = named.source.via if named.source.kind == "env" else dotted_file
+                source = Source("file-ref", via=via, path=str(named.value))
+                keys[info.name] = _Value(text, f"read from the file {dotted_file} names", source=source)
 
 
 def _read_secret(value: object) -> tuple[str, str]:
@@ -390,9 +444,9 @@ def _parse_durations(sections: dict[str, dict[str, _Value]], problems: _Problems
             try:
                 if not isinstance(given.value, str | int | float):
                     raise ValueError(f"must be a duration ({_DURATION_HELP})")
-                keys[key] = _Value(parse_duration(given.value), given.origin, given.from_env)
+                keys[key] = replace(given, value=parse_duration(given.value))
             except ValueError as error:
-                keys[key] = _Value(_REJECTED, given.origin, given.from_env)
+                keys[key] = replace(given, value=_REJECTED)
                 origin = f" ({given.origin})" if given.origin else ""
                 problems.add(info.dotted, str(error) + origin, covers=info.dotted)
 
@@ -408,11 +462,11 @@ def _check_kinds(sections: dict[str, dict[str, _Value]], problems: _Problems) ->
             check = scalars.from_env if given.from_env else scalars.from_file
             value, trouble = check(info.kind, given.value)
             if trouble:
-                keys[key] = _Value(_REJECTED, given.origin, given.from_env)
+                keys[key] = replace(given, value=_REJECTED)
                 origin = f" ({given.origin})" if given.origin else ""
                 problems.add(info.dotted, trouble + origin, covers=info.dotted)
             else:
-                keys[key] = _Value(value, given.origin, given.from_env)
+                keys[key] = replace(given, value=value)
 
 
 def _validate(sections: dict[str, dict[str, _Value]], problems: _Problems) -> Settings | None:

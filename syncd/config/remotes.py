@@ -21,7 +21,7 @@ from syncd.core.model import TEAMS, TEAMS_CATEGORIES, parse_phone_attribute, par
 class SmartCommSettings(BaseModel):
     """The `[smartcomm]` section: where and how to reach the SmartCommunicator agents API."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     base_url: str = "https://atmosphere-api.intelepeer.com"
     """Scheme and host of the Atmosphere API, no path; https only. Default
@@ -83,7 +83,7 @@ class SmartCommSettings(BaseModel):
 class GraphSettings(BaseModel):
     """The `[graph]` section: the Entra app registration and what to read from Microsoft Graph."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     tenant_id: str
     """The Entra tenant's GUID; also the `tenant_id` of every agent. Required; no default."""

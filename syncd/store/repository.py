@@ -53,12 +53,14 @@ from syncd.store.runs import PRUNE_BATCH_SIZE, RunsMixin
 from syncd.store.schema import (
     SCHEMA_HEAD,
     STARTUP_TIMEOUT_S,
+    SchemaState,
     alembic_config,
     current_heads,
     has_tables,
     migration_lock_key,
     refuse_unknown,
     require_head,
+    schema_state,
     stamped_revisions,
     take_postgres_migration_lock,
 )
@@ -290,6 +292,28 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
                     f"{self._safe_url}: another syncd has been migrating it that long (or holds the lock)"
                 )
             yield  # released when the file closes (or the process dies)
+
+    def schema_state(self) -> SchemaState:
+        """Where the schema stands against this syncd's migrations, read without migrating or writing
+        anything: for `syncd check`."""
+        config = alembic_config(str(migrations_directory()))
+        with self._read("reading the schema revision") as connection:
+            return schema_state(connection, config)
+
+    def probe_write(self) -> None:
+        """Prove the database takes writes without leaving any: in one transaction, create a table and write
+        a row (and a key/value when syncd's tables exist), then roll it all back. StoreError when it refuses.
+        For `syncd check`."""
+        with self._failures("trying a write"), self._engine.connect() as connection:
+            transaction = connection.begin()  # on SQLite BEGIN IMMEDIATE: the write lock, as a cycle takes it
+            try:
+                connection.exec_driver_sql("CREATE TABLE syncd_check_probe (id INTEGER)")
+                connection.exec_driver_sql("INSERT INTO syncd_check_probe (id) VALUES (1)")
+                if has_tables(connection):
+                    row = {"key": "syncd_check_probe", "value": "", "updated_at": to_datetime(time.time())}
+                    connection.execute(upsert(connection, tables.kv, "key", ("value", "updated_at")), [row])
+            finally:
+                transaction.rollback()
 
     def current_revision(self) -> str | None:
         """The schema's Alembic revision, or None for a database never migrated."""

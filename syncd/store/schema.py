@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import structlog
 from sqlalchemy import Connection, func, inspect, select, text
@@ -120,6 +120,34 @@ def has_tables(connection: Connection) -> bool:
     return bool(inspect(connection).has_table("members"))
 
 
+class SchemaState(NamedTuple):
+    """Where a database's schema stands against this syncd's migrations (`Store.schema_state`)."""
+
+    revisions: tuple[str, ...]
+    """The revisions stamped in the database (none for a database never migrated)."""
+    head: str
+    """This syncd's newest revision."""
+    tables: bool
+    """Whether syncd's tables exist."""
+    newer: tuple[str, ...]
+    """The stamped revisions this syncd does not know: a newer syncd's."""
+
+
+def schema_state(connection: Connection, config: Config) -> SchemaState:
+    """Where the schema of the database behind `connection` stands; reads only."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(config)
+    known = {revision.revision for revision in script.walk_revisions()}
+    heads = current_heads(connection)
+    return SchemaState(
+        revisions=heads,
+        head=script.get_current_head() or "",
+        tables=has_tables(connection),
+        newer=tuple(head for head in heads if head not in known),
+    )
+
+
 def refuse_unknown(heads: Sequence[str], config: Config, shown_url: str) -> None:
     """Raise UnusableDatabase when a revision stamped in the database is not one of this syncd's."""
     from alembic.script import ScriptDirectory
@@ -155,6 +183,7 @@ __all__ = [
     "LEGACY_LOCK_KEY",
     "SCHEMA_HEAD",
     "STARTUP_TIMEOUT_S",
+    "SchemaState",
     "alembic_config",
     "current_heads",
     "has_tables",
@@ -162,6 +191,7 @@ __all__ = [
     "migration_lock_key",
     "refuse_unknown",
     "require_head",
+    "schema_state",
     "stamped_revisions",
     "take_postgres_migration_lock",
 ]

@@ -1,4 +1,5 @@
-"""`syncd --help`, `syncd status` and `syncd history` start without loading what only a cycle needs.
+"""`syncd --help`, `syncd status`, `syncd history` and `syncd config` start without loading what only a cycle
+needs.
 
 msgraph-sdk costs about half a second to import and tens of MB before it does anything, and the HTTP stack
 (httpx, aiohttp) comes with it: commands that only read our database must not pay for them.
@@ -51,6 +52,8 @@ def run(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
         ("--config", "", "status", "--json"),
         ("--config", "", "history"),
         ("--config", "", "db", "upgrade"),
+        ("--config", "", "config", "show"),
+        ("--config", "", "config", "schema"),
         ("--help-imports",),
     ],
 )

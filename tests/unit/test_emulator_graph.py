@@ -1872,3 +1872,72 @@ def test_add_raw_user_refuses_what_json_cannot_carry(emu: GraphEmulator, props: 
     with pytest.raises(ValueError, match="props must"):
         emu.add_raw_user(props)
     assert emu.add_raw_user({}, id="still-free") == "still-free"
+
+
+# --- permissions and groups through the control API (syncd check's failure modes) -------------------------
+
+
+async def test_app_roles_are_granted_and_withdrawn_through_the_control_api(
+    emu: GraphEmulator, client: httpx.AsyncClient
+) -> None:
+    path = f"/_emulator/apps/{DEFAULT_CLIENT_ID}/roles"
+    assert (await client.get(path)).json() == {"roles": sorted(DEFAULT_APP_ROLES)}
+    before = await token(client)
+    withdrawn = await client.delete(f"{path}/{TEAMS_NUMBER_ROLE}")
+    assert withdrawn.json() == {"roles": sorted(GRAPH_ROLES)}
+    # Tokens issued from now on carry the roles granted now; the one issued before keeps its own.
+    assert claims(await token(client))["roles"] == sorted(GRAPH_ROLES)
+    assert claims(before)["roles"] == sorted(DEFAULT_APP_ROLES)
+    assert emu.app_roles() == sorted(GRAPH_ROLES)
+    replaced = await client.put(path, json={"roles": ["User.Read.All"]})
+    assert replaced.json() == {"roles": ["User.Read.All"]}
+    assert (await client.put(path, json={"roles": []})).json() == {"roles": []}
+    assert "roles" not in claims(await token(client))
+    assert (await client.put(path, json={"roles": "User.Read.All"})).status_code == 400
+    assert (await client.put(path, json={"roles": [], "extra": 1})).status_code == 400
+    unknown = "/_emulator/apps/00000000-0000-0000-0000-000000000009/roles"
+    assert (await client.put(unknown, json={"roles": []})).status_code == 404
+    assert (await client.delete(f"{unknown}/User.Read.All")).status_code == 404
+    emu.reset()
+    assert emu.app_roles() == sorted(DEFAULT_APP_ROLES)
+
+
+async def test_a_group_is_deleted_through_the_control_api(
+    emu: GraphEmulator, client: httpx.AsyncClient
+) -> None:
+    group = emu.add_group(display_name="Support")
+    headers = {"Authorization": f"Bearer {await token(client)}"}
+    assert (await client.get(f"/v1.0/groups/{group}", headers=headers)).status_code == 200
+    assert (await client.delete(f"/_emulator/groups/{group}")).json() == {"ok": True}
+    assert_graph_error(
+        await client.get(f"/v1.0/groups/{group}", headers=headers), 404, "Request_ResourceNotFound"
+    )
+    assert (await client.delete(f"/_emulator/groups/{group}")).status_code == 404
+
+
+async def test_members_without_a_user_permission_come_with_limited_information(
+    emu: GraphEmulator, client: httpx.AsyncClient
+) -> None:
+    group = emu.add_group()
+    nested = emu.add_group(display_name="Nested")
+    user = emu.add_user(upn="a@contoso.com", business_phones=["+14155550100"], display_name="A")
+    emu.add_member(group, user)
+    emu.add_member(group, nested)
+    url = f"/v1.0/groups/{group}/members?$select=id,userPrincipalName,businessPhones,displayName"
+    full = (await client.get(url, headers={"Authorization": f"Bearer {await token(client)}"})).json()["value"]
+    assert full[0]["userPrincipalName"] == "a@contoso.com"
+    emu.register_app(roles=["GroupMember.Read.All"])
+    headers = {"Authorization": f"Bearer {await token(client)}"}
+    limited = (await client.get(url, headers=headers)).json()["value"]
+    assert limited[0] == {
+        "@odata.type": "#microsoft.graph.user",
+        "id": user,
+        "userPrincipalName": None,
+        "businessPhones": None,
+        "displayName": None,
+    }
+    assert limited[1]["displayName"] == "Nested"  # groups: the app may read them
+    cast = f"/v1.0/groups/{group}/transitiveMembers/microsoft.graph.user"
+    cast += "?$count=true&$select=id,userPrincipalName"
+    users = (await client.get(cast, headers={**headers, **EVENTUAL})).json()["value"]
+    assert users == [{"@odata.type": "#microsoft.graph.user", "id": user, "userPrincipalName": None}]

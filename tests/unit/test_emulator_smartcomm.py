@@ -889,3 +889,32 @@ async def test_an_untrusted_client_fails_the_handshake(
     async with httpx.AsyncClient(base_url=server.base_url, verify=ssl.create_default_context()) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(AGENTS)
+
+
+async def test_the_account_changes_through_the_control_api(
+    emu: SmartCommEmulator, client: httpx.AsyncClient
+) -> None:
+    """syncd check's failure modes: the password rotated (401 with the old one), the credentials moved to
+    another customer (403 for the configured one); reset restores the account."""
+    rotated = await client.put("/_emulator/account", json={"password": "rotated-in-the-portal"})
+    assert rotated.json() == {"customer_id": DEFAULT_CUSTOMER_ID, "username": CREDENTIALS["username"]}
+    assert (await client.post("/rest/v1/authenticate", json=CREDENTIALS)).status_code == 401
+    renewed = {**CREDENTIALS, "password": "rotated-in-the-portal"}
+    token = (await client.post("/rest/v1/authenticate", json=renewed)).json()["token"]
+    assert jwt_part(token, 1)["cid"] == DEFAULT_CUSTOMER_ID
+
+    moved = await client.put("/_emulator/account", json={"customer_id": 67890})
+    assert moved.json()["customer_id"] == 67890
+    token = (await client.post("/rest/v1/authenticate", json=renewed)).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    forbidden = await client.get(f"/rest/v1/smartcomm/{DEFAULT_CUSTOMER_ID}/agents", headers=headers)
+    assert forbidden.status_code == 403
+    assert (
+        await client.get("/rest/v1/smartcomm/67890/agents", headers=headers)
+    ).status_code == 404  # none yet
+    assert (await client.put("/_emulator/account", json={"customer_id": "x"})).status_code == 400
+    assert (await client.put("/_emulator/account", json={"colour": "blue"})).status_code == 400
+
+    emu.reset()
+    assert (await client.post("/rest/v1/authenticate", json=CREDENTIALS)).status_code == 200
+    assert emu.customer_id == DEFAULT_CUSTOMER_ID

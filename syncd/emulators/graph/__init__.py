@@ -11,10 +11,10 @@ Emulated, as the real services behave (see docs/spec/graph-and-msal.md):
   PS256/x5t#S256 by a registered certificate), AADSTS errors, HS256 access tokens with roles and expiry.
 - Graph: bearer checks (401/403 in Graph's OData error shape), group `members` and `transitiveMembers`
   (nested groups, cycles, OData casts as advanced queries, $select/$top/$count, absolute nextLinks with an
-  opaque $skiptoken), `users/{id}`, a user's direct memberships (`users/{id}/memberOf`, with casts, $select,
-  $top and paging; groups with limited information without a group permission, hidden memberships only with
-  Member.Read.Hidden), and delta queries for groups (`members@delta`) and users, with delta links that can
-  be expired (410).
+  opaque $skiptoken; users with limited information without a user permission), `users/{id}`, a user's
+  direct memberships (`users/{id}/memberOf`, with casts, $select, $top and paging; groups with limited
+  information without a group permission, hidden memberships only with Member.Read.Hidden), and delta
+  queries for groups (`members@delta`) and users, with delta links that can be expired (410).
 - Teams telephone number assignments: `admin/teams/telephoneNumberManagement/numberAssignments` (and
   `.../numberAssignments/{id}`), needing TeamsTelephoneNumber.Read.All or .ReadWrite.All, ascending by
   telephoneNumber, with $filter (`<property> eq '<value>'` clauses joined by `and`, a parenthesised `or`
@@ -22,7 +22,8 @@ Emulated, as the real services behave (see docs/spec/graph-and-msal.md):
   most 1,000) and $skip, and absolute nextLinks carrying the next $skip.
 
 On top: random and scripted faults (`syncd.emulators.common`), a request log, and a control API under
-`/_emulator/` (no auth, never logged) for another process. Fixture methods (`add_user`, `add_member`,
+`/_emulator/` (no auth, never logged) for another process, which also grants and withdraws the app's
+permissions (`set_app_roles`) and deletes groups. Fixture methods (`add_user`, `add_member`,
 `assign_number`, ...) change the directory directly; `syncd.emulators.tenant.build_tenant` builds realistic
 tenants with them.
 

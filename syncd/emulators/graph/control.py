@@ -1,6 +1,7 @@
 """The Graph emulator's control API under `/_emulator/` (no auth, never logged): the fixture methods, a whole
-tenant built by `syncd.emulators.tenant.build_tenant`, hidden memberships, the page cap and delta link
-expiry, for a test or a tool in another process. Bodies are checked against TypedDicts with pydantic.
+tenant built by `syncd.emulators.tenant.build_tenant`, an app's granted permissions, hidden memberships, the
+page cap and delta link expiry, for a test or a tool in another process. Bodies are checked against
+TypedDicts with pydantic.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class _AppFields(TypedDict, total=False):
     roles: list[str]
 
 
+class _Roles(TypedDict):
+    """Body of PUT /_emulator/apps/{client_id}/roles: the app's application permissions, all of them."""
+
+    roles: list[str]
+
+
 class _GroupRef(TypedDict):
     group_id: str
 
@@ -89,6 +96,7 @@ _USER_ADAPTER = pydantic.TypeAdapter(_UserFields)
 _OBJECT_ADAPTER = pydantic.TypeAdapter(_ObjectFields)
 _MEMBER_ADAPTER = pydantic.TypeAdapter(_MemberFields)
 _APP_ADAPTER = pydantic.TypeAdapter(_AppFields)
+_ROLES_ADAPTER = pydantic.TypeAdapter(_Roles)
 _GROUP_REF_ADAPTER = pydantic.TypeAdapter(_GroupRef)
 _PAGE_CAP_ADAPTER = pydantic.TypeAdapter(_PageCap)
 _NUMBER_ADAPTER = pydantic.TypeAdapter(_NumberFields)
@@ -103,10 +111,14 @@ class _ControlRoutes(_TeamsNumbers, _Fixtures):
             *self.shared_control_routes(),
             Route("/tenant", self._control_tenant, methods=["POST"]),
             Route("/apps", self._control_register_app, methods=["POST"]),
+            Route("/apps/{client_id}/roles", self._control_get_roles, methods=["GET"]),
+            Route("/apps/{client_id}/roles", self._control_set_roles, methods=["PUT"]),
+            Route("/apps/{client_id}/roles/{role}", self._control_revoke_role, methods=["DELETE"]),
             Route("/users", self._control_add_users, methods=["POST"]),
             Route("/users/{user_id}", self._control_update_user, methods=["PATCH"]),
             Route("/users/{user_id}", self._control_delete_user, methods=["DELETE"]),
             Route("/groups", self._control_add_group, methods=["POST"]),
+            Route("/groups/{group_id}", self._control_delete_group, methods=["DELETE"]),
             Route("/devices", self._control_add_device, methods=["POST"]),
             Route("/contacts", self._control_add_contact, methods=["POST"]),
             Route("/service_principals", self._control_add_service_principal, methods=["POST"]),
@@ -146,6 +158,35 @@ class _ControlRoutes(_TeamsNumbers, _Fixtures):
         except (ControlError, ValueError) as exc:
             return control_error(exc)
         return JSONResponse({"ok": True})
+
+    async def _control_get_roles(self, request: Request) -> JSONResponse:
+        try:
+            roles = self.app_roles(request.path_params["client_id"])
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse({"roles": roles})
+
+    async def _control_set_roles(self, request: Request) -> JSONResponse:
+        """Grant exactly these application permissions (the others are withdrawn)."""
+        client_id = request.path_params["client_id"]
+        try:
+            fields = validate_control(_ROLES_ADAPTER, await control_body(request), ("roles",))
+        except ControlError as exc:
+            return control_error(exc)
+        try:
+            self.set_app_roles(client_id, fields["roles"])
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse({"roles": self.app_roles(client_id)})
+
+    async def _control_revoke_role(self, request: Request) -> JSONResponse:
+        """Withdraw one application permission (its admin consent); not granted is fine."""
+        client_id, role = request.path_params["client_id"], request.path_params["role"]
+        try:
+            self.set_app_roles(client_id, set(self.app_roles(client_id)) - {role})
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse({"roles": self.app_roles(client_id)})
 
     async def _control_add_users(self, request: Request) -> JSONResponse:
         """One user (an object, answered {"id"}) or many (a list, answered {"ids"})."""
@@ -201,6 +242,13 @@ class _ControlRoutes(_TeamsNumbers, _Fixtures):
 
     async def _control_add_group(self, request: Request) -> JSONResponse:
         return await self._control_object(request, "group")
+
+    async def _control_delete_group(self, request: Request) -> JSONResponse:
+        try:
+            self.delete_group(request.path_params["group_id"])
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse({"ok": True})
 
     async def _control_add_device(self, request: Request) -> JSONResponse:
         return await self._control_object(request, "device")

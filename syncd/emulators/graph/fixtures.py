@@ -5,6 +5,7 @@ log, scripted faults, token revocation, delta link expiry and reset.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -85,6 +86,24 @@ class _Fixtures(_DirectoryState):
                 service_principal_id=existing.service_principal_id if existing else self._new_id(),
                 display_name=existing.display_name if existing else f"syncd-app-{client_id[:8]}",
             )
+
+    def set_app_roles(self, client_id: str, roles: Iterable[str]) -> None:
+        """Grant an app exactly these application permissions (admin consent given or withdrawn): tokens
+        issued from now on carry them in their `roles` claim; tokens issued before keep theirs, as in Entra.
+        Raises ValueError for an app that is not registered."""
+        with self._lock:
+            app = self._apps.get(client_id.lower())
+            if app is None:
+                raise ValueError(f"no app {client_id!r}")
+            self._apps[client_id.lower()] = dataclasses.replace(app, roles=frozenset(roles))
+
+    def app_roles(self, client_id: str = DEFAULT_CLIENT_ID) -> list[str]:
+        """The application permissions an app is granted, sorted; ValueError for an unregistered app."""
+        with self._lock:
+            app = self._apps.get(client_id.lower())
+            if app is None:
+                raise ValueError(f"no app {client_id!r}")
+            return sorted(app.roles)
 
     def revoke_tokens(self) -> None:
         """Every access token issued so far answers 401 from now on (tokens issued later are fine)."""

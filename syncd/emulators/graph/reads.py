@@ -37,6 +37,12 @@ _MEMBER_OF_CASTS = {
 _PAGE_CACHE_BYTES = 512 * 1024 * 1024
 
 
+def _limited(item: dict[str, object]) -> dict[str, object]:
+    """Graph's "limited information" about an object the app may not read: its type and ID, every other
+    property null."""
+    return {name: item[name] if name in ("@odata.type", "id") else None for name in item}
+
+
 class _Reads(_GraphChecks):
     """GET /groups/{id}/members and /transitiveMembers, /users/{id}/memberOf, /users/{id}, /groups/{id}."""
 
@@ -88,10 +94,18 @@ class _Reads(_GraphChecks):
         page = ids[offset : offset + size]
         projection = self._projection(select, with_type=True)
         objects = self._objects
-        page_key = (group_id, transitive, cast.name if cast else None, select, offset, len(page))
+        # Without a user permission Graph lists the users with "limited information" (docs/spec).
+        limited = not token.roles & _USER_ROLES
+        page_key = (group_id, transitive, cast.name if cast else None, select, offset, len(page), limited)
         value = self._pages.get(page_key)
         if value is None:
-            value = encode_json([projection.project(objects[object_id]) for object_id in page])
+            items = [projection.project(objects[object_id]) for object_id in page]
+            if limited:
+                items = [
+                    _limited(item) if objects[object_id].kind is _USER else item
+                    for object_id, item in zip(page, items, strict=True)
+                ]
+            value = encode_json(items)
             if self._pages_size + len(value) > _PAGE_CACHE_BYTES:
                 self._pages.clear()
                 self._pages_size = 0
@@ -208,10 +222,7 @@ class _Reads(_GraphChecks):
         value: list[dict[str, object]] = []
         for group_id in page:
             item = projection.project(self._objects[group_id])
-            if limited:
-                # Graph's "limited information": the type and ID, every other property null.
-                item = {name: item[name] if name in ("@odata.type", "id") else None for name in item}
-            value.append(item)
+            value.append(_limited(item) if limited else item)
         entity_set = f"{cast_name}s" if cast_name is not None else "directoryObjects"
         context = f"{incoming.origin}{GRAPH_PREFIX}/$metadata#{entity_set}"
         if select is not None:

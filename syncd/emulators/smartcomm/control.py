@@ -1,6 +1,7 @@
 """The SmartCommunicator emulator's controls: the methods tests call (seed and read agents, the request log,
-scripted faults, token revocation, reset), and the control API under `/_emulator/` (no auth, never logged)
-that adds agents and the registries to the shared control routes, for a test or a tool in another process.
+scripted faults, token revocation, the account's customer ID and credentials, reset), and the control API
+under `/_emulator/` (no auth, never logged) that adds agents, the registries and the account to the shared
+control routes, for a test or a tool in another process.
 """
 
 from __future__ import annotations
@@ -39,7 +40,16 @@ class _Registries(TypedDict, total=False):
     ten_dlc_numbers: list[str] | None
 
 
+class _Account(TypedDict, total=False):
+    """Body of PUT /_emulator/account; a key left out leaves that part of the account as it is."""
+
+    customer_id: int
+    username: str
+    password: str
+
+
 _AGENT_FIELDS_ADAPTER = pydantic.TypeAdapter(_AgentFields)
+_ACCOUNT_ADAPTER = pydantic.TypeAdapter(_Account)
 _REGISTRIES_ADAPTER = pydantic.TypeAdapter(_Registries)
 
 
@@ -48,6 +58,7 @@ class _ControlRoutes(_AgentStore, _Auth):
 
     # Set by `SmartCommEmulator.__init__`, declared here so that this mixin type-checks on its own.
     _initial_token_lifetime_s: float
+    _initial_account: tuple[int, str, str]
 
     # --- public controls -------------------------------------------------------------------------------
 
@@ -109,6 +120,21 @@ class _ControlRoutes(_AgentStore, _Auth):
             self._insert(agent)
             return agent.agent_id
 
+    def set_account(
+        self, *, customer_id: int | None = None, username: str | None = None, password: str | None = None
+    ) -> None:
+        """Change the account: its customer ID (the one its API user's tokens are for: any other answers 403
+        from now on, as for a customer these credentials are not registered with), or its API user's
+        username or password (rotated: authentication with the old ones answers 401). Tokens issued before
+        keep the customer ID they were issued for."""
+        with self._lock:
+            if customer_id is not None:
+                self.customer_id = customer_id
+            if username is not None:
+                self.username = username
+            if password is not None:
+                self._password = password
+
     def agents(self) -> list[dict[str, object]]:
         """Every agent (active and offboarded) with every field, in order of creation."""
         with self._lock:
@@ -118,9 +144,11 @@ class _ControlRoutes(_AgentStore, _Auth):
         """Back to the state after construction, except that issued tokens stay valid.
 
         Clears agents, the request log (seq restarts at 1), faults, scripted faults and revocations, and
-        restores the registries, the token lifetime and the RNG seed given to the constructor.
+        restores the account (customer ID, username, password), the registries, the token lifetime and the
+        RNG seed given to the constructor.
         """
         with self._lock:
+            self.customer_id, self.username, self._password = self._initial_account
             self._clear_state()
             for token in self._tokens.values():
                 token.revoked = False
@@ -135,7 +163,19 @@ class _ControlRoutes(_AgentStore, _Auth):
             Route("/agents", self._control_get_agents, methods=["GET"]),
             Route("/agents", self._control_add_agent, methods=["POST"]),
             Route("/registries", self._control_set_registries, methods=["PUT"]),
+            Route("/account", self._control_set_account, methods=["PUT"]),
         ]
+
+    async def _control_set_account(self, request: Request) -> JSONResponse:
+        try:
+            account = validate_control(
+                _ACCOUNT_ADAPTER, await control_body(request), _Account.__optional_keys__
+            )
+        except ControlError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        self.set_account(**account)
+        with self._lock:
+            return JSONResponse({"customer_id": self.customer_id, "username": self.username})
 
     async def _control_get_agents(self, request: Request) -> JSONResponse:
         return JSONResponse(self.agents())

@@ -99,6 +99,7 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
         self.customer_id = customer_id
         self.username = username
         self._password = password
+        self._initial_account = (customer_id, username, password)
         self._seed = seed
         self._initial_token_lifetime_s = token_lifetime_s
         self._initial_tenants = None if registered_tenants is None else frozenset(registered_tenants)
