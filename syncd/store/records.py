@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from syncd.core.model import Action, AgentFields, Outcome, Recorded
+from syncd.core.setting_changes import SettingChange
 
 
 class StoreError(Exception):
@@ -42,6 +43,8 @@ class RunRecord:
     """"running", "ok", "failed", "guard", "interrupted" or "error"."""
     counts: dict[str, int]
     error: str | None
+    settings_changed: tuple[SettingChange, ...] = ()
+    """The settings shaping desired state that changed since the last cycle, as this run found them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Connection, delete, exists, insert, select, update
 from sqlalchemy.sql import Insert
 
 from syncd.core.model import Outcome
+from syncd.core.setting_changes import SettingChange, changes_from_json, changes_to_json
 from syncd.store import tables
 from syncd.store.common import StorePart, to_datetime, to_epoch, to_epoch_or_none
 from syncd.store.records import RunRecord, StoreError
@@ -39,9 +40,15 @@ class RunsMixin(StorePart):
             return _inserted_id(connection, statement)
 
     def finish_run(
-        self, run_id: int, *, outcome: str, counts: Mapping[str, int], error: str | None = None
+        self,
+        run_id: int,
+        *,
+        outcome: str,
+        counts: Mapping[str, int],
+        error: str | None = None,
+        settings_changed: Sequence[SettingChange] = (),
     ) -> None:
-        """Record how a cycle ended (ended_at is now)."""
+        """Record how a cycle ended (ended_at is now), and the settings it found changed."""
         r = tables.runs
         statement = (
             update(r)
@@ -51,6 +58,7 @@ class RunsMixin(StorePart):
                 outcome=outcome,
                 counts=json.dumps({str(key): int(value) for key, value in counts.items()}, sort_keys=True),
                 error=error,
+                settings_changed=changes_to_json(settings_changed) if settings_changed else None,
             )
         )
         with self._write("finishing a run") as connection:
@@ -84,6 +92,7 @@ class RunsMixin(StorePart):
                     outcome=row.outcome,
                     counts={str(key): int(value) for key, value in json.loads(row.counts).items()},
                     error=row.error,
+                    settings_changed=changes_from_json(row.settings_changed),
                 )
                 for row in connection.execute(query)
             ]

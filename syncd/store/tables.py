@@ -73,8 +73,10 @@ runs = Table(
     Column("outcome", String(_CODE), nullable=False),
     Column("counts", Text, nullable=False),
     Column("error", Text, nullable=True),
+    Column("settings_changed", Text, nullable=True),
 )
-"""One row per cycle; `counts` is a JSON object of str -> int."""
+"""One row per cycle; `counts` is a JSON object of str -> int; `settings_changed` a JSON array of the settings
+shaping desired state that changed since the last cycle ({"key", "from", "to"}), NULL when none did."""
 
 operations = Table(
     "operations",

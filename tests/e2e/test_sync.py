@@ -144,7 +144,7 @@ def test_status_shows_runs_and_counts(world: World) -> None:
 def test_db_upgrade(world: World) -> None:
     result = world.run("db", "upgrade")
     assert result.code == 0, result.stderr
-    assert "database at revision 0004" in result.stdout
+    assert "database at revision 0005" in result.stdout
 
 
 def test_a_missing_section_is_a_configuration_error_for_run_and_sync(world: World) -> None:

@@ -54,9 +54,9 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
     with database.open() as store:
         assert store.current_revision() is None
         store.upgrade()
-        assert store.current_revision() == head_revision() == "0004"
+        assert store.current_revision() == head_revision() == "0005"
         store.upgrade()
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == "0005"
 
         with store.engine.connect() as connection:
             assert set(inspect(connection).get_table_names()) == {
@@ -73,7 +73,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
 def test_the_alembic_command_line_migrates_without_an_ini(database: Database) -> None:
     migrations.main(["-x", f"url={database.url_with_search_path()}", "upgrade", "head"])
     with database.open() as store:
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == "0005"
         store.upgrade()  # already there: nothing to do
         assert store.load_recorded() == {}
 
@@ -511,7 +511,7 @@ def test_replicas_starting_together_migrate_once(database: Database) -> None:
             store.close()
     assert errors == []
     with database.open() as check:
-        assert check.current_revision() == "0004"
+        assert check.current_revision() == "0005"
 
 
 def test_two_stores_writing_from_two_threads_do_not_fail(database: Database) -> None:
