@@ -5,26 +5,33 @@ pydantic's lax mode would take `max_offboard = true` as 1 and `daily_summary = 1
 config file a value must have its key's TOML type instead (a whole number for an int, a number for a float,
 true or false for a bool; a quoted "25" is refused too). Environment variables are text by nature, so there a
 value must spell its kind exactly: an int as digits with an optional sign, a float as a decimal number, a
-bool as true, false, 1 or 0 (any case; "yes", "on" and the like are refused). Messages never quote the value.
+bool as true, false, 1 or 0 (any case; "yes", "on" and the like are refused). A guard's limit
+(`syncd.config.limits`) is a whole number, a percentage string or a list of one of each in the file, and
+`25`, `10%` or `200,10%` (or a JSON array) in the environment. Messages never quote the value.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import math
 import re
 import types
 from typing import Literal, Union, get_args, get_origin
 
+from syncd.config.limits import FORMS
+from syncd.core.limits import Limit
+
 __all__ = ["Kind", "from_env", "from_file", "kind_of"]
 
-Kind = Literal["bool", "int", "float", "other"]
-"""The kinds of value checked here; "other" (strings, lists, secrets) is left to the models."""
+Kind = Literal["bool", "int", "float", "limit", "other"]
+"""The kinds of value checked here; "other" (strings, lists, secrets) is left to the models. "limit" is a
+guard's limit (`syncd.config.limits`): a whole number, a percentage string, or a list of one of each."""
 
 _WHOLE = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _TRUE, _FALSE = ("true", "1"), ("false", "0")
-_KINDS: dict[object, Kind] = {bool: "bool", int: "int", float: "float"}
+_KINDS: dict[object, Kind] = {bool: "bool", int: "int", float: "float", Limit: "limit"}
 
 
 def kind_of(annotation: object) -> Kind:
@@ -72,7 +79,33 @@ def from_file(kind: Kind, value: object) -> tuple[object, str]:
             return None, "must be a finite number, not inf or nan"
     if kind == "bool" and not isinstance(value, bool):
         return None, _not("true or false", value, quoted=text in ("true", "false"))
+    if kind == "limit":
+        return _limit_from_file(value)
     return value, ""
+
+
+def _limit_from_file(value: object) -> tuple[object, str]:
+    """A guard's limit from the file: a whole number, a string (the model checks it is a percentage) or a
+    list (the model checks its items); a quoted whole number is refused like any int's."""
+    if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
+        return None, _not(FORMS, value, quoted=True)
+    if isinstance(value, bool) or not isinstance(value, int | str | list):
+        return None, _not(FORMS, value, quoted=False)
+    return value, ""
+
+
+def _limit_from_env(text: str) -> tuple[object, str]:
+    """A guard's limit from an environment variable: "25", "10%", "200,10%" or a JSON array."""
+    spelled = text.strip()
+    if spelled.startswith("["):
+        try:
+            items = json.loads(spelled)
+        except ValueError:
+            return None, f'must be {FORMS}; a list as a JSON array such as [200, "10%"] or as 200,10%'
+        return (items, "") if isinstance(items, list) else (None, f"must be {FORMS}")
+    parts = [part.strip() for part in spelled.split(",")]
+    values: list[object] = [int(part) if _WHOLE.fullmatch(part) else part for part in parts]
+    return (values if len(values) > 1 else values[0]), ""
 
 
 def from_env(kind: Kind, text: object) -> tuple[object, str]:
@@ -80,6 +113,8 @@ def from_env(kind: Kind, text: object) -> tuple[object, str]:
     (None, what is accepted). Values of kind "other" are returned as they are."""
     if kind == "other" or not isinstance(text, str):
         return text, ""
+    if kind == "limit":
+        return _limit_from_env(text)
     spelled = text.strip()
     if kind == "bool":
         if spelled.lower() in _TRUE + _FALSE:

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from syncd.config.fields import duration_words
+from syncd.config.limits import spelled_default
 from syncd.config.loader import FILE_SUFFIX, config_keys
 from syncd.config.settings import Settings
 
@@ -50,6 +51,8 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
 
 def _key_schema(prop: dict[str, Any], *, duration: bool, one_or_many: bool) -> dict[str, Any]:
     prop = {k: v for k, v in _without_null(prop).items() if k not in _DROPPED}
+    if "default" in prop:
+        prop["default"] = spelled_default(prop["default"])
     if "description" in prop:
         prop["description"] = _flat(prop["description"])
     if duration:

@@ -16,8 +16,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from syncd.config.fields import DAY, HOUR, ConfigError, at_most, duration_words, seconds_words
+from syncd.config.limits import GuardLimit, GuardLimitOrOff
 from syncd.config.remotes import GraphSettings, SmartCommSettings
 from syncd.config.service import AdminSettings, LogSettings, NotifySettings
+from syncd.core.limits import Limit
 
 __all__ = [
     "AdminSettings",
@@ -93,9 +95,13 @@ class SyncSettings(BaseModel):
     ("1s" runs a cycle every 1 to 1.1 s): a larger jitter is a configuration error. TOML `jitter`; default
     the smaller of 30 ("30s") and a tenth of `interval` (30 with the default interval). After validation
     this holds the jitter in effect."""
-    max_offboard: int = Field(default=25, ge=0)
+    max_offboard: GuardLimit = Field(default=Limit(count=25))
     """Safety guard: a cycle that would delete more agents than this deletes none and stops (exit 3); 0 stops
-    every cycle that would delete one. A count of agents; default 25."""
+    every cycle that would delete one. A count of agents (`25`), a percentage of the agents syncd manages
+    (`"10%"`), or both (`[200, "10%"]`: the smaller wins); see `syncd.config.limits`. Default 25."""
+    max_update: GuardLimitOrOff = Field(default=Limit(count=500))
+    """Safety guard: a cycle that would update (PATCH) more agents than this sends nothing and stops (exit 3);
+    0 turns the guard off. The same forms as `max_offboard` (`500`, `"5%"`, `[500, "5%"]`). Default 500."""
     concurrency: int = Field(default=8, ge=1, le=256)
     """SmartCommunicator writes in flight at once, 1..256. A count of requests; default 8."""
     retry_initial_s: Annotated[float, at_most(7 * DAY)] = Field(default=60.0, gt=0, alias="retry_initial")

@@ -18,8 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from syncd.config.fields import duration_words
+from syncd.config.limits import spelled
 from syncd.config.loader import Source, config_keys
 from syncd.config.settings import Settings
+from syncd.core.limits import Limit
 
 REDACTED = "***"
 """What a secret's value is shown as."""
@@ -81,6 +83,8 @@ def _shown_value(value: object, *, duration: bool) -> object:
         return duration_words(value)
     if isinstance(value, tuple):
         return list(value)
+    if isinstance(value, Limit):
+        return spelled(value)
     return value
 
 

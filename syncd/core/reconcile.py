@@ -8,10 +8,12 @@ the same inputs (level-triggered).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from syncd.core.limits import NO_LIMIT, Allowance, Limit
 from syncd.core.model import (
     TEAMS,
     Action,
@@ -24,11 +26,22 @@ from syncd.core.model import (
     Recorded,
     Skipped,
 )
+from syncd.core.setting_changes import SettingChange, describe_changes
 
 COMPARED_FIELDS = ("phone_number", "upn", "consistency_id", "tenant_id")
 """Agent fields we push and compare, in the order they are reported."""
 
-Guard = Literal["max_offboard", "empty_group", "teams_numbers"]
+Guard = Literal["max_offboard", "max_update", "empty_group", "teams_numbers"]
+
+FIELD_LABELS = {
+    "phone_number": "phone number",
+    "upn": "UPN",
+    "consistency_id": "consistency GUID",
+    "tenant_id": "tenant",
+}
+"""How the max_update guard names the fields an update changes."""
+UPDATE_EXAMPLES = 3
+"""Updates the max_update guard's message shows."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +122,14 @@ def plan(
     remote: Mapping[str, Agent] | None = None,
     *,
     now: float,
-    max_offboard: int,
+    max_offboard: Limit | int,
+    max_update: Limit | int = NO_LIMIT,
+    managed: int | None = None,
     force: bool = False,
     previous_in_scope: Mapping[str, int] | None = None,
     only: str | None = None,
     subset: Collection[str] | None = None,
+    changed_settings: Sequence[SettingChange] = (),
 ) -> Plan:
     """Pure: the writes that make SmartCommunicator match `desired`.
 
@@ -123,8 +139,11 @@ def plan(
       managed are reported in `unmanaged`.
     - people whose last attempt failed wait until `next_attempt_at` (`only` retries its person at once).
     - guards, unless `force`: more offboards than `max_offboard`, a configured group that reads as empty
-      although it had members in scope last time (`previous_in_scope`), or agents losing their Teams
-      numbers (none read at all, or more than `max_offboard` moving off them) stop the plan (`Plan.stop`).
+      although it had members in scope last time (`previous_in_scope`), agents losing their Teams
+      numbers (none read at all, or more than `max_offboard` moving off them), or more updates than
+      `max_update` stop the plan (`Plan.stop`). A limit's percentage is of `managed`, the agents we manage
+      (default: those `recorded` believes exist). A stop's message names `changed_settings`, the settings
+      shaping desired state that changed since the last cycle.
     - `only`: plan for that one object ID.
     - `subset`: plan for these object IDs only (an incremental cycle: everyone else is unchanged), with
       `desired` and `recorded` holding them; `unchanged` then counts among them only.
@@ -175,10 +194,61 @@ def plan(
             if agent.active and object_id not in members and not _managed(recorded.get(object_id))
         ]
     if not force:
-        result.stop = _guard(result, desired, max_offboard, previous_in_scope or {}) or _teams_guard(
-            result, desired, recorded, max_offboard
+        if managed is None:
+            managed = sum(1 for record in recorded.values() if record.agent is not None)
+        offboards = Allowance("sync.max_offboard", Limit.of(max_offboard), managed)
+        updates = Allowance("sync.max_update", Limit.of(max_update), managed)
+        result.stop = _named(
+            _guard(result, desired, offboards, previous_in_scope or {})
+            or _teams_guard(result, desired, recorded, offboards)
+            or _update_guard(result, updates),
+            changed_settings,
         )
     return result
+
+
+def _named(stop: GuardStop | None, changed: Sequence[SettingChange]) -> GuardStop | None:
+    """`stop` with the settings that changed since the last cycle named in its message."""
+    if stop is None or not changed:
+        return stop
+    return GuardStop(
+        stop.guard,
+        f"{stop.message} Settings that shape desired state changed since the last cycle: "
+        f"{describe_changes(changed)}; if that was not meant, undo it instead.",
+    )
+
+
+def _update_guard(result: Plan, allowance: Allowance) -> GuardStop | None:
+    """A changed default region or phone source, or a bulk rename in the directory, must not PATCH every
+    agent in one cycle unasked."""
+    updates = [change for change in result.changes if change.action is Action.UPDATE]
+    if not allowance.exceeded_by(len(updates)):
+        return None
+    by_field = Counter(name for change in updates for name in change.fields)
+    counts = ", ".join(
+        f"{FIELD_LABELS[name]} {by_field[name]}"
+        for name in COMPARED_FIELDS
+        if by_field[name] or name != "tenant_id"
+    )
+    examples = "; ".join(_example(change) for change in updates[:UPDATE_EXAMPLES])
+    return GuardStop(
+        "max_update",
+        f"{len(updates)} updates exceed {allowance.describe()}; nothing was changed. Changed fields: "
+        f"{counts}. For example: {examples}. Check the directory and the settings that shape the agents "
+        "(graph.default_region, graph.phone_source); if this is intended, run once with --force or raise "
+        "sync.max_update.",
+    )
+
+
+def _example(change: Change) -> str:
+    """Pure: one update for a guard's message: "<object ID> (<UPN>): phone number +4722... -> +4522..."."""
+    upn = next((fields.upn for fields in (change.desired, change.believed) if fields and fields.upn), None)
+    before, after = change.believed, change.desired
+    fields = ", ".join(
+        f"{FIELD_LABELS[name]} {getattr(before, name, None)} -> {getattr(after, name, None)}"
+        for name in change.fields
+    )
+    return f"{change.object_id}{f' ({upn})' if upn else ''}: {fields}"
 
 
 def _leaves_teams(change: Change, desired: DesiredState, recorded: Mapping[str, Recorded]) -> bool:
@@ -198,7 +268,7 @@ def _leaves_teams(change: Change, desired: DesiredState, recorded: Mapping[str, 
 
 
 def _teams_guard(
-    result: Plan, desired: DesiredState, recorded: Mapping[str, Recorded], max_offboard: int
+    result: Plan, desired: DesiredState, recorded: Mapping[str, Recorded], max_offboard: Allowance
 ) -> GuardStop | None:
     """A Teams read that comes back empty or short (an outage, a re-provisioning, numbers stuck pending)
     must not renumber or offboard the agents whose numbers came from Teams."""
@@ -217,11 +287,11 @@ def _teams_guard(
             "TeamsTelephoneNumber.Read.All permission); if they really are gone, run with --force.",
         )
     leaving = [change for change in result.changes if _leaves_teams(change, desired, recorded)]
-    if len(leaving) > max_offboard:
+    if max_offboard.exceeded_by(len(leaving)):
         return GuardStop(
             "teams_numbers",
             f"{len(leaving)} agents would lose the number they have from Teams (renumbered from another "
-            f"source or offboarded), more than sync.max_offboard = {max_offboard}; nothing was changed. "
+            f"source or offboarded), more than {max_offboard.describe()}; nothing was changed. "
             f"Check the Teams number assignments (Graph listed {desired.teams_numbers} users with one); "
             "if this is intended, run once with --force.",
         )
@@ -229,7 +299,7 @@ def _teams_guard(
 
 
 def _guard(
-    result: Plan, desired: DesiredState, max_offboard: int, previous: Mapping[str, int]
+    result: Plan, desired: DesiredState, max_offboard: Allowance, previous: Mapping[str, int]
 ) -> GuardStop | None:
     # In scope, not merely read: a group whose users all come back without phones (Graph's "limited
     # information" answer when User.Read.All is missing) is as suspicious as an empty one.
@@ -246,10 +316,10 @@ def _guard(
             "empty now, run with --force.",
         )
     offboards = result.count(Action.OFFBOARD)
-    if offboards > max_offboard:
+    if max_offboard.exceeded_by(offboards):
         return GuardStop(
             "max_offboard",
-            f"{offboards} offboardings exceed sync.max_offboard = {max_offboard}; nothing was changed. "
+            f"{offboards} offboardings exceed {max_offboard.describe()}; nothing was changed. "
             "Check the groups; if this is intended, run once with --force or raise sync.max_offboard.",
         )
     return None

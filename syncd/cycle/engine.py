@@ -26,8 +26,10 @@ import httpx
 import structlog
 
 from syncd.config.settings import Settings
+from syncd.config.shaping import shaping_values
 from syncd.core import quarantine
 from syncd.core.exits import EXIT_CONFIG, EXIT_FAILURES, EXIT_GUARD, EXIT_OK
+from syncd.core.limits import Limit
 from syncd.core.model import (
     Action,
     Agent,
@@ -39,6 +41,7 @@ from syncd.core.model import (
     Skipped,
 )
 from syncd.core.reconcile import GuardStop, Plan, plan
+from syncd.core.setting_changes import SettingChange, changed_settings, describe_changes, values_from_json
 
 # The apply step lives in `apply`; what moved there is still importable from here (`__all__`).
 from syncd.cycle.apply import APPLY_BATCH, SYSTEMIC, AnchorConflict, Applier, Failure, Progress
@@ -58,6 +61,7 @@ __all__ = [
     "EXIT_OK",
     "IN_SCOPE_KEY",
     "LAST_FULL_KEY",
+    "SETTINGS_KEY",
     "SYSTEMIC",
     "AnchorConflict",
     "CycleResult",
@@ -71,6 +75,9 @@ log = structlog.get_logger("syncd.engine")
 
 IN_SCOPE_KEY = "group_in_scope"
 LAST_FULL_KEY = "last_full_cycle_at"
+SETTINGS_KEY = "shaping_settings"
+"""kv key: the values of the settings shaping desired state (`syncd.config.shaping`) as of the last cycle that
+applied its plan, a JSON object by dotted key; the next cycle names those that changed since."""
 CONFIG_CAUSED = (GraphCredentialError, GraphPermissionError, GroupNotFound, AuthError, TlsVerificationError)
 """Failures whose cause is the configuration (credentials, permissions, group IDs, CA bundle)."""
 
@@ -108,6 +115,9 @@ class CycleResult:
     quarantine: quarantine.QuarantineState | None = None
     """The quarantine after this cycle (None: not quarantined, or a dry run or `--user` cycle, which neither
     read nor change it)."""
+    settings_changed: tuple[SettingChange, ...] = ()
+    """The settings shaping desired state that changed since the last cycle that applied its plan (reported
+    by every cycle until one applies it)."""
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document (stable keys; scripts depend on them)."""
@@ -136,6 +146,7 @@ class CycleResult:
             ],
             "quarantined": self.quarantine is not None,
             "quarantine": None if self.quarantine is None else self.quarantine.to_json(),
+            "settings_changed": [change.to_json() for change in self.settings_changed],
         }
 
     def counts(self) -> dict[str, int]:
@@ -201,7 +212,11 @@ class Engine:
             trigger=trigger, kind=kind, dry_run=dry_run, requested_by=requested_by
         )
         outcome = "error"
+        shaping = shaping_values(self._settings)
+        shaping_json = json.dumps(shaping, sort_keys=True)
         try:
+            stored_shaping = store.get_value(SETTINGS_KEY)
+            result.settings_changed = self._settings_changed(stored_shaping, shaping)
             async with SmartCommClient(
                 self._settings.require_smartcomm(), transport=self._smartcomm_transport
             ) as client:
@@ -223,10 +238,13 @@ class Engine:
                     remote,
                     now=self._clock(),
                     max_offboard=self._settings.sync.max_offboard,
+                    max_update=self._settings.sync.max_update,
+                    managed=self._managed(force),
                     force=force,
                     previous_in_scope=self._previous_in_scope(),
                     only=only,
                     subset=read.subset,
+                    changed_settings=result.settings_changed,
                 )
                 cpu = self._phase(result, "plan", cpu)
                 self._report_plan(result, the_plan)
@@ -250,6 +268,9 @@ class Engine:
                 if only is None:
                     if read.kind == FULL:  # a delta read counts only the groups it saw lose members
                         self._remember_in_scope(desired)
+                    if result.error is None and shaping_json != stored_shaping:
+                        # Applied: later cycles compare their settings with these.
+                        store.set_value(SETTINGS_KEY, shaping_json)
                     if full and result.error is None:  # a halted full cycle repaired nothing: due again
                         self._store.set_value(LAST_FULL_KEY, repr(self._clock()))
                 if read.state is not None and result.error is None:
@@ -283,7 +304,13 @@ class Engine:
         finally:
             result.duration_s = time.monotonic() - started
             counts = result.counts()
-            store.finish_run(result.run_id, outcome=outcome, counts=counts, error=result.error)
+            store.finish_run(
+                result.run_id,
+                outcome=outcome,
+                counts=counts,
+                error=result.error,
+                settings_changed=result.settings_changed,
+            )
             if not dry_run and user is None and outcome != "interrupted":
                 self._advance_quarantine(result, outcome)
             log.info(
@@ -373,6 +400,24 @@ class Engine:
             if agent.active or agent.user_object_id not in agents:
                 agents[agent.user_object_id] = agent
         return agents
+
+    @staticmethod
+    def _settings_changed(stored: str | None, shaping: Mapping[str, Any]) -> tuple[SettingChange, ...]:
+        """The settings shaping desired state whose values differ from the last applied cycle's (`stored`)."""
+        changes = changed_settings(values_from_json(stored), shaping)
+        if changes:
+            log.warning(
+                "sync.settings_changed",
+                settings=[change.key for change in changes],
+                changes=describe_changes(changes),
+            )
+        return changes
+
+    def _managed(self, force: bool) -> int | None:
+        """The agents we manage when a guard's limit is a percentage of them (else None: not needed)."""
+        # Any guard limit of [sync] (max_offboard, max_update, ...): a new guard needs nothing here.
+        shares = [value for _, value in self._settings.sync if isinstance(value, Limit) and value.percent]
+        return self._store.count_managed_agents() if shares and not force else None
 
     def _previous_in_scope(self) -> dict[str, int]:
         raw = self._store.get_value(IN_SCOPE_KEY)

@@ -41,6 +41,7 @@ from syncd.config.settings import (
     SmartCommSettings,
     SyncSettings,
 )
+from syncd.core.limits import Limit
 from syncd.core.model import TEAMS, DesiredState, Member
 from syncd.cycle.engine import CycleResult, Engine
 from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
@@ -104,7 +105,7 @@ def demo_settings(
             backoff_initial_s=0.05,
             backoff_max_s=0.2,
         ),
-        sync=SyncSettings(max_offboard=10, concurrency=4),
+        sync=SyncSettings(max_offboard=Limit(count=10), concurrency=4),
         log=LogSettings(level="warning"),
     )
 

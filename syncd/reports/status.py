@@ -11,14 +11,16 @@ import sys
 from typing import Any, TextIO
 
 from syncd.core import quarantine
+from syncd.core.setting_changes import describe_changes
 from syncd.core.text import printable
 from syncd.core.times import utc_text
 from syncd.store import Store
 
 
 def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
-    """What `syncd status --json` and `GET /status` return: last runs, members by status, agents by number
-    source, people out of scope by reason, attention, and the quarantine (null when not quarantined)."""
+    """What `syncd status --json` and `GET /status` return: last runs (with the settings shaping desired
+    state each found changed), members by status, agents by number source, people out of scope by reason,
+    attention, and the quarantine (null when not quarantined)."""
     quarantined = quarantine.load(store)
     return {
         "runs": [
@@ -33,6 +35,7 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
                 "outcome": r.outcome,
                 "counts": r.counts,
                 "error": r.error,
+                "settings_changed": [change.to_json() for change in r.settings_changed],
             }
             for r in store.runs(limit=runs)
         ],
@@ -83,6 +86,8 @@ def print_status(store: Store, *, as_json: bool, runs: int, out: TextIO | None =
         kind = r.kind + (" dry" if r.dry_run else "")
         row = (r.id, utc_text(r.started_at), kind, r.trigger, r.outcome, secs, changed)
         emit("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*row))
+        if r.settings_changed:
+            emit(f"        settings changed since the last cycle: {describe_changes(r.settings_changed)}")
     emit("Members: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
     sources = store.count_by_phone_source()
     if sources:

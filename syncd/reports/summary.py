@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from syncd.core.model import Action, Change
 from syncd.core.quarantine import status_line as quarantine_line
+from syncd.core.setting_changes import describe_changes
 from syncd.core.text import printable
 
 if TYPE_CHECKING:  # the cycle (and with it msgraph-sdk) loads only when a cycle runs
@@ -35,6 +36,8 @@ def print_result(result: CycleResult, out: TextIO) -> None:
         emit("  graph      read the changes only (delta)")
     elif result.graph_read_reason:
         emit(f"  graph      read everything: {result.graph_read_reason}")
+    if result.settings_changed:
+        emit(f"  settings   changed since the last cycle: {describe_changes(result.settings_changed)}")
     planned = "   ".join(f"{action} {n}" for action, n in result.planned.items())
     if planned:
         emit(f"  planned    {planned}")

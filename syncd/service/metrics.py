@@ -25,6 +25,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.guard_stops = Counter(
+            "syncd_guard_stops",
+            "Cycles a safety guard stopped before any write, by guard (max_offboard, max_update, "
+            "empty_group, teams_numbers).",
+            ["guard"],
+            registry=self.registry,
+        )
         self.operations = Counter(
             "syncd_operations",
             "SmartCommunicator writes by action and outcome.",
@@ -75,6 +82,8 @@ class Metrics:
     def observe(self, result: CycleResult, outcome: str, by_status: Mapping[str, int]) -> None:
         """Account for one finished cycle."""
         self.cycles.labels(outcome=outcome).inc()
+        if result.stopped_by is not None:
+            self.guard_stops.labels(guard=result.stopped_by.guard).inc()
         self.duration.observe(result.duration_s)
         for action, outcomes in result.outcomes.items():
             for name, count in outcomes.items():

@@ -142,6 +142,14 @@ class MembersMixin(StorePart):
         with self._read("counting members") as connection:
             return {status: count for status, count in connection.execute(query)}
 
+    def count_managed_agents(self) -> int:
+        """Agents we believe exist and manage (members with an active agent, whatever their last attempt):
+        what a guard's percentage is of."""
+        m = tables.members
+        query = select(func.count()).select_from(m).where(m.c.agent_active.is_(True))
+        with self._read("counting managed agents") as connection:
+            return int(connection.execute(query).scalar_one())
+
     def count_by_skip_reason(self) -> dict[str, int]:
         """People out of scope (status skipped) per reason, for the reasons that have any."""
         m = tables.members

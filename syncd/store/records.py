@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from syncd.core.model import Action, AgentFields, Outcome, Recorded
+from syncd.core.setting_changes import SettingChange
 
 
 class StoreError(Exception):
@@ -44,6 +45,8 @@ class RunRecord:
     error: str | None
     requested_by: str | None = None
     """Who asked for a manual cycle through the admin API ("bearer token from 10.0.0.7"); None otherwise."""
+    settings_changed: tuple[SettingChange, ...] = ()
+    """The settings shaping desired state that changed since the last cycle, as this run found them."""
 
 
 @dataclass(frozen=True, slots=True)

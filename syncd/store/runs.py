@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy import Connection, delete, exists, insert, select, update
 from sqlalchemy.sql import Insert
 
 from syncd.core.model import Outcome
+from syncd.core.setting_changes import SettingChange, changes_from_json, changes_to_json
 from syncd.store import tables
 from syncd.store.common import StorePart, to_datetime, to_epoch, to_epoch_or_none
 from syncd.store.records import RunRecord, StoreError
@@ -40,9 +41,15 @@ class RunsMixin(StorePart):
             return _inserted_id(connection, statement)
 
     def finish_run(
-        self, run_id: int, *, outcome: str, counts: Mapping[str, int], error: str | None = None
+        self,
+        run_id: int,
+        *,
+        outcome: str,
+        counts: Mapping[str, int],
+        error: str | None = None,
+        settings_changed: Sequence[SettingChange] = (),
     ) -> None:
-        """Record how a cycle ended (ended_at is now)."""
+        """Record how a cycle ended (ended_at is now), and the settings it found changed."""
         r = tables.runs
         statement = (
             update(r)
@@ -52,6 +59,7 @@ class RunsMixin(StorePart):
                 outcome=outcome,
                 counts=json.dumps({str(key): int(value) for key, value in counts.items()}, sort_keys=True),
                 error=error,
+                settings_changed=changes_to_json(settings_changed) if settings_changed else None,
             )
         )
         with self._write("finishing a run") as connection:
@@ -86,6 +94,7 @@ class RunsMixin(StorePart):
                     counts={str(key): int(value) for key, value in json.loads(row.counts).items()},
                     error=row.error,
                     requested_by=row.requested_by,
+                    settings_changed=changes_from_json(row.settings_changed),
                 )
                 for row in connection.execute(query)
             ]

@@ -74,9 +74,12 @@ runs = Table(
     Column("counts", Text, nullable=False),
     Column("error", Text, nullable=True),
     Column("requested_by", Text, nullable=True),
+    Column("settings_changed", Text, nullable=True),
 )
 """One row per cycle; `counts` is a JSON object of str -> int; `requested_by` names who asked for a manual
-cycle through the admin API (how they signed in, and from where)."""
+cycle through the admin API (how they signed in, and from where); `settings_changed` a JSON array of the
+settings shaping desired state that changed since the last cycle ({"key", "from", "to"}), NULL when none
+did."""
 
 operations = Table(
     "operations",

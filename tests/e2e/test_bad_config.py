@@ -33,6 +33,11 @@ def test_bad_configurations_exit_2_naming_the_key_without_a_traceback(tmp_path: 
         "jitter": ('[sync]\ninterval = "1m"\njitter = "30s"\n', "sync.jitter: must be at most a tenth"),
         "interval": ("[sync]\ninterval = 1e300\n", "sync.interval: must be at most 1d (86400 s)"),
         "max_offboard": ("[sync]\nmax_offboard = true\n", "sync.max_offboard: must be a whole number"),
+        "max_offboard_list": (
+            "[sync]\nmax_offboard = [10, 20]\n",
+            "sync.max_offboard: a list gives one whole number and one percentage",
+        ),
+        "max_update": ('[sync]\nmax_update = "150%"\n', "sync.max_update: a percentage must be at most 100%"),
         "ca_bundle": ("", "graph.ca_bundle: not a PEM file of CA certificates"),
     }
     processes: dict[str, subprocess.Popen[str]] = {}

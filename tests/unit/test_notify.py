@@ -14,6 +14,7 @@ import pytest
 from syncd.config.settings import NotifySettings
 from syncd.core.model import MemberStatus, Recorded
 from syncd.core.reconcile import GuardStop
+from syncd.core.setting_changes import SettingChange
 from syncd.cycle.engine import CycleResult
 from syncd.service.notify import (
     STATE_KEY,
@@ -193,10 +194,17 @@ def result(**changes: Any) -> CycleResult:
     ],
 )
 def test_cycle_facts_of_a_result(changes: dict[str, Any], outcome: str) -> None:
-    facts = cycle_facts(result(planned={"onboard": 1, "offboard": 30}, **changes), now=T0)
+    facts = cycle_facts(result(planned={"onboard": 1, "update": 7, "offboard": 30}, **changes), now=T0)
     assert facts.outcome == outcome
     assert (facts.at, facts.started_at, facts.run_id, facts.kind) == (T0, T0 - 4.0, 12, "full")
-    assert facts.planned_offboard == 30
+    assert (facts.planned_offboard, facts.planned_update) == (30, 7)
+    assert facts.settings_changed is None
+
+
+def test_cycle_facts_name_the_settings_that_changed() -> None:
+    region = SettingChange("graph.default_region", "NO", "DK")
+    facts = cycle_facts(result(settings_changed=(region,)), now=T0)
+    assert facts.settings_changed == 'graph.default_region "NO" -> "DK"'
 
 
 def test_dry_runs_cause_no_events_and_touch_no_state() -> None:
@@ -256,11 +264,36 @@ def test_guard_stopped_facts() -> None:
     assert facts_of(event) == {
         "guard": "max_offboard",
         "planned_offboard": 30,
+        "planned_update": 0,
         "run_id": 7,
         "kind": "incremental",
     }
     assert "30 offboardings exceed 25" in event.text
     assert "--force" in event.text
+
+
+def test_a_max_update_stop_is_notified_with_the_updates_it_held_back() -> None:
+    message = (
+        "600 updates exceed sync.max_update = 500; nothing was changed. Changed fields: phone number 600. "
+        'Settings that shape desired state changed since the last cycle: graph.default_region "NO" -> "DK"'
+    )
+    changed = 'graph.default_region "NO" -> "DK"'
+    stopped = cycle(
+        "guard",
+        guard="max_update",
+        guard_message=message,
+        planned_offboard=0,
+        planned_update=600,
+        settings_changed=changed,
+    )
+    event = only(transition(GUARDED, stopped)[1])  # another guard than the one notified: told again
+    assert event.kind == "guard_stopped"
+    assert facts_of(event)["guard"] == "max_update"
+    assert facts_of(event)["planned_update"] == 600
+    # A fact of its own: a long message is cut in the text, the changed setting never is.
+    assert facts_of(event)["settings_changed"] == changed
+    assert "The max_update guard stopped a cycle: 600 updates exceed sync.max_update = 500" in event.text
+    assert 'graph.default_region "NO" -> "DK"' in event.text
 
 
 def test_secrets_in_an_error_never_reach_an_event() -> None:

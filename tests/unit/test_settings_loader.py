@@ -28,6 +28,7 @@ from syncd.config.settings import (
     SmartCommSettings,
     SyncSettings,
 )
+from syncd.core.limits import Limit
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "syncd.example.toml"
 
@@ -179,7 +180,8 @@ def test_nothing_configured_gives_the_defaults() -> None:
     assert settings.sync == SyncSettings(
         interval=900, full_interval=86400, jitter=30, retry_initial=60, retry_max=21600
     )
-    assert (settings.sync.max_offboard, settings.sync.concurrency) == (25, 8)
+    assert (settings.sync.max_offboard, settings.sync.concurrency) == (Limit(count=25), 8)
+    assert settings.sync.max_update == Limit(count=500)
     assert (settings.admin.listen, settings.admin.token) == ("127.0.0.1:8080", None)
     assert (settings.log.level, settings.log.format) == ("info", "auto")
 
@@ -218,7 +220,7 @@ format = "json"
     sync = settings.sync
     assert (sync.interval_s, sync.full_interval_s, sync.jitter_s) == (300.0, 43200.0, 0.0)
     assert (sync.max_offboard, sync.concurrency, sync.retry_initial_s, sync.retry_max_s) == (
-        0,
+        Limit(count=0),
         16,
         30.0,
         3600.0,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 
+from syncd.core.setting_changes import SettingChange
 from syncd.service.statuspage import (
     ATTENTION_ROWS,
     CHART_RUNS,
@@ -312,6 +314,58 @@ def test_a_guard_stop_is_shown_prominently() -> None:
     assert (section.attrs["data-state"], section.attrs["role"]) == ("guard", "alert")
     assert page.one(id="health-title").text == "Stopped by a safety guard: empty_group"
     assert page.one(id="health-detail").text == "group <g> is empty"
+
+
+def test_a_max_update_stop_and_the_setting_that_changed_are_shown() -> None:
+    region = SettingChange("graph.default_region", "NO", "DK")
+    message = (
+        "5 updates exceed sync.max_update = 3; nothing was changed. Settings that shape desired state "
+        'changed since the last cycle: graph.default_region "NO" -> "DK"'
+    )
+    daemon = DaemonState(
+        started_at=NOW, last_outcome="guard", last_run_id=2, guard="max_update", guard_message=message
+    )
+    stopped = dataclasses.replace(run(2, "guard"), settings_changed=(region,))
+    page = Page(render_status_page(status(daemon=daemon, runs=[stopped, run(1)]), now=NOW))
+    assert page.one(id="health").attrs["data-state"] == "guard"
+    assert page.one(id="health-title").text == "Stopped by a safety guard: max_update"
+    assert page.one(id="health-detail").text == message
+    assert page.one(id="settings-changed").text == (
+        'Run 2 found settings changed since the last cycle: graph.default_region "NO" -> "DK"'
+    )
+    (row,) = page.find("tr", data_run="2")
+    assert page.one("span", **{"class": "settings-changed"}).text == (
+        'settings changed: graph.default_region "NO" -> "DK"'
+    )
+    assert row.text.count("settings changed:") == 1
+
+
+def test_the_settings_notice_goes_once_a_later_cycle_changed_nothing() -> None:
+    changed = dataclasses.replace(run(1), settings_changed=(SettingChange("graph.group_ids", ["a"], ["b"]),))
+    assert health(status(runs=[changed])).settings_changed is not None
+    assert health(status(runs=[run(2), changed])).settings_changed is None
+    page = Page(render_status_page(status(runs=[run(2), changed]), now=NOW))
+    assert page.find(id="settings-changed") == []
+    assert len(page.find("span", **{"class": "settings-changed"})) == 1  # still in run 1's row
+
+
+def test_a_run_document_carries_its_settings_changes() -> None:
+    document = {
+        "runs": [
+            {
+                "id": 4,
+                "trigger": "cli",
+                "kind": "full",
+                "started_at": NOW,
+                "ended_at": NOW + 1,
+                "outcome": "guard",
+                "counts": {},
+                "settings_changed": [{"key": "graph.default_region", "from": "NO", "to": "DK"}, "junk"],
+            }
+        ]
+    }
+    (row,) = StatusData.from_document(document, DAEMON).runs
+    assert row.settings_changed == (SettingChange("graph.default_region", "NO", "DK"),)
 
 
 def test_chart_bars_stack_changes_by_action_then_failures_oldest_first() -> None:

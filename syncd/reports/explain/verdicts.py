@@ -11,6 +11,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from syncd.core.limits import Limit
 from syncd.core.model import TEAMS, Action, Agent, DesiredState, Member, MemberStatus, Recorded, Skipped
 from syncd.core.reconcile import Plan, plan
 from syncd.core.times import utc_text
@@ -210,7 +211,7 @@ def next_cycle(
     member_of: Collection[str],
     record: Recorded | None,
     now: float,
-    max_offboard: int,
+    max_offboard: Limit | int,
     remote: Agent | None = None,
     remote_known: bool = False,
     number_holder: Agent | None = None,

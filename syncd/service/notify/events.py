@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 
 from syncd.core.model import Action, Outcome, Recorded
 from syncd.core.redact import redact_text
+from syncd.core.setting_changes import SettingChange, describe_changes
 from syncd.core.times import utc_text
 
 STATE_KEY = "notify_state"
@@ -128,10 +129,15 @@ class CycleFacts:
     error: str | None = None
     """Why the cycle failed as a whole ("error")."""
     guard: str | None = None
-    """The guard that stopped the cycle ("guard"): "max_offboard" or "empty_group"."""
+    """The guard that stopped the cycle ("guard"): "max_offboard", "max_update", "empty_group" or
+    "teams_numbers"."""
     guard_message: str | None = None
     planned_offboard: int = 0
     """Offboardings the cycle planned (those a guard held back)."""
+    planned_update: int = 0
+    """Updates the cycle planned (those a guard held back)."""
+    settings_changed: str | None = None
+    """The settings shaping desired state the cycle found changed since the last one, in words."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,12 @@ def guard_event(facts: CycleFacts, guard: str) -> Event:
         facts=(
             _fact("guard", "Guard", guard),
             _fact("planned_offboard", "Planned offboards", facts.planned_offboard),
+            _fact("planned_update", "Planned updates", facts.planned_update),
+            *(
+                [_fact("settings_changed", "Settings changed", _clean(facts.settings_changed))]
+                if facts.settings_changed
+                else []
+            ),
             _fact("run_id", "Run", facts.run_id),
             _fact("kind", "Cycle", facts.kind),
         ),
@@ -444,6 +456,8 @@ class CycleLike(Protocol):
     @property
     def planned(self) -> Mapping[str, int]: ...
     @property
+    def settings_changed(self) -> Sequence[SettingChange]: ...
+    @property
     def exit_code(self) -> int: ...
     @property
     def duration_s(self) -> float: ...
@@ -488,4 +502,6 @@ def cycle_facts(result: CycleLike, *, now: float | None = None) -> CycleFacts:
         guard=None if guard is None else guard.guard,
         guard_message=None if guard is None else guard.message,
         planned_offboard=int(result.planned.get(Action.OFFBOARD.value, 0)),
+        planned_update=int(result.planned.get(Action.UPDATE.value, 0)),
+        settings_changed=describe_changes(result.settings_changed) or None,
     )

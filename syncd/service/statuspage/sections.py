@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
+from syncd.core.setting_changes import describe_changes
 from syncd.core.times import utc_text
 from syncd.service.statuspage.chart import render_chart
 from syncd.service.statuspage.markup import _e
@@ -51,10 +52,14 @@ def _header(daemon: DaemonState, *, queued: bool) -> str:
 
 def _health_section(verdict: HealthView) -> str:
     detail = f'<p id="health-detail">{_e(verdict.detail)}</p>' if verdict.detail else ""
+    settings = (
+        f'<p id="settings-changed">{_e(verdict.settings_changed)}</p>' if verdict.settings_changed else ""
+    )
     role = ' role="alert"' if verdict.state in {"failing", "guard"} else ""
     return f"""<section class="health {verdict.state}" id="health" data-state="{verdict.state}"{role}>
 <h2 id="health-title">{_e(verdict.title)}</h2>
 {detail}
+{settings}
 </section>"""
 
 
@@ -179,7 +184,10 @@ def _run_row(run: RunRow) -> str:
     changes = ", ".join(
         f"{k} {v}" for k, v in sorted(run.counts.items()) if v and not k.startswith("planned_")
     )
-    error = f'<br><span class="error">{_e(run.error)}</span>' if run.error else ""
+    notes = f'<br><span class="error">{_e(run.error)}</span>' if run.error else ""
+    if run.settings_changed:
+        changed = describe_changes(run.settings_changed)
+        notes += f'<br><span class="settings-changed">settings changed: {_e(changed)}</span>'
     return (
         f'<tr data-run="{run.id}">'
         + _cell("run", str(run.id), "num")
@@ -188,7 +196,7 @@ def _run_row(run: RunRow) -> str:
         + _cell("trigger", _e(run.trigger))
         + _cell("outcome", f'<span class="badge outcome-{_e(run.outcome)}">{_e(run.outcome)}</span>')
         + _cell("secs", secs, "num")
-        + _cell("changes", _e(changes or "no change") + error, "detail")
+        + _cell("changes", _e(changes or "no change") + notes, "detail")
         + "</tr>"
     )
 

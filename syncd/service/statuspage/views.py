@@ -6,9 +6,10 @@ the top of the page (`health`). Pure.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from syncd.core.setting_changes import SettingChange, describe_changes
 from syncd.core.times import utc_text
 
 _DONE_OUTCOMES = ("ok", "adopted", "already_gone")
@@ -52,6 +53,8 @@ class RunRow:
     outcome: str
     counts: Mapping[str, int]
     error: str | None = None
+    settings_changed: Sequence[SettingChange] = ()
+    """The settings shaping desired state this run found changed since the last cycle."""
 
     @property
     def duration_s(self) -> float | None:
@@ -119,6 +122,11 @@ class StatusData:
                 outcome=str(r["outcome"]),
                 counts={str(k): int(v) for k, v in (r.get("counts") or {}).items()},
                 error=None if r.get("error") is None else str(r["error"]),
+                settings_changed=tuple(
+                    SettingChange(str(c["key"]), c.get("from"), c.get("to"))
+                    for c in r.get("settings_changed") or ()
+                    if isinstance(c, Mapping) and "key" in c
+                ),
             )
             for r in document.get("runs", ())
         ]
@@ -166,9 +174,23 @@ class HealthView:
     state: Health
     title: str
     detail: str | None = None
+    settings_changed: str | None = None
+    """When the newest finished real cycle found settings shaping desired state changed: which, in words."""
 
 
 def health(data: StatusData) -> HealthView:
+    """The verdict at the top of the page (`_verdict`), with the settings the newest finished real cycle
+    found changed since the cycle before it, if any."""
+    verdict = _verdict(data)
+    latest = next((r for r in data.runs if not r.dry_run and r.outcome != "running"), None)
+    if latest is None or not latest.settings_changed:
+        return verdict
+    changes = describe_changes(latest.settings_changed)
+    note = f"Run {latest.id} found settings changed since the last cycle: {changes}"
+    return replace(verdict, settings_changed=note)
+
+
+def _verdict(data: StatusData) -> HealthView:
     """Failing, stopped by a guard, healthy, or unknown (no cycle yet), by precedence in that order.
 
     The quarantine wins (since when, why, the next scheduled try), then the daemon's systemic failure (both
