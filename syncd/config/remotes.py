@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, fi
 from syncd.config import material
 from syncd.config.fields import DAY, GUID, HOUR, MINUTE, at_most, https_url
 from syncd.core.model import TEAMS, TEAMS_CATEGORIES, parse_phone_attribute, parse_phone_source
+from syncd.core.scope_filter import ScopeFilter, parse_filter
 
 
 class SmartCommSettings(BaseModel):
@@ -106,6 +107,13 @@ class GraphSettings(BaseModel):
     group_ids: list[str] = Field(min_length=1)
     """Object IDs of the groups whose (transitive) members become agents, at least one. Required; no
     default."""
+    exclude_group_ids: list[str] = Field(default_factory=list)
+    """Object IDs of groups whose (transitive) members never become agents, even when a configured group
+    holds them (out-of-scope reason `excluded_group`); none may be in `group_ids`. Default [] (none)."""
+    filter: str = ""
+    """An OData-$filter-style expression over user attributes that a member must pass to be in scope
+    (out-of-scope reason `filtered`), e.g. "employeeType eq 'Employee' and usageLocation in ('US', 'CA')";
+    the operators and attributes are in docs/scoping.md. Default "" (no filter)."""
     phone_attribute: str = ""
     """The single place the number lives (the older form of `phone_source`): businessPhones (first entry),
     mobilePhone, or onPremisesExtensionAttributes.extensionAttributeN (N = 1..15). Default "" (businessPhones
@@ -153,6 +161,25 @@ class GraphSettings(BaseModel):
         if bad:
             raise ValueError(f"not group object IDs (GUIDs): {', '.join(bad)}")
         return list(dict.fromkeys(value.strip().lower() for value in values))
+
+    @field_validator("exclude_group_ids")
+    @classmethod
+    def _excluded(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        bad = [value for value in values if not GUID.match(value.strip())]
+        if bad:
+            raise ValueError(f"not group object IDs (GUIDs): {', '.join(bad)}")
+        excluded = list(dict.fromkeys(value.strip().lower() for value in values))
+        both = [group for group in excluded if group in (info.data.get("group_ids") or ())]
+        if both:
+            raise ValueError(f"{', '.join(both)} is also in graph.group_ids: a group cannot be both")
+        return excluded
+
+    @field_validator("filter")
+    @classmethod
+    def _filter(cls, value: str) -> str:
+        if value.strip():
+            parse_filter(value)  # FilterError (a ValueError) says where and what
+        return value
 
     @field_validator("authority_host")
     @classmethod
@@ -234,6 +261,11 @@ class GraphSettings(BaseModel):
     def phone_chain(self) -> tuple[str, ...]:
         """The phone sources in order: `phone_source`, or else `phone_attribute` (default businessPhones)."""
         return tuple(self.phone_source) or (self.phone_attribute or "businessPhones",)
+
+    @property
+    def scope_filter(self) -> ScopeFilter | None:
+        """The parsed `filter`, or None without one."""
+        return parse_filter(self.filter) if self.filter.strip() else None
 
     @property
     def uses_teams(self) -> bool:

@@ -17,6 +17,8 @@ from syncd.config.settings import Settings
 
 SHAPING_SETTINGS: tuple[str, ...] = (
     "graph.group_ids",
+    "graph.exclude_group_ids",
+    "graph.filter",
     "graph.phone_source",
     "graph.default_region",
     "graph.teams_categories",
@@ -24,7 +26,7 @@ SHAPING_SETTINGS: tuple[str, ...] = (
 """Dotted keys of the settings that decide who is in scope and what their agent holds, in the order they are
 reported. `graph.phone_source` stands for the chain in effect (the older `phone_attribute` included)."""
 
-UNORDERED: frozenset[str] = frozenset({"graph.group_ids"})
+UNORDERED: frozenset[str] = frozenset({"graph.group_ids", "graph.exclude_group_ids"})
 """Keys of lists whose order changes nothing: compared as sorted lists, so reordering is no change."""
 
 

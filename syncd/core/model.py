@@ -71,6 +71,10 @@ class SkipReason(StrEnum):
     """The member is a device, contact, service principal or other non-user object."""
     INVALID_RECORD = "invalid_record"
     """Graph returned a member without a usable object ID."""
+    EXCLUDED_GROUP = "excluded_group"
+    """A member (at any depth) of a group in `graph.exclude_group_ids`; the detail names the group."""
+    FILTERED = "filtered"
+    """The user fails `graph.filter`; the detail names the clause that failed and the values it saw."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,17 +1,19 @@
 """Reading desired state for a cycle: everything (a full read), or only what changed (Graph delta).
 
-A full read is `GraphSource.read()`: every transitive user member of every configured group. When the
-cycle may track changes (not a dry run, not `--user`, no Teams numbers in the phone chain), it first starts
-tracking: the nested groups of each configured group, an initial groups delta round over that tree (its
-direct memberships go to the store's `graph_edges`) and a users delta link for the tenant's current state.
+A full read is `GraphSource.read()`: every transitive user member of every configured group (and of every
+excluded group). When the cycle may track changes (not a dry run, not `--user`, no Teams numbers in the
+phone chain), it first starts tracking: the nested groups of each configured and each excluded group, an
+initial groups delta round over that tree (its direct memberships go to the store's `graph_edges`) and a
+users delta link for the tenant's current state.
 Tracking starts *before* the members are read, so a change made during the read is reported again by the
 next delta instead of being lost.
 
-An incremental read follows the stored links: the groups delta of each configured group's tree and the
-tenant's users delta. Only people whose membership or selected fields changed, plus people whose failed
-write is due for a retry, are mapped and planned; their fields come from the users delta when it gave
-them all, else from `GET /users/{id}`. A structural change (a group joining or leaving a tracked tree) or a
-link Graph no longer takes (410) falls back to a full read in the same cycle.
+An incremental read follows the stored links: the groups delta of each configured and excluded group's tree
+and the tenant's users delta (which selects the attributes `graph.filter` names, so a user whose filtered
+attribute changed is planned again). Only people whose membership or selected fields changed, plus people
+whose failed write is due for a retry, are mapped and planned; their fields come from the users delta when
+it gave them all, else from `GET /users/{id}`. A structural change (a group joining or leaving a tracked
+tree) or a link Graph no longer takes (410) falls back to a full read in the same cycle.
 
 The new links are handed back to the engine, which stores them only when the cycle ends without an error or
 a guard stop: a cycle that did not apply its changes reads them again next time.
@@ -30,7 +32,8 @@ from syncd.graph.delta import (
     GroupChanges,
     UserChanges,
     chunks,
-    in_scope_after,
+    memberships_after,
+    scope_after,
     signature,
     structural_changes,
     users_after,
@@ -70,12 +73,17 @@ class Read:
 
 
 def state_signature(settings: GraphSettings, source: GraphSource) -> str:
+    # The excluded groups and the filter are named only when set: configurations without them keep the
+    # signature (and the links) they had before these settings existed.
+    scope = [f"exclude={','.join(sorted(settings.exclude_group_ids))}"] if settings.exclude_group_ids else []
+    if settings.filter.strip():
+        scope.append(f"filter={settings.filter.strip()}")
     return signature(
         tenant_id=settings.tenant_id,
         group_ids=settings.group_ids,
         select=source.select,
         base_url=settings.base_url,
-        mapping=[*settings.phone_chain, f"region={settings.default_region}"],
+        mapping=[*settings.phone_chain, f"region={settings.default_region}", *scope],
     )
 
 
@@ -136,13 +144,14 @@ async def _read_everything(
         users_link = await source.users_delta(lambda _page: None)
         group_links: dict[str, list[str]] = {}
         trees: dict[str, list[str]] = {}
-        for group_id in settings.group_ids:
+        excluded: dict[str, list[str]] = {}
+        for group_id in [*settings.group_ids, *settings.exclude_group_ids]:
             tree = list(dict.fromkeys([group_id.lower(), *await source.nested_groups(group_id)]))
             group_links[group_id] = [
                 await source.group_delta(collected.fold, ids=ids) for ids in chunks(tree)
             ]
-            trees[group_id] = tree
-        state = DeltaState(expected, users_link, group_links, trees)
+            (trees if group_id in settings.group_ids else excluded)[group_id] = tree
+        state = DeltaState(expected, users_link, group_links, trees, excluded)
     except GraphError as exc:
         # The member read below raises its own, clearer error if Graph is really failing; if it does not,
         # this cycle simply cannot track changes and the next one reads everything again.
@@ -161,7 +170,7 @@ async def _read_changes(
 ) -> Read:
     changes = GroupChanges()
     group_links: dict[str, list[str]] = {}
-    for group_id in settings.group_ids:
+    for group_id in [*settings.group_ids, *settings.exclude_group_ids]:
         links = stored.group_links.get(group_id)
         if not links:
             raise DeltaExpired(f"no delta link stored for group {group_id}")
@@ -176,7 +185,8 @@ async def _read_changes(
     due, waiting = store.unsettled(now)
     candidates = touched | set(due)
     stored_memberships = store.memberships(candidates)
-    in_scope = in_scope_after(candidates, stored_memberships, changes, users.removed)
+    after = memberships_after(candidates, stored_memberships, changes, users.removed)
+    in_scope, excluded = scope_after(after, trees=stored.trees, excluded=stored.excluded)
     # The empty-group guard: a configured group whose tree loses its last user member reads as empty.
     counts: dict[str, int] = {}
     for group_id, tree in stored.trees.items():
@@ -188,8 +198,8 @@ async def _read_changes(
     fetched = await source.get_users([oid for oid in sorted(in_scope) if oid not in complete])
     members: dict[str, Member] = {}
     skipped: dict[str, Skipped] = {}
-    for raw in [*complete.values(), *fetched.values()]:
-        item = source.map(raw)
+    for object_id, raw in [*complete.items(), *fetched.items()]:
+        item = source.map(raw, excluded_by=excluded.get(object_id))
         if isinstance(item, Member):
             members[item.object_id] = item
         elif item.object_id:
@@ -210,7 +220,7 @@ async def _read_changes(
         None,
         subset=candidates,
         waiting=len(set(waiting) - touched),
-        state=DeltaState(stored.signature, users_link, group_links, stored.trees),
+        state=DeltaState(stored.signature, users_link, group_links, stored.trees, stored.excluded),
         changes=changes,
         deleted=users.removed,
     )

@@ -5,8 +5,10 @@ reaches every user, some through nested groups (one of them nested a level furth
 twice, and the awkward cases in set numbers: phones in national form, extensions, garbage, none at all,
 disabled accounts, and non-user members (a device, a contact, a service principal). Most users carry an
 `onPremisesImmutableId` (a consistency GUID, base64 of its .NET byte order), as Entra Connect writes it.
-Optionally a share of them has a Teams phone number assigned (`TenantSpec.teams_share`), half of them the
-same number as in businessPhones and half a different one, a few with a second, alternate number.
+Optionally every user has the profile attributes a scoping filter reads (`TenantSpec.profiles`:
+department, job title, employee type, places), and a share of them has a Teams phone number assigned
+(`TenantSpec.teams_share`), half of them the same number as in businessPhones and half a different one, a
+few with a second, alternate number.
 
 Pure apart from filling the emulator: the same spec and seed give the same IDs and data, whatever the
 emulator's own seed. Fast enough for benchmarks (bulk inserts; 1,000,000 users in seconds, not minutes).
@@ -103,6 +105,10 @@ class TenantSpec:
     E.164, the others a different valid E.164 number found nowhere else in the tenant."""
     teams_extra: int = 0
     """How many of the Teams users also get a second, alternate-category assignment of another number."""
+    profiles: bool = False
+    """Whether every user gets the attributes a scoping filter (`graph.filter`) reads, from its index (see
+    `profile`): department, jobTitle, employeeType, companyName, officeLocation, usageLocation, country,
+    city, mail, and "noagent" in extensionAttribute7 for every twentieth user."""
     seed: int = 0
 
 
@@ -124,6 +130,48 @@ class BuiltTenant:
     """User ID -> the E.164 number of its primary Teams assignment (users without one are absent)."""
     teams_alternate_numbers: dict[str, str] = field(default_factory=dict)
     """User ID -> the E.164 number of its alternate Teams assignment (`TenantSpec.teams_extra` users)."""
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
+    """User ID -> the profile attributes it was given by `add_user` keyword (`TenantSpec.profiles`)."""
+    no_agent_user_ids: list[str] = field(default_factory=list)
+    """The users whose extensionAttribute7 is "noagent" (`TenantSpec.profiles`)."""
+
+
+_PLACES = (
+    ("US", "United States", "Seattle"),
+    ("US", "United States", "Austin"),
+    ("CA", "Canada", "Toronto"),
+    ("GB", "United Kingdom", "London"),
+    ("DE", "Germany", "Berlin"),
+)
+
+
+def profile(index: int, upn: str) -> dict[str, str]:
+    """Pure: the profile attributes of the index-th user of a tenant with `TenantSpec.profiles`, by
+    `add_user` keyword: six departments in turn; a manager every 25th user, a team lead every 10th, agents
+    otherwise; a contractor every 8th (employeeType); five places (US twice, CA, GB, DE) in turn, each a
+    usageLocation, country and city; company Contoso; the office in the city; mail the same as the UPN."""
+    usage_location, country, city = _PLACES[index % len(_PLACES)]
+    if index % 25 == 0:
+        title = "Manager"
+    elif index % 10 == 0:
+        title = "Team Lead"
+    else:
+        title = "Agent"
+    return {
+        "department": _DEPARTMENTS[index % len(_DEPARTMENTS)],
+        "job_title": title,
+        "employee_type": "Contractor" if index % 8 == 5 else "Employee",
+        "company_name": "Contoso",
+        "office_location": f"{city} {1 + index % 4}F",
+        "usage_location": usage_location,
+        "country": country,
+        "city": city,
+        "mail": upn,
+    }
+
+
+NO_AGENT = "noagent"
+"""extensionAttribute7 of every twentieth user (index 11, 31, ...) of a tenant with `TenantSpec.profiles`."""
 
 
 def _check(spec: TenantSpec) -> None:
@@ -214,6 +262,12 @@ def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
                 "extensionAttribute1": _DEPARTMENTS[i % len(_DEPARTMENTS)],
                 "extensionAttribute10": f"EMP{i:07d}",
             }
+        if spec.profiles:
+            user.update(profile(i, str(user["upn"])))
+            if i % 20 == 11:
+                extensions = user.setdefault("extension_attributes", {})
+                assert isinstance(extensions, dict)
+                extensions["extensionAttribute7"] = NO_AGENT
         style = 0 if random_draw() < spec.national_share else 1 + (i & 1)
         where = i % 10  # 0-6: office phone, 7-8: mobile only, 9: both
         if i in no_phone:
@@ -298,6 +352,10 @@ def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
         extension_user_ids=pick(extension),
         teams_numbers=teams_numbers,
         teams_alternate_numbers=teams_alternate,
+        profiles={user_ids[i]: profile(i, str(users[i]["upn"])) for i in range(count)}
+        if spec.profiles
+        else {},
+        no_agent_user_ids=[user_ids[i] for i in range(count) if i % 20 == 11] if spec.profiles else [],
     )
 
 

@@ -3,11 +3,13 @@ changes, and who is in scope afterwards.
 
 Graph's groups delta (`/groups/delta` with `$select=members`) reports *direct* membership changes of the
 groups named in its `$filter` (`members@delta`); its users delta (`/users/delta` with the mapping's
-`$select`) reports users whose selected properties changed, tenant-wide. An incremental cycle tracks each
-configured group together with every group nested in it, keeps their direct memberships (the store's
-`graph_edges`), and decides scope from them: a user is in scope while some tracked group has them as a
-direct member. A group joining or leaving a tracked group changes the tree itself: the cycle then reads
-everything again (`GroupChanges.structural`). Nothing here does I/O.
+`$select`) reports users whose selected properties changed, tenant-wide (the attributes `graph.filter`
+names among them). An incremental cycle tracks each configured group together with every group nested in
+it, and each excluded group (`graph.exclude_group_ids`) with its nested groups, keeps their direct
+memberships (the store's `graph_edges`), and decides scope from them: a user is in scope while some group
+of a configured tree has them as a direct member, and excluded while some group of an excluded tree does. A
+group joining or leaving a tracked group changes the tree itself: the cycle then reads everything again
+(`GroupChanges.structural`). Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 MAX_FILTER_IDS = 50
@@ -38,7 +41,8 @@ def signature(
 ) -> str:
     """Pure: what stored delta links answer; links stored under another signature (a changed configuration)
     are not used. `mapping` is whatever else decides how a user maps (the phone chain in order, the default
-    region): a delta only reports users who changed, so a new mapping must read everyone again."""
+    region, the excluded groups, the filter): a delta only reports users who changed, so a new mapping must
+    read everyone again."""
     question = json.dumps(
         [
             STATE_VERSION,
@@ -63,6 +67,9 @@ class DeltaState:
     group_links: dict[str, list[str]]
     trees: dict[str, list[str]] = field(default_factory=dict)
     """Configured group ID -> the IDs (lower case) of the group and every group nested in it."""
+    excluded: dict[str, list[str]] = field(default_factory=dict)
+    """Excluded group ID (`graph.exclude_group_ids`) -> its tree, as `trees`; its links are in
+    `group_links` under its ID too."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -71,6 +78,7 @@ class DeltaState:
                 "users": self.users_link,
                 "groups": self.group_links,
                 "trees": self.trees,
+                "excluded": self.excluded,
             },
             separators=(",", ":"),
         )
@@ -90,10 +98,10 @@ class DeltaState:
         users, groups = raw.get("users"), raw.get("groups")
         if not isinstance(users, str) or not isinstance(groups, dict):
             return None
-        links, trees = _lists(groups), _lists(raw.get("trees", {}))
-        if links is None or trees is None:
+        links, trees, excluded = _lists(groups), _lists(raw.get("trees", {})), _lists(raw.get("excluded", {}))
+        if links is None or trees is None or excluded is None:
             return None
-        return cls(expected_signature, users, links, trees)
+        return cls(expected_signature, users, links, trees, excluded)
 
 
 def _lists(value: object) -> dict[str, list[str]] | None:
@@ -249,20 +257,48 @@ def users_after(
     return stored_count - lost + gained
 
 
-def in_scope_after(
+def memberships_after(
     candidates: Iterable[str],
     stored: Mapping[str, Collection[str]],
     changes: GroupChanges,
     deleted: Collection[str],
-) -> set[str]:
-    """Pure: those of `candidates` that are a direct member of some tracked group once `changes` are applied
-    to the `stored` memberships (member ID -> group IDs) and users in `deleted` are gone."""
-    added = {member_id for _, member_id in changes.added}
-    removed = changes.removed
-    result: set[str] = set()
+) -> dict[str, set[str]]:
+    """Pure: the tracked groups each of `candidates` is a direct member of once `changes` are applied to the
+    `stored` memberships (member ID -> group IDs); users in `deleted` and people left in no tracked group
+    are left out."""
+    added: dict[str, set[str]] = {}
+    for group_id, member_id in changes.added:
+        added.setdefault(member_id, set()).add(group_id)
+    removed: dict[str, set[str]] = {}
+    for group_id, member_id in changes.removed:
+        removed.setdefault(member_id, set()).add(group_id)
+    result: dict[str, set[str]] = {}
     for member_id in candidates:
         if member_id in deleted:
             continue
-        if member_id in added or any((g, member_id) not in removed for g in stored.get(member_id, ())):
-            result.add(member_id)
+        groups = (set(stored.get(member_id, ())) - removed.get(member_id, set())) | added.get(
+            member_id, set()
+        )
+        if groups:
+            result[member_id] = groups
     return result
+
+
+def scope_after(
+    memberships: Mapping[str, Collection[str]],
+    *,
+    trees: Mapping[str, Collection[str]],
+    excluded: Mapping[str, Collection[str]] = MappingProxyType({}),
+) -> tuple[set[str], dict[str, str]]:
+    """Pure: who of `memberships` (member ID -> their direct tracked groups) is in a configured group's tree
+    (`trees`), and of those, who is also in an excluded group's tree (`excluded`), with that excluded
+    group's ID (the first in configuration order)."""
+    included = {group for tree in trees.values() for group in tree}
+    members = {member for member, groups in memberships.items() if any(g in included for g in groups)}
+    held: dict[str, str] = {}
+    for member in members:
+        groups = memberships[member]
+        root = next((root for root, tree in excluded.items() if any(g in groups for g in tree)), None)
+        if root is not None:
+            held[member] = root
+    return members, held

@@ -6,7 +6,9 @@ The Graph reader selects the fields named by `select_fields`, parses member page
 and never raises on data (whatever Graph, or a broken proxy in between, sent). Phone numbers are
 normalised to E.164 with `phonenumbers`, and only a field that holds exactly one valid number is accepted:
 no extension, no letters (phonenumbers would silently turn vanity letters into digits), no lists.
-`onPremisesImmutableId` is decoded to the msDS-ConsistencyGuid string when it is a GUID anchor. With a chain
+`onPremisesImmutableId` is decoded to the msDS-ConsistencyGuid string when it is a GUID anchor. Members of an
+excluded group (`graph.exclude_group_ids`) and users failing `graph.filter` are out of scope before their
+phone is looked at. With a chain
 of phone sources (`graph.phone_source`, e.g. teams, businessPhones, mobilePhone) the first source holding one
 valid number gives it, and the member records which source that was.
 """
@@ -30,6 +32,7 @@ from syncd.core.model import (
     SkipReason,
     parse_phone_attribute,
 )
+from syncd.core.scope_filter import ScopeFilter
 from syncd.graph.teams import TeamsNumber
 
 _CANONICAL: dict[str, str] = {name: name for name in PHONE_ATTRIBUTES}
@@ -62,21 +65,28 @@ def _canonical(phone_attribute: str) -> str:
     return _CANONICAL.get(phone_attribute) or parse_phone_attribute(phone_attribute)
 
 
-def select_fields(phone_sources: str | Sequence[str]) -> list[str]:
-    """Pure: the minimal Graph `$select` for users whose phone comes from `phone_sources` (one or a chain).
+def select_fields(phone_sources: str | Sequence[str], scope_filter: ScopeFilter | None = None) -> list[str]:
+    """Pure: the minimal Graph `$select` for users whose phone comes from `phone_sources` (one or a chain),
+    plus the attributes `scope_filter` names (only those).
 
     Extension attributes can only be selected as the whole `onPremisesExtensionAttributes` object; the
     "teams" source is read from another endpoint and selects nothing here.
     """
     chain = [phone_sources] if isinstance(phone_sources, str) else phone_sources
     phone_fields = [_canonical(source).partition(".")[0] for source in chain if source != TEAMS]
-    return [
-        "id",
-        "userPrincipalName",
-        "accountEnabled",
-        "onPremisesImmutableId",
-        *dict.fromkeys(phone_fields),
-    ]
+    filter_fields = scope_filter.select if scope_filter is not None else ()
+    return list(
+        dict.fromkeys(
+            [
+                "id",
+                "userPrincipalName",
+                "accountEnabled",
+                "onPremisesImmutableId",
+                *phone_fields,
+                *filter_fields,
+            ]
+        )
+    )
 
 
 def _phone_value(user: Mapping[str, object], canonical: str) -> object:
@@ -294,16 +304,19 @@ def map_user(
     phone_sources: str | Sequence[str],
     default_region: str,
     teams: Mapping[str, TeamsNumber] | None = None,
+    excluded_by: str | None = None,
+    scope_filter: ScopeFilter | None = None,
 ) -> Member | Skipped:
     """Pure: one Graph member object (parsed JSON, any shape) -> Member or Skipped. Never raises on data.
 
     Checked in order: a JSON object with a non-empty string `id` (else INVALID_RECORD, object_id ""),
-    `@odata.type` (NOT_A_USER unless absent, null or "#microsoft.graph.user"), `accountEnabled` exactly
-    false (DISABLED), the phone: the first of `phone_sources` (one source or a chain of "teams" and
-    attribute names) that holds one valid number gives it, else NO_PHONE (every source empty) or
-    INVALID_PHONE (some source held something else), with what each source held. "teams" looks the user
-    up in `teams` (by lower-case object ID). A source that `parse_phone_source` refuses raises its
-    ValueError (it is a configuration value).
+    `@odata.type` (NOT_A_USER unless absent, null or "#microsoft.graph.user"), `excluded_by` (the
+    excluded group that holds the user, as the detail names it: EXCLUDED_GROUP), `accountEnabled` exactly
+    false (DISABLED), `scope_filter` (FILTERED, with the clause that failed), the phone: the first of
+    `phone_sources` (one source or a chain of "teams" and attribute names) that holds one valid number
+    gives it, else NO_PHONE (every source empty) or INVALID_PHONE (some source held something else), with
+    what each source held. "teams" looks the user up in `teams` (by lower-case object ID). A source that
+    `parse_phone_source` refuses raises its ValueError (it is a configuration value).
     """
     chain = [
         _canonical(source) if source != TEAMS else TEAMS
@@ -321,8 +334,14 @@ def map_user(
     odata_type = user.get("@odata.type")
     if odata_type is not None and odata_type != _USER_TYPE:
         return Skipped(object_id, upn, SkipReason.NOT_A_USER, f"@odata.type is {_shown(odata_type)}")
+    if excluded_by is not None:
+        return Skipped(object_id, upn, SkipReason.EXCLUDED_GROUP, f"member of excluded group {excluded_by}")
     if user.get("accountEnabled") is False:
         return Skipped(object_id, upn, SkipReason.DISABLED, "accountEnabled is false")
+    if scope_filter is not None:
+        failed = scope_filter.failing(user)
+        if failed is not None:
+            return Skipped(object_id, upn, SkipReason.FILTERED, f"graph.filter: {failed}")
     phone, source = _chosen_phone(user, object_id, chain, teams, default_region)
     if isinstance(phone, SkipReason):
         return Skipped(object_id, upn, phone, source)

@@ -14,9 +14,10 @@ from typing import Any
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 
+from syncd.graph.classify import ERROR_MAP, classify, classify_delta, classify_teams
 from syncd.graph.delta import id_filter
 from syncd.graph.errors import GraphReadError, GraphUnavailable
-from syncd.graph.source import ERROR_MAP, GraphSource, classify, classify_delta, classify_teams
+from syncd.graph.source import GraphSource
 
 SAMPLE_USERS = 5
 """Users read from a group to tell whether Graph lets the app see their properties."""

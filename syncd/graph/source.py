@@ -32,7 +32,6 @@ from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvi
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.request_information import RequestInformation
 from kiota_http.middleware.options import RetryHandlerOption
-from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
@@ -42,123 +41,28 @@ from syncd.core.backoff import backoff_delay_s
 from syncd.core.model import TEAMS, DesiredState, Member, Skipped
 from syncd.core.text import path_segment
 from syncd.graph.auth import MsalTokenProvider
-from syncd.graph.delta import id_filter
-from syncd.graph.errors import (
-    DeltaExpired,
-    GraphError,
-    GraphPermissionError,
-    GraphReadError,
-    GraphUnavailable,
-    GroupNotFound,
-    shorten,
+from syncd.graph.classify import (
+    ERROR_MAP,
+    classify,
+    classify_delta,
+    classify_person,
+    classify_teams,
 )
+from syncd.graph.delta import id_filter
+from syncd.graph.errors import GraphError, GraphPermissionError, GraphReadError, GraphUnavailable
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
 
 log = structlog.get_logger("syncd.graph")
 
-ERROR_MAP: dict[str, Any] = {"XXX": ODataError}
-"""kiota parses any 4xx/5xx body into Graph's OData error model (code + message)."""
-
-
-TEAMS_ROLE = "TeamsTelephoneNumber.Read.All"
-
-
-_MEMBER_GRANT = (
-    "grant the app the application permissions GroupMember.Read.All and User.Read.All "
-    "(and Member.Read.Hidden for hidden memberships), with admin consent"
-)
-_PERSON_GRANT = (
-    "grant the app the application permissions User.Read.All and GroupMember.Read.All "
-    "(and Member.Read.Hidden for hidden memberships), with admin consent"
-)
-
-
-def _classified(
-    exc: APIError, *, what: str, grant: str, label: str = "", group_id: str | None = None
-) -> GraphError:
-    """Pure: the error for Graph's refusal to `what` (a 403 says to `grant`), for throttling or an outage
-    that outlasted every retry, or else a read error; `label` prefixes the other messages."""
-    status = exc.response_status_code
-    code, message = _odata(exc)
-    if status == 403:
-        return GraphPermissionError(
-            f"Graph refused to {what}: {grant}. Graph said: {message}",
-            status=status,
-            code=code,
-            group_id=group_id,
-        )
-    if status == 429 or (status is not None and status >= 500):
-        reading = f" ({label})" if label else ""
-        return GraphUnavailable(
-            f"Graph is throttling or unavailable after every retry{reading}: {message}",
-            status=status,
-            code=code,
-            group_id=group_id,
-        )
-    return GraphReadError(
-        f"reading {label} failed: {message}" if label else message,
-        status=status,
-        code=code,
-        group_id=group_id,
-    )
-
-
-def classify_teams(exc: APIError) -> GraphError:
-    """Pure: our error for a failed answer of the Teams number assignments list.
-
-    A 403 is a configuration error naming the missing permission, never an empty list of numbers.
-    """
-    grant = (
-        f"grant the app the application permission {TEAMS_ROLE} with admin consent, or take teams out of "
-        "graph.phone_source"
-    )
-    return _classified(
-        exc, what="list the Teams number assignments", grant=grant, label="the Teams number assignments"
-    )
-
-
-def classify_person(exc: APIError, *, what: str) -> GraphError:
-    """Pure: our error for a failed read about one person (the user, their groups, a group's nested groups).
-
-    A 404 stays a `GraphReadError` with `status` 404, which the callers that expect it take for "none".
-    """
-    return _classified(exc, what=f"read {what}", grant=_PERSON_GRANT, label=what)
-
-
-def _odata(exc: APIError) -> tuple[str, str]:
-    """Graph's error code and (shortened) message from a kiota error."""
-    code, message = "", ""
-    if isinstance(exc, ODataError) and exc.error is not None:
-        code, message = exc.error.code or "", exc.error.message or ""
-    return code, shorten(message or str(exc))
-
-
-def classify_delta(exc: APIError) -> GraphError:
-    """Pure: our error for a failed delta answer. A stored link Graph no longer takes (410 Gone, or a 400/404
-    about the token) is `DeltaExpired`: the caller reads everything again instead."""
-    status = exc.response_status_code
-    if status in (400, 404, 410):
-        code, message = _odata(exc)
-        return DeltaExpired(f"Graph refused the delta link: {message}", status=status, code=code)
-    return _classified(exc, what="read the group and user changes (delta)", grant=_MEMBER_GRANT)
-
-
 PageFold = Callable[[list[Any]], None]
 """Takes one delta page's `value` (parsed JSON, any shape)."""
 
 
-def classify(exc: APIError, *, group_id: str | None) -> GraphError:
-    """Pure: our error for a failed Graph answer that kiota raised."""
-    if exc.response_status_code == 404:
-        return GroupNotFound(
-            "the group does not exist (deleted, or a wrong ID)",
-            status=404,
-            code=_odata(exc)[0],
-            group_id=group_id,
-            setting="graph.group_ids",
-        )
-    return _classified(exc, what="list the members", grant=_MEMBER_GRANT, group_id=group_id)
+def _lower_id(user: object) -> str:
+    """A user object's `id` in lower case ("" when it has none)."""
+    object_id = user.get("id") if isinstance(user, dict) else None
+    return object_id.lower() if isinstance(object_id, str) else ""
 
 
 class GraphSource:
@@ -196,7 +100,10 @@ class GraphSource:
         self._adapter.base_url = settings.base_url
         self._graph = GraphServiceClient(request_adapter=self._adapter)
         self._chain = settings.phone_chain
-        self._select = select_fields(self._chain)
+        self._filter = settings.scope_filter
+        self._select = select_fields(self._chain, self._filter)
+        self._excluded: dict[str, str] = {}
+        """Lower-case object ID -> the excluded group that holds the user (read by `read`)."""
         self._teams: dict[str, TeamsNumber] | None = None
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
@@ -220,10 +127,15 @@ class GraphSource:
     async def read(self) -> DesiredState:
         """Every configured group's transitive user members, mapped, deduplicated by object ID.
 
-        With "teams" in the phone source chain, the tenant's Teams number assignments are read first.
+        With "teams" in the phone source chain, the tenant's Teams number assignments are read first, and
+        so are the transitive user members of the excluded groups (`graph.exclude_group_ids`).
         """
         if self._settings.uses_teams:
             self._teams = await self.teams_numbers()
+        self._excluded = {}
+        for group_id in self._settings.exclude_group_ids:
+            for object_id in await self.excluded_members(group_id):
+                self._excluded.setdefault(object_id, group_id)
         members: dict[str, Member] = {}
         skipped: dict[str, Skipped] = {}
         counts: dict[str, int] = {}
@@ -318,7 +230,11 @@ class GraphSource:
                     "the application permission User.Read.All with admin consent",
                     group_id=group_id,
                 )
-            mapped: list[Member | Skipped] = [self.map(user) for user in users]
+            excluded = self._excluded
+            mapped: list[Member | Skipped] = [
+                self.map(user, excluded_by=excluded.get(_lower_id(user))) if excluded else self.map(user)
+                for user in users
+            ]
             next_link = page.get("@odata.nextLink")
             # Let the raw page go before anyone works on the mapped one: at most one is alive at a time.
             del page, users
@@ -337,9 +253,10 @@ class GraphSource:
         """The user fields every read selects (what `map` needs)."""
         return tuple(self._select)
 
-    def map(self, user: object) -> Member | Skipped:
+    def map(self, user: object, *, excluded_by: str | None = None) -> Member | Skipped:
         """One user object (parsed JSON) mapped to a Member or Skipped, with the Teams numbers of this cycle's
-        read when the chain has them."""
+        read when the chain has them, `graph.filter`, and `excluded_by` (the excluded group holding the
+        user, if one does)."""
         settings = self._settings
         return map_user(
             user,
@@ -347,7 +264,28 @@ class GraphSource:
             phone_sources=self._chain,
             default_region=settings.default_region,
             teams=self._teams,
+            excluded_by=excluded_by,
+            scope_filter=self._filter,
         )
+
+    async def excluded_members(self, group_id: str) -> set[str]:
+        """The object IDs (lower case) of an excluded group's transitive user members, every page (only
+        their `id` is selected). A missing group is `GroupNotFound` naming `graph.exclude_group_ids`."""
+        builder = self._graph.groups.by_group_id(group_id).transitive_members.graph_user
+        query = builder.GraphUserRequestBuilderGetQueryParameters(
+            select=["id"], top=self._settings.page_size, count=True
+        )
+        request = builder.to_get_request_information(self._configuration(query))
+        users = await self._all_pages(
+            builder,
+            request,
+            f"the members of excluded group {group_id}",
+            lambda exc: classify(exc, group_id=group_id, setting="graph.exclude_group_ids"),
+            advanced=True,
+        )
+        found = {user["id"].lower() for user in users if isinstance(user.get("id"), str)}
+        log.info("graph.excluded_group_read", group_id=group_id, users=len(found))
+        return found
 
     async def nested_groups(self, group_id: str) -> list[str]:
         """The IDs (lower case) of every group nested in a group, at any depth."""

@@ -187,8 +187,8 @@ def test_json_has_every_section_with_stable_keys(world: World) -> None:
     assert result.code == 0, result.stderr
     document = result.json()
     assert set(document) == {
-        "query", "object_id", "generated_at", "who", "membership", "phone", "consistency_guid", "record",
-        "remote", "operations", "next_cycle", "errors",
+        "query", "object_id", "generated_at", "who", "membership", "filter", "phone", "consistency_guid",
+        "record", "remote", "operations", "next_cycle", "errors",
     }  # fmt: skip
     assert document["object_id"] == ada
     assert document["errors"] == []
@@ -204,6 +204,12 @@ def test_json_has_every_section_with_stable_keys(world: World) -> None:
     membership = document["membership"]
     assert isinstance(membership, dict)
     assert (membership["member"], membership["member_of"]) == (True, [world.group])
+    assert (membership["excluded_groups"], membership["excluded_paths"], membership["excluded_by"]) == (
+        [],
+        [],
+        None,
+    )
+    assert document["filter"] == {"expression": None, "passed": None, "failed_clause": None}
     phone = document["phone"]
     assert isinstance(phone, dict)
     assert (phone["in_scope"], phone["number"], phone["source"]) == (True, "+14155550100", "businessPhones")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from syncd.graph.delta import (
@@ -10,7 +12,8 @@ from syncd.graph.delta import (
     UserChanges,
     chunks,
     id_filter,
-    in_scope_after,
+    memberships_after,
+    scope_after,
     signature,
     structural_changes,
     users_after,
@@ -140,7 +143,35 @@ def test_scope_after_the_changes() -> None:
         ]
     )
     # u1: removed from its only group; u2: still in n; u3: gone; u4: new; u5: deleted; u6: never a member
-    assert in_scope_after(["u1", "u2", "u3", "u4", "u5", "u6"], stored, changes, {"u5"}) == {"u2", "u4"}
+    after = memberships_after(["u1", "u2", "u3", "u4", "u5", "u6"], stored, changes, {"u5"})
+    assert after == {"u2": {"n"}, "u4": {"n"}}
+    assert scope_after(after, trees={"G": ["g", "n"]}) == ({"u2", "u4"}, {})
+
+
+def test_scope_after_with_excluded_trees_nested_and_overlapping() -> None:
+    # Configured tree S = s > t; excluded tree M = m > lead, and m is nested in s too (overlap); excluded
+    # tree X = x. Memberships are the direct tracked groups of each person after the changes.
+    trees = {"S": ["s", "t", "m", "lead"]}
+    excluded = {"M": ["m", "lead"], "X": ["x"]}
+    memberships = {
+        "agent": {"t"},  # in scope
+        "manager": {"m"},  # in scope through s > m, and excluded by M
+        "lead": {"t", "lead"},  # in scope through t, excluded by M through m > lead
+        "both": {"s", "x", "lead"},  # excluded by M and by X: the first in configuration order names it
+        "outsider": {"x"},  # only in an excluded tree: not a member at all
+    }
+    members, held = scope_after(memberships, trees=trees, excluded=excluded)
+    assert members == {"agent", "manager", "lead", "both"}
+    assert held == {"manager": "M", "lead": "M", "both": "M"}
+
+
+def test_memberships_after_an_excluded_group_gains_and_loses_members() -> None:
+    stored = {"u1": {"s"}, "u2": {"s", "m"}}
+    changes = GroupChanges()
+    changes.fold([{"id": "m", "members@delta": [member("u1"), member("u2", removed=True)]}])
+    after = memberships_after(["u1", "u2"], stored, changes, set())
+    assert after == {"u1": {"s", "m"}, "u2": {"s"}}
+    assert scope_after(after, trees={"S": ["s"]}, excluded={"M": ["m"]}) == ({"u1", "u2"}, {"u1": "M"})
 
 
 def test_users_left_in_a_tree_after_the_changes() -> None:
@@ -165,10 +196,19 @@ def test_a_tree_emptied_by_the_changes_has_no_users_left() -> None:
 
 
 def test_the_state_keeps_the_trees() -> None:
-    state = DeltaState(SIG, "u", {"G1": ["l"]}, {"G1": ["g1", "n1"]})
+    state = DeltaState(SIG, "u", {"G1": ["l"], "X1": ["k"]}, {"G1": ["g1", "n1"]}, {"X1": ["x1", "y1"]})
     restored = DeltaState.from_json(state.to_json(), expected_signature=SIG)
     assert restored is not None
     assert restored.trees == {"G1": ["g1", "n1"]}
+    assert restored.excluded == {"X1": ["x1", "y1"]}
+    assert restored.group_links == {"G1": ["l"], "X1": ["k"]}
+
+
+def test_a_state_stored_before_excluded_groups_existed_reads_with_none() -> None:
+    stored = json.dumps({"signature": SIG, "users": "u", "groups": {"G1": ["l"]}, "trees": {"G1": ["g1"]}})
+    restored = DeltaState.from_json(stored, expected_signature=SIG)
+    assert restored is not None
+    assert restored.excluded == {}
 
 
 def test_the_signature_changes_with_the_mapping_in_order() -> None:

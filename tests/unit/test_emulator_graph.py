@@ -596,6 +596,123 @@ async def test_extension_attributes_and_raw_overrides(
     assert narrow.json()["value"][1] == {"@odata.type": "#microsoft.graph.user", "id": odd, "surprise": 1}
 
 
+PROFILE = {
+    "department": "Support",
+    "job_title": "Team Lead",
+    "employee_type": "Employee",
+    "company_name": "Contoso",
+    "office_location": "Seattle 2F",
+    "usage_location": "US",
+    "country": "United States",
+    "city": "Seattle",
+    "mail": "ada@contoso.com",
+}
+PROFILE_PROPERTIES = (
+    "department,jobTitle,employeeType,companyName,officeLocation,usageLocation,country,city,userType,mail,"
+    "onPremisesSyncEnabled"
+)
+
+
+async def test_the_profile_attributes_a_scoping_filter_reads_are_served_under_select(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    group = emu.add_group()
+    [ada] = emu.add_users(
+        [{"upn": "ada@contoso.com", "on_premises_immutable_id": "AAAAAAAAAAAAAAAAAAAAAA==", **PROFILE}]
+    )
+    bare = emu.add_user(upn="bare@contoso.com")
+    emu.add_members(group, [ada, bare])
+    url = f"/v1.0/groups/{group}/transitiveMembers/graph.user?$count=true&$select=id,{PROFILE_PROPERTIES}"
+    ada_item, bare_item = (await client.get(url, headers=auth)).json()["value"]
+    assert ada_item == {
+        "@odata.type": "#microsoft.graph.user",
+        "id": ada,
+        "department": "Support",
+        "jobTitle": "Team Lead",
+        "employeeType": "Employee",
+        "companyName": "Contoso",
+        "officeLocation": "Seattle 2F",
+        "usageLocation": "US",
+        "country": "United States",
+        "city": "Seattle",
+        "userType": "Member",
+        "mail": "ada@contoso.com",
+        "onPremisesSyncEnabled": True,
+    }
+    # Unset ones read null, as in Graph; userType is "Member" unless set, and a cloud-only user is not synced.
+    assert bare_item == {"@odata.type": "#microsoft.graph.user", "id": bare} | dict.fromkeys(
+        PROFILE_PROPERTIES.split(",")
+    ) | {"userType": "Member"}
+    # Not selected, not served (strict): a filter must select what it reads.
+    narrow = await client.get(f"/v1.0/users/{ada}?$select=id,department", headers=auth)
+    assert narrow.json() == {
+        "@odata.context": narrow.json()["@odata.context"],
+        "id": ada,
+        "department": "Support",
+    }
+    emu.update_user(ada, department="Sales", user_type="Guest", employee_type=None)
+    changed = (
+        await client.get(f"/v1.0/users/{ada}?$select=department,userType,employeeType", headers=auth)
+    ).json()
+    assert (changed["department"], changed["userType"], changed["employeeType"]) == ("Sales", "Guest", None)
+
+
+async def test_select_takes_the_extension_attributes_object_not_one_attribute(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    """Graph v1.0 refuses `$select=onPremisesExtensionAttributes/extensionAttribute5` (a property path in
+    $select); a filter on one extension attribute selects the whole object, which the emulator serves."""
+    ada = emu.add_user(upn="ada@contoso.com", extension_attributes={"extensionAttribute7": "noagent"})
+    whole = await client.get(f"/v1.0/users/{ada}?$select=onPremisesExtensionAttributes", headers=auth)
+    assert whole.json()["onPremisesExtensionAttributes"]["extensionAttribute7"] == "noagent"
+    path = await client.get(
+        f"/v1.0/users/{ada}?$select=onPremisesExtensionAttributes/extensionAttribute7", headers=auth
+    )
+    message = (
+        "Could not find a property named 'onPremisesExtensionAttributes/extensionAttribute7' on type "
+        "'microsoft.graph.user'."
+    )
+    assert_graph_error(path, 400, "Request_BadRequest", message)
+
+
+async def test_users_delta_reports_a_changed_profile_attribute_when_selected(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: GraphEmulator
+) -> None:
+    ada, bob = emu.add_users([{"upn": "ada@contoso.com", **PROFILE}, {"upn": "bob@contoso.com", **PROFILE}])
+    _, link = await delta_round(
+        client, "/v1.0/users/delta()?$select=id,usageLocation&$deltatoken=latest", auth
+    )
+    emu.update_user(ada, usage_location="DE")
+    emu.update_user(bob, city="Austin")  # not selected: not reported
+    items, _ = await delta_round(client, link, auth)
+    assert items == [{"id": ada, "usageLocation": "DE"}]
+
+
+def test_profile_keywords_are_checked_like_the_others(emu: GraphEmulator) -> None:
+    with pytest.raises(ValueError, match="department must be a string"):
+        emu.add_user(upn="ada@contoso.com", department=5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown user fields: favourite_colour"):
+        emu.add_users([{"upn": "ada@contoso.com", "favourite_colour": "blue"}])
+
+
+async def test_the_control_api_sets_profile_attributes(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    created = await client.post(
+        "/_emulator/users",
+        json={"upn": "ada@contoso.com", "employee_type": "Contractor", "usage_location": "CA"},
+    )
+    ada = created.json()["id"]
+    changed = await client.patch(
+        f"/_emulator/users/{ada}", json={"usage_location": "US", "job_title": "Agent"}
+    )
+    assert changed.status_code == 200
+    read = (
+        await client.get(f"/v1.0/users/{ada}?$select=employeeType,usageLocation,jobTitle", headers=auth)
+    ).json()
+    assert (read["employeeType"], read["usageLocation"], read["jobTitle"]) == ("Contractor", "US", "Agent")
+
+
 @pytest.mark.parametrize("top", ["0", "1000", "-1", "ten"])
 async def test_top_out_of_bounds_is_refused(
     client: httpx.AsyncClient, auth: dict[str, str], nested: dict[str, Any], top: str
@@ -1087,6 +1204,32 @@ def test_build_tenant_counts(emu: GraphEmulator) -> None:
     direct = emu._member_ids(built.top_group_id, transitive=False, kind=None)
     assert built.nested_group_ids[-1] not in direct  # the deep one hangs under another nested group
     assert len(direct) < 500 / 2
+
+
+def test_build_tenant_gives_profiles_on_request_without_changing_the_rest() -> None:
+    plain_emu, profiled_emu = GraphEmulator(), GraphEmulator()
+    plain = build_tenant(plain_emu, TenantSpec(users=60, seed=7))
+    profiled = build_tenant(profiled_emu, TenantSpec(users=60, seed=7, profiles=True))
+    assert (plain.profiles, plain.no_agent_user_ids) == ({}, [])
+    # The same users, numbers and groups: profiles only add attributes.
+    assert profiled.user_ids == plain.user_ids
+    assert tenant_snapshot(profiled_emu, profiled) == tenant_snapshot(plain_emu, plain)
+    props = {object_id: profiled_emu._objects[object_id].props for object_id in profiled.user_ids}
+    for object_id, given in profiled.profiles.items():
+        assert props[object_id]["employeeType"] == given["employee_type"]
+        assert props[object_id]["usageLocation"] == given["usage_location"]
+        assert props[object_id]["mail"] == props[object_id]["userPrincipalName"]
+    kinds = {(p["usageLocation"], p["employeeType"], p["jobTitle"]) for p in props.values()}
+    assert {k[0] for k in kinds} == {"US", "CA", "GB", "DE"}
+    assert {k[1] for k in kinds} == {"Employee", "Contractor"}
+    assert {k[2] for k in kinds} == {"Agent", "Team Lead", "Manager"}
+    assert len(profiled.no_agent_user_ids) == 3  # users 11, 31 and 51
+    for object_id in profiled.no_agent_user_ids:
+        extensions = props[object_id]["onPremisesExtensionAttributes"]
+        assert isinstance(extensions, dict)
+        assert extensions["extensionAttribute7"] == "noagent"
+    # Users 3, 10, 17, ... keep the extension attributes every tenant has, with extensionAttribute7 added.
+    assert sum(1 for p in props.values() if "onPremisesExtensionAttributes" in p) > 3
 
 
 def test_build_tenant_is_deterministic_per_seed() -> None:

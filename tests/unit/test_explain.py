@@ -16,6 +16,7 @@ from syncd.reports.explain import (
     AmbiguousPerson,
     Consistency,
     Explanation,
+    Filter,
     GroupRef,
     Membership,
     NextCycle,
@@ -577,6 +578,68 @@ def test_render_text_sections_in_order() -> None:
     assert f"    Agents ({GROUP}) > ada@contoso.com\n" in text
     assert "  businessPhones    '+1 415 555 0100' -> +14155550100   <- chosen\n" in text
     assert text.endswith("Next cycle\n  nothing to do: the agent matches Graph\n")
+
+
+MANAGERS = "33333333-3333-4333-8333-333333333333"
+LEADS = "44444444-4444-4444-8444-444444444444"
+
+
+def test_an_excluded_person_is_shown_with_the_path_through_the_excluded_group() -> None:
+    membership = Membership(
+        [GroupRef(GROUP, "Agents")],
+        paths=[[GroupRef(GROUP, "Agents"), GroupRef(MANAGERS, "Managers"), GroupRef(LEADS, "Team leads")]],
+        excluded=[GroupRef(MANAGERS, "Managers")],
+        excluded_paths=[[GroupRef(MANAGERS, "Managers"), GroupRef(LEADS, "Team leads")]],
+    )
+    assert membership.excluded_by == GroupRef(MANAGERS, "Managers")
+    detail = f"member of excluded group Managers ({MANAGERS})"
+    skipped = Phone(["businessPhones"], "US", [], False, skip_reason="excluded_group", detail=detail)
+    text = render_text(explanation(membership=membership, phone=skipped))
+    assert (
+        "  excluded through 1 of 1 excluded group(s) (graph.exclude_group_ids):\n"
+        f"    Managers ({MANAGERS}) > Team leads ({LEADS}) > ada@contoso.com\n"
+    ) in text
+    assert (
+        f"  verdict           skipped: excluded_group (member of excluded group Managers ({MANAGERS}))"
+        in text
+    )
+    document = explanation(membership=membership).to_json()["membership"]
+    assert document["excluded_by"] == {"id": MANAGERS, "display_name": "Managers"}
+    assert document["excluded_groups"] == [{"id": MANAGERS, "display_name": "Managers"}]
+    assert [[g["id"] for g in path] for path in document["excluded_paths"]] == [[MANAGERS, LEADS]]
+
+
+def test_a_person_in_no_excluded_group_says_so_and_has_no_excluded_by() -> None:
+    membership = Membership(
+        [GroupRef(GROUP, "Agents")],
+        paths=[[GroupRef(GROUP, "Agents")]],
+        excluded=[GroupRef(MANAGERS, "Managers")],
+    )
+    assert membership.excluded_by is None
+    assert f"  excluded groups   in none of Managers ({MANAGERS})\n" in render_text(
+        explanation(membership=membership)
+    )
+    assert explanation(membership=membership).to_json()["membership"]["excluded_by"] is None
+
+
+def test_the_filter_section_shows_the_expression_and_the_clause_that_failed() -> None:
+    failed = "usageLocation in ('US', 'CA') is false: usageLocation is 'DE'"
+    filtered = explanation(filter=Filter("usageLocation in ('US', 'CA')", False, failed))
+    text = render_text(filtered)
+    titles = [line for line in text.splitlines() if line and not line.startswith(" ")]
+    assert titles.index("Filter (graph.filter)") == titles.index("Membership") + 1
+    assert "Filter (graph.filter)\n  expression        usageLocation in ('US', 'CA')\n" in text
+    assert f"  result            fails: {failed}\n" in text
+    assert filtered.to_json()["filter"] == {
+        "expression": "usageLocation in ('US', 'CA')",
+        "passed": False,
+        "failed_clause": failed,
+    }
+    assert "  result            passes\n" in render_text(explanation(filter=Filter("city eq 'x'", True)))
+    assert "not evaluated" in render_text(explanation(filter=Filter("city eq 'x'")))
+    # Without a filter there is no section, and the JSON says so.
+    assert "Filter (graph.filter)" not in render_text(explanation())
+    assert explanation().to_json()["filter"] == {"expression": None, "passed": None, "failed_clause": None}
 
 
 def test_failed_sections_say_what_failed_and_are_listed_in_errors() -> None:

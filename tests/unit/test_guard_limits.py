@@ -341,6 +341,8 @@ def test_the_values_compared_are_the_settings_in_effect() -> None:
     assert list(values) == list(SHAPING_SETTINGS)
     assert values == {
         "graph.group_ids": ["0d1e2f3a-0000-4000-8000-000000000001", "1e2feb89-414c-443c-9027-c4d1c386bbc4"],
+        "graph.exclude_group_ids": [],
+        "graph.filter": "",
         "graph.phone_source": ["businessPhones"],
         "graph.default_region": "US",
         "graph.teams_categories": ["primary"],

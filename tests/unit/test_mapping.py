@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncd.core.model import Member, Skipped, SkipReason
+from syncd.core.scope_filter import parse_filter
 from syncd.graph.mapping import (
     PHONE_ATTRIBUTES,
     decode_consistency_guid,
@@ -772,3 +773,89 @@ def test_to_e164_never_raises(raw: str, region: str) -> None:
 def test_region_first_validity_agrees_with_phonenumbers(country: int, national: int, region: str) -> None:
     number = phonenumbers.PhoneNumber(country_code=country, national_number=national)
     assert is_valid(number, region) == phonenumbers.is_valid_number(number)
+
+
+# --- scope beyond the groups: excluded groups and graph.filter -------------------------------------------
+
+STAFF = parse_filter("employeeType eq 'Employee' and usageLocation in ('US', 'CA')")
+
+
+def scoped(record: object, *, excluded_by: str | None = None) -> Member | Skipped:
+    return map_user(
+        record,
+        tenant_id=TENANT,
+        phone_sources="businessPhones",
+        default_region="US",
+        excluded_by=excluded_by,
+        scope_filter=STAFF,
+    )
+
+
+def test_a_user_passing_the_filter_is_in_scope() -> None:
+    member = scoped(user(employeeType="employee", usageLocation="CA"))
+    assert isinstance(member, Member)
+    assert member.phone_number == "+14155550123"
+
+
+def test_a_user_failing_the_filter_is_filtered_with_the_clause() -> None:
+    assert scoped(user(employeeType="Employee", usageLocation="DE")) == Skipped(
+        OBJECT_ID,
+        "ada@contoso.com",
+        SkipReason.FILTERED,
+        "graph.filter: usageLocation in ('US', 'CA') is false: usageLocation is 'DE'",
+    )
+
+
+def test_a_member_of_an_excluded_group_is_excluded_naming_the_group() -> None:
+    assert scoped(user(employeeType="Employee", usageLocation="US"), excluded_by="Managers (m-1)") == Skipped(
+        OBJECT_ID, "ada@contoso.com", SkipReason.EXCLUDED_GROUP, "member of excluded group Managers (m-1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "excluded_by", "reason"),
+    [
+        # An exclusion is said first: it holds whatever the account or the phone.
+        ({"accountEnabled": False, "businessPhones": []}, "m-1", SkipReason.EXCLUDED_GROUP),
+        # Disabled before filtered: the built-in rule is named before the configured one.
+        ({"accountEnabled": False, "employeeType": "Contractor"}, None, SkipReason.DISABLED),
+        # Filtered before the phone is looked at: no phone needed to be out of scope.
+        ({"employeeType": "Contractor", "businessPhones": ["n/a"]}, None, SkipReason.FILTERED),
+        (
+            {"employeeType": "Employee", "usageLocation": "US", "businessPhones": []},
+            None,
+            SkipReason.NO_PHONE,
+        ),
+        # Not a user still comes first.
+        ({"odata_type": "#microsoft.graph.device"}, "m-1", SkipReason.NOT_A_USER),
+    ],
+)
+def test_the_order_of_the_scope_rules(
+    fields: dict[str, object], excluded_by: str | None, reason: SkipReason
+) -> None:
+    result = scoped(user(**fields), excluded_by=excluded_by)
+    assert isinstance(result, Skipped)
+    assert result.reason is reason
+
+
+def test_select_fields_adds_only_what_the_filter_names() -> None:
+    assert select_fields("mobilePhone", STAFF) == [
+        "id",
+        "userPrincipalName",
+        "accountEnabled",
+        "onPremisesImmutableId",
+        "mobilePhone",
+        "employeeType",
+        "usageLocation",
+    ]
+    extension = parse_filter(
+        "onPremisesExtensionAttributes/extensionAttribute7 ne 'noagent' and accountEnabled eq true"
+    )
+    # accountEnabled is selected already; the extension attribute selects its whole object, once.
+    assert select_fields(EXT7, extension) == [
+        "id",
+        "userPrincipalName",
+        "accountEnabled",
+        "onPremisesImmutableId",
+        "onPremisesExtensionAttributes",
+    ]

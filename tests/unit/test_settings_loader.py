@@ -530,6 +530,19 @@ def test_missing_sections_are_required_only_by_who_needs_them() -> None:
         (FULL.replace(f'["{GROUP}"]', '["Sales"]'), "graph.group_ids", "Sales"),
         (FULL + "timeout_s = 'slow'\n", "smartcomm.timeout_s", "must be a number, not a string"),
         (GRAPH + "page_size = 1000\n", "graph.page_size", "less than or equal to 999"),
+        (
+            GRAPH + "filter = \"department equals 'Sales'\"\n",
+            "graph.filter",
+            'syntax error at column 12: expected "eq", "ne", "in" or "/", found \'equals\'',
+        ),
+        (
+            GRAPH + "filter = \"dept eq 'Sales'\"\n",
+            "graph.filter",
+            "unknown attribute 'dept' at column 1; the known attributes are accountEnabled,",
+        ),
+        (GRAPH + "filter = 'accountEnabled eq 1'\n", "graph.filter", "column 19"),
+        (GRAPH + f'exclude_group_ids = ["{GROUP}"]\n', "graph.exclude_group_ids", "also in graph.group_ids"),
+        (GRAPH + 'exclude_group_ids = ["Managers"]\n', "graph.exclude_group_ids", "Managers"),
         ("[sync]\ninterval = 'soon'\n", "sync.interval", "'soon' is not a duration"),
         ("[sync]\ninterval = 0\n", "sync.interval", "greater than 0"),
         ("[sync]\njitter = '-1s'\n", "sync.jitter", "not a duration"),
@@ -566,6 +579,30 @@ def test_wrong_values_name_their_key(tmp_path: Path, text: str, key: str, fragme
     # Nothing chained to it: the command line prints it alone, and nothing in a traceback could leak.
     assert error.__cause__ is None
     assert error.__context__ is None
+
+
+def test_scope_settings_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    scope = f'exclude_group_ids = ["{GROUP2.upper()}", "{GROUP2}"]\nfilter = "department eq \'Support\'"\n'
+    text = GRAPH + scope + SMARTCOMM
+    graph = load(tmp_path, text).require_graph()
+    assert graph.exclude_group_ids == [GROUP2]
+    assert graph.scope_filter is not None
+    assert graph.scope_filter.attributes == ("department",)
+    env = {
+        "SYNCD_GRAPH__EXCLUDE_GROUP_IDS": f"{GROUP2}, {CLIENT}",
+        "SYNCD_GRAPH__FILTER": "usageLocation in ('US', 'CA')",
+    }
+    graph = load(tmp_path, FULL, env).require_graph()
+    assert graph.exclude_group_ids == [GROUP2, CLIENT]
+    assert graph.filter == "usageLocation in ('US', 'CA')"
+    assert load(tmp_path, FULL).require_graph().scope_filter is None
+
+
+def test_a_bad_filter_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    error = failure(tmp_path, FULL, {"SYNCD_GRAPH__FILTER": "usageLocation in 'US'"})
+    assert error.key == "graph.filter"
+    assert 'column 18: expected "("' in error.message
+    assert "SYNCD_GRAPH__FILTER" in error.message
 
 
 def test_values_from_the_environment_say_so(tmp_path: Path) -> None:

@@ -37,6 +37,16 @@ class _UserFields(TypedDict, total=False):
     extension_attributes: dict[str, str] | None
     display_name: str | None
     raw: dict[str, Any] | None
+    department: str | None
+    job_title: str | None
+    employee_type: str | None
+    company_name: str | None
+    office_location: str | None
+    usage_location: str | None
+    country: str | None
+    city: str | None
+    user_type: str | None
+    mail: str | None
 
 
 class _ObjectFields(TypedDict, total=False):

@@ -54,6 +54,7 @@ _USER = _Kind(
         "department": None,
         "companyName": None,
         "employeeId": None,
+        "employeeType": None,
         "mailNickname": None,
         "usageLocation": None,
         "createdDateTime": None,
@@ -191,8 +192,18 @@ _USER_KEYWORDS = {
     "on_premises_immutable_id": "onPremisesImmutableId",
     "extension_attributes": "onPremisesExtensionAttributes",
     "display_name": "displayName",
+    # The attributes `graph.filter` may name (onPremisesSyncEnabled follows on_premises_immutable_id).
+    "department": "department",
+    "job_title": "jobTitle",
+    "employee_type": "employeeType",
+    "company_name": "companyName",
+    "office_location": "officeLocation",
+    "usage_location": "usageLocation",
+    "country": "country",
+    "city": "city",
+    "user_type": "userType",
+    "mail": "mail",
 }
-
 _USER_FIELDS = frozenset({"id", "raw", *_USER_KEYWORDS})
 
 

@@ -123,12 +123,24 @@ class _Fixtures(_DirectoryState):
         extension_attributes: dict[str, str] | None = None,
         display_name: str | None = None,
         raw: dict[str, object] | None = None,
+        department: str | None = None,
+        job_title: str | None = None,
+        employee_type: str | None = None,
+        company_name: str | None = None,
+        office_location: str | None = None,
+        usage_location: str | None = None,
+        country: str | None = None,
+        city: str | None = None,
+        user_type: str | None = None,
+        mail: str | None = None,
     ) -> str:
         """Create a user; return its object ID.
 
         `extension_attributes`: keys "extensionAttribute1".."extensionAttribute15"
         (onPremisesExtensionAttributes; unset ones read null). `raw`: extra or overriding JSON properties
-        served verbatim (bad-data tests: wrong types and the like).
+        served verbatim (bad-data tests: wrong types and the like). `department` .. `mail`: the profile
+        attributes a scoping filter reads (`user_type` is "Member" unless given; onPremisesSyncEnabled
+        follows `on_premises_immutable_id`).
         """
         with self._lock:
             return self._insert_user(
@@ -142,6 +154,16 @@ class _Fixtures(_DirectoryState):
                     "extension_attributes": extension_attributes,
                     "display_name": display_name,
                     "raw": raw,
+                    "department": department,
+                    "job_title": job_title,
+                    "employee_type": employee_type,
+                    "company_name": company_name,
+                    "office_location": office_location,
+                    "usage_location": usage_location,
+                    "country": country,
+                    "city": city,
+                    "user_type": user_type,
+                    "mail": mail,
                 }
             )
 

@@ -1,11 +1,12 @@
 """`syncd explain`: everything syncd knows about one person, to answer "why is this person (not) an agent?".
 
 `explain_person` reads for one person what a cycle reads for everyone: the user in Graph, the path from each
-configured group down through nested groups to the user, each phone source's value and verdict, the
-consistency GUID; our record and audit log; the agent SmartCommunicator holds now (and who holds the number
-when that is someone else). Then it asks `syncd.core.reconcile.plan`, with a one-person desired state, what
-the next cycle would do. A section that cannot be read (Graph or SmartCommunicator failing) says what failed
-and the others are still filled in; `Explanation.errors` lists the failures.
+configured (and each excluded) group down through nested groups to the user, the result of `graph.filter`
+with the clause that failed, each phone source's value and verdict, the consistency GUID; our record and
+audit log; the agent SmartCommunicator holds now (and who holds the number when that is someone else). Then
+it asks `syncd.core.reconcile.plan`, with a one-person desired state, what the next cycle would do. A
+section that cannot be read (Graph or SmartCommunicator failing) says what failed and the others are still
+filled in; `Explanation.errors` lists the failures.
 
 The decisions are pure functions, tested with tables in tests/unit/test_explain.py: `shortest_paths` over a
 group adjacency map, `phone_verdicts` per phone source, `classify_query` for the argument, `next_cycle` for
@@ -27,6 +28,7 @@ from syncd.reports.explain.model import (
     AmbiguousPerson,
     Consistency,
     Explanation,
+    Filter,
     GroupRef,
     Membership,
     NextAction,
@@ -61,6 +63,7 @@ __all__ = [
     "AmbiguousPerson",
     "Consistency",
     "Explanation",
+    "Filter",
     "GroupRef",
     "Membership",
     "NextAction",

@@ -1,5 +1,6 @@
-"""The reading behind `syncd explain`: for one person, the user, groups and Teams numbers in Graph, our
-record and audit log in the store, and the agent in SmartCommunicator, gathered into an `Explanation`.
+"""The reading behind `syncd explain`: for one person, the user, groups (configured and excluded) and Teams
+numbers in Graph with the result of `graph.filter`, our record and audit log in the store, and the agent in
+SmartCommunicator, gathered into an `Explanation`.
 
 Graph and SmartCommunicator failures never raise: the section that could not be read says what failed and
 the others are still filled in. The decisions on what was read are `verdicts`.
@@ -29,6 +30,7 @@ from syncd.reports.explain.model import (
     AmbiguousPerson,
     Consistency,
     Explanation,
+    Filter,
     GroupRef,
     Membership,
     NextCycle,
@@ -103,6 +105,7 @@ async def explain_person(
         ]
         record, updated_at = found[0] if found else (None, None)
         explanation = _start(who, object_id, user, user_error, record, updated_at, now)
+        explanation.filter = Filter(graph_settings.filter.strip())
         person: Member | Skipped | None = None
         if user is not None:
             person = await _read_graph(explanation, graph_settings, source, user)
@@ -260,12 +263,19 @@ async def _read_graph(
         return None
     indexer = TeamsIndexer(settings.teams_categories)
     indexer.add(teams_items or [])
+    excluded_by = explanation.membership.excluded_by
+    scope_filter = settings.scope_filter
+    if scope_filter is not None:
+        failed = scope_filter.failing(user)
+        explanation.filter = Filter(settings.filter.strip(), failed is None, failed)
     mapped = map_user(
         dict(user),
         tenant_id=settings.tenant_id,
         phone_sources=settings.phone_chain,
         default_region=settings.default_region,
         teams=indexer.result() if teams_items is not None else None,
+        excluded_by=excluded_by.shown() if excluded_by is not None else None,
+        scope_filter=scope_filter,
     )
     if isinstance(mapped, Member):
         phone.in_scope, phone.number, phone.source = True, mapped.phone_number, mapped.phone_source
@@ -275,16 +285,21 @@ async def _read_graph(
 
 
 async def _membership(settings: GraphSettings, source: GraphSource, object_id: str) -> Membership:
-    """The user's direct groups, the nested group tree under each configured group (breadth first, each
-    level only as deep as needed, at most MAX_GROUPS_VISITED groups listed), and the shortest paths."""
-    membership = Membership(configured=[GroupRef(g) for g in settings.group_ids])
+    """The user's direct groups, the nested group tree under each configured and each excluded group
+    (breadth first, each level only as deep as needed, at most MAX_GROUPS_VISITED groups listed), and the
+    shortest paths."""
+    membership = Membership(
+        configured=[GroupRef(g) for g in settings.group_ids],
+        excluded=[GroupRef(g) for g in settings.exclude_group_ids],
+    )
+    roots = [*settings.group_ids, *settings.exclude_group_ids]
     names: dict[str, str | None] = {}
     try:
         direct = await source.member_of(object_id)
         membership.direct_groups = [_group_ref(g, names) for g in direct]
         targets = {group.id for group in membership.direct_groups}
         children: dict[str, list[str]] = {}
-        for root in settings.group_ids:
+        for root in roots:
             level, seen = [root], {root}
             while level and not targets.intersection(level):
                 following: list[str] = []
@@ -301,14 +316,20 @@ async def _membership(settings: GraphSettings, source: GraphSource, object_id: s
                 if membership.truncated:
                     break
                 level = following
-        for root in settings.group_ids:
+        for root in roots:
             if root not in names:
                 read = await source.get_group(root)
                 names[root] = _display_name(read) if read is not None else None
         membership.configured = [GroupRef(g, names.get(g)) for g in settings.group_ids]
+        membership.excluded = [GroupRef(g, names.get(g)) for g in settings.exclude_group_ids]
         membership.paths = [
             [GroupRef(g, names.get(g)) for g in path]
             for root in settings.group_ids
+            for path in shortest_paths(root, children, targets)
+        ]
+        membership.excluded_paths = [
+            [GroupRef(g, names.get(g)) for g in path]
+            for root in settings.exclude_group_ids
             for path in shortest_paths(root, children, targets)
         ]
     except GraphError as exc:

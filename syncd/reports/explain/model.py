@@ -81,6 +81,16 @@ class Membership:
     truncated: bool = False
     """The search stopped at MAX_GROUPS_VISITED before it could rule a configured group out."""
     error: str | None = None
+    excluded: list[GroupRef] = field(default_factory=list)
+    """The excluded groups (`graph.exclude_group_ids`), with their names when read."""
+    excluded_paths: list[list[GroupRef]] = field(default_factory=list)
+    """Shortest paths, each from an excluded group down to one of the user's direct groups."""
+
+    @property
+    def excluded_by(self) -> GroupRef | None:
+        """The excluded group that holds the person (the first in configuration order), if one does."""
+        through = {path[0].id for path in self.excluded_paths}
+        return next((group for group in self.excluded if group.id in through), None)
 
     @property
     def member(self) -> bool | None:
@@ -138,6 +148,21 @@ class Phone:
     detail: str | None = None
     """The mapping's skip detail."""
     error: str | None = None
+
+
+@dataclass
+class Filter:
+    """`graph.filter` and the person's result: passes, or the clause that failed and what it saw."""
+
+    expression: str = ""
+    """The filter as configured ("" when there is none)."""
+    passed: bool | None = None
+    """None: no filter, or the user was not read."""
+    failed: str | None = None
+    """The clause that failed and the values it saw."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"expression": self.expression or None, "passed": self.passed, "failed_clause": self.failed}
 
 
 @dataclass
@@ -229,6 +254,7 @@ class Explanation:
     operations: Sequence[OperationLike]
     next_cycle: NextCycle
     generated_at: float
+    filter: Filter = field(default_factory=Filter)
 
     @property
     def errors(self) -> list[str]:
@@ -245,6 +271,7 @@ class Explanation:
     def to_json(self) -> dict[str, Any]:
         """Pure: the `--json` document, with the same sections as the text and stable keys."""
         record = self.record.record
+        excluded_by = self.membership.excluded_by
         return {
             "query": self.query,
             "object_id": self.who.object_id,
@@ -267,7 +294,13 @@ class Explanation:
                 "groups_visited": self.membership.groups_visited,
                 "truncated": self.membership.truncated,
                 "error": self.membership.error,
+                "excluded_groups": [group.to_json() for group in self.membership.excluded],
+                "excluded_paths": [
+                    [group.to_json() for group in path] for path in self.membership.excluded_paths
+                ],
+                "excluded_by": excluded_by.to_json() if excluded_by is not None else None,
             },
+            "filter": self.filter.to_json(),
             "phone": {
                 "chain": list(self.phone.chain),
                 "default_region": self.phone.default_region,

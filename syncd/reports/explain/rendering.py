@@ -69,6 +69,26 @@ def render_text(explanation: Explanation) -> str:
             row("direct groups", ", ".join(group.shown() for group in m.direct_groups))
     else:
         lines.append("  not in Graph, so in no configured group")
+    if m.excluded_paths:
+        lines.append(
+            f"  excluded through {len({path[0].id for path in m.excluded_paths})} of {len(m.excluded)} "
+            "excluded group(s) (graph.exclude_group_ids):"
+        )
+        person = who.upn or who.object_id
+        lines.extend(f"    {' > '.join(g.shown() for g in path)} > {person}" for path in m.excluded_paths)
+    elif m.excluded and who.in_graph and not m.error and not m.truncated:
+        row("excluded groups", f"in none of {', '.join(group.shown() for group in m.excluded)}")
+
+    f = e.filter
+    if f.expression:
+        section("Filter (graph.filter)")
+        row("expression", f.expression)
+        if f.passed is True:
+            row("result", "passes")
+        elif f.passed is False:
+            row("result", f"fails: {f.failed}")
+        else:
+            row("result", "not evaluated: the user was not read from Graph")
 
     p = e.phone
     section(f"Phone (sources: {', '.join(p.chain) or '-'}; region {p.default_region or '-'})")

@@ -37,7 +37,9 @@ _DELTA = ("delta", "delta queries")
 def groups_to_check(graph: GraphSettings) -> list[tuple[str, str]]:
     """(label, group ID) of every group `syncd check` reads; the label is the key that names the group, and
     the key a failure tells the admin to correct."""
-    return [(GROUPS_KEY, group_id) for group_id in graph.group_ids]
+    return [(GROUPS_KEY, group_id) for group_id in graph.group_ids] + [
+        ("graph.exclude_group_ids", group_id) for group_id in graph.exclude_group_ids
+    ]
 
 
 @dataclass
@@ -179,7 +181,7 @@ async def _teams_check(probe: GraphProbe, graph: GraphSettings) -> Check:
 
 async def _delta_check(probe: GraphProbe, graph: GraphSettings, roles: list[str]) -> Check:
     try:
-        await probe.delta_start(list(graph.group_ids))
+        await probe.delta_start([*graph.group_ids, *graph.exclude_group_ids])
     except GraphPermissionError as exc:
         missing = missing_permissions(roles, uses_teams=False) or [MEMBER_READ, USER_READ]
         return fail(*_DELTA, f"starting the delta queries: {_refused(exc)}", grant(missing))
