@@ -58,6 +58,19 @@ def at_most(bound: float) -> AfterValidator:
     return AfterValidator(check)
 
 
+class _FileForm:
+    """The type of `FILE_FORM`."""
+
+    def __repr__(self) -> str:
+        return "FILE_FORM"
+
+
+FILE_FORM = _FileForm()
+"""Annotation marker (`Annotated[str, FILE_FORM]`) of a key that is not a `SecretStr` but may carry a
+credential, like `database.url` with its password: the loader accepts it as `<key>_file` too, as it does
+every secret key, and masks its value in messages."""
+
+
 def existing_file(value: str) -> str:
     """Pure but for the check: `value` when it is empty or names a file, else ValueError."""
     if value and not Path(value).is_file():

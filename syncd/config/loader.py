@@ -7,7 +7,12 @@ The contract users script against (keep it exactly):
 - every key can be set as `SYNCD_<SECTION>__<KEY>` (a list comma-separated or as a JSON array), and the
   environment overrides the file key by key;
 - every secret key `x` can be given instead as `x_file`, the path of a file holding the value (surrounding
-  whitespace stripped), in the file or the environment; giving both is an error;
+  whitespace stripped), in the file or the environment; giving both is an error. So can `database.url`,
+  which may carry a password (`syncd.config.fields.FILE_FORM`);
+- ... except that an environment variable of the key set to the empty string (or only whitespace) beside
+  its `x_file` counts as not set: Kubernetes and Compose cannot unset a variable an image sets (the image's
+  `SYNCD_DATABASE__URL`), only empty it, to let `x_file` decide. Without `x_file` an empty value is checked
+  like any other;
 - durations are written "90s", "15m", "1h30m", "500ms", "1d" or as a bare number of seconds, each below its
   key's upper bound;
 - in the file a value has its key's TOML type: `max_offboard = true` or `max_offboard = "25"` is an error, not
@@ -38,6 +43,7 @@ from pydantic_core import ErrorDetails
 # ConfigError is defined with the models, whose `Settings.require` raises it too; it is part of this
 # module's API (`from syncd.config.loader import ConfigError`).
 from syncd.config import scalars
+from syncd.config.fields import FILE_FORM
 from syncd.config.settings import ConfigError, Settings
 
 __all__ = [
@@ -174,6 +180,8 @@ class KeyInfo:
     field: str
     """The model's field name (`interval_s` for the key `interval`)."""
     secret: bool
+    """Whether the key has a `_file` form and its value is masked in messages: a `SecretStr`, or a key
+    marked `FILE_FORM`."""
     is_list: bool
     duration: bool
     """A `*_s` field written without `_s` in TOML, as a duration."""
@@ -239,7 +247,8 @@ def _schema() -> dict[str, dict[str, KeyInfo]]:
                 section=section,
                 name=key,
                 field=name,
-                secret=SecretStr in (info.annotation, *get_args(info.annotation)),
+                secret=SecretStr in (info.annotation, *get_args(info.annotation))
+                or FILE_FORM in info.metadata,
                 is_list=get_origin(info.annotation) is list,
                 duration=name.endswith("_s") and key == name.removesuffix("_s"),
                 kind=scalars.kind_of(info.annotation),
@@ -402,6 +411,9 @@ def _resolve_secret_files(sections: dict[str, dict[str, _Value]], problems: _Pro
                 continue
             named = keys.pop(file_key)
             dotted_file = f"{section}.{file_key}"
+            given = keys.get(info.name)
+            if given is not None and given.from_env and not str(given.value).strip():
+                del keys[info.name]  # an image's variable emptied: not a value (see the module docstring)
             if info.name in keys:
                 where = [
                     f"{key} {value.origin or 'in the config file'}"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from syncd.config.fields import DAY, HOUR, ConfigError, at_most, duration_words, seconds_words
+from syncd.config.fields import DAY, FILE_FORM, HOUR, ConfigError, at_most, duration_words, seconds_words
 from syncd.config.limits import GuardLimit, GuardLimitOrOff
 from syncd.config.remotes import GraphSettings, SmartCommSettings
 from syncd.config.service import AdminSettings, LogSettings, NotifySettings
@@ -42,10 +42,11 @@ class DatabaseSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    url: str = "sqlite:///data/syncd.db"
+    url: Annotated[str, FILE_FORM] = "sqlite:///data/syncd.db"
     """SQLAlchemy URL of the database. Default "sqlite:///data/syncd.db" (a path relative to the working
     directory; four slashes for an absolute one). `postgresql+psycopg://user:password@host:5432/syncd` lets
-    several replicas share state. May carry a password, so messages never echo it."""
+    several replicas share state. May carry a password, so messages never echo it, and like a secret it can
+    be given as `url_file`, the path of a file holding it (a Kubernetes Secret mounted as a file)."""
 
     @field_validator("url")
     @classmethod

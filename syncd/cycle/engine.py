@@ -176,15 +176,19 @@ class Engine:
         smartcomm_transport: httpx.AsyncBaseTransport | None = None,
         login_transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        on_throttled: Callable[[str], None] | None = None,
     ) -> None:
         """The transports replace the network for Graph, SmartCommunicator and msal's Entra login (the cycle
-        tests run both emulators in-process); `clock` gives "now" to plans, backoff and the quarantine."""
+        tests run both emulators in-process); `clock` gives "now" to plans, backoff and the quarantine;
+        `on_throttled` is told of every 429 answer with the API's name, "graph" or "smartcomm" (the daemon
+        counts them)."""
         self._settings = settings
         self._store = store
         self._graph_transport = graph_transport
         self._smartcomm_transport = smartcomm_transport
         self._login_transport = login_transport
         self._clock = clock
+        self._on_throttled = on_throttled
         self._applier = Applier(settings, store, clock)
         """The apply step (`syncd.cycle.apply`): settling pending writes and sending the plan's."""
         self._graph_tokens: MsalTokenProvider | None = None
@@ -218,7 +222,9 @@ class Engine:
             stored_shaping = store.get_value(SETTINGS_KEY)
             result.settings_changed = self._settings_changed(stored_shaping, shaping)
             async with SmartCommClient(
-                self._settings.require_smartcomm(), transport=self._smartcomm_transport
+                self._settings.require_smartcomm(),
+                transport=self._smartcomm_transport,
+                on_throttled=self._throttled("smartcomm"),
             ) as client:
                 # Credentials first: a wrong password must fail the cycle even when nothing is to be written.
                 await client.authenticate()
@@ -360,6 +366,13 @@ class Engine:
         except ValueError:
             return None
 
+    def _throttled(self, api: str) -> Callable[[], None] | None:
+        """What the client of `api` calls for each 429: `on_throttled(api)`, or nothing."""
+        on_throttled = self._on_throttled
+        if on_throttled is None:
+            return None
+        return lambda: on_throttled(api)
+
     # -- reading ------------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -373,7 +386,9 @@ class Engine:
         if self._graph_tokens is None:
             self._graph_tokens = MsalTokenProvider(settings, transport=self._login_transport)
         tokens = self._graph_tokens
-        async with GraphSource(settings, transport=self._graph_transport, tokens=tokens) as source:
+        async with GraphSource(
+            settings, transport=self._graph_transport, tokens=tokens, on_throttled=self._throttled("graph")
+        ) as source:
             return await read_desired(
                 source, settings, self._store, full=full, track=track, now=self._clock()
             )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -26,7 +25,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import structlog
-from httpx_aiohttp import AiohttpTransport
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import BaseBearerTokenAuthenticationProvider
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -52,6 +50,7 @@ from syncd.graph.delta import id_filter
 from syncd.graph.errors import GraphError, GraphPermissionError, GraphReadError, GraphUnavailable
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
+from syncd.graph.transport import graph_transport
 
 log = structlog.get_logger("syncd.graph")
 
@@ -75,14 +74,14 @@ class GraphSource:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         tokens: MsalTokenProvider | None = None,
+        on_throttled: Callable[[], None] | None = None,
     ) -> None:
+        """`on_throttled` is called for every 429 Graph answers (`syncd.graph.transport`)."""
         self._settings = settings
         # A caller's token provider outlives this source (a daemon keeps its token across cycles).
         self._own_tokens = tokens is None
         self._tokens = tokens if tokens is not None else MsalTokenProvider(settings)
-        if transport is None:
-            context = ssl.create_default_context(cafile=settings.ca_bundle or None)
-            transport = AiohttpTransport(verify=context, trust_env=False)
+        transport = graph_transport(settings, transport, on_throttled)
         # kiota wraps the transport in a middleware transport that does not close what it wraps.
         self._transport = transport
         http = httpx.AsyncClient(

@@ -69,9 +69,9 @@ class Daemon:
     def __init__(self, settings: Settings, store: Store, *, engine: Engine | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.engine = engine or Engine(settings, store)
-        self.metrics = Metrics()
-        self.notifier = Notifier(settings.notify)
+        self.metrics = Metrics(interval_s=settings.sync.interval_s)
+        self.engine = engine or Engine(settings, store, on_throttled=self.metrics.count_throttled)
+        self.notifier = Notifier(settings.notify, on_outcome=self.metrics.count_notification)
         self.started_at = time.time()
         self.last_result: CycleResult | None = None
         self.last_outcome: str | None = None
@@ -222,8 +222,6 @@ class Daemon:
         with _sole_instance(self.store, self.settings.database.url):
             # Bind before anything starts: a busy port is a clear error, not uvicorn's exit(3) mid-cycle.
             listening = bind_admin(self.settings.admin.host, self.settings.admin.port)
-            self.quarantine = load_quarantine(self.store)  # a restarted daemon keeps backing off
-            self.metrics.observe_quarantine(self.quarantine)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._stop.set)
@@ -304,11 +302,21 @@ class Daemon:
             await asyncio.to_thread(self.store.interrupt_running_runs)
         except Exception:  # the database away: the cycle records that failure itself
             log.exception("daemon.interrupt_runs_failed")
+        observed = self._observed
         try:
             last_full = await asyncio.to_thread(self.engine.last_full_cycle_at)
+            # A restarted daemon or a new leader keeps backing off; read here, not at start: a standby
+            # reports no quarantine of its own (and is ready), the leader reports the system's.
+            loaded = await asyncio.to_thread(load_quarantine, self.store)
+            last_success = await asyncio.to_thread(self.store.last_success_at)
         except Exception:  # the database away at takeover: give the lock back rather than lead idly
             log.exception("daemon.schedule_failed")
             raise
+        if self._observed == observed:  # else a manual cycle meanwhile left a newer state: keep that
+            self.quarantine = loaded
+        self.metrics.observe_quarantine(self.quarantine)
+        # From the database: the alert on no success for 3 intervals holds across restarts and takeovers.
+        self.metrics.observe_last_success(last_success)
         try:
             schedule = self._scheduler(last_full, time.time())
             schedule.start()
@@ -324,6 +332,7 @@ class Daemon:
         # What this replica saw while leading is not a standby's state: the leader reports the system's.
         self.last_result, self.last_outcome, self.quarantine = None, None, None
         self.metrics.observe_quarantine(None)
+        self.metrics.forget_last_cycle()
         if self._schedule is not None:
             self._schedule.shutdown(wait=False)
             self._schedule = None

@@ -21,7 +21,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
@@ -114,8 +114,11 @@ class SmartCommClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        on_throttled: Callable[[], None] | None = None,
     ) -> None:
+        """`on_throttled` is called for every 429 answer, retried ones included (the daemon counts them)."""
         self._settings = settings
+        self._on_throttled = on_throttled
         if transport is None:
             limits = httpx.Limits(
                 max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections
@@ -270,6 +273,8 @@ class SmartCommClient:
                 continue
 
             status = response.status_code
+            if status == 429 and self._on_throttled is not None:
+                self._on_throttled()
             if debug_enabled():
                 log.debug(
                     "smartcomm.response",

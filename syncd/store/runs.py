@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Connection, delete, exists, insert, select, update
+from sqlalchemy import Connection, delete, exists, func, insert, select, update
 from sqlalchemy.sql import Insert
 
 from syncd.core.model import Outcome
@@ -76,6 +76,13 @@ class RunsMixin(StorePart):
         )
         with self._write("interrupting runs") as connection:
             return connection.execute(statement).rowcount
+
+    def last_success_at(self) -> float | None:
+        """When a cycle (not a dry run) last ended "ok", every in-scope user converged; None if never."""
+        r = tables.runs
+        query = select(func.max(r.c.ended_at)).where(r.c.outcome == "ok", r.c.dry_run.is_(False))
+        with self._read("reading the last successful run") as connection:
+            return to_epoch_or_none(connection.execute(query).scalar())
 
     def runs(self, *, limit: int = 10) -> list[RunRecord]:
         """The latest runs, newest first."""

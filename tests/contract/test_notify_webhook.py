@@ -282,6 +282,20 @@ async def test_gives_up_after_max_attempts(
     assert_no_url(logs, caplog)
 
 
+async def test_each_notification_is_told_sent_failed_or_dropped(
+    receiver: WebhookReceiver, settings: NotifySettings
+) -> None:
+    # What the daemon counts as syncd_notifications_total{outcome} (the webhook-failing alert).
+    told: list[str] = []
+    receiver.script("400")
+    async with fast(settings, on_outcome=told.append) as notifier:
+        assert await notifier.send(quarantined()) is False
+        assert await notifier.send(quarantined()) is True
+        notifier.enqueue([quarantined()])  # the background sender is not running: dropped
+    assert [d.answer for d in receiver.deliveries] == ["400", "202"]
+    assert told == ["failed", "sent", "dropped"]
+
+
 def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -365,7 +379,8 @@ async def test_shutdown_drops_what_cannot_go_out_in_time(
 ) -> None:
     receiver.release.clear()
     receiver.default = "hold"
-    notifier = fast(settings)
+    told: list[str] = []
+    notifier = fast(settings, on_outcome=told.append)
     notifier.start()
     try:
         notifier.enqueue([quarantined(), quarantined()])
@@ -378,6 +393,7 @@ async def test_shutdown_drops_what_cannot_go_out_in_time(
         receiver.release.set()
     (dropped,) = named(logs, "notify.dropped")
     assert dropped["notifications"] == ["quarantined", "quarantined"]
+    assert told == ["dropped", "dropped"]
     assert len(receiver.deliveries) == 1
 
 

@@ -293,6 +293,18 @@ def test_interrupting_marks_only_the_runs_still_running(store: Store) -> None:
     assert all(by_id[run_id].ended_at is not None for run_id in crashed)
 
 
+def test_the_last_success_is_the_latest_ok_run_that_was_not_a_dry_run(store: Store) -> None:
+    assert store.last_success_at() is None
+    ok = store.begin_run(trigger="schedule", kind="incremental", dry_run=False)
+    store.finish_run(ok, outcome="ok", counts={})
+    (recorded,) = [run.ended_at for run in store.runs() if run.id == ok]
+    for outcome, dry_run in (("failed", False), ("error", False), ("guard", False), ("ok", True)):
+        later = store.begin_run(trigger="cli", kind="incremental", dry_run=dry_run)
+        store.finish_run(later, outcome=outcome, counts={})
+    store.begin_run(trigger="schedule", kind="full", dry_run=False)  # still running
+    assert store.last_success_at() == recorded
+
+
 def test_finishing_an_unknown_run_is_an_error(store: Store) -> None:
     with pytest.raises(StoreError, match="no run 77"):
         store.finish_run(77, outcome="ok", counts={})

@@ -355,6 +355,8 @@ SECRET_KEYS = [
     ("admin", "token"),
     ("notify", "webhook_url"),
 ]
+FILE_KEYS = [*SECRET_KEYS, ("database", "url")]
+"""Every key with a `_file` form: the secrets, and `database.url`, which may carry a password."""
 
 
 @pytest.mark.parametrize(("section", "key"), SECRET_KEYS)
@@ -440,6 +442,69 @@ def test_unreadable_secret_files_name_the_file_key_and_path(
     assert error.problems == ((error.key, error.message),)
     assert error.key == "smartcomm.password_file"
     assert fragment.format(tmp=tmp_path) in error.message
+
+
+POSTGRES_URL = "postgresql+psycopg://syncd:Pa55-in-the-url@db.example.com:5432/syncd"
+
+
+@pytest.mark.parametrize("form", ["file", "env"])
+def test_the_database_url_from_a_file(tmp_path: Path, form: str) -> None:
+    # A Kubernetes Secret mounted as a file, as deploy/kubernetes/overlays/ha does.
+    secret = tmp_path / "database-url"
+    secret.write_text(POSTGRES_URL + "\n")
+    text, env = FULL, {}
+    if form == "file":
+        text += f"[database]\nurl_file = '{secret}'\n"
+    else:
+        env["SYNCD_DATABASE__URL_FILE"] = str(secret)
+    assert load(tmp_path, text, env).database.url == POSTGRES_URL
+
+
+@pytest.mark.parametrize("variable", ["SYNCD_DATABASE__URL", "SYNCD_DATABASE__URL_FILE"])
+def test_a_database_url_and_its_file_together_are_an_error(tmp_path: Path, variable: str) -> None:
+    secret = tmp_path / "database-url"
+    secret.write_text(POSTGRES_URL)
+    value = "sqlite:////data/syncd.db" if variable == "SYNCD_DATABASE__URL" else str(secret)
+    other = f"url_file = '{secret}'" if variable == "SYNCD_DATABASE__URL" else f"url = '{POSTGRES_URL}'"
+    error = failure(tmp_path, FULL + f"[database]\n{other}\n", {variable: value})
+    assert error.key == "database.url"
+    assert "database.url or database.url_file, not both" in error.message
+    assert "Pa55-in-the-url" not in str(error)
+
+
+def test_a_bad_database_url_from_a_file_is_named_without_its_password(tmp_path: Path) -> None:
+    secret = tmp_path / "database-url"
+    secret.write_text("postgresql://syncd:Pa55-in-the-url@db.example.com/syncd")
+    error = failure(tmp_path, FULL + f"[database]\nurl_file = '{secret}'\n")
+    assert error.key == "database.url"
+    assert "psycopg 3" in error.message
+    assert "read from the file database.url_file names" in error.message
+    assert "Pa55-in-the-url" not in str(error)
+
+
+@pytest.mark.parametrize("url_file_in", ["file", "env"])
+def test_an_empty_variable_beside_its_file_form_counts_as_not_set(tmp_path: Path, url_file_in: str) -> None:
+    # The container image sets SYNCD_DATABASE__URL; Kubernetes can only empty it, to let url_file decide.
+    secret = tmp_path / "database-url"
+    secret.write_text(POSTGRES_URL)
+    text, env = FULL, {"SYNCD_DATABASE__URL": " "}
+    if url_file_in == "file":
+        text += f"[database]\nurl_file = '{secret}'\n"
+    else:
+        env["SYNCD_DATABASE__URL_FILE"] = str(secret)
+    assert load(tmp_path, text, env).database.url == POSTGRES_URL
+    # Likewise for a secret.
+    secret.write_text("from-a-file")
+    env = {"SYNCD_SMARTCOMM__PASSWORD": "", "SYNCD_SMARTCOMM__PASSWORD_FILE": str(secret)}
+    assert load(tmp_path, without(FULL, "password"), env).require(
+        "smartcomm"
+    ).password.get_secret_value() == ("from-a-file")
+
+
+def test_an_empty_variable_without_a_file_form_is_still_a_value(tmp_path: Path) -> None:
+    error = failure(tmp_path, FULL, {"SYNCD_DATABASE__URL": ""})
+    assert error.key == "database.url"
+    assert "not a SQLAlchemy URL" in error.message
 
 
 def test_a_file_key_must_be_a_path(tmp_path: Path) -> None:
@@ -826,7 +891,7 @@ def model_keys() -> dict[str, set[str]]:
     keys: dict[str, set[str]] = {}
     for section, model in sections.items():
         names = {info.alias or name for name, info in model.model_fields.items()}
-        keys[section] = names | {f"{key}_file" for s, key in SECRET_KEYS if s == section}
+        keys[section] = names | {f"{key}_file" for s, key in FILE_KEYS if s == section}
     return keys
 
 
@@ -862,7 +927,7 @@ def test_the_example_marks_placeholders_and_names_every_variable() -> None:
 def test_the_secret_keys_are_exactly_the_documented_ones(tmp_path: Path) -> None:
     # The `_file` keys of the contract are accepted (test_secret_from_a_file); no other key has one.
     for section, keys in model_keys().items():
-        for key in keys - {k for _, k in SECRET_KEYS} - {f"{k}_file" for _, k in SECRET_KEYS}:
+        for key in keys - {k for s, k in FILE_KEYS if s == section} - {f"{k}_file" for _, k in FILE_KEYS}:
             env = {f"SYNCD_{section.upper()}__{key.upper()}_FILE": "/x"}
             assert failure(tmp_path, None, env).message.startswith("unknown key"), (section, key)
 

@@ -15,7 +15,7 @@ import random
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -178,7 +178,9 @@ class Notifier:
     `send` posts one event with retries and says whether it was delivered; it never raises. The daemon
     uses the background sender instead: `start`, then `enqueue` (never blocks) or `after_cycle` /
     `send_summary`, and `aclose(timeout_s=...)` at shutdown. Use as `async with Notifier(settings) as n:`
-    for one-off sends. `transport`, `rng`, `host` and the backoff keywords are for tests.
+    for one-off sends. `on_outcome` is told what became of each event: "sent", "failed" (refused, or no answer
+    after every attempt) or "dropped" (never sent: the queue full, or shutting down); the daemon counts them
+    (`syncd_notifications_total`). `transport`, `rng`, `host` and the backoff keywords are for tests.
     """
 
     def __init__(
@@ -192,8 +194,10 @@ class Notifier:
         backoff_max_s: float = BACKOFF_MAX_S,
         retry_after_max_s: float = RETRY_AFTER_MAX_S,
         queue_size: int = QUEUE_SIZE,
+        on_outcome: Callable[[str], None] | None = None,
     ) -> None:
         self._settings = settings
+        self._on_outcome = on_outcome
         self._url = settings.webhook_url.get_secret_value() if settings.webhook_url is not None else None
         self._transport = transport
         # Jitter only spreads retries out; it needs no cryptographic randomness.
@@ -230,10 +234,19 @@ class Notifier:
         if self._url is None:
             return False
         try:
-            return await self._post(self._url, event)
+            sent = await self._post(self._url, event)
         except Exception as exc:  # a bug here must never reach a cycle
             log.error("notify.failed", notification=event.kind, status=None, reason=type(exc).__name__)
-            return False
+            sent = False
+        self._tell("sent" if sent else "failed")
+        return sent
+
+    def _tell(self, outcome: str, count: int = 1) -> None:
+        if self._on_outcome is None:
+            return
+        for _ in range(count):
+            with contextlib.suppress(Exception):  # counting must never stop a notification
+                self._on_outcome(outcome)
 
     async def _post(self, url: str, event: Event) -> bool:
         settings = self._settings
@@ -320,11 +333,13 @@ class Notifier:
             if self._queue is None:
                 if self._url is not None:
                     log.warning("notify.dropped", notification=event.kind, reason="the sender is not running")
+                    self._tell("dropped")
                 continue
             try:
                 self._queue.put_nowait(event)
             except asyncio.QueueFull:
                 log.warning("notify.dropped", notification=event.kind, reason="queue full")
+                self._tell("dropped")
                 continue
             self._undelivered.append(event)
 
@@ -369,6 +384,7 @@ class Notifier:
                     notifications=[event.kind for event in self._undelivered],
                     reason=f"shutting down (waited {timeout_s:g} s)",
                 )
+                self._tell("dropped", len(self._undelivered))
                 self._undelivered.clear()
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
