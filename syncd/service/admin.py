@@ -5,7 +5,8 @@ GET /healthz (alive), /readyz (the database usable and the last cycle did not fa
 (Prometheus) are open; GET /status and POST /resync need `Authorization: Bearer <admin.token>`, compared in
 constant time, and are refused outright when no token is configured.
 
-The status page for a person (`syncd.service.statuspage` renders it): GET / and GET /explain/{object_id}
+The status page for a person (`syncd.service.statuspage` makes its pages from Jinja2 templates, served here
+through Starlette's `Jinja2Templates`): GET / and GET /explain/{object_id}
 accept the same bearer header or a session cookie. GET /login shows a form taking the token; POST /login
 compares it in constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/; Secure
 when `admin.secure_cookie` is set, when the listener has TLS, or over https), a signed value that is never
@@ -49,6 +50,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.templating import Jinja2Templates
 
 from syncd.config.settings import Settings
 from syncd.cycle.engine import CycleResult
@@ -118,8 +120,14 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc.lower() in hosts - {""}
 
 
-def _page(content: str, status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(content, status_code=status_code, headers=PAGE_HEADERS | (headers or {}))
+def _page(
+    request: Request, page: statuspage.Page, status_code: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    """`page` rendered from its template (autoescaped), with the pages' security headers."""
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request, page.template, dict(page.context), status_code, PAGE_HEADERS | (headers or {})
+    )
 
 
 def _redirect(location: str) -> RedirectResponse:
@@ -298,7 +306,7 @@ def _page_refused(request: Request) -> Response | None:
     """None when the request may see the pages; else the disabled page, a 401, a 429 or the way to
     /login."""
     if not _secret(request):
-        return _page(statuspage.render_disabled_page(), 403)
+        return _page(request, statuspage.disabled_page(), 403)
     if "authorization" in request.headers:
         refused = _authorised(request)
         if refused is None:
@@ -306,10 +314,11 @@ def _page_refused(request: Request) -> Response | None:
         if refused.status_code == 429:
             wait = refused.headers["retry-after"]
             message = f"Too many wrong tokens from your address: try again in {wait} s."
-            page = statuspage.render_message_page("Too many attempts", message)
-            return _page(page, 429, {"Retry-After": wait})
+            page = statuspage.message_page("Too many attempts", message)
+            return _page(request, page, 429, {"Retry-After": wait})
         return _page(
-            statuspage.render_message_page("Wrong token", "The bearer token is missing or wrong."),
+            request,
+            statuspage.message_page("Wrong token", "The bearer token is missing or wrong."),
             401,
             {"WWW-Authenticate": "Bearer"},
         )
@@ -341,10 +350,10 @@ async def home(request: Request) -> Response:
     try:
         document = await asyncio.to_thread(status_document, daemon.store, statuspage.CHART_RUNS)
     except StoreError as exc:
-        return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
+        return _page(request, statuspage.message_page("The database does not answer", str(exc)), 503)
     data = statuspage.StatusData.from_document(document, _daemon_state(daemon, document.get("skipped", {})))
     queued = request.query_params.get("queued") == "1"
-    return _page(statuspage.render_status_page(data, now=time.time(), queued=queued))
+    return _page(request, statuspage.status_page(data, now=time.time(), queued=queued))
 
 
 async def explain(request: Request) -> Response:
@@ -358,39 +367,39 @@ async def explain(request: Request) -> Response:
         explanation = await explain_person(daemon.settings, daemon.store, who)
     except AmbiguousPerson as exc:
         links = [(f"/explain/{object_id}", upn or object_id) for object_id, upn in exc.candidates]
-        page = statuspage.render_message_page("Several people match", str(exc), back=True, links=links)
-        return _page(page, 404)
+        page = statuspage.message_page("Several people match", str(exc), back=True, links=links)
+        return _page(request, page, 404)
     except PersonNotFound as exc:
-        return _page(statuspage.render_message_page("Not found", str(exc), back=True), 404)
+        return _page(request, statuspage.message_page("Not found", str(exc), back=True), 404)
     except StoreError as exc:
-        return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
-    return _page(statuspage.render_explain_page(who, render_text(explanation), now=time.time()))
+        return _page(request, statuspage.message_page("The database does not answer", str(exc)), 503)
+    return _page(request, statuspage.explain_page(who, render_text(explanation), now=time.time()))
 
 
 async def login_form(request: Request) -> Response:
     if not _secret(request):
-        return _page(statuspage.render_disabled_page(), 403)
+        return _page(request, statuspage.disabled_page(), 403)
     if _has_session(request):
         return _redirect("/")
-    return _page(statuspage.render_login_page())
+    return _page(request, statuspage.login_page())
 
 
 async def login(request: Request) -> Response:
     secret = _secret(request)
     if not secret:
-        return _page(statuspage.render_disabled_page(), 403)
+        return _page(request, statuspage.disabled_page(), 403)
     if not _same_origin(request):
-        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        return _page(request, statuspage.message_page("Refused", "That form came from another site."), 403)
     wait = _retry_after(request)
     if wait is not None:
         error = f"Too many wrong tokens from your address: try again in {wait} s."
-        return _page(statuspage.render_login_page(error=error), 429, {"Retry-After": str(wait)})
+        return _page(request, statuspage.login_page(error=error), 429, {"Retry-After": str(wait)})
     try:
         form = await _read_form(request)
     except _FormTooLarge:
-        return _page(statuspage.render_login_page(error="That form was too large."), 413)
+        return _page(request, statuspage.login_page(error="That form was too large."), 413)
     if not _token_matches(request, form.get("token", "").strip(), "login"):
-        return _page(statuspage.render_login_page(error="Wrong token."), 401)
+        return _page(request, statuspage.login_page(error="Wrong token."), 401)
     response = _redirect("/")
     response.set_cookie(
         SESSION_COOKIE,
@@ -407,7 +416,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Sign the presented session out on the server (a copy of the cookie no longer works) and clear it."""
     if not _same_origin(request):
-        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        return _page(request, statuspage.message_page("Refused", "That form came from another site."), 403)
     secret, presented = _secret(request), request.cookies.get(SESSION_COOKIE)
     if secret and presented is not None:
         _sessions(request).revoke(secret, presented, time.time())
@@ -422,14 +431,14 @@ async def resync_from_page(request: Request) -> Response:
     """The page's "Sync now" form: queue a cycle and go back to the page."""
     daemon = _daemon(request)
     if not _same_origin(request):
-        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        return _page(request, statuspage.message_page("Refused", "That form came from another site."), 403)
     try:
         form = await _read_form(request)
     except _FormTooLarge:
-        return _page(statuspage.render_message_page("Refused", "That form was too large."), 413)
+        return _page(request, statuspage.message_page("Refused", "That form was too large."), 413)
     future = daemon.trigger(full=form.get("full") == "1", trigger="manual")
     if future.done() and future.exception() is not None:  # shutting down: say so, and retrieve it
-        return _page(statuspage.render_message_page("Not queued", str(future.exception())), 503)
+        return _page(request, statuspage.message_page("Not queued", str(future.exception())), 503)
     return _redirect("/?queued=1")
 
 
@@ -570,6 +579,7 @@ def build_app(daemon: AdminDaemon) -> Starlette:
     app.state.sessions = Sessions(not_before=int(time.time()))
     app.state.limiter = FailureLimiter()
     app.state.secure_cookie = admin.secure_cookie or admin.tls
+    app.state.templates = Jinja2Templates(env=statuspage.environment())
     return app
 
 
