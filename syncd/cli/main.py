@@ -4,28 +4,28 @@ upgrade, demo.
 Exit codes (scripts depend on them): 0 every in-scope user converged; 1 some operations failed or the cycle
 could not run (the rest still applied); 2 configuration or usage error; 3 stopped by a safety guard
 (nothing offboarded). Human output goes to stdout, logs to stderr; `--json` prints one JSON object.
+
+On a terminal, `status` and `history` draw tables and a sync draws a progress bar (`syncd.cli.terminal`,
+with rich, imported only then); piped or redirected, they print plain lines.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from syncd import __version__
-from syncd.config.loader import ConfigError, config_path, load_settings
-from syncd.config.logs import configure_logging
-from syncd.config.settings import Settings
 from syncd.core.exits import EXIT_CONFIG, EXIT_FAILURES
-from syncd.reports.history import add_arguments as add_history_arguments
-from syncd.reports.history import prune_if_due, run_history
-from syncd.reports.status import print_status
-from syncd.store import Store, StoreError, UnusableDatabase
+from syncd.reports.history_flags import add_arguments as add_history_arguments
+
+if TYPE_CHECKING:
+    from syncd.config.settings import Settings
+    from syncd.store import Store
 
 READ_ONLY_COMMANDS = frozenset({"status", "history", "explain"})
 """Commands that only read the database: they never migrate it nor write, so they work on a read-only file."""
@@ -120,6 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return setup_commands.run_config(
             args.config, args.config_command, as_json=getattr(args, "json", False)
         )
+    # Imported once the command line is read: `--help` and usage errors need none of them, and the settings
+    # (pydantic), the store (SQLAlchemy, Alembic) and the logs (structlog, which loads rich) take about
+    # half a second to import.
+    from syncd.config.loader import ConfigError, config_path, load_settings
+    from syncd.config.logs import configure_logging
+    from syncd.store import Store, StoreError, UnusableDatabase
+
     try:
         settings = load_settings(config_path(args.config, os.environ), os.environ)
     except ConfigError as exc:
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"database at revision {store.current_revision()}")
                 return 0
             if args.command == "status":
-                return print_status(store, as_json=args.json, runs=args.runs)
+                return _status(store, args)
             if args.command == "history":
                 return _history(store, args)
             if args.command == "run":
@@ -172,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(settings: Settings, store: Store) -> int:
+    import asyncio
+
     from syncd.service.daemon import AdminBindError, AlreadyRunning, Daemon, DaemonError
 
     try:
@@ -195,6 +204,9 @@ def _explain(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     """`syncd explain`: 0 when everything could be read, 1 for an unknown person or a section that could
     not be read (the rest is still printed), 2 for a configuration error or a query that is no UPN, object
     ID or number (a usage error: nothing was looked up)."""
+    import asyncio
+
+    from syncd.config.loader import ConfigError
     from syncd.core.text import printable
     from syncd.reports.explain import PersonNotFound, QueryNotUnderstood, explain_person, render_text
 
@@ -313,6 +325,9 @@ def _sync(settings: Settings, store: Store, args: argparse.Namespace) -> int:
 def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     # Imported here: the cycle loads msgraph-sdk and the HTTP stack, which `status`, `history` and
     # `--help` do without.
+    import asyncio
+
+    from syncd.cycle.apply import Progress
     from syncd.cycle.engine import CycleResult, Engine
     from syncd.reports.summary import print_result
     from syncd.service.audit import write_audit_log
@@ -320,10 +335,9 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
 
     if not args.dry_run:
         store.interrupt_running_runs()  # a previous process that died mid-cycle left its run "running"
-    progress = _Progress(sys.stderr) if sys.stderr.isatty() and not args.json else None
     engine = Engine(settings, store)
 
-    async def one_cycle() -> CycleResult:
+    async def one_cycle(progress: Progress | None) -> CycleResult:
         try:
             return await engine.run_cycle(
                 trigger="cli",
@@ -336,9 +350,13 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
         finally:
             await engine.aclose()
 
-    result = asyncio.run(one_cycle())
-    if progress is not None:
-        progress.finish()
+    if args.json or not _on_terminal(sys.stderr):
+        result = asyncio.run(one_cycle(None))
+    else:
+        from syncd.cli.terminal import ApplyProgress
+
+        with ApplyProgress(sys.stderr) as progress:
+            result = asyncio.run(one_cycle(progress))
     if args.json:
         print(json.dumps(result.to_json(), sort_keys=True))
     else:
@@ -357,41 +375,46 @@ def _sync_locked(settings: Settings, store: Store, args: argparse.Namespace) -> 
 
 def _prune_history(settings: Settings, store: Store) -> None:
     """Retention without a daemon: prune once a day at the end of a sync; a failure does not fail the sync."""
+    from syncd.reports.history import prune_if_due
+    from syncd.store import StoreError
+
     try:
         prune_if_due(store, settings.sync.history_days)
     except StoreError as exc:
         print(f"syncd: pruning the history failed (the next sync tries again): {exc}", file=sys.stderr)
 
 
-def _history(store: Store, args: argparse.Namespace) -> int:
+def _on_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is a terminal: only then is the output drawn (`syncd.cli.terminal` imported)."""
     try:
-        return run_history(store, args, sys.stdout, sys.stderr)
+        return stream.isatty()
+    except (AttributeError, ValueError):  # replaced or closed
+        return False
+
+
+def _status(store: Store, args: argparse.Namespace) -> int:
+    from syncd.reports.status import print_status
+
+    if args.json or not _on_terminal(sys.stdout):
+        return print_status(store, as_json=args.json, runs=args.runs)
+    from syncd.cli import terminal
+    from syncd.reports.status import status_report
+
+    return terminal.print_status(status_report(store, args.runs), sys.stdout)
+
+
+def _history(store: Store, args: argparse.Namespace) -> int:
+    from syncd.reports.history import run_history
+
+    table = None
+    if args.format == "table" and _on_terminal(sys.stdout):
+        from syncd.cli.terminal import history_table
+
+        table = history_table(sys.stdout)
+    try:
+        return run_history(store, args, sys.stdout, sys.stderr, table=table)
     except BrokenPipeError:
         # `syncd history --format csv | head`: the reader has what it wanted. Point stdout at /dev/null so
         # the interpreter's final flush does not complain.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-class _Progress:
-    """A one-line progress bar on a terminal while a long apply runs."""
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-        self._last = 0.0
-        self._shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if done < total and now - self._last < 0.2:
-            return
-        self._last = now
-        width = 30
-        filled = width * done // max(total, 1)
-        self._out.write(f"\rapplying [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        self._out.flush()
-        self._shown = True
-
-    def finish(self) -> None:
-        if self._shown:
-            self._out.write("\n")

@@ -1,7 +1,8 @@
 """The audit history: `syncd history` (the operations log, filtered, as a table, JSON or CSV) and its
 retention (`sync.history_days`).
 
-The parsing of the flags and the formatting of rows are pure functions of plain data; `run_history` is the
+The parsing of the flags (`syncd.reports.history_flags`, re-exported here) and the formatting of rows are
+pure functions of plain data; `run_history` is the
 thin part the command line calls: it resolves `--user`, streams the store's operations into a writer and
 returns the exit code. JSON and CSV are written row by row as the store streams them, so an export of
 millions of operations never sits in memory; the table samples its first rows to size its columns.
@@ -19,28 +20,37 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
-from enum import StrEnum
 from itertools import islice
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 import structlog
 
-from syncd.config.loader import parse_duration
-from syncd.core.model import Action, AgentFields, Outcome
+from syncd.core.model import Action, AgentFields
 from syncd.core.text import printable
 from syncd.core.times import utc_text
+from syncd.reports.history_flags import (
+    DAY_S,
+    DEFAULT_TABLE_LIMIT,
+    EARLIEST_SINCE,
+    FORMATS,
+    LATEST_SINCE,
+    MAX_LIMIT,
+    add_arguments,
+    effective_limit,
+    merge_choices,
+    parse_actions,
+    parse_choices,
+    parse_limit,
+    parse_outcomes,
+    parse_since,
+    user_lookups,
+)
 from syncd.store import HistoryEntry, Store
 
 log = structlog.get_logger("syncd.history")
-
-FORMATS = ("table", "json", "csv")
-DEFAULT_TABLE_LIMIT = 100
-"""Rows a table shows unless `--limit` says otherwise; JSON and CSV are unlimited by default."""
 
 COLUMNS = (
     "id",
@@ -60,7 +70,6 @@ COLUMNS = (
 AGENT_FIELDS = ("tenant_id", "phone_number", "upn", "consistency_id")
 """The agent fields an update can change, in the order they are shown."""
 
-DAY_S = 86_400.0
 PRUNED_AT_KEY = "history_pruned_at"
 """kv key: when the history was last pruned completely (epoch seconds, as text)."""
 PRUNE_EVERY_S = DAY_S
@@ -70,7 +79,7 @@ TABLE_SAMPLE_ROWS = 200
 """The table sizes its columns from this many first rows; later rows are cut to those widths."""
 TABLE_MAX_WIDTH = {"upn": 40, "changed": 60, "error": 60}
 """Widest cell per column in a table (longer text is cut with "..."); CSV and JSON keep everything."""
-_TABLE_HEADERS = {
+TABLE_HEADERS = {
     "time": "time (UTC)",
     "action": "action",
     "outcome": "outcome",
@@ -82,143 +91,14 @@ _TABLE_HEADERS = {
     "error": "error",
     "run_id": "run",
 }
-_RIGHT_ALIGNED = frozenset({"http_status", "run_id"})
-
-MAX_LIMIT = 1_000_000_000
-"""The largest `--limit`: more rows than any history holds, and far inside the 64-bit LIMIT of SQLite and
-PostgreSQL (a table asks for one row more). `--limit 0` means every row."""
-EARLIEST_SINCE = 0.0
-"""The earliest `--since` (1970-01-01, the epoch): nothing was recorded before it."""
-LATEST_SINCE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
-"""The latest `--since` a datetime (and so the database query) can hold."""
+"""The table's columns (keys of a history row) and their headers, in order."""
+RIGHT_ALIGNED = frozenset({"http_status", "run_id"})
+"""Table columns aligned to the right (numbers)."""
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """The first characters that make a spreadsheet read a CSV cell as a formula (OWASP's CSV injection list)."""
 
-_BARE_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
-_DIGITS = re.compile(r"[0-9]+")
 _E164 = re.compile(r"\+[0-9]+")
-_PHONE_SEPARATORS = re.compile(r"[\s().-]")
-_SINCE_HELP = (
-    "a duration (7d, 12h, 90m) or an ISO date or datetime (2026-11-01, 2026-11-01T08:00; UTC unless it has "
-    "an offset)"
-)
-
-_E = TypeVar("_E", bound=StrEnum)
-_T = TypeVar("_T")
-
-
-# -- parsing the flags (pure) ----------------------------------------------------------------------------
-
-
-def parse_since(text: str, now: float) -> float:
-    """Pure: the epoch second `--since` means at `now`: now minus a duration ("7d", "12h", "1h30m"), or an
-    ISO date or datetime ("2026-11-01" is its midnight), in UTC unless it carries an offset.
-
-    A bare number is refused (seconds? days?): it needs a unit. So is a moment before 1970-01-01 (a duration
-    reaching back that far) or after 9999-12-31. Raises ValueError saying what is accepted.
-    """
-    value = text.strip()
-    if _BARE_NUMBER.fullmatch(value):
-        raise ValueError(f"{text!r} needs a unit: {_SINCE_HELP}")
-    try:
-        since = now - parse_duration(value)
-    except ValueError:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"{text!r} is not {_SINCE_HELP}") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        try:
-            since = moment.timestamp()
-        except (OverflowError, ValueError):  # a date near year 1 or 9999 with an offset
-            since = -math.inf if moment.year < 1970 else math.inf
-    if not since >= EARLIEST_SINCE:  # also NaN
-        days = max(int((now - EARLIEST_SINCE) // DAY_S), 0)
-        raise ValueError(
-            f"{text!r} reaches back before 1970-01-01: give a duration of at most {days}d or a date from "
-            "1970-01-01 on"
-        )
-    if since > LATEST_SINCE:
-        raise ValueError(f"{text!r} is after 9999-12-31: give a date up to 9999-12-31")
-    return since
-
-
-def parse_choices(text: str, choices: type[_E], what: str) -> frozenset[_E]:
-    """Pure: the members of `choices` named in `text`, comma-separated, any case ("onboard,UPDATE").
-
-    Raises ValueError naming the unknown value and listing the choices; an empty list is unknown too.
-    """
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    valid = ", ".join(choice.value for choice in choices)
-    if not names:
-        raise ValueError(f"no {what} given (choose from {valid})")
-    chosen: set[_E] = set()
-    for name in names:
-        try:
-            chosen.add(choices(name))
-        except ValueError:
-            raise ValueError(f"unknown {what} {name!r} (choose from {valid})") from None
-    return frozenset(chosen)
-
-
-def parse_actions(text: str) -> frozenset[Action]:
-    """Pure: `--action` (see `parse_choices`)."""
-    return parse_choices(text, Action, "action")
-
-
-def parse_outcomes(text: str) -> frozenset[Outcome]:
-    """Pure: `--outcome` (see `parse_choices`)."""
-    return parse_choices(text, Outcome, "outcome")
-
-
-def parse_limit(text: str) -> int:
-    """Pure: `--limit`, a whole number of rows up to `MAX_LIMIT`; 0 means no limit."""
-    value = text.strip()
-    try:
-        limit = int(value)
-    except ValueError:
-        if _DIGITS.fullmatch(value):  # too many digits for int() to read
-            limit = MAX_LIMIT + 1
-        else:
-            raise ValueError(f"{text!r} is not a whole number of rows (0: no limit)") from None
-    if limit < 0:
-        raise ValueError(f"{text!r} is negative (0: no limit)")
-    if limit > MAX_LIMIT:
-        raise ValueError(f"{text!r} is above the maximum of {MAX_LIMIT:,} rows (0: no limit)")
-    return limit
-
-
-def merge_choices(given: Iterable[frozenset[_E]] | None) -> frozenset[_E] | None:
-    """Pure: the union of a repeated flag's values; None when the flag was not given (no filter)."""
-    if given is None:
-        return None
-    merged: frozenset[_E] = frozenset()
-    for values in given:
-        merged |= values
-    return merged
-
-
-def effective_limit(limit: int | None, output_format: str) -> int | None:
-    """Pure: how many rows to show: `--limit` (0: all), else 100 for a table and all for JSON and CSV."""
-    if limit is None:
-        return DEFAULT_TABLE_LIMIT if output_format == "table" else None
-    return limit or None
-
-
-def user_lookups(text: str) -> list[str]:
-    """Pure: what to look `--user` up as: the text, and for a number written with spaces, dashes, dots or
-    parentheses ("+1 415-555 0100") also its compact form (the E.164 the store holds)."""
-    wanted = text.strip()
-    lookups = [wanted]
-    if wanted.startswith("+"):
-        compact = _PHONE_SEPARATORS.sub("", wanted)
-        if compact != wanted:
-            lookups.append(compact)
-    return lookups
-
-
 # -- formatting rows (pure) ------------------------------------------------------------------------------
 
 
@@ -292,7 +172,7 @@ def table_cells(row: dict[str, Any]) -> dict[str, str]:
     """Pure: a history row as table cells ("-" for none; the time without "T" and "Z"; one-line error;
     control characters shown as escapes, see `printable`)."""
     cells: dict[str, str] = {}
-    for column in _TABLE_HEADERS:
+    for column in TABLE_HEADERS:
         value = row[column]
         if column == "time":
             text = str(value).replace("T", " ").removesuffix("Z")
@@ -314,13 +194,7 @@ def table_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
     sample = [table_cells(row) for row in islice(iterator, TABLE_SAMPLE_ROWS)]
     if not sample:
         return
-    widths = {
-        column: min(
-            max(len(header), *(len(cells[column]) for cells in sample)),
-            TABLE_MAX_WIDTH.get(column, 1_000),
-        )
-        for column, header in _TABLE_HEADERS.items()
-    }
+    widths = table_widths(sample)
 
     def line(cells: dict[str, str]) -> str:
         parts = []
@@ -328,14 +202,24 @@ def table_lines(rows: Iterable[dict[str, Any]]) -> Iterator[str]:
             text = cells[column]
             if len(text) > width:
                 text = text[: max(width - 3, 0)] + "..."
-            parts.append(text.rjust(width) if column in _RIGHT_ALIGNED else text.ljust(width))
+            parts.append(text.rjust(width) if column in RIGHT_ALIGNED else text.ljust(width))
         return "  ".join(parts).rstrip()
 
-    yield line(dict(_TABLE_HEADERS))
+    yield line(dict(TABLE_HEADERS))
     for cells in sample:
         yield line(cells)
     for row in iterator:
         yield line(table_cells(row))
+
+
+def table_widths(sample: Iterable[dict[str, str]]) -> dict[str, int]:
+    """Pure: each column's width for these rows' cells (`table_cells`): the widest cell or header, capped
+    by `TABLE_MAX_WIDTH`."""
+    widths = {column: len(header) for column, header in TABLE_HEADERS.items()}
+    for cells in sample:
+        for column in widths:
+            widths[column] = max(widths[column], len(cells[column]))
+    return {column: min(width, TABLE_MAX_WIDTH.get(column, 1_000)) for column, width in widths.items()}
 
 
 def _first(*values: str | None) -> str | None:
@@ -385,59 +269,23 @@ def write_table(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
 # -- the command -----------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `syncd history`; bad values end argparse with exit 2 naming the flag."""
-    parser.add_argument("--user", metavar="X", help="an object ID, a UPN (any case) or a phone number")
-    parser.add_argument(
-        "--since",
-        metavar="WHEN",
-        type=_argument(lambda text: parse_since(text, time.time())),
-        help="a duration back from now (7d, 12h, 90m) or an ISO date/datetime (UTC unless an offset)",
-    )
-    parser.add_argument(
-        "--action",
-        dest="actions",
-        action="append",
-        metavar="A[,A]",
-        type=_argument(parse_actions),
-        help="onboard, update, offboard (repeatable, or comma-separated)",
-    )
-    parser.add_argument(
-        "--outcome",
-        dest="outcomes",
-        action="append",
-        metavar="O[,O]",
-        type=_argument(parse_outcomes),
-        help="ok, adopted, already_gone, failed, skipped, pending (repeatable, or comma-separated)",
-    )
-    parser.add_argument(
-        "--format", choices=FORMATS, default="table", help="table (default), json (one array) or csv"
-    )
-    parser.add_argument(
-        "--limit",
-        metavar="N",
-        type=_argument(parse_limit),
-        help=f"at most N rows, newest first (default {DEFAULT_TABLE_LIMIT} for a table, all for json and "
-        "csv; 0: all)",
-    )
+TableWriter = Callable[[Iterable[dict[str, Any]]], int]
+"""Writes history rows as a table and says how many: `write_table` (plain lines), or the command line's
+terminal table."""
 
 
-def _argument(parse: Callable[[str], _T]) -> Callable[[str], _T]:
-    """An argparse `type` that keeps the parser's message (argparse hides a ValueError's)."""
-
-    def convert(text: str) -> _T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return convert
-
-
-def run_history(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+def run_history(
+    store: Store,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    *,
+    table: TableWriter | None = None,
+) -> int:
     """`syncd history`: write the matching operations to `out`, newest first; the exit code.
 
-    1 (and a line on `err`) when `--user` matches nobody; 0 otherwise, also when no operation matches.
+    `table` draws the table format (default: `write_table`'s plain lines to `out`). 1 (and a line on `err`)
+    when `--user` matches nobody; 0 otherwise, also when no operation matches.
     """
     object_ids: list[str] | None = None
     if args.user is not None:
@@ -465,7 +313,7 @@ def run_history(store: Store, args: argparse.Namespace, out: TextIO, err: TextIO
     elif args.format == "csv":
         write_csv(rows, out)
     else:
-        shown = write_table(islice(rows, limit), out)
+        shown = table(islice(rows, limit)) if table is not None else write_table(islice(rows, limit), out)
         if limit is not None and shown == limit and next(rows, None) is not None:
             out.flush()  # the table first, then the note, when both go to one terminal
             print(f"(the newest {limit} shown; --limit N shows more, --limit 0 all)", file=err)
@@ -524,13 +372,28 @@ def prune_if_due(store: Store, history_days: int, *, now: float | None = None) -
 
 __all__ = [
     "COLUMNS",
+    "DEFAULT_TABLE_LIMIT",
+    "EARLIEST_SINCE",
+    "FORMATS",
+    "LATEST_SINCE",
     "MAX_LIMIT",
+    "RIGHT_ALIGNED",
+    "TABLE_HEADERS",
     "add_arguments",
     "changed_fields",
     "csv_cell",
+    "effective_limit",
     "history_row",
+    "merge_choices",
+    "parse_actions",
+    "parse_choices",
+    "parse_limit",
+    "parse_outcomes",
     "parse_since",
     "prune",
     "prune_if_due",
     "run_history",
+    "table_cells",
+    "table_widths",
+    "user_lookups",
 ]

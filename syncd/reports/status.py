@@ -1,5 +1,9 @@
 """The status document (`syncd status --json`, `GET /status`, the status page's data) and `syncd status`.
 
+`status_report` reads what `syncd status` shows; the pure functions below it word it as cells and lines.
+`print_status` prints those lines (the plain output scripts and pipes read); on a terminal the command line
+draws the same cells as tables (`syncd.cli.terminal`).
+
 The JSON is exact; the text shows control characters in UPNs, details and errors as escapes (`printable`),
 since they come from Graph and SmartCommunicator.
 """
@@ -8,13 +12,22 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from syncd.core import quarantine
+from syncd.core.model import Recorded
 from syncd.core.setting_changes import describe_changes
 from syncd.core.text import printable
 from syncd.core.times import utc_text
-from syncd.store import Store
+from syncd.store import RunRecord, Store
+
+RUN_HEADERS = ("id", "started (UTC)", "kind", "trigger", "outcome", "secs", "changes")
+"""The columns of the runs table, as `run_cells` fills them."""
+
+ATTENTION_HEADERS = ("status", "object ID", "UPN", "attempts", "next retry (UTC)", "detail", "number from")
+"""The columns of the people needing attention, as `attention_cells` fills them."""
 
 
 def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
@@ -58,45 +71,99 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    """What `syncd status` shows, read from the store."""
+
+    quarantine: str | None
+    """The quarantine's line (`quarantine.status_line`), or None when not quarantined."""
+    runs: Sequence[RunRecord]
+    """Newest first."""
+    members: Mapping[str, int]
+    """Members by status."""
+    phone_sources: Mapping[str, int]
+    """Active agents by the source of their number."""
+    attention: Sequence[Recorded]
+
+
+def status_report(store: Store, runs: int = 10) -> StatusReport:
+    """The last `runs` runs, members by status, number sources and who needs attention."""
+    quarantined = quarantine.load(store)
+    return StatusReport(
+        quarantine=None if quarantined is None else quarantine.status_line(quarantined),
+        runs=store.runs(limit=runs),
+        members=store.count_by_status(),
+        phone_sources=store.count_by_phone_source(),
+        attention=store.members_needing_attention(),
+    )
+
+
+def run_cells(run: RunRecord) -> tuple[str, ...]:
+    """Pure: one run as the cells of `RUN_HEADERS` (a dry run's kind says "dry"; "-" while running)."""
+    secs = f"{run.ended_at - run.started_at:.1f}" if run.ended_at is not None else "-"
+    changed = ", ".join(
+        f"{k} {v}" for k, v in sorted(run.counts.items()) if v and not k.startswith("planned_")
+    )
+    kind = run.kind + (" dry" if run.dry_run else "")
+    return (str(run.id), utc_text(run.started_at), kind, run.trigger, run.outcome, secs, printable(changed))
+
+
+def settings_changed_text(run: RunRecord) -> str | None:
+    """Pure: what a run found changed among the settings shaping desired state, in words; None if nothing."""
+    if not run.settings_changed:
+        return None
+    return f"settings changed since the last cycle: {printable(describe_changes(run.settings_changed))}"
+
+
+def attention_cells(member: Recorded) -> tuple[str, ...]:
+    """Pure: one person needing attention as the cells of `ATTENTION_HEADERS`, control characters from
+    remote data shown as escapes (`printable`)."""
+    return (
+        member.status.value,
+        printable(member.object_id),
+        printable(member.upn or ""),
+        str(member.attempts),
+        utc_text(member.next_attempt_at),
+        printable(member.detail or ""),
+        member.phone_source or "",
+    )
+
+
+def counts_text(counts: Mapping[str, int], *, sort: bool = True) -> str:
+    """Pure: "active 4, failed 1" (sorted by name unless `sort` is false)."""
+    items = sorted(counts.items()) if sort else counts.items()
+    return ", ".join(f"{printable(name)} {n}" for name, n in items)
+
+
+def status_lines(report: StatusReport) -> Iterator[str]:
+    """Pure: `syncd status` as plain lines (what scripts, pipes and the tests read)."""
+    if report.quarantine is not None:
+        yield printable(report.quarantine)
+    yield "Last runs:"
+    yield "  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*RUN_HEADERS)
+    for run in report.runs:
+        yield "  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*run_cells(run))
+        changed = settings_changed_text(run)
+        if changed:
+            yield f"        {changed}"
+    yield "Members: " + counts_text(report.members)
+    if report.phone_sources:
+        yield "Agents' numbers from: " + counts_text(report.phone_sources, sort=False)
+    yield f"Needing attention: {len(report.attention)}"
+    for member in report.attention:
+        status, object_id, upn, attempts, retry, detail, source = attention_cells(member)
+        yield (
+            f"  {status:<8} {object_id}  {upn}  attempts {attempts}  next {retry}  {detail}"
+            + (f"  (agent's number from {source})" if source else "")
+        )
+
+
 def print_status(store: Store, *, as_json: bool, runs: int, out: TextIO | None = None) -> int:
-    """`syncd status`: the last runs, members by status, number sources and who needs attention (or JSON);
-    the text with control characters shown as escapes."""
+    """`syncd status` as plain lines (or JSON); the text with control characters shown as escapes."""
     out = out or sys.stdout
     if as_json:
         print(json.dumps(status_document(store, runs), sort_keys=True), file=out)
         return 0
-
-    def emit(line: str) -> None:  # UPNs, details and errors come from Graph and SmartCommunicator
-        print(printable(line), file=out)
-
-    quarantined = quarantine.load(store)
-    if quarantined is not None:
-        emit(quarantine.status_line(quarantined))
-    recent = store.runs(limit=runs)
-    counts = store.count_by_status()
-    attention = store.members_needing_attention()
-    emit("Last runs:")
-    header = ("id", "started (UTC)", "kind", "trigger", "outcome", "secs", "changes")
-    emit("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*header))
-    for r in recent:
-        secs = f"{r.ended_at - r.started_at:.1f}" if r.ended_at is not None else "-"
-        changed = ", ".join(
-            f"{k} {v}" for k, v in sorted(r.counts.items()) if v and not k.startswith("planned_")
-        )
-        kind = r.kind + (" dry" if r.dry_run else "")
-        row = (r.id, utc_text(r.started_at), kind, r.trigger, r.outcome, secs, changed)
-        emit("  {:>4}  {:<19}  {:<15}  {:<8}  {:<11}  {:>6}  {}".format(*row))
-        if r.settings_changed:
-            emit(f"        settings changed since the last cycle: {describe_changes(r.settings_changed)}")
-    emit("Members: " + ", ".join(f"{status} {n}" for status, n in sorted(counts.items())))
-    sources = store.count_by_phone_source()
-    if sources:
-        emit("Agents' numbers from: " + ", ".join(f"{source} {n}" for source, n in sources.items()))
-    emit(f"Needing attention: {len(attention)}")
-    for m in attention:
-        emit(
-            f"  {m.status.value:<8} {m.object_id}  {m.upn or ''}  attempts {m.attempts}  "
-            f"next {utc_text(m.next_attempt_at)}  {m.detail or ''}"
-            + (f"  (agent's number from {m.phone_source})" if m.phone_source else "")
-        )
+    for line in status_lines(status_report(store, runs)):
+        print(line, file=out)
     return 0

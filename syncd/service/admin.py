@@ -5,7 +5,8 @@ GET /healthz (alive), /readyz (the database usable and the last cycle did not fa
 (Prometheus) are open; GET /status and POST /resync need `Authorization: Bearer <admin.token>`, compared in
 constant time, and are refused outright when no token is configured.
 
-The status page for a person (`syncd.service.statuspage` renders it): GET / and GET /explain/{object_id}
+The status page for a person (`syncd.service.statuspage` makes its pages from Jinja2 templates, served here
+through Starlette's `Jinja2Templates`): GET / and GET /explain/{object_id}
 accept the same bearer header or a session cookie. GET /login shows a form taking the token; POST /login
 compares it in constant time and sets the cookie `syncd_session` (HttpOnly, SameSite=Strict, Path=/; Secure
 when `admin.secure_cookie` is set, when the listener has TLS, or over https), a signed value that is never
@@ -39,7 +40,6 @@ import asyncio
 import hmac
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
@@ -49,12 +49,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.templating import Jinja2Templates
 
-from syncd.config.settings import Settings
-from syncd.cycle.engine import CycleResult
 from syncd.reports.explain import AmbiguousPerson, PersonNotFound, explain_person, render_text
 from syncd.reports.status import status_document
 from syncd.service import statuspage
+from syncd.service.admin_api import AdminDaemon
 from syncd.service.admin_auth import (
     AUTH_FAILURE_LIMIT,
     AUTH_FAILURE_WINDOW_S,
@@ -69,7 +69,7 @@ from syncd.service.admin_auth import (
 from syncd.service.admin_health import database_problem
 from syncd.service.admin_hosts import HostCheck, allowed_hosts
 from syncd.service.leader import FORWARDED_HEADER, ForwardRefused, forward_resync
-from syncd.store import Store, StoreError
+from syncd.store import StoreError
 
 log = structlog.get_logger("syncd.admin")
 
@@ -119,91 +119,18 @@ def _same_origin(request: Request) -> bool:
     return urlsplit(origin).netloc.lower() in hosts - {""}
 
 
-def _page(content: str, status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(content, status_code=status_code, headers=PAGE_HEADERS | (headers or {}))
+def _page(
+    request: Request, page: statuspage.Page, status_code: int = 200, headers: dict[str, str] | None = None
+) -> HTMLResponse:
+    """`page` rendered from its template (autoescaped), with the pages' security headers."""
+    templates: Jinja2Templates = request.app.state.templates
+    return templates.TemplateResponse(
+        request, page.template, dict(page.context), status_code, PAGE_HEADERS | (headers or {})
+    )
 
 
 def _redirect(location: str) -> RedirectResponse:
     return RedirectResponse(location, status_code=303, headers=PAGE_HEADERS)
-
-
-class RunningCycle(Protocol):
-    """The cycle in flight, as the pages show it."""
-
-    @property
-    def trigger(self) -> str: ...
-
-    @property
-    def full(self) -> bool: ...
-
-
-class AdminLeadership(Protocol):
-    """What the endpoints use of the daemon's leadership (`syncd.service.leader.Leadership`)."""
-
-    @property
-    def is_leader(self) -> bool: ...
-
-    @property
-    def role(self) -> str: ...
-
-    @property
-    def identity(self) -> Mapping[str, Any]: ...
-
-    async def leader(self) -> dict[str, Any] | None: ...
-
-
-class AdminMetrics(Protocol):
-    """What `/metrics` uses of the daemon's metrics (`syncd.service.metrics.Metrics`)."""
-
-    def render(self) -> bytes: ...
-
-
-class AdminDaemon(Protocol):
-    """What the admin API uses of the daemon it serves; `syncd.service.daemon.Daemon` is one, structurally.
-
-    A protocol so that this module never imports the daemon, which imports it to build its app. Read-only
-    properties: the daemon's plain attributes satisfy them, and the endpoints never assign any.
-    """
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def metrics(self) -> AdminMetrics: ...
-
-    @property
-    def leadership(self) -> AdminLeadership: ...
-
-    @property
-    def started_at(self) -> float: ...
-
-    @property
-    def running(self) -> RunningCycle | None: ...
-
-    @property
-    def last_result(self) -> CycleResult | None: ...
-
-    @property
-    def last_outcome(self) -> str | None: ...
-
-    @property
-    def systemic_failure(self) -> str | None: ...
-
-    def trigger(
-        self,
-        *,
-        full: bool = False,
-        trigger: str = "manual",
-        force: bool = False,
-        requested_by: str | None = None,
-    ) -> asyncio.Future[CycleResult]: ...
-
-
-# The endpoints are module-level and read the daemon and the token from `request.app.state`, which
-# build_app fills once: the token is read when the app is built, as the daemon reads its settings once.
 
 
 def _daemon(request: Request) -> AdminDaemon:
@@ -309,7 +236,7 @@ def _page_refused(request: Request) -> Response | None:
     """None when the request may see the pages; else the disabled page, a 401, a 429 or the way to
     /login."""
     if not _secret(request):
-        return _page(statuspage.render_disabled_page(), 403)
+        return _page(request, statuspage.disabled_page(), 403)
     if "authorization" in request.headers:
         refused = _authorised(request)
         if refused is None:
@@ -317,10 +244,11 @@ def _page_refused(request: Request) -> Response | None:
         if refused.status_code == 429:
             wait = refused.headers["retry-after"]
             message = f"Too many wrong tokens from your address: try again in {wait} s."
-            page = statuspage.render_message_page("Too many attempts", message)
-            return _page(page, 429, {"Retry-After": wait})
+            page = statuspage.message_page("Too many attempts", message)
+            return _page(request, page, 429, {"Retry-After": wait})
         return _page(
-            statuspage.render_message_page("Wrong token", "The bearer token is missing or wrong."),
+            request,
+            statuspage.message_page("Wrong token", "The bearer token is missing or wrong."),
             401,
             {"WWW-Authenticate": "Bearer"},
         )
@@ -352,10 +280,10 @@ async def home(request: Request) -> Response:
     try:
         document = await asyncio.to_thread(status_document, daemon.store, statuspage.CHART_RUNS)
     except StoreError as exc:
-        return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
+        return _page(request, statuspage.message_page("The database does not answer", str(exc)), 503)
     data = statuspage.StatusData.from_document(document, _daemon_state(daemon, document.get("skipped", {})))
     queued = request.query_params.get("queued") == "1"
-    return _page(statuspage.render_status_page(data, now=time.time(), queued=queued))
+    return _page(request, statuspage.status_page(data, now=time.time(), queued=queued))
 
 
 async def explain(request: Request) -> Response:
@@ -369,39 +297,39 @@ async def explain(request: Request) -> Response:
         explanation = await explain_person(daemon.settings, daemon.store, who)
     except AmbiguousPerson as exc:
         links = [(f"/explain/{object_id}", upn or object_id) for object_id, upn in exc.candidates]
-        page = statuspage.render_message_page("Several people match", str(exc), back=True, links=links)
-        return _page(page, 404)
+        page = statuspage.message_page("Several people match", str(exc), back=True, links=links)
+        return _page(request, page, 404)
     except PersonNotFound as exc:
-        return _page(statuspage.render_message_page("Not found", str(exc), back=True), 404)
+        return _page(request, statuspage.message_page("Not found", str(exc), back=True), 404)
     except StoreError as exc:
-        return _page(statuspage.render_message_page("The database does not answer", str(exc)), 503)
-    return _page(statuspage.render_explain_page(who, render_text(explanation), now=time.time()))
+        return _page(request, statuspage.message_page("The database does not answer", str(exc)), 503)
+    return _page(request, statuspage.explain_page(who, render_text(explanation), now=time.time()))
 
 
 async def login_form(request: Request) -> Response:
     if not _secret(request):
-        return _page(statuspage.render_disabled_page(), 403)
+        return _page(request, statuspage.disabled_page(), 403)
     if _has_session(request):
         return _redirect("/")
-    return _page(statuspage.render_login_page())
+    return _page(request, statuspage.login_page())
 
 
 async def login(request: Request) -> Response:
     secret = _secret(request)
     if not secret:
-        return _page(statuspage.render_disabled_page(), 403)
+        return _page(request, statuspage.disabled_page(), 403)
     if not _same_origin(request):
-        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        return _page(request, statuspage.message_page("Refused", "That form came from another site."), 403)
     wait = _retry_after(request)
     if wait is not None:
         error = f"Too many wrong tokens from your address: try again in {wait} s."
-        return _page(statuspage.render_login_page(error=error), 429, {"Retry-After": str(wait)})
+        return _page(request, statuspage.login_page(error=error), 429, {"Retry-After": str(wait)})
     try:
         form = await _read_form(request)
     except _FormTooLarge:
-        return _page(statuspage.render_login_page(error="That form was too large."), 413)
+        return _page(request, statuspage.login_page(error="That form was too large."), 413)
     if not _token_matches(request, form.get("token", "").strip(), "login"):
-        return _page(statuspage.render_login_page(error="Wrong token."), 401)
+        return _page(request, statuspage.login_page(error="Wrong token."), 401)
     response = _redirect("/")
     response.set_cookie(
         SESSION_COOKIE,
@@ -418,7 +346,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request) -> Response:
     """Sign the presented session out on the server (a copy of the cookie no longer works) and clear it."""
     if not _same_origin(request):
-        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        return _page(request, statuspage.message_page("Refused", "That form came from another site."), 403)
     secret, presented = _secret(request), request.cookies.get(SESSION_COOKIE)
     if secret and presented is not None:
         _sessions(request).revoke(secret, presented, time.time())
@@ -433,16 +361,16 @@ async def resync_from_page(request: Request) -> Response:
     """The page's "Sync now" form: queue a cycle and go back to the page."""
     daemon = _daemon(request)
     if not _same_origin(request):
-        return _page(statuspage.render_message_page("Refused", "That form came from another site."), 403)
+        return _page(request, statuspage.message_page("Refused", "That form came from another site."), 403)
     try:
         form = await _read_form(request)
     except _FormTooLarge:
-        return _page(statuspage.render_message_page("Refused", "That form was too large."), 413)
+        return _page(request, statuspage.message_page("Refused", "That form was too large."), 413)
     future = daemon.trigger(
         full=form.get("full") == "1", trigger="manual", requested_by=requester(request, "status page session")
     )
     if future.done() and future.exception() is not None:  # shutting down: say so, and retrieve it
-        return _page(statuspage.render_message_page("Not queued", str(future.exception())), 503)
+        return _page(request, statuspage.message_page("Not queued", str(future.exception())), 503)
     return _redirect("/?queued=1")
 
 
@@ -585,6 +513,7 @@ def build_app(daemon: AdminDaemon) -> Starlette:
     app.state.sessions = Sessions(not_before=int(time.time()))
     app.state.limiter = FailureLimiter()
     app.state.secure_cookie = admin.secure_cookie or admin.tls
+    app.state.templates = Jinja2Templates(env=statuspage.environment())
     return app
 
 

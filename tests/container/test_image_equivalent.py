@@ -374,6 +374,10 @@ def test_the_wheel_installs_syncd_its_migrations_and_the_command(installed: Inst
     assert (site_packages / "migrations" / "script.py.mako").is_file()
     assert list((site_packages / "migrations" / "versions").glob("0001_*.py"))
     assert (site_packages / "syncd" / "py.typed").is_file()
+    # The status page's templates are package data: every one of them ships in the wheel.
+    templates = ROOT / "syncd" / "service" / "statuspage" / "templates"
+    shipped = site_packages / "syncd" / "service" / "statuspage" / "templates"
+    assert sorted(p.name for p in templates.iterdir()) == sorted(p.name for p in shipped.iterdir())
     assert not list(site_packages.glob("__editable__*")), "a real install, not an editable one"
 
     version = subprocess.run(
@@ -392,8 +396,8 @@ def test_the_wheel_installs_syncd_its_migrations_and_the_command(installed: Inst
             [
                 str(installed.venv / "bin" / "python"),
                 "-c",
-                "import json, migrations, syncd, syncd.cli;"
-                " print(json.dumps([migrations.__file__, syncd.__file__]))",
+                "import json, migrations, syncd, syncd.cli; from syncd.service import statuspage;"
+                " print(json.dumps([migrations.__file__, syncd.__file__, statuspage.render_login_page()]))",
             ]
         ),
         capture_output=True,
@@ -403,8 +407,10 @@ def test_the_wheel_installs_syncd_its_migrations_and_the_command(installed: Inst
         check=False,
     )
     assert where.returncode == 0, where.stderr
-    for module in json.loads(where.stdout):
+    *modules, login_page = json.loads(where.stdout)
+    for module in modules:
         assert Path(module).is_relative_to(site_packages), module
+    assert 'name="token"' in login_page  # rendered from the installed templates
 
 
 def test_db_upgrade_and_a_sync_run_with_the_image_environment_alone(site: Site) -> None:

@@ -2,7 +2,9 @@
 needs.
 
 msgraph-sdk costs about half a second to import and tens of MB before it does anything, and the HTTP stack
-(httpx, aiohttp) comes with it: commands that only read our database must not pay for them.
+(httpx, aiohttp) comes with it: commands that only read our database must not pay for them. `--help` (and
+a usage error) loads no package at all, and the drawing (rich's tables and progress bar) is loaded only by
+a command whose output is a terminal.
 """
 
 from __future__ import annotations
@@ -11,37 +13,61 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.terminal import run_on_terminal
+
 HEAVY = ["msgraph", "kiota_http", "msal", "aiohttp", "httpx", "syncd.cycle.engine", "syncd.graph.source"]
 
-# Runs the command in-process in a fresh interpreter, then reports its exit code and which heavy modules
-# it loaded on the last line of stderr. HEAVY is passed as JSON in argv[1].
+DRAWING = ["syncd.cli.terminal", "rich.progress"]
+"""What only a command drawing on a terminal loads. (rich's console and tables come with structlog, which
+imports them for its console tracebacks whenever rich is installed: every command that logs loads those.)"""
+
+# Runs the command in-process in a fresh interpreter, then reports on the last line of stderr its exit code,
+# which of HEAVY and DRAWING it loaded, and every package outside the standard library and syncd.
 PROBE = """
 import json, sys
-heavy = json.loads(sys.argv.pop(1))
+watched = json.loads(sys.argv.pop(1))
 if sys.argv[1:] == ["--help-imports"]:
     import syncd.cli.main
     code = 0
 else:
     from syncd.cli.main import main
-    code = main(sys.argv[1:])
-print(json.dumps({"code": code, "loaded": [m for m in heavy if m in sys.modules]}), file=sys.stderr)
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exc:  # --help
+        code = exc.code
+packages = {name.split(".")[0] for name in sys.modules} - set(sys.stdlib_module_names) - {"syncd"}
+print(json.dumps({
+    "code": code,
+    "loaded": [m for m in watched if m in sys.modules],
+    "packages": sorted(p for p in packages if not p.startswith("_")),
+}), file=sys.stderr)
 """
 
 
-def run(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
-    env = {"SYNCD_DATABASE__URL": f"sqlite:///{tmp_path / 'syncd.db'}", "PATH": "/usr/bin:/bin"}
+def probe_env(tmp_path: Path) -> dict[str, str]:
+    return {"SYNCD_DATABASE__URL": f"sqlite:///{tmp_path / 'syncd.db'}", "PATH": "/usr/bin:/bin"}
+
+
+def probe(tmp_path: Path, *args: str) -> dict[str, Any]:
     process = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(HEAVY), *args],
+        [sys.executable, "-c", PROBE, json.dumps(HEAVY + DRAWING), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=probe_env(tmp_path),
         cwd=tmp_path,
     )
     report = json.loads(process.stderr.strip().splitlines()[-1])
+    assert isinstance(report, dict)
+    return report
+
+
+def run(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
+    report = probe(tmp_path, *args)
     return int(report["code"]), list(report["loaded"])
 
 
@@ -62,7 +88,41 @@ def test_commands_that_read_the_database_load_no_cycle_or_http_stack(
 ) -> None:
     code, loaded = run(tmp_path, *args)
     assert code == 0
-    assert loaded == []
+    assert loaded == []  # piped (as here), status and history print plain lines: nothing of DRAWING
+
+
+@pytest.mark.parametrize(
+    "args", [("--help",), ("history", "--help"), ("sync", "--help"), ("--version",), ("--no-such-flag",)]
+)
+def test_help_and_usage_errors_load_no_package_at_all(tmp_path: Path, args: tuple[str]) -> None:
+    """Nothing but the parser: no settings (pydantic), store (SQLAlchemy), logs (structlog, with rich)."""
+    report = probe(tmp_path, *args)
+    assert report["code"] == (2 if args == ("--no-such-flag",) else 0)
+    assert report["packages"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "drawn"),
+    [
+        (("status",), ["No runs recorded yet.", "Members: none", "Needing attention: 0"]),
+        (("history",), ["no operations match"]),
+    ],
+)
+def test_on_a_terminal_status_and_history_draw_with_rich_and_load_no_cycle(
+    tmp_path: Path, args: tuple[str, ...], drawn: list[str]
+) -> None:
+    """The same commands with stdout on a terminal: they draw with rich; the cycle is still not loaded."""
+    assert run(tmp_path, "--config", "", "db", "upgrade")[0] == 0
+    shown = run_on_terminal(
+        [sys.executable, "-c", PROBE, json.dumps(HEAVY + DRAWING), "--config", "", *args],
+        env=probe_env(tmp_path),
+        cwd=tmp_path,
+        stderr_too=False,
+    )
+    report = json.loads(shown.stderr.strip().splitlines()[-1])
+    assert report["code"] == 0
+    assert report["loaded"] == DRAWING
+    assert [line for line in shown.text.splitlines() if line] == drawn
 
 
 def test_the_probe_sees_what_a_cycle_loads(tmp_path: Path) -> None:

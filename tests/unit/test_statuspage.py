@@ -1,30 +1,51 @@
-"""The status page's pure renderers: numbers shown, escaping, empty states, the health verdict, the chart."""
+"""The status page rendered from its Jinja2 templates with plain view data: numbers shown, escaping
+(autoescape), empty states, the health verdict, the chart, and the data that drives the templates."""
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import tomllib
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 
+from syncd.core.model import Action
 from syncd.core.setting_changes import SettingChange
 from syncd.service.statuspage import (
     ATTENTION_ROWS,
+    CHART_ACTIONS,
+    CHART_PARTS,
     CHART_RUNS,
     AttentionRow,
+    Bar,
+    ChartPart,
+    ChartView,
     DaemonState,
     RunRow,
     StatusData,
     chart_bars,
+    environment,
+    explain_page,
     health,
+    login_page,
+    message_page,
     render_chart,
     render_disabled_page,
     render_explain_page,
     render_login_page,
     render_message_page,
     render_status_page,
+    status_page,
 )
+from syncd.service.statuspage import Page as TemplatePage
+from syncd.service.statuspage.chart import ChartRun
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "syncd" / "service" / "statuspage" / "templates"
 
 NOW = 1_780_000_000.0
 EVIL_UPN = "<script>alert(1)</script>@x.com"
@@ -515,3 +536,82 @@ def test_every_page_is_self_contained() -> None:
         assert "https://" not in markup
         assert page.one("meta", name="viewport")
         assert page.find("style")
+
+
+# -- the templates -----------------------------------------------------------------------------------------
+
+
+def test_pages_are_templates_rendered_with_autoescape_and_strict_names() -> None:
+    env = environment()
+    assert env.autoescape is True
+    assert env.undefined is jinja2.StrictUndefined
+    pages = [
+        status_page(status(), now=NOW),
+        login_page(),
+        message_page("t", "m"),
+        explain_page("x", "y", now=NOW),
+    ]
+    assert [page.template for page in pages] == ["status.html", "login.html", "message.html", "explain.html"]
+    for page in pages:
+        assert (TEMPLATES / page.template).is_file()
+    assert pages[0].render() == render_status_page(status(), now=NOW)
+    with pytest.raises(jinja2.UndefinedError):  # a name the template reads and the data lacks fails
+        TemplatePage("message.html", {"title": "t"}).render()
+
+
+def test_a_upn_and_a_display_name_with_markup_arrive_as_text_on_every_page() -> None:
+    """What a directory admin can type (a UPN, a display name) reaches every page as text, never as markup."""
+    display = '<img src=x onerror="alert(2)">Mallory'
+    evil = EVIL_UPN
+    status_markup = render_status_page(status(attention=[person("a1", evil, detail=display)]), now=NOW)
+    explain_markup = render_explain_page(evil, f"display name  {display}\nUPN  {evil}\n", now=NOW)
+    choose_markup = render_message_page("Several people match", display, links=[("/explain/a1", evil)])
+    for markup in (status_markup, explain_markup, choose_markup):
+        page = Page(markup)
+        assert not page.find("script")
+        assert not page.find("img")
+        assert "<script>" not in markup
+        assert "<img" not in markup
+    assert evil in Page(status_markup).one("tr", data_object_id="a1").text
+    assert display in Page(status_markup).one("tr", data_object_id="a1").text
+    assert display in Page(explain_markup).one("pre").text
+    assert evil in Page(explain_markup).one("title").text
+    assert Page(choose_markup).one("a", href="/explain/a1").text == evil
+
+
+def test_every_action_has_a_part_in_the_chart() -> None:
+    """A new action (`syncd.core.model.Action`) needs one `ChartPart` row in `chart.ACTION_PARTS`: its name,
+    its legend and its colour; the templates and the style sheet take it from there."""
+    assert set(CHART_ACTIONS) == {action.value for action in Action}
+    assert [part.name for part in CHART_PARTS] == [*CHART_ACTIONS, "failed", "none"]
+
+
+def test_the_chart_and_its_colours_come_from_the_parts() -> None:
+    markup = render_status_page(status(), now=NOW)
+    for part in CHART_PARTS:  # one style rule per part, written from the data
+        rule = f".bar.{part.name},.swatch.{part.name}{{fill:{part.colour};background:{part.colour}}}"
+        assert rule in markup
+    legend = [e.text for e in Page(markup).find("span", **{"class": "key"})]
+    assert legend == [part.label for part in CHART_PARTS]
+    # A part the chart did not know before is drawn and named from the view data alone.
+    relink = ChartPart("relink", "relinked", "#0a7d6f")
+    view = ChartView(
+        runs=(ChartRun(1, "ok", "run 1", (Bar(1, "relink", 2, 40.0, 100.0, 10.0, 54.0),)),),
+        description="one run",
+        tallest=2,
+        parts=(*CHART_PARTS, relink),
+    )
+    chart = Page(environment().get_template("chart.html").render(chart=view))
+    assert chart.one("rect", data_part="relink").attrs["class"] == "bar relink"
+    assert [e.text for e in chart.find("span", **{"class": "key"})][-1] == "relinked"
+
+
+def test_the_templates_are_package_data() -> None:
+    """Every file in templates/ is matched by pyproject's package-data, so the wheel ships it (the container
+    tier checks the installed wheel)."""
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        patterns = tomllib.load(file)["tool"]["setuptools"]["package-data"]["syncd"]
+    files = sorted(path.relative_to(ROOT / "syncd").as_posix() for path in TEMPLATES.iterdir())
+    assert {"status.html", "base.html", "style.css"} <= {Path(f).name for f in files}
+    for name in files:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name

@@ -1,5 +1,11 @@
-"""The status page's chart: the last runs' changes by action and their failures, as inline SVG (no script,
-no external asset). `chart_bars` is its geometry, `render_chart` the markup. Pure.
+"""The status page's chart: the last runs' changes by action and their failures, drawn as inline SVG (no
+script, no external asset) by the template `chart.html`. `chart_bars` is its geometry, `chart_view` all the
+template reads. Pure.
+
+What the chart stacks is data: `CHART_PARTS` names each part (an action, then "failed" and "none"), its
+legend and its colour; the template loops over it for the legend and the style sheet writes one rule per
+part. A new action is one more `ChartPart` row (`tests/unit/test_statuspage.py` checks that every action of
+`syncd.core.model.Action` has one).
 """
 
 from __future__ import annotations
@@ -8,22 +14,47 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from syncd.core.times import utc_text
-from syncd.service.statuspage.markup import _e
 from syncd.service.statuspage.views import RunRow
 
 CHART_RUNS = 30
 """Runs drawn in the chart (the newest ones)."""
 
 
-CHART_ACTIONS = ("onboard", "update", "offboard")
-"""Actions stacked in a run's bar, bottom first; failures go on top."""
+@dataclass(frozen=True, slots=True)
+class ChartPart:
+    """One kind of segment in the chart: its name (the CSS class and `data-part`), legend and colour."""
+
+    name: str
+    label: str
+    """The legend's word for it."""
+    colour: str
+    """A CSS colour (a custom property of the style sheet, or a literal)."""
 
 
-_CHART_W = 600
-_CHART_H = 160
-_CHART_PAD_TOP = 14
-_CHART_PAD_BOTTOM = 6
-_CHART_PAD_LEFT = 34
+ACTION_PARTS = (
+    ChartPart("onboard", "onboarded", "var(--on)"),
+    ChartPart("update", "updated", "var(--up)"),
+    ChartPart("offboard", "offboarded", "var(--off)"),
+)
+"""The actions stacked in a run's bar, bottom first: changes that took effect (`RunRow.changes`)."""
+
+CHART_ACTIONS = tuple(part.name for part in ACTION_PARTS)
+"""The names of `ACTION_PARTS`."""
+
+CHART_PARTS = (
+    *ACTION_PARTS,
+    ChartPart("failed", "failed", "var(--bad)"),
+    ChartPart("none", "no change", "var(--ok)"),
+)
+"""Every part the chart draws, in the legend's order: the actions, the failures (on top of a run's stack)
+and the mark of a run that changed nothing (drawn in its outcome's colour when that is not ok)."""
+
+
+CHART_W = 600
+CHART_H = 160
+CHART_PAD_TOP = 14
+CHART_PAD_BOTTOM = 6
+CHART_PAD_LEFT = 34
 _MARK_H = 3
 """Height of the mark drawn for a run with no change (a thin line in the outcome's colour)."""
 
@@ -34,12 +65,40 @@ class Bar:
 
     run_id: int
     part: str
-    """An action of `CHART_ACTIONS`, "failed", or "none" for the mark of a run that changed nothing."""
+    """The name of a `CHART_PARTS` entry: an action, "failed", or "none" for the mark of a run that changed
+    nothing."""
     count: int
     x: float
     y: float
     width: float
     height: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChartRun:
+    """One run's bar: its segments and the tooltip that sums it up."""
+
+    id: int
+    outcome: str
+    summary: str
+    bars: tuple[Bar, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChartView:
+    """What `chart.html` draws: the runs oldest first, the text alternative and the axis."""
+
+    runs: tuple[ChartRun, ...]
+    description: str
+    tallest: int
+    """The most changes (and failures) in one run: the top of the axis."""
+    parts: tuple[ChartPart, ...] = CHART_PARTS
+    width: int = CHART_W
+    height: int = CHART_H
+    left: int = CHART_PAD_LEFT
+    top: int = CHART_PAD_TOP
+    base: int = CHART_H - CHART_PAD_BOTTOM
+    """The y of the axis line (bars stand on it)."""
 
 
 def chart_bars(runs: Sequence[RunRow]) -> list[Bar]:
@@ -52,14 +111,14 @@ def chart_bars(runs: Sequence[RunRow]) -> list[Bar]:
     if not shown:
         return []
     tallest = max(_stack_total(r) for r in shown) or 1
-    plot_h = _CHART_H - _CHART_PAD_TOP - _CHART_PAD_BOTTOM
-    plot_w = _CHART_W - _CHART_PAD_LEFT
+    plot_h = CHART_H - CHART_PAD_TOP - CHART_PAD_BOTTOM
+    plot_w = CHART_W - CHART_PAD_LEFT
     slot = plot_w / max(len(shown), 10)
     width = max(slot * 0.7, 1.0)
-    base = _CHART_H - _CHART_PAD_BOTTOM
+    base = CHART_H - CHART_PAD_BOTTOM
     bars: list[Bar] = []
     for index, run in enumerate(shown):
-        x = round(_CHART_PAD_LEFT + index * slot + (slot - width) / 2, 2)
+        x = round(CHART_PAD_LEFT + index * slot + (slot - width) / 2, 2)
         y = float(base)
         parts = [(a, run.changes(a)) for a in CHART_ACTIONS] + [("failed", run.failures)]
         if not any(n for _, n in parts):
@@ -74,57 +133,28 @@ def chart_bars(runs: Sequence[RunRow]) -> list[Bar]:
     return bars
 
 
-def render_chart(runs: Sequence[RunRow]) -> str:
-    """Inline SVG of the last `CHART_RUNS` runs, with a title, a description and a tooltip per run."""
+def chart_view(runs: Sequence[RunRow]) -> ChartView | None:
+    """The last `CHART_RUNS` runs as the template draws them; None when no run is recorded."""
     shown = _chart_runs(runs)
     if not shown:
-        return '<p class="empty">No cycles recorded yet.</p>'
-    tallest = max(_stack_total(r) for r in shown)
+        return None
     by_run: dict[int, list[Bar]] = {}
     for bar in chart_bars(runs):
         by_run.setdefault(bar.run_id, []).append(bar)
-    groups = []
-    for run in shown:
-        rects = "".join(
-            f'<rect class="bar {_e(b.part)}{_outcome_class(run, b)}" data-run="{b.run_id}" '
-            f'data-part="{_e(b.part)}" data-count="{b.count}" x="{b.x}" y="{b.y}" '
-            f'width="{b.width}" height="{b.height}"/>'
-            for b in by_run.get(run.id, [])
-        )
-        groups.append(f"<g><title>{_e(_run_summary(run))}</title>{rects}</g>")
+    tallest = max(_stack_total(r) for r in shown)
     first, last = shown[0], shown[-1]
     description = (
         f"{len(shown)} cycles from run {first.id} ({utc_text(first.started_at)}) to run {last.id} "
         f"({utc_text(last.started_at)}); the most changes in one cycle: {tallest}. "
         "The table below lists the latest cycles as text."
     )
-    base = _CHART_H - _CHART_PAD_BOTTOM
-    axis = (
-        f'<line class="axis" x1="{_CHART_PAD_LEFT}" y1="{base}" x2="{_CHART_W}" y2="{base}"/>'
-        f'<text class="axis-label" x="{_CHART_PAD_LEFT - 4}" y="{_CHART_PAD_TOP + 4}" '
-        f'text-anchor="end">{tallest}</text>'
-        f'<text class="axis-label" x="{_CHART_PAD_LEFT - 4}" y="{base}" text-anchor="end">0</text>'
+    return ChartView(
+        runs=tuple(
+            ChartRun(run.id, run.outcome, _run_summary(run), tuple(by_run.get(run.id, ()))) for run in shown
+        ),
+        description=description,
+        tallest=tallest,
     )
-    legend = "".join(
-        f'<span class="key"><span class="swatch {part}"></span>{label}</span>'
-        for part, label in (
-            ("onboard", "onboarded"),
-            ("update", "updated"),
-            ("offboard", "offboarded"),
-            ("failed", "failed"),
-            ("none", "no change"),
-        )
-    )
-    return f"""<figure class="chart">
-<svg id="runs-chart" viewBox="0 0 {_CHART_W} {_CHART_H}" role="img"
- aria-labelledby="runs-chart-title runs-chart-desc">
-<title id="runs-chart-title">Changes per cycle, by action, and failures</title>
-<desc id="runs-chart-desc">{_e(description)}</desc>
-{axis}
-{"".join(groups)}
-</svg>
-<figcaption>{legend}</figcaption>
-</figure>"""
 
 
 def _chart_runs(runs: Sequence[RunRow]) -> list[RunRow]:
@@ -134,13 +164,6 @@ def _chart_runs(runs: Sequence[RunRow]) -> list[RunRow]:
 
 def _stack_total(run: RunRow) -> int:
     return sum(run.changes(a) for a in CHART_ACTIONS) + run.failures
-
-
-def _outcome_class(run: RunRow, bar: Bar) -> str:
-    """A run with no change is marked in its outcome's colour (a guard stop or an error stands out)."""
-    if bar.part != "none":
-        return ""
-    return f" outcome-{_e(run.outcome)}"
 
 
 def _run_summary(run: RunRow) -> str:
