@@ -22,7 +22,7 @@ from syncd.core.scope_filter import ScopeFilter, parse_filter
 class SmartCommSettings(BaseModel):
     """The `[smartcomm]` section: where and how to reach the SmartCommunicator agents API."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str = "https://atmosphere-api.intelepeer.com"
     """Scheme and host of the Atmosphere API, no path; https only. Default
@@ -84,7 +84,7 @@ class SmartCommSettings(BaseModel):
 class GraphSettings(BaseModel):
     """The `[graph]` section: the Entra app registration and what to read from Microsoft Graph."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     tenant_id: str
     """The Entra tenant's GUID; also the `tenant_id` of every agent. Required; no default."""

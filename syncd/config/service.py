@@ -22,7 +22,7 @@ MIN_TOKEN_LENGTH = 32
 class AdminSettings(BaseModel):
     """The `[admin]` section: the admin HTTP API (/healthz /readyz /metrics /status /resync)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     listen: str = "127.0.0.1:8080"
     """Address the admin API listens on, host:port with port 1..65535 and an IPv6 address in brackets
@@ -139,7 +139,7 @@ _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 class NotifySettings(BaseModel):
     """The `[notify]` section: a webhook told when syncd needs an admin, and optionally a daily summary."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     webhook_url: SecretStr | None = None
     """URL that receives one JSON POST per event (a cycle failing as a whole or recovering, a safety guard
@@ -225,7 +225,7 @@ _LOG_FORMATS = ("auto", "json", "console")
 class LogSettings(BaseModel):
     """The `[log]` section: how much syncd logs, and in which form."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     level: str = "info"
     """Least severe level written: debug, info, warning or error (any case). Default "info"."""

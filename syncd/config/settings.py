@@ -40,7 +40,7 @@ _DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 class DatabaseSettings(BaseModel):
     """The `[database]` section: where syncd records members, runs, operations and small key/values."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: Annotated[str, FILE_FORM] = "sqlite:///data/syncd.db"
     """SQLAlchemy URL of the database. Default "sqlite:///data/syncd.db" (a path relative to the working
@@ -82,7 +82,7 @@ class SyncSettings(BaseModel):
     `_s` (`interval`, not `interval_s`).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     interval_s: Annotated[float, at_most(DAY)] = Field(default=DEFAULT_INTERVAL_S, gt=0, alias="interval")
     """Seconds between incremental cycles, which read only Graph's changes (delta queries) and compare them
@@ -189,7 +189,7 @@ class Settings(BaseModel):
     no such section; commands that need them call `require`, which fails like any other configuration error.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     """The `[database]` section; every key has a default."""
