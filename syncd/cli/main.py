@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config, args.config_command, as_json=getattr(args, "json", False)
         )
     # Imported once the command line is read: `--help` and usage errors need none of them, and the settings
-    # (pydantic), the store (SQLAlchemy, Alembic) and the logs (structlog, which loads rich) take about
+    # (pydantic), the store (SQLAlchemy, Alembic) and the logs take about
     # half a second to import.
     from syncd.config.loader import ConfigError, config_path, load_settings
     from syncd.config.logs import configure_logging

@@ -1,6 +1,6 @@
 """The flags of `syncd history` and their parsing, apart from the history itself (`syncd.reports.history`)
 so that building the command line's parser loads no more than this: `syncd --help` imports neither the
-store (SQLAlchemy, Alembic) nor structlog (which loads rich when it is installed).
+store (SQLAlchemy, Alembic) nor the settings (pydantic).
 
 The parsers are pure functions of their text; bad values end argparse with exit 2 naming the flag.
 """
