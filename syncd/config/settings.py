@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from syncd.config.fields import DAY, HOUR, ConfigError, at_most, duration_words, seconds_words
+from syncd.config.fields import DAY, HOUR, ConfigError, at_most, choice, duration_words, seconds_words
 from syncd.config.remotes import GraphSettings, SmartCommSettings
 from syncd.config.service import AdminSettings, LogSettings, NotifySettings
+from syncd.core.reconcile import DEFAULT_MAX_RELINK
 
 __all__ = [
     "AdminSettings",
@@ -69,6 +70,10 @@ DEFAULT_JITTER_S = 30.0
 """`sync.jitter` when it is not given, unless a tenth of `sync.interval` is less."""
 JITTER_SHARE = 0.1
 """The largest share of `sync.interval` that `sync.jitter` may be."""
+OFFBOARD_GRACE_MAX_S = 90 * DAY
+"""The longest `sync.offboard_grace`: three times the 30 days Entra keeps a deleted user restorable."""
+RELINK_MODES = ("auto", "off")
+"""The values of `sync.relink`."""
 
 
 class SyncSettings(BaseModel):
@@ -95,7 +100,24 @@ class SyncSettings(BaseModel):
     this holds the jitter in effect."""
     max_offboard: int = Field(default=25, ge=0)
     """Safety guard: a cycle that would delete more agents than this deletes none and stops (exit 3); 0 stops
-    every cycle that would delete one. A count of agents; default 25."""
+    every cycle that would delete one. Offboards held by `offboard_grace` count when they fall due. A count
+    of agents; default 25."""
+    max_relink: int = Field(default=DEFAULT_MAX_RELINK, ge=0)
+    """Safety guard: a cycle that would relink more agents than this (move them to the new object IDs of
+    users re-created in Entra) sends nothing and stops (exit 3); 0 stops every cycle that would relink one.
+    A count of agents; default 50."""
+    relink: str = "auto"
+    """"auto": a person in scope whose consistency GUID belongs to the agent of an object ID that left scope
+    (the same person re-created in Entra) gets that agent moved to them, data included (one PATCH with
+    `transfer_data`). "off": that agent is offboarded and the onboarding fails on the GUID, naming
+    `syncd relink`, which an admin runs by hand. Default "auto"."""
+    offboard_grace_s: Annotated[float, at_most(OFFBOARD_GRACE_MAX_S)] = Field(
+        default=0.0, ge=0, alias="offboard_grace"
+    )
+    """Seconds a person must have been out of scope before their agent is offboarded: coming back within
+    them cancels the offboard with no write, and a re-created user appearing within them is relinked.
+    At most 7776000 ("90d"). TOML `offboard_grace`; default 0 (offboard in the cycle that finds them out of
+    scope)."""
     concurrency: int = Field(default=8, ge=1, le=256)
     """SmartCommunicator writes in flight at once, 1..256. A count of requests; default 8."""
     retry_initial_s: Annotated[float, at_most(7 * DAY)] = Field(default=60.0, gt=0, alias="retry_initial")
@@ -157,6 +179,11 @@ class SyncSettings(BaseModel):
                 f"{seconds_words(interval * JITTER_SHARE)}"
             )
         return value
+
+    @field_validator("relink")
+    @classmethod
+    def _relink_mode(cls, value: str) -> str:
+        return choice(value, RELINK_MODES)
 
     @field_validator("retry_max_s")
     @classmethod
