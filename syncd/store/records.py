@@ -62,6 +62,8 @@ class OperationRecord:
     """Epoch seconds: when it was recorded, just before the request was sent."""
     settled_at: float | None
     """Epoch seconds; None while pending."""
+    from_object_id: str | None = None
+    """A relink: the object ID whose agent moved to `object_id`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,8 @@ class Settlement:
     record: Recorded
     http_status: int | None = None
     error: str | None = None
+    also: tuple[Recorded, ...] = ()
+    """Other members' new rows, written in the same transaction (a relink: the object ID it moved from)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +99,5 @@ class PendingOperation:
     action: Action
     desired: AgentFields | None
     believed: AgentFields | None
+    from_object_id: str | None = None
+    """A relink: the object ID whose agent was being moved to `object_id`."""

@@ -97,7 +97,7 @@ def test_a_read_only_command_on_a_schema_behind_says_so_and_does_not_migrate(wor
     migrations.main(["-x", f"url=sqlite:///{database}", "upgrade", "0003"])
     result = world.run("history")
     assert result.code == 2, result.stderr
-    assert "the database's schema is at revision 0003, behind this syncd's 0004" in result.stderr
+    assert "the database's schema is at revision 0003, behind this syncd's 0005" in result.stderr
     assert "run `syncd db upgrade`" in result.stderr
     assert "Traceback" not in result.stderr
     assert revision(database) == "0003"

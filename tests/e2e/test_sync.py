@@ -59,7 +59,7 @@ def test_dry_run_reads_both_sides_and_writes_nothing(world: World) -> None:
     for oid in ids:
         assert f"+ onboard  {oid}" in result.stdout
     full = world.run("sync", "--dry-run", "--full", "--json")
-    assert full.json()["planned"] == {"onboard": 3, "update": 0, "offboard": 0}
+    assert full.json()["planned"] == {"onboard": 3, "update": 0, "offboard": 0, "relink": 0}
     assert any(r.method == "GET" for r in world.smartcomm.requests)
     assert world.writes() == []
 
@@ -144,7 +144,7 @@ def test_status_shows_runs_and_counts(world: World) -> None:
 def test_db_upgrade(world: World) -> None:
     result = world.run("db", "upgrade")
     assert result.code == 0, result.stderr
-    assert "database at revision 0004" in result.stdout
+    assert "database at revision 0005" in result.stdout
 
 
 def test_a_missing_section_is_a_configuration_error_for_run_and_sync(world: World) -> None:

@@ -103,7 +103,7 @@ def test_upgrade_waits_for_another_migration_at_most_its_timeout(database: Datab
             holder.close()
             waiting.close()
         store.upgrade()  # the lock released: it migrates
-        assert store.current_revision() == "0004"
+        assert store.current_revision() == "0005"
 
 
 def test_migrating_never_waits_for_a_leaders_lock() -> None:
@@ -139,7 +139,7 @@ def test_a_read_only_store_never_migrates_and_says_what_to_do(database: Database
     with Store(database.url, connect_args=database.connect_args, read_only=True) as reader:
         with pytest.raises(UnusableDatabase) as behind:
             reader.check_schema()
-        assert "the database's schema is at revision 0003, behind this syncd's 0004" in str(behind.value)
+        assert "the database's schema is at revision 0003, behind this syncd's 0005" in str(behind.value)
         assert "`syncd db upgrade`" in str(behind.value)
         with pytest.raises(StoreError, match="open read-only: it is never migrated"):
             reader.upgrade()
