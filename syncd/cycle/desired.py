@@ -9,9 +9,12 @@ next delta instead of being lost.
 
 An incremental read follows the stored links: the groups delta of each configured group's tree and the
 tenant's users delta. Only people whose membership or selected fields changed, plus people whose failed
-write is due for a retry, are mapped and planned; their fields come from the users delta when it gave
-them all, else from `GET /users/{id}`. A structural change (a group joining or leaving a tracked tree) or a
-link Graph no longer takes (410) falls back to a full read in the same cycle.
+write is due for a retry and people whose offboarding grace (`sync.offboard_grace`) has run out, are mapped
+and planned; their fields come from the users delta when it gave them all, else from `GET /users/{id}`.
+With relinking on, a changed person's consistency GUID held by the agent of someone not among them brings
+that someone in too (read the same way), so that the plan knows whether the holder is still in scope. A
+structural change (a group joining or leaving a tracked tree) or a link Graph no longer takes (410) falls
+back to a full read in the same cycle.
 
 The new links are handed back to the engine, which stores them only when the cycle ends without an error or
 a guard stop: a cycle that did not apply its changes reads them again next time.
@@ -87,6 +90,8 @@ async def read_desired(
     full: bool,
     track: bool,
     now: float,
+    offboard_grace_s: float = 0.0,
+    relink: bool = True,
 ) -> Read:
     """Desired state for one cycle (see the module docstring). Raises `GraphError` for a failed read; never
     returns fewer members because of one."""
@@ -106,7 +111,15 @@ async def read_desired(
             reason = "no delta state stored yet (first cycle, or the configuration changed)"
         else:
             try:
-                return await _read_changes(source, settings, store, stored, now=now)
+                return await _read_changes(
+                    source,
+                    settings,
+                    store,
+                    stored,
+                    now=now,
+                    offboard_grace_s=offboard_grace_s,
+                    relink=relink,
+                )
             except DeltaExpired as exc:
                 reason = f"a delta link expired: {exc.message}"
             except _Structural as exc:
@@ -157,7 +170,14 @@ async def _read_everything(
 
 
 async def _read_changes(
-    source: GraphSource, settings: GraphSettings, store: Store, stored: DeltaState, *, now: float
+    source: GraphSource,
+    settings: GraphSettings,
+    store: Store,
+    stored: DeltaState,
+    *,
+    now: float,
+    offboard_grace_s: float,
+    relink: bool,
 ) -> Read:
     changes = GroupChanges()
     group_links: dict[str, list[str]] = {}
@@ -174,7 +194,7 @@ async def _read_changes(
 
     touched = changes.members() | set(users.entries) | users.removed
     due, waiting = store.unsettled(now)
-    candidates = touched | set(due)
+    candidates = touched | set(due) | set(store.offboards_due(now - offboard_grace_s))
     stored_memberships = store.memberships(candidates)
     in_scope = in_scope_after(candidates, stored_memberships, changes, users.removed)
     # The empty-group guard: a configured group whose tree loses its last user member reads as empty.
@@ -184,16 +204,19 @@ async def _read_changes(
         if any(g in members_of_tree for g, _ in changes.removed):
             before = store.count_users_in(tree)
             counts[group_id] = users_after(members_of_tree, before, stored_memberships, changes)
-    complete = {oid: entry for oid in in_scope if (entry := users.complete(oid)) is not None}
-    fetched = await source.get_users([oid for oid in sorted(in_scope) if oid not in complete])
     members: dict[str, Member] = {}
     skipped: dict[str, Skipped] = {}
-    for raw in [*complete.values(), *fetched.values()]:
-        item = source.map(raw)
-        if isinstance(item, Member):
-            members[item.object_id] = item
-        elif item.object_id:
-            skipped[item.object_id] = item
+    one_by_one = await _map_users(source, users, in_scope, members, skipped)
+    if relink:
+        # Whoever holds the consistency GUID of a changed person is planned too: the plan relinks only
+        # from a holder it knows to be out of scope.
+        anchors = {member.consistency_id for member in members.values() if member.consistency_id}
+        holders = store.anchor_holders(anchors) if anchors else {}
+        extra = {oid for held in holders.values() for oid in held} - candidates
+        if extra:
+            candidates |= extra
+            extra_scope = in_scope_after(extra, store.memberships(extra), changes, users.removed)
+            one_by_one += await _map_users(source, users, extra_scope, members, skipped)
     log.info(
         "graph.delta_read",
         membership_changes=len(changes.added) + len(changes.removed),
@@ -201,7 +224,7 @@ async def _read_changes(
         users_deleted=len(users.removed),
         planned=len(candidates),
         in_scope=len(members),
-        read_one_by_one=len(in_scope) - len(complete),
+        read_one_by_one=one_by_one,
     )
     desired = DesiredState(members=members, skipped=skipped, group_counts=counts, group_in_scope=counts)
     return Read(
@@ -214,3 +237,24 @@ async def _read_changes(
         changes=changes,
         deleted=users.removed,
     )
+
+
+async def _map_users(
+    source: GraphSource,
+    users: UserChanges,
+    object_ids: set[str],
+    members: dict[str, Member],
+    skipped: dict[str, Skipped],
+) -> int:
+    """Map `object_ids` into `members` or `skipped`: from the users delta when it gave every field, else
+    read one by one (users Graph no longer has are left out: out of scope); how many were read one by
+    one."""
+    complete = {oid: entry for oid in object_ids if (entry := users.complete(oid)) is not None}
+    fetched = await source.get_users([oid for oid in sorted(object_ids) if oid not in complete])
+    for raw in [*complete.values(), *fetched.values()]:
+        item = source.map(raw)
+        if isinstance(item, Member):
+            members[item.object_id] = item
+        elif item.object_id:
+            skipped[item.object_id] = item
+    return len(object_ids) - len(complete)
