@@ -256,6 +256,7 @@ def test_guard_stopped_facts() -> None:
     assert facts_of(event) == {
         "guard": "max_offboard",
         "planned_offboard": 30,
+        "planned_relink": 0,
         "run_id": 7,
         "kind": "incremental",
     }

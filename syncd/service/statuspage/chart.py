@@ -15,7 +15,7 @@ CHART_RUNS = 30
 """Runs drawn in the chart (the newest ones)."""
 
 
-CHART_ACTIONS = ("onboard", "update", "offboard")
+CHART_ACTIONS = ("onboard", "update", "offboard", "relink")
 """Actions stacked in a run's bar, bottom first; failures go on top."""
 
 
@@ -111,6 +111,7 @@ def render_chart(runs: Sequence[RunRow]) -> str:
             ("onboard", "onboarded"),
             ("update", "updated"),
             ("offboard", "offboarded"),
+            ("relink", "relinked"),
             ("failed", "failed"),
             ("none", "no change"),
         )
@@ -144,7 +145,9 @@ def _outcome_class(run: RunRow, bar: Bar) -> str:
 
 
 def _run_summary(run: RunRow) -> str:
-    parts = [f"{a} {run.changes(a)}" for a in CHART_ACTIONS] + [f"failed {run.failures}"]
+    # Relinks are rare: named only in the runs that have any.
+    parts = [f"{a} {run.changes(a)}" for a in CHART_ACTIONS if a != "relink" or run.changes(a)]
+    parts.append(f"failed {run.failures}")
     duration = run.duration_s
     took = "" if duration is None else f", {duration:.1f} s"
     return f"run {run.id} ({run.kind}, {run.trigger}) {utc_text(run.started_at)}: {run.outcome}{took}; " + (

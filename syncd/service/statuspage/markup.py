@@ -33,7 +33,7 @@ def _document(title: str, body: str, *, refresh_s: int | None = None) -> str:
 _CSS = """
 :root{--bg:#f6f7f9;--fg:#1d232b;--muted:#5d6875;--card:#fff;--line:#dde2e8;--ok:#1f7a3f;--okbg:#e6f4ea;
 --warn:#8a5a00;--warnbg:#fff4d6;--bad:#a8201a;--badbg:#fde8e7;--on:#2f6fb5;--up:#7b5cc4;--off:#6b7785;
---accent:#2f6fb5}
+--re:#1f8a8a;--accent:#2f6fb5}
 @media (prefers-color-scheme:dark){:root{--bg:#12161b;--fg:#e4e8ed;--muted:#9aa5b1;--card:#1b2128;
 --line:#2c343d;--okbg:#15301f;--ok:#7fd69b;--warnbg:#3a2e10;--warn:#f2c760;--badbg:#3d1a18;--bad:#ff8f87;
 --accent:#7fb2ec}}
@@ -103,6 +103,7 @@ background:var(--line);color:var(--fg)}
 .bar.onboard,.swatch.onboard{fill:var(--on);background:var(--on)}
 .bar.update,.swatch.update{fill:var(--up);background:var(--up)}
 .bar.offboard,.swatch.offboard{fill:var(--off);background:var(--off)}
+.bar.relink,.swatch.relink{fill:var(--re);background:var(--re)}
 .bar.failed,.swatch.failed{fill:var(--bad);background:var(--bad)}
 .bar.none,.swatch.none{fill:var(--ok);background:var(--ok)}
 .bar.outcome-guard{fill:var(--warn)}

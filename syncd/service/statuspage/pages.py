@@ -14,6 +14,8 @@ from syncd.service.statuspage.sections import (
     _footer,
     _header,
     _health_section,
+    _pending_offboards_section,
+    _relinks_section,
 )
 from syncd.service.statuspage.views import StatusData, health
 
@@ -31,6 +33,8 @@ def render_status_page(data: StatusData, *, now: float, queued: bool = False) ->
             _health_section(verdict),
             _agents_section(data),
             _attention_section(data.attention, now=now),
+            _pending_offboards_section(data.offboard_pending),
+            _relinks_section(data.relinks),
             _cycles_section(data.runs),
             "</main>",
             _footer(now),

@@ -1,6 +1,7 @@
 """The parts of the status page: the header with the daemon's state and the Sync now form, the health
-verdict, the managed agents' counts, the people needing attention, the last cycles (chart and table) and
-the footer. Each returns an HTML fragment whose data is escaped. Pure.
+verdict, the managed agents' counts, the people needing attention, the offboards waiting out the grace
+period, the latest relinks, the last cycles (chart and table) and the footer. Each returns an HTML
+fragment whose data is escaped. Pure.
 """
 
 from __future__ import annotations
@@ -11,7 +12,15 @@ from urllib.parse import quote
 from syncd.core.times import utc_text
 from syncd.service.statuspage.chart import render_chart
 from syncd.service.statuspage.markup import _e
-from syncd.service.statuspage.views import AttentionRow, DaemonState, HealthView, RunRow, StatusData
+from syncd.service.statuspage.views import (
+    AttentionRow,
+    DaemonState,
+    HealthView,
+    PendingOffboardRow,
+    RelinkRow,
+    RunRow,
+    StatusData,
+)
 
 TABLE_RUNS = 10
 """Runs listed in the table under the chart."""
@@ -139,6 +148,63 @@ def _attention_row(person: AttentionRow, *, now: float) -> str:
         + _cell("", f'<a class="explain" href="{link}">explain</a>')
         + "</tr>"
     )
+
+
+def _pending_offboards_section(pending: Sequence[PendingOffboardRow]) -> str:
+    """People out of scope whose agent waits out `sync.offboard_grace`; nothing when there are none."""
+    if not pending:
+        return ""
+    rows = "\n".join(
+        f'<tr data-object-id="{_e(p.object_id)}">'
+        + _cell(
+            "user", f'{_e(p.upn or "(no UPN)")}<br><span class="mono small">{_e(p.object_id)}</span>', "user"
+        )
+        + _cell("out of scope since", utc_text(p.left_scope_at), "when")
+        + _cell("offboard due at", utc_text(p.due_at), "when")
+        + _cell("", f'<a class="explain" href="{_e("/explain/" + quote(p.object_id, safe=""))}">explain</a>')
+        + "</tr>"
+        for p in pending[:ATTENTION_ROWS]
+    )
+    return f"""<section class="card" id="offboard-pending">
+<h2>Offboard pending <span class="count" id="offboard-pending-count">{len(pending)}</span></h2>
+<p class="note">Out of scope, and kept for <code>sync.offboard_grace</code>: coming back before the due time
+cancels the offboard; a user re-created with the same consistency GUID takes the agent over.</p>
+<div class="scroll"><table class="list stack">
+<thead><tr><th>user</th><th>out of scope since (UTC)</th><th>offboard due at (UTC)</th><th></th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table></div>
+</section>"""
+
+
+def _relinks_section(relinks: Sequence[RelinkRow]) -> str:
+    """The latest relinks (agents moved to users re-created in Entra); nothing when there are none."""
+    if not relinks:
+        return ""
+    rows = "\n".join(
+        f'<tr data-object-id="{_e(r.object_id)}" data-from-object-id="{_e(r.from_object_id or "")}">'
+        + _cell("when", utc_text(r.at), "when")
+        + _cell("user", _e(r.upn or "(no UPN)"), "user")
+        + _cell("from", f'<span class="mono small">{_e(r.from_object_id or "-")}</span>')
+        + _cell("to", f'<span class="mono small">{_e(r.object_id)}</span>')
+        + _cell("outcome", f'<span class="badge outcome-{_e(r.outcome)}">{_e(r.outcome)}</span>')
+        + _cell("run", str(r.run_id), "num")
+        + "</tr>"
+        for r in relinks
+    )
+    return f"""<section class="card" id="relinks">
+<h2>Latest relinks</h2>
+<p class="note">Agents moved, with their data, to users re-created in Entra with the same consistency
+GUID.</p>
+<div class="scroll"><table class="list stack">
+<thead><tr><th>when (UTC)</th><th>user</th><th>from object ID</th><th>to object ID</th><th>outcome</th>
+<th class="num">run</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table></div>
+</section>"""
 
 
 def _cell(label: str, content: str, css_class: str = "") -> str:
