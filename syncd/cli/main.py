@@ -1,5 +1,5 @@
-"""The `syncd` command line: sync (and its dry run), status, history, explain, run, resync, check, config, db
-upgrade, demo.
+"""The `syncd` command line: sync (and its dry run), status, history, explain, relink, run, resync, check,
+config, db upgrade, demo, emulate.
 
 Exit codes (scripts depend on them): 0 every in-scope user converged; 1 some operations failed or the cycle
 could not run (the rest still applied); 2 configuration or usage error; 3 stopped by a safety guard
@@ -60,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="why is this person (not) an agent: all syncd knows of them")
     explain.add_argument("who", metavar="UPN_OBJECT_ID_OR_NUMBER", help="a UPN, an object ID or a number")
     explain.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    relink = sub.add_parser(
+        "relink", help="move the agent of object ID OLD to NEW (the same person re-created in Entra)"
+    )
+    relink.add_argument("old", metavar="OLD", help="the object ID whose agent moves (no longer in scope)")
+    relink.add_argument("new", metavar="NEW", help="the object ID it moves to (in scope, without an agent)")
+    relink.add_argument("--dry-run", action="store_true", help="check and print the PATCH; send nothing")
+    relink.add_argument(
+        "--no-transfer-data",
+        action="store_true",
+        help="send transfer_data false: the agent moves without its data (calls, conversations)",
+    )
+    relink.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     sub.add_parser("run", help="the daemon: sync on a schedule, serve the admin API, resync on demand")
 
@@ -138,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "resync":
         return _resync(settings, full=args.full, wait=args.wait, force=args.force)
-    if args.command in ("run", "sync"):
+    if args.command in ("run", "sync", "relink"):
         try:  # a daemon without either side would only fail every interval: say so now
             settings.require_graph()
             settings.require_smartcomm()
@@ -156,13 +169,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"database at revision {store.current_revision()}")
                 return 0
             if args.command == "status":
-                return _status(store, args)
+                return _status(store, args, offboard_grace_s=settings.sync.offboard_grace_s)
             if args.command == "history":
                 return _history(store, args)
             if args.command == "run":
                 return _run(settings, store)
             if args.command == "explain":
                 return _explain(settings, store, args)
+            if args.command == "relink":
+                return _relink(settings, store, args)
             assert args.command == "sync", args.command
             return _sync(settings, store, args)
         finally:
@@ -227,6 +242,46 @@ def _explain(settings: Settings, store: Store, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render_text(explanation))
     return EXIT_FAILURES if explanation.errors else 0
+
+
+def _relink(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    """`syncd relink OLD NEW`: 0 moved (or, with --dry-run, would move), 1 SmartCommunicator failed or the
+    answer was lost, 2 refused (why is printed) or a configuration error; under the instance lock, as a
+    sync (a dry run takes none)."""
+    if args.dry_run:
+        return _relink_locked(settings, store, args)
+    from syncd.service.daemon import AlreadyRunning, instance_lock
+
+    try:
+        with instance_lock(store, settings.database.url, "sync"):
+            return _relink_locked(settings, store, args)
+    except AlreadyRunning as exc:
+        print(f"syncd: {exc}: a cycle or the daemon is running; try again once it has ended", file=sys.stderr)
+        return EXIT_FAILURES
+
+
+def _relink_locked(settings: Settings, store: Store, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from syncd.cycle.engine import Engine, RelinkResult
+    from syncd.reports.summary import print_relink
+
+    engine = Engine(settings, store)
+
+    async def relink() -> RelinkResult:
+        try:
+            return await engine.relink(
+                args.old, args.new, dry_run=args.dry_run, transfer_data=not args.no_transfer_data
+            )
+        finally:
+            await engine.aclose()
+
+    result = asyncio.run(relink())
+    if args.json:
+        print(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        print_relink(result, sys.stderr if result.outcome in ("refused", "error") else sys.stdout)
+    return result.exit_code
 
 
 def _resync(settings: Settings, *, full: bool, wait: bool, force: bool = False) -> int:
@@ -392,15 +447,16 @@ def _on_terminal(stream: TextIO) -> bool:
         return False
 
 
-def _status(store: Store, args: argparse.Namespace) -> int:
+def _status(store: Store, args: argparse.Namespace, *, offboard_grace_s: float) -> int:
     from syncd.reports.status import print_status
 
     if args.json or not _on_terminal(sys.stdout):
-        return print_status(store, as_json=args.json, runs=args.runs)
+        return print_status(store, as_json=args.json, runs=args.runs, offboard_grace_s=offboard_grace_s)
     from syncd.cli import terminal
     from syncd.reports.status import status_report
 
-    return terminal.print_status(status_report(store, args.runs), sys.stdout)
+    report = status_report(store, args.runs, offboard_grace_s=offboard_grace_s)
+    return terminal.print_status(report, sys.stdout)
 
 
 def _history(store: Store, args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ from syncd.reports.status import (
     StatusReport,
     attention_cells,
     counts_text,
+    pending_lines,
     run_cells,
     settings_changed_text,
 )
@@ -293,6 +294,7 @@ def status_tables(report: StatusReport, width: int) -> list[Any]:
     if report.attention:
         people = [attention_cells(member) for member in report.attention]
         parts.append(_fitted(ATTENTION_HEADERS, people, width, right={"attempts"}, outcome="status"))
+    parts.extend(Text(line) for line in pending_lines(report))
     return parts
 
 

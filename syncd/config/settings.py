@@ -15,11 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from syncd.config.fields import DAY, FILE_FORM, HOUR, ConfigError, at_most, duration_words, seconds_words
+from syncd.config.fields import (
+    DAY,
+    FILE_FORM,
+    HOUR,
+    ConfigError,
+    at_most,
+    choice,
+    duration_words,
+    seconds_words,
+)
 from syncd.config.limits import GuardLimit, GuardLimitOrOff
 from syncd.config.remotes import GraphSettings, SmartCommSettings
 from syncd.config.service import AdminSettings, LogSettings, NotifySettings
 from syncd.core.limits import Limit
+from syncd.core.reconcile import DEFAULT_MAX_RELINK
 
 __all__ = [
     "AdminSettings",
@@ -72,6 +82,10 @@ DEFAULT_JITTER_S = 30.0
 """`sync.jitter` when it is not given, unless a tenth of `sync.interval` is less."""
 JITTER_SHARE = 0.1
 """The largest share of `sync.interval` that `sync.jitter` may be."""
+OFFBOARD_GRACE_MAX_S = 90 * DAY
+"""The longest `sync.offboard_grace`: three times the 30 days Entra keeps a deleted user restorable."""
+RELINK_MODES = ("auto", "off")
+"""The values of `sync.relink`."""
 
 
 class SyncSettings(BaseModel):
@@ -99,10 +113,27 @@ class SyncSettings(BaseModel):
     max_offboard: GuardLimit = Field(default=Limit(count=25))
     """Safety guard: a cycle that would delete more agents than this deletes none and stops (exit 3); 0 stops
     every cycle that would delete one. A count of agents (`25`), a percentage of the agents syncd manages
-    (`"10%"`), or both (`[200, "10%"]`: the smaller wins); see `syncd.config.limits`. Default 25."""
+    (`"10%"`), or both (`[200, "10%"]`: the smaller wins); see `syncd.config.limits`. Offboards held by
+    `offboard_grace` count when they fall due. Default 25."""
     max_update: GuardLimitOrOff = Field(default=Limit(count=500))
     """Safety guard: a cycle that would update (PATCH) more agents than this sends nothing and stops (exit 3);
     0 turns the guard off. The same forms as `max_offboard` (`500`, `"5%"`, `[500, "5%"]`). Default 500."""
+    max_relink: GuardLimit = Field(default=Limit(count=DEFAULT_MAX_RELINK))
+    """Safety guard: a cycle that would relink more agents than this (move them to the new object IDs of
+    users re-created in Entra) sends nothing and stops (exit 3); 0 stops every cycle that would relink one.
+    The same forms as `max_offboard` (`50`, `"5%"`, `[50, "5%"]`). Default 50."""
+    relink: str = "auto"
+    """"auto": a person in scope whose consistency GUID belongs to the agent of an object ID that left scope
+    (the same person re-created in Entra) gets that agent moved to them, data included (one PATCH with
+    `transfer_data`). "off": that agent is offboarded and the onboarding fails on the GUID, naming
+    `syncd relink`, which an admin runs by hand. Default "auto"."""
+    offboard_grace_s: Annotated[float, at_most(OFFBOARD_GRACE_MAX_S)] = Field(
+        default=0.0, ge=0, alias="offboard_grace"
+    )
+    """Seconds a person must have been out of scope before their agent is offboarded: coming back within
+    them cancels the offboard with no write, and a re-created user appearing within them is relinked.
+    At most 7776000 ("90d"). TOML `offboard_grace`; default 0 (offboard in the cycle that finds them out of
+    scope)."""
     concurrency: int = Field(default=8, ge=1, le=256)
     """SmartCommunicator writes in flight at once, 1..256. A count of requests; default 8."""
     retry_initial_s: Annotated[float, at_most(7 * DAY)] = Field(default=60.0, gt=0, alias="retry_initial")
@@ -164,6 +195,11 @@ class SyncSettings(BaseModel):
                 f"{seconds_words(interval * JITTER_SHARE)}"
             )
         return value
+
+    @field_validator("relink")
+    @classmethod
+    def _relink_mode(cls, value: str) -> str:
+        return choice(value, RELINK_MODES)
 
     @field_validator("retry_max_s")
     @classmethod

@@ -169,9 +169,12 @@ class AgentPatch:
     consistency_id: str | None = None
     tenant_id: str | None = None
     user_object_id: str | None = None
+    transfer_data: bool | None = None
+    """With a new `user_object_id` (a relink): whether the agent's data moves to the new object ID too
+    (None: not sent)."""
 
-    def to_json(self) -> dict[str, str]:
-        """The request body: only the fields that change."""
+    def to_json(self) -> dict[str, str | bool]:
+        """The request body: only the fields that change (and `transfer_data` when it is set)."""
         fields = {
             "phone_number": self.phone_number,
             "upn": self.upn,
@@ -179,7 +182,10 @@ class AgentPatch:
             "tenant_id": self.tenant_id,
             "user_object_id": self.user_object_id,
         }
-        return {key: value for key, value in fields.items() if value is not None}
+        body: dict[str, str | bool] = {key: value for key, value in fields.items() if value is not None}
+        if self.transfer_data is not None:
+            body["transfer_data"] = self.transfer_data
+        return body
 
     def __bool__(self) -> bool:
         return bool(self.to_json())
@@ -214,6 +220,9 @@ class Action(StrEnum):
     ONBOARD = "onboard"
     UPDATE = "update"
     OFFBOARD = "offboard"
+    RELINK = "relink"
+    """Move an agent to the object ID of the same person re-created in Entra: one PATCH of
+    `user_object_id` (with `transfer_data`), instead of offboarding one object and onboarding the other."""
 
 
 class MemberStatus(StrEnum):
@@ -283,6 +292,9 @@ class Recorded:
     """Epoch seconds before which a failed person is not retried."""
     phone_source: str | None = None
     """Where the number of `agent` came from ("teams" or an attribute's name), when it is known."""
+    left_scope_at: float | None = None
+    """Epoch seconds: when a cycle first found this person out of scope while their agent stays for
+    `sync.offboard_grace` (None: in scope, or no agent kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +310,10 @@ class Change:
     fields: tuple[str, ...] = ()
     """For an update: the fields that differ."""
     reason: str = ""
+    from_object_id: str | None = None
+    """For a relink: the object ID whose agent moves to `object_id` (`believed` is that agent)."""
+    transfer_data: bool = True
+    """For a relink: whether the agent's data moves with it (`transfer_data` of the PATCH)."""
 
 
 class KeyValues(Protocol):

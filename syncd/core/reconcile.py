@@ -2,12 +2,14 @@
 
 `plan` compares desired state (Graph) with what we believe SmartCommunicator holds (our records, or in a
 full cycle the remote agents list) and lists the writes that converge them; `settle` turns one write's
-outcome into the new record. Neither does I/O, so any cycle, after any crash, plans the same way from
-the same inputs (level-triggered).
+outcome into the new record (`settle_moved_from` the record of the object ID a relink moves an agent
+from). Neither does I/O, so any cycle, after any crash, plans the same way from the same inputs
+(level-triggered).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,10 @@ from syncd.core.setting_changes import SettingChange, describe_changes
 COMPARED_FIELDS = ("phone_number", "upn", "consistency_id", "tenant_id")
 """Agent fields we push and compare, in the order they are reported."""
 
-Guard = Literal["max_offboard", "max_update", "empty_group", "teams_numbers"]
+DEFAULT_MAX_RELINK = 50
+"""`sync.max_relink` when it is not given."""
+
+Guard = Literal["max_offboard", "max_update", "max_relink", "empty_group", "teams_numbers"]
 
 FIELD_LABELS = {
     "phone_number": "phone number",
@@ -68,6 +73,18 @@ class Plan:
     resourced: list[str] = field(default_factory=list)
     """Unchanged agents whose number now comes from another phone source: the record changes, nothing is
     sent."""
+    leaving: dict[str, float] = field(default_factory=dict)
+    """Out of scope while `sync.offboard_grace` runs: object ID -> when a cycle first found them out of
+    scope (epoch seconds); their agent stays, and the offboard falls due once the grace has passed."""
+    returned: list[str] = field(default_factory=list)
+    """Back in scope within the grace period: their pending offboard is cancelled; only the record changes
+    (nothing is sent unless their fields changed too)."""
+    kept: list[str] = field(default_factory=list)
+    """Out of scope, yet their agent stays: the in-scope person with its consistency GUID waits for the
+    relink (a retry backoff, or not planned in this cycle)."""
+    conflicts: dict[str, str] = field(default_factory=dict)
+    """New in scope with the consistency GUID of another object's agent whose person is in scope too (two
+    live people with one anchor): new object ID -> the holder. Never relinked."""
     stop: GuardStop | None = None
 
     def count(self, action: Action) -> int:
@@ -107,6 +124,14 @@ def _believed(
     return AgentFields.of_agent(agent, upn)
 
 
+def _has_agent(object_id: str, record: Recorded | None, remote: Mapping[str, Agent] | None) -> bool:
+    """Whether `_believed` would find an agent (without building its fields: a full cycle asks for each)."""
+    if remote is None:
+        return record is not None and record.agent is not None
+    agent = remote.get(object_id)
+    return agent is not None and agent.active
+
+
 def _waiting(record: Recorded | None, now: float) -> bool:
     return (
         record is not None
@@ -130,23 +155,34 @@ def plan(
     only: str | None = None,
     subset: Collection[str] | None = None,
     changed_settings: Sequence[SettingChange] = (),
+    max_relink: Limit | int = DEFAULT_MAX_RELINK,
+    relink: bool = True,
+    offboard_grace_s: float = 0.0,
 ) -> Plan:
     """Pure: the writes that make SmartCommunicator match `desired`.
 
     - new member -> onboard; changed phone, UPN, consistency GUID or tenant -> update (those fields only);
       member who left scope (gone from the groups, or now skipped) -> offboard; the rest -> nothing.
+    - relink (unless `relink` is False): a new member without an agent whose consistency GUID is held by
+      the agent of an object ID that is out of scope (the same person re-created in Entra) gets that agent
+      moved to them: one relink change instead of an offboard and an onboard. When the holder is in scope
+      too, nothing moves (`Plan.conflicts`): the onboarding goes ahead and fails naming both.
+    - `offboard_grace_s`: a member out of scope is offboarded only once they have been out that long
+      (`Recorded.left_scope_at`, `Plan.leaving`); coming back before cancels it (`Plan.returned`).
     - `remote` (a full cycle) replaces our beliefs for managed agents, repairing drift; active agents we never
       managed are reported in `unmanaged`.
     - people whose last attempt failed wait until `next_attempt_at` (`only` retries its person at once).
-    - guards, unless `force`: more offboards than `max_offboard`, a configured group that reads as empty
-      although it had members in scope last time (`previous_in_scope`), agents losing their Teams
-      numbers (none read at all, or more than `max_offboard` moving off them), or more updates than
-      `max_update` stop the plan (`Plan.stop`). A limit's percentage is of `managed`, the agents we manage
-      (default: those `recorded` believes exist). A stop's message names `changed_settings`, the settings
-      shaping desired state that changed since the last cycle.
+    - guards, unless `force`: more offboards than `max_offboard` (counted when they fall due), more relinks
+      than `max_relink`, a configured group that reads as empty although it had members in scope last time
+      (`previous_in_scope`), agents losing their Teams numbers (none read at all, or more than
+      `max_offboard` moving off them), or more updates than `max_update` stop the plan (`Plan.stop`). A
+      limit's percentage is of `managed`, the agents we manage (default: those `recorded` believes exist).
+      A stop's message names `changed_settings`, the settings shaping desired state that changed since the
+      last cycle.
     - `only`: plan for that one object ID.
     - `subset`: plan for these object IDs only (an incremental cycle: everyone else is unchanged), with
-      `desired` and `recorded` holding them; `unchanged` then counts among them only.
+      `desired` and `recorded` holding them; `unchanged` then counts among them only. A holder of a
+      consistency GUID outside `subset` was not read, so nobody is relinked from it.
     """
     result = Plan(skipped=list(desired.skipped.values()))
     members = desired.members
@@ -156,9 +192,23 @@ def plan(
         candidates = sorted(subset)
     else:
         candidates = list(dict.fromkeys([*members, *recorded]))
+    claims = _claims(desired, recorded, remote, now=now, subset=subset, only=only)
+    result.conflicts = claims.conflicts
+    relinks = claims.relinks if relink else {}
+    moving = {old: new for new, old in relinks.items()}
+    kept = claims.kept if relink else set()
     for object_id in candidates:
         record = recorded.get(object_id)
         member = members.get(object_id)
+        if object_id in moving:
+            if only is not None and only != moving[object_id]:
+                result.kept.append(object_id)  # its relink is not planned here (`only` another person)
+            continue  # its agent moves to the re-created user: the relink change covers it
+        if object_id in kept:
+            result.kept.append(object_id)
+            continue
+        if member is not None and record is not None and record.left_scope_at is not None:
+            result.returned.append(object_id)
         believed = _believed(object_id, record, remote)
         if member is None and believed is None:
             if remote is not None and record is not None and record.agent is not None:
@@ -170,11 +220,27 @@ def plan(
         if member is None:
             if remote is not None and not _managed(record):
                 continue  # an agent someone else made: reported below, never touched
-            result.changes.append(Change(Action.OFFBOARD, object_id, None, believed, reason="left scope"))
+            since = record.left_scope_at if record is not None and record.left_scope_at is not None else now
+            if offboard_grace_s > 0 and now < since + offboard_grace_s:
+                result.leaving[object_id] = since
+                continue
+            reason = "left scope" if offboard_grace_s <= 0 else "left scope, and the grace period has passed"
+            result.changes.append(Change(Action.OFFBOARD, object_id, None, believed, reason=reason))
             continue
         wanted = AgentFields.of(member)
         if believed is None:
-            result.changes.append(Change(Action.ONBOARD, object_id, wanted, None, reason="new in scope"))
+            old = relinks.get(object_id)
+            if old is not None:
+                result.changes.append(_relink_change(object_id, wanted, old, recorded, remote))
+                continue
+            reason = "new in scope"
+            holder = claims.conflicts.get(object_id)
+            if holder is not None:
+                reason += (
+                    f"; its consistency GUID {wanted.consistency_id} is also that of {holder}, who is in "
+                    "scope too: not relinked"
+                )
+            result.changes.append(Change(Action.ONBOARD, object_id, wanted, None, reason=reason))
             continue
         fields = changed_fields(believed, wanted)
         if fields:
@@ -198,8 +264,10 @@ def plan(
             managed = sum(1 for record in recorded.values() if record.agent is not None)
         offboards = Allowance("sync.max_offboard", Limit.of(max_offboard), managed)
         updates = Allowance("sync.max_update", Limit.of(max_update), managed)
+        relink_allowance = Allowance("sync.max_relink", Limit.of(max_relink), managed)
         result.stop = _named(
             _guard(result, desired, offboards, previous_in_scope or {})
+            or _relink_guard(result, relink_allowance)
             or _teams_guard(result, desired, recorded, offboards)
             or _update_guard(result, updates),
             changed_settings,
@@ -249,6 +317,81 @@ def _example(change: Change) -> str:
         for name in change.fields
     )
     return f"{change.object_id}{f' ({upn})' if upn else ''}: {fields}"
+
+
+@dataclass
+class _Claims:
+    """Consistency GUIDs held by one object's agent and wanted by another person in scope."""
+
+    relinks: dict[str, str] = field(default_factory=dict)
+    """New object ID -> the out-of-scope object ID whose agent moves to it."""
+    kept: set[str] = field(default_factory=set)
+    """Out-of-scope holders whose claimant waits (a retry backoff)."""
+    conflicts: dict[str, str] = field(default_factory=dict)
+    """New object ID -> a holder who is in scope too."""
+
+
+def _claims(
+    desired: DesiredState,
+    recorded: Mapping[str, Recorded],
+    remote: Mapping[str, Agent] | None,
+    *,
+    now: float,
+    subset: Collection[str] | None,
+    only: str | None,
+) -> _Claims:
+    """Pure: who would take over whose agent by the consistency GUID (see `plan`)."""
+    claims = _Claims()
+    claimants: dict[str, list[str]] = {}
+    for object_id, member in desired.members.items():
+        if member.consistency_id is not None and not _has_agent(object_id, recorded.get(object_id), remote):
+            claimants.setdefault(member.consistency_id, []).append(object_id)
+    if not claimants:
+        return claims
+    holders: dict[str, list[str]] = {}
+    for object_id, record in recorded.items():
+        if record.agent is None and remote is None:
+            continue
+        believed = _believed(object_id, record, remote)
+        if believed is not None and believed.consistency_id in claimants:
+            holders.setdefault(believed.consistency_id, []).append(object_id)
+    for anchor, news in claimants.items():
+        olds = [old for old in holders.get(anchor, ()) if old not in news]
+        if len(olds) != 1:
+            continue  # nobody holds it (an onboarding as usual), or our records disagree: no guess
+        [old] = olds
+        if old in desired.members:
+            claims.conflicts.update(dict.fromkeys(news, old))
+        elif subset is not None and old not in subset:
+            continue  # not read in this cycle: whether it is in scope is not known
+        elif len(news) > 1:
+            continue  # several people claim one anchor: nobody is chosen (onboarding fails on it)
+        elif _waiting(recorded.get(news[0]), now) and only is None:
+            claims.kept.add(old)
+        else:
+            claims.relinks[news[0]] = old
+    return claims
+
+
+def _relink_change(
+    object_id: str,
+    wanted: AgentFields,
+    old: str,
+    recorded: Mapping[str, Recorded],
+    remote: Mapping[str, Agent] | None,
+) -> Change:
+    believed = _believed(old, recorded.get(old), remote)
+    assert believed is not None  # a holder has an agent
+    return Change(
+        Action.RELINK,
+        object_id,
+        wanted,
+        believed,
+        ("user_object_id", *changed_fields(believed, wanted)),
+        reason=f"re-created in Entra: the agent of {old} (consistency GUID {wanted.consistency_id}) "
+        "moves here",
+        from_object_id=old,
+    )
 
 
 def _leaves_teams(change: Change, desired: DesiredState, recorded: Mapping[str, Recorded]) -> bool:
@@ -325,6 +468,19 @@ def _guard(
     return None
 
 
+def _relink_guard(result: Plan, max_relink: Allowance) -> GuardStop | None:
+    relinks = result.count(Action.RELINK)
+    if max_relink.exceeded_by(relinks):
+        return GuardStop(
+            "max_relink",
+            f"{relinks} relinks exceed {max_relink.describe()}; nothing was changed. Each moves an "
+            "agent and its data to a new object ID with the same consistency GUID (a user re-created in "
+            "Entra): this many at once suggests a forest migration or an Entra Connect change. Check the "
+            "directory; if this is intended, run once with --force or raise sync.max_relink.",
+        )
+    return None
+
+
 def retry_delay_s(attempts: int, *, initial_s: float, max_s: float) -> float:
     """Pure: how long a person waits after `attempts` consecutive failures (doubling, capped)."""
     return float(min(max_s, initial_s * 2.0 ** max(attempts - 1, 0)))
@@ -364,7 +520,12 @@ def settle(
         return Recorded(
             change.object_id, MemberStatus.ACTIVE, held, upn=upn, phone_source=phone_source if same else None
         )
-    believed = agent if agent is not None else (previous.agent if previous is not None else change.believed)
+    if agent is not None:
+        believed: AgentFields | None = agent
+    elif previous is not None:
+        believed = previous.agent
+    else:  # a relink's `believed` is the agent of the object ID it moves from, not this person's
+        believed = change.believed if change.action is not Action.RELINK else None
     attempts = (previous.attempts if previous is not None else 0) + 1
     kept_source = previous.phone_source if previous is not None and believed == previous.agent else None
     return Recorded(
@@ -378,4 +539,33 @@ def settle(
         if backoff
         else None,
         phone_source=kept_source,
+        # A failed offboard still falls due when the grace began, not again from now.
+        left_scope_at=previous.left_scope_at
+        if previous is not None and change.action is Action.OFFBOARD
+        else None,
     )
+
+
+def settle_moved_from(change: Change, done: bool, previous: Recorded | None) -> Recorded | None:
+    """Pure: the record of the object ID a relink moves an agent from (`change.from_object_id`), after
+    the relink was applied (`done`) or not; None when it stays as it is.
+
+    Applied: no agent left (offboarded), saying where it went. Not applied: the record is kept, except that
+    a pending offboard is cancelled: the agent waits for the relink's retry instead of falling due while
+    the re-created person waits out a backoff.
+    """
+    assert change.from_object_id is not None
+    if done:
+        upn = previous.upn if previous is not None else None
+        if upn is None and change.believed is not None:
+            upn = change.believed.upn
+        return Recorded(
+            change.from_object_id,
+            MemberStatus.OFFBOARDED,
+            None,
+            upn=upn,
+            detail=f"agent moved to {change.object_id} (relinked: the user was re-created in Entra)",
+        )
+    if previous is not None and previous.left_scope_at is not None:
+        return dataclasses.replace(previous, left_scope_at=None)
+    return None

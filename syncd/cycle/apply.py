@@ -28,8 +28,9 @@ from syncd.core.model import (
     NewAgent,
     Outcome,
     Recorded,
+    WriteKey,
 )
-from syncd.core.reconcile import Plan, changed_fields, settle
+from syncd.core.reconcile import Plan, changed_fields, settle, settle_moved_from
 from syncd.smartcomm import (
     AgentExists,
     AgentNotFound,
@@ -68,6 +69,7 @@ class ApplyReport(Protocol):
     failures: list[Failure]
     outcomes: dict[str, dict[str, int]]
     error: str | None
+    relinked: list[tuple[str, str, str | None]]
 
 
 Progress = Callable[[int, int], None]
@@ -97,20 +99,21 @@ class Applier:
         self, client: SmartCommClient, op: PendingOperation, previous: Recorded | None
     ) -> None:
         upn = previous.upn if previous is not None else None
-        try:
-            agent = await client.get_agent(op.object_id)
-        except AgentNotFound:
-            agent = None
-        remote = AgentFields.of_agent(agent, upn) if agent is not None and agent.active else None
-        change = Change(op.action, op.object_id, op.desired, op.believed)
+        remote = await self._read_back(client, op.object_id, upn)
+        change = Change(op.action, op.object_id, op.desired, op.believed, from_object_id=op.from_object_id)
         if op.action is Action.OFFBOARD:
             done = remote is None
         else:
             done = remote is not None and op.desired is not None and not changed_fields(remote, op.desired)
+        also: tuple[Recorded, ...] = ()
+        if op.action is Action.RELINK and op.from_object_id is not None:
+            # The agent moved if the new object ID has it now, whatever its fields; else the old one keeps it.
+            moved_from = await self._moved_from(client, change, remote is not None)
+            also = (moved_from,) if moved_from is not None else ()
         now = self._clock()
         if done:
             record = settle(change, Outcome.OK, previous, now=now, upn=upn, agent=remote)
-            self._store.settle_operation(op.id, outcome=Outcome.OK, record=record)
+            self._store.settle_operation(op.id, outcome=Outcome.OK, record=record, also=also)
             return
         # Not applied (or only partly): believe what the service holds; the plan takes it from there.
         record = Recorded(
@@ -122,8 +125,36 @@ class Applier:
             attempts=0,
         )
         self._store.settle_operation(
-            op.id, outcome=Outcome.FAILED, record=record, error="interrupted before its answer; not applied"
+            op.id,
+            outcome=Outcome.FAILED,
+            record=record,
+            error="interrupted before its answer; not applied",
+            also=also,
         )
+
+    @staticmethod
+    async def _read_back(client: SmartCommClient, object_id: str, upn: str | None) -> AgentFields | None:
+        """The active agent of `object_id` as the service holds it now (None: there is none)."""
+        try:
+            agent = await client.get_agent(object_id)
+        except AgentNotFound:
+            return None
+        return AgentFields.of_agent(agent, upn) if agent.active else None
+
+    async def _moved_from(self, client: SmartCommClient, change: Change, moved: bool) -> Recorded | None:
+        """After a relink whose answer was lost: the record of the object ID it moved the agent from."""
+        assert change.from_object_id is not None
+        previous = self._store.load_recorded([change.from_object_id]).get(change.from_object_id)
+        if moved:
+            return settle_moved_from(change, True, previous)
+        upn = previous.upn if previous is not None else None
+        still = await self._read_back(client, change.from_object_id, upn)
+        if still is None:  # gone from both: nothing left to move
+            return Recorded(change.from_object_id, MemberStatus.OFFBOARDED, None, upn=upn)
+        if previous is None or previous.agent != still:
+            status = previous.status if previous is not None else MemberStatus.ACTIVE
+            return Recorded(change.from_object_id, status, still, upn=upn)
+        return settle_moved_from(change, False, previous)
 
     async def apply(
         self,
@@ -171,7 +202,7 @@ class Applier:
                 change, op_id = item
                 try:
                     outcome = await self._write(
-                        client, change, op_id, desired, recorded, result, halted, settled
+                        client, change, op_id, desired, recorded, result, halted, settled, the_plan.conflicts
                     )
                 except Exception as exc:
                     # A bug or an unmapped library error: the operation stays pending (settled by reading the
@@ -245,16 +276,23 @@ class Applier:
         result: ApplyReport,
         halted: list[str],
         settled: list[Settlement],
+        conflicts: Mapping[str, str],
     ) -> Outcome:
         """Send one change (its operation is staged as `op_id`); its settlement goes to `settled`, except
-        when its outcome is unknown (it stays pending)."""
+        when its outcome is unknown (it stays pending). A relink's settlement carries the record of the
+        object ID it moved the agent from, so both change in one transaction."""
         settings = self._settings.sync
         member = desired.members.get(change.object_id)
         previous = recorded.get(change.object_id)
         upn = member.upn if member else (previous.upn if previous else None)
         agent: AgentFields | None = None
+        moved_from = recorded.get(change.from_object_id) if change.from_object_id else None
+        moved = False
         try:
-            outcome, agent = await self._send(client, change)
+            if change.action is Action.RELINK:
+                outcome, agent, moved = await self._relink(client, change, conflicts)
+            else:
+                outcome, agent = await self._send(client, change, conflicts)
         except SmartCommError as exc:
             systemic = exc.category in SYSTEMIC or isinstance(exc, TenantNotRegistered)
             if systemic and not halted:
@@ -284,8 +322,16 @@ class Applier:
                 retry_max_s=settings.retry_max_s,
                 backoff=not systemic,
             )
+            kept = settle_moved_from(change, False, moved_from) if change.from_object_id else None
             settled.append(
-                Settlement(op_id, Outcome.FAILED, record, http_status=exc.status, error=exc.message)
+                Settlement(
+                    op_id,
+                    Outcome.FAILED,
+                    record,
+                    http_status=exc.status,
+                    error=exc.message,
+                    also=(kept,) if kept is not None else (),
+                )
             )
             log.warning(
                 "sync.write_failed",
@@ -300,11 +346,36 @@ class Applier:
         record = settle(
             change, outcome, previous, now=self._clock(), upn=upn, agent=agent, phone_source=source
         )
-        settled.append(Settlement(op_id, outcome, record))
+        also: tuple[Recorded, ...] = ()
+        if change.from_object_id is not None:
+            # Moved, or (the agent gone behind our back) onboarded afresh: the old object ID has none.
+            gone = settle_moved_from(change, True, moved_from)
+            also = (gone,) if gone is not None else ()
+        if moved and change.from_object_id is not None:
+            result.relinked.append((change.from_object_id, change.object_id, upn))
+            log.info("sync.relinked", object_id=change.object_id, from_object_id=change.from_object_id)
+        settled.append(Settlement(op_id, outcome, record, also=also))
         return outcome
 
-    async def _send(self, client: SmartCommClient, change: Change) -> tuple[Outcome, AgentFields | None]:
-        """The API calls of one change; raises SmartCommError for what the caller records as failed."""
+    async def _relink(
+        self, client: SmartCommClient, change: Change, conflicts: Mapping[str, str]
+    ) -> tuple[Outcome, AgentFields | None, bool]:
+        """Send a relink's one PATCH; whether the agent was moved (False: there was none to move, so the
+        person was onboarded instead). Raises SmartCommError for what the caller records as failed."""
+        wanted = change.desired
+        assert wanted is not None
+        try:
+            agent = await relink_agent(client, change)
+        except AgentNotFound:
+            outcome, fields = await self._onboard(client, change.object_id, wanted, conflicts)
+            return outcome, fields, False
+        return Outcome.OK, AgentFields.of_agent(agent, wanted.upn), True
+
+    async def _send(
+        self, client: SmartCommClient, change: Change, conflicts: Mapping[str, str]
+    ) -> tuple[Outcome, AgentFields | None]:
+        """The API calls of one change; raises SmartCommError for what the caller records as failed.
+        `conflicts`: new object IDs whose consistency GUID another in-scope person's agent holds."""
         oid = change.object_id
         if change.action is Action.OFFBOARD:
             try:
@@ -319,12 +390,12 @@ class Applier:
                 agent = await client.update(oid, _patch(wanted, change.fields))
             except AgentNotFound:
                 # Gone behind our back: onboard it again.
-                return await self._onboard(client, oid, wanted)
+                return await self._onboard(client, oid, wanted, conflicts)
             return Outcome.OK, AgentFields.of_agent(agent, wanted.upn)
-        return await self._onboard(client, oid, wanted)
+        return await self._onboard(client, oid, wanted, conflicts)
 
     async def _onboard(
-        self, client: SmartCommClient, oid: str, wanted: AgentFields
+        self, client: SmartCommClient, oid: str, wanted: AgentFields, conflicts: Mapping[str, str]
     ) -> tuple[Outcome, AgentFields | None]:
         try:
             await client.onboard(
@@ -337,11 +408,24 @@ class Applier:
             if holder.user_object_id != oid:
                 raise AnchorConflict(
                     f"consistency GUID {wanted.consistency_id} belongs to agent {holder.user_object_id}: "
-                    "was the user re-created in Entra? An admin must decide",
+                    "was the user re-created in Entra? An admin must decide"
+                    + self._anchor_hint(oid, holder.user_object_id, conflicts),
                     status=exc.status,
                 ) from exc
             return await self._adopt(client, holder, wanted)
         return Outcome.OK, wanted
+
+    def _anchor_hint(self, oid: str, holder: str, conflicts: Mapping[str, str]) -> str:
+        """What the admin can do about a consistency GUID held by another object's agent."""
+        if conflicts.get(oid) == holder:
+            return (
+                f"; {holder} is in scope too (two people with one anchor), so syncd moves nothing: remove "
+                "the wrong one from the groups or correct its anchor"
+            )
+        relink = f"`syncd relink {holder} {oid}` moves that agent, with its data, to this user"
+        if self._settings.sync.relink == "off":
+            return f"; sync.relink is off: if it is the same person, {relink}"
+        return f"; if it is the same person, {relink}"
 
     @staticmethod
     async def _adopt(
@@ -364,3 +448,38 @@ class AnchorConflict(SmartCommError):
 
 def _patch(wanted: AgentFields, fields: tuple[str, ...]) -> AgentPatch:
     return AgentPatch(**{name: getattr(wanted, name) for name in fields})
+
+
+def relink_key(change: Change) -> tuple[str, WriteKey]:
+    """Pure: how a relink's PATCH addresses the agent: by the consistency GUID when the agent and the
+    re-created user share one (`key_id=consistency_id`), else by the old object ID (a cloud-only user has
+    no anchor: `key_id=user_object_id`)."""
+    held, wanted = change.believed, change.desired
+    assert change.from_object_id is not None
+    assert wanted is not None
+    if held is not None and held.consistency_id is not None and held.consistency_id == wanted.consistency_id:
+        return held.consistency_id, "consistency_id"
+    return change.from_object_id, "user_object_id"
+
+
+def relink_patch(change: Change) -> AgentPatch:
+    """Pure: a relink's PATCH: the new `user_object_id`, the UPN and number as wanted, a tenant or
+    consistency GUID only when they differ, and `transfer_data`."""
+    held, wanted = change.believed, change.desired
+    assert wanted is not None
+    differs = changed_fields(held, wanted) if held is not None else ("tenant_id", "consistency_id")
+    return AgentPatch(
+        phone_number=wanted.phone_number,
+        upn=wanted.upn,
+        user_object_id=change.object_id,
+        tenant_id=wanted.tenant_id if "tenant_id" in differs else None,
+        consistency_id=wanted.consistency_id if "consistency_id" in differs else None,
+        transfer_data=change.transfer_data,
+    )
+
+
+async def relink_agent(client: SmartCommClient, change: Change) -> Agent:
+    """Send a relink: one PATCH moving the agent to `change.object_id` (no DELETE, no POST); the agent as
+    the service now holds it. Raises `SmartCommError` (`AgentNotFound` when there is no agent to move)."""
+    key, key_id = relink_key(change)
+    return await client.update(key, relink_patch(change), key_id=key_id)

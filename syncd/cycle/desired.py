@@ -11,9 +11,12 @@ next delta instead of being lost.
 An incremental read follows the stored links: the groups delta of each configured and excluded group's tree
 and the tenant's users delta (which selects the attributes `graph.filter` names, so a user whose filtered
 attribute changed is planned again). Only people whose membership or selected fields changed, plus people
-whose failed write is due for a retry, are mapped and planned; their fields come from the users delta when
-it gave them all, else from `GET /users/{id}`. A structural change (a group joining or leaving a tracked
-tree) or a link Graph no longer takes (410) falls back to a full read in the same cycle.
+whose failed write is due for a retry and people whose offboarding grace (`sync.offboard_grace`) has run
+out, are mapped and planned; their fields come from the users delta when it gave them all, else from
+`GET /users/{id}`. With relinking on, a changed person's consistency GUID held by the agent of someone not
+among them brings that someone in too (read the same way), so that the plan knows whether the holder is
+still in scope. A structural change (a group joining or leaving a tracked tree) or a link Graph no longer
+takes (410) falls back to a full read in the same cycle.
 
 The new links are handed back to the engine, which stores them only when the cycle ends without an error or
 a guard stop: a cycle that did not apply its changes reads them again next time.
@@ -21,6 +24,7 @@ a guard stop: a cycle that did not apply its changes reads them again next time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -95,6 +99,8 @@ async def read_desired(
     full: bool,
     track: bool,
     now: float,
+    offboard_grace_s: float = 0.0,
+    relink: bool = True,
 ) -> Read:
     """Desired state for one cycle (see the module docstring). Raises `GraphError` for a failed read; never
     returns fewer members because of one."""
@@ -114,7 +120,15 @@ async def read_desired(
             reason = "no delta state stored yet (first cycle, or the configuration changed)"
         else:
             try:
-                return await _read_changes(source, settings, store, stored, now=now)
+                return await _read_changes(
+                    source,
+                    settings,
+                    store,
+                    stored,
+                    now=now,
+                    offboard_grace_s=offboard_grace_s,
+                    relink=relink,
+                )
             except DeltaExpired as exc:
                 reason = f"a delta link expired: {exc.message}"
             except _Structural as exc:
@@ -166,7 +180,14 @@ async def _read_everything(
 
 
 async def _read_changes(
-    source: GraphSource, settings: GraphSettings, store: Store, stored: DeltaState, *, now: float
+    source: GraphSource,
+    settings: GraphSettings,
+    store: Store,
+    stored: DeltaState,
+    *,
+    now: float,
+    offboard_grace_s: float,
+    relink: bool,
 ) -> Read:
     changes = GroupChanges()
     group_links: dict[str, list[str]] = {}
@@ -183,7 +204,7 @@ async def _read_changes(
 
     touched = changes.members() | set(users.entries) | users.removed
     due, waiting = store.unsettled(now)
-    candidates = touched | set(due)
+    candidates = touched | set(due) | set(store.offboards_due(now - offboard_grace_s))
     stored_memberships = store.memberships(candidates)
     after = memberships_after(candidates, stored_memberships, changes, users.removed)
     in_scope, excluded = scope_after(after, trees=stored.trees, excluded=stored.excluded)
@@ -194,16 +215,22 @@ async def _read_changes(
         if any(g in members_of_tree for g, _ in changes.removed):
             before = store.count_users_in(tree)
             counts[group_id] = users_after(members_of_tree, before, stored_memberships, changes)
-    complete = {oid: entry for oid in in_scope if (entry := users.complete(oid)) is not None}
-    fetched = await source.get_users([oid for oid in sorted(in_scope) if oid not in complete])
     members: dict[str, Member] = {}
     skipped: dict[str, Skipped] = {}
-    for object_id, raw in [*complete.items(), *fetched.items()]:
-        item = source.map(raw, excluded_by=excluded.get(object_id))
-        if isinstance(item, Member):
-            members[item.object_id] = item
-        elif item.object_id:
-            skipped[item.object_id] = item
+    one_by_one = await _map_users(source, users, in_scope, excluded, members, skipped)
+    if relink:
+        # Whoever holds the consistency GUID of a changed person is planned too: the plan relinks only
+        # from a holder it knows to be out of scope.
+        anchors = {member.consistency_id for member in members.values() if member.consistency_id}
+        holders = store.anchor_holders(anchors) if anchors else {}
+        extra = {oid for held in holders.values() for oid in held} - candidates
+        if extra:
+            candidates |= extra
+            extra_after = memberships_after(extra, store.memberships(extra), changes, users.removed)
+            extra_scope, extra_excluded = scope_after(
+                extra_after, trees=stored.trees, excluded=stored.excluded
+            )
+            one_by_one += await _map_users(source, users, extra_scope, extra_excluded, members, skipped)
     log.info(
         "graph.delta_read",
         membership_changes=len(changes.added) + len(changes.removed),
@@ -211,7 +238,7 @@ async def _read_changes(
         users_deleted=len(users.removed),
         planned=len(candidates),
         in_scope=len(members),
-        read_one_by_one=len(in_scope) - len(complete),
+        read_one_by_one=one_by_one,
     )
     desired = DesiredState(members=members, skipped=skipped, group_counts=counts, group_in_scope=counts)
     return Read(
@@ -224,3 +251,25 @@ async def _read_changes(
         changes=changes,
         deleted=users.removed,
     )
+
+
+async def _map_users(
+    source: GraphSource,
+    users: UserChanges,
+    object_ids: set[str],
+    excluded: Mapping[str, str],
+    members: dict[str, Member],
+    skipped: dict[str, Skipped],
+) -> int:
+    """Map `object_ids` into `members` or `skipped`: from the users delta when it gave every field, else
+    read one by one (users Graph no longer has are left out: out of scope); how many were read one by
+    one."""
+    complete = {oid: entry for oid in object_ids if (entry := users.complete(oid)) is not None}
+    fetched = await source.get_users([oid for oid in sorted(object_ids) if oid not in complete])
+    for object_id, raw in [*complete.items(), *fetched.items()]:
+        item = source.map(raw, excluded_by=excluded.get(object_id))
+        if isinstance(item, Member):
+            members[item.object_id] = item
+        elif item.object_id:
+            skipped[item.object_id] = item
+    return len(object_ids) - len(complete)

@@ -19,7 +19,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -33,19 +32,20 @@ from syncd.core.limits import Limit
 from syncd.core.model import (
     Action,
     Agent,
-    Change,
     DesiredState,
     Member,
     MemberStatus,
     Recorded,
     Skipped,
 )
-from syncd.core.reconcile import GuardStop, Plan, plan
+from syncd.core.reconcile import Plan, plan
 from syncd.core.setting_changes import SettingChange, changed_settings, describe_changes, values_from_json
 
 # The apply step lives in `apply`; what moved there is still importable from here (`__all__`).
 from syncd.cycle.apply import APPLY_BATCH, SYSTEMIC, AnchorConflict, Applier, Failure, Progress
 from syncd.cycle.desired import DELTA_KEY, FULL, Read, read_desired
+from syncd.cycle.relink import RelinkRefused, RelinkResult, object_id_of, relink_by_hand
+from syncd.cycle.result import CycleResult
 from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
 from syncd.graph.source import GraphSource
@@ -68,6 +68,7 @@ __all__ = [
     "Engine",
     "Failure",
     "Progress",
+    "RelinkResult",
     "UserNotFound",
 ]
 
@@ -80,88 +81,6 @@ SETTINGS_KEY = "shaping_settings"
 applied its plan, a JSON object by dotted key; the next cycle names those that changed since."""
 CONFIG_CAUSED = (GraphCredentialError, GraphPermissionError, GroupNotFound, AuthError, TlsVerificationError)
 """Failures whose cause is the configuration (credentials, permissions, group IDs, CA bundle)."""
-
-
-@dataclass
-class CycleResult:
-    """What a cycle did; `exit_code` is the CLI's."""
-
-    run_id: int | None
-    kind: str
-    dry_run: bool
-    planned: dict[str, int] = field(default_factory=dict)
-    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
-    unchanged: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    deferred: int = 0
-    unmanaged: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    stopped_by: GuardStop | None = None
-    error: str | None = None
-    exit_code: int = EXIT_OK
-    duration_s: float = 0.0
-    changes: list[Change] = field(default_factory=list)
-    phone_sources: dict[str, int] = field(default_factory=dict)
-    """Members in scope by where their number came from (graph.phone_source)."""
-    ambiguous: dict[str, str] = field(default_factory=dict)
-    """Members whose number was chosen among tied candidates, by object ID: how."""
-    graph_read: str = FULL
-    """How Graph was read: "full" (everything) or "delta" (only changes since the stored links)."""
-    graph_read_reason: str | None = None
-    """Why Graph was read in full (None for a delta read)."""
-    phase_cpu_s: dict[str, float] = field(default_factory=dict)
-    """Process CPU seconds per phase of the cycle: "read" (Graph, the agents list, our records), "plan",
-    "apply" (writes and their records)."""
-    quarantine: quarantine.QuarantineState | None = None
-    """The quarantine after this cycle (None: not quarantined, or a dry run or `--user` cycle, which neither
-    read nor change it)."""
-    settings_changed: tuple[SettingChange, ...] = ()
-    """The settings shaping desired state that changed since the last cycle that applied its plan (reported
-    by every cycle until one applies it)."""
-
-    def to_json(self) -> dict[str, Any]:
-        """The `--json` document (stable keys; scripts depend on them)."""
-        return {
-            "run_id": self.run_id,
-            "kind": self.kind,
-            "dry_run": self.dry_run,
-            "exit_code": self.exit_code,
-            "planned": self.planned,
-            "outcomes": self.outcomes,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-            "deferred": self.deferred,
-            "unmanaged": self.unmanaged,
-            "failures": [f.__dict__ | {"action": f.action.value} for f in self.failures],
-            "stopped_by": None if self.stopped_by is None else self.stopped_by.guard,
-            "stop_reason": None if self.stopped_by is None else self.stopped_by.message,
-            "error": self.error,
-            "duration_s": round(self.duration_s, 3),
-            "phone_sources": self.phone_sources,
-            "graph_read": self.graph_read,
-            "graph_read_reason": self.graph_read_reason,
-            "phase_cpu_s": self.phase_cpu_s,
-            "ambiguous_numbers": [
-                {"object_id": object_id, "note": note} for object_id, note in sorted(self.ambiguous.items())
-            ],
-            "quarantined": self.quarantine is not None,
-            "quarantine": None if self.quarantine is None else self.quarantine.to_json(),
-            "settings_changed": [change.to_json() for change in self.settings_changed],
-        }
-
-    def counts(self) -> dict[str, int]:
-        """Flat counts for the runs table."""
-        flat = {f"planned_{k}": v for k, v in self.planned.items()}
-        for action, outcomes in self.outcomes.items():
-            flat |= {f"{action}_{outcome}": n for outcome, n in outcomes.items()}
-        flat |= {
-            "unchanged": self.unchanged,
-            "skipped": sum(self.skipped.values()),
-            "deferred": self.deferred,
-            "failed": len(self.failures),
-            "unmanaged": self.unmanaged,
-        }
-        return flat
 
 
 class Engine:
@@ -238,22 +157,27 @@ class Engine:
                 recorded = store.load_recorded(read.subset)
                 cpu = self._phase(result, "read", cpu)
                 only = self._resolve(user, desired, recorded) if user else None
+                sync = self._settings.sync
                 the_plan = plan(
                     desired,
                     recorded,
                     remote,
                     now=self._clock(),
-                    max_offboard=self._settings.sync.max_offboard,
-                    max_update=self._settings.sync.max_update,
+                    max_offboard=sync.max_offboard,
+                    max_update=sync.max_update,
                     managed=self._managed(force),
                     force=force,
                     previous_in_scope=self._previous_in_scope(),
                     only=only,
                     subset=read.subset,
                     changed_settings=result.settings_changed,
+                    max_relink=sync.max_relink,
+                    relink=sync.relink == "auto",
+                    offboard_grace_s=sync.offboard_grace_s,
                 )
                 cpu = self._phase(result, "plan", cpu)
                 self._report_plan(result, the_plan)
+                self._report_pending(result, the_plan, sync.offboard_grace_s)
                 result.deferred += read.waiting
                 self._report_sources(result, desired)
                 if the_plan.stop is not None:
@@ -358,6 +282,33 @@ class Engine:
         elif before is not None:
             log.info("sync.quarantine_cleared", failed_cycles=before.failed_cycles, since=before.since)
 
+    async def relink(
+        self, old: str, new: str, *, dry_run: bool = False, transfer_data: bool = True
+    ) -> RelinkResult:
+        """`syncd relink OLD NEW` (`syncd.cycle.relink`): settle what a crash left pending, read Graph in
+        full, check, and move the agent of OLD to NEW (or say what would be sent). Refusals and failures
+        end up in the result (exit 2 and 1), never raised."""
+        result = RelinkResult(old.strip(), new.strip(), dry_run, transfer_data)
+        try:
+            result.old, result.new = object_id_of(old, "OLD"), object_id_of(new, "NEW")
+            async with SmartCommClient(
+                self._settings.require_smartcomm(), transport=self._smartcomm_transport
+            ) as client:
+                await client.authenticate()
+                if not dry_run:
+                    await self._applier.settle_pending(client)
+                read = await self._read_desired(full=True, track=False)
+                return await relink_by_hand(
+                    self._settings, self._store, client, read.desired, result, now=self._clock()
+                )
+        except RelinkRefused as exc:
+            result.message, result.exit_code = str(exc), EXIT_CONFIG
+        except (GraphError, SmartCommError) as exc:
+            result.message = str(exc)
+            result.exit_code = EXIT_CONFIG if isinstance(exc, CONFIG_CAUSED) else EXIT_FAILURES
+            result.outcome = "error"
+        return result
+
     def last_full_cycle_at(self) -> float | None:
         """When a full cycle last completed its writes (epoch seconds), if ever."""
         raw = self._store.get_value(LAST_FULL_KEY)
@@ -386,11 +337,19 @@ class Engine:
         if self._graph_tokens is None:
             self._graph_tokens = MsalTokenProvider(settings, transport=self._login_transport)
         tokens = self._graph_tokens
+        sync = self._settings.sync
         async with GraphSource(
             settings, transport=self._graph_transport, tokens=tokens, on_throttled=self._throttled("graph")
         ) as source:
             return await read_desired(
-                source, settings, self._store, full=full, track=track, now=self._clock()
+                source,
+                settings,
+                self._store,
+                full=full,
+                track=track,
+                now=self._clock(),
+                offboard_grace_s=sync.offboard_grace_s,
+                relink=sync.relink == "auto",
             )
 
     def _record_memberships(self, read: Read) -> None:
@@ -464,12 +423,21 @@ class Engine:
     def _record_scope(
         self, recorded: Mapping[str, Recorded], the_plan: Plan, desired: DesiredState, only: str | None
     ) -> None:
-        """Record skipped people, agents found already gone, and unchanged agents whose number now comes
-        from another phone source (no call needed for any of them)."""
-        updates: list[Recorded] = [
-            dataclasses.replace(recorded[object_id], phone_source=desired.members[object_id].phone_source)
-            for object_id in the_plan.resourced
-        ]
+        """Record skipped people, agents found already gone, unchanged agents whose number now comes
+        from another phone source, and the start or end of an offboarding grace (no call needed for any of
+        them)."""
+        changed: dict[str, Recorded] = {}
+        for object_id in the_plan.resourced:
+            source = desired.members[object_id].phone_source
+            changed[object_id] = dataclasses.replace(recorded[object_id], phone_source=source)
+        for object_id in the_plan.returned:
+            # Back within the grace: the pending offboard is cancelled (a write of theirs settles anew).
+            base = changed.get(object_id, recorded[object_id])
+            changed[object_id] = dataclasses.replace(base, left_scope_at=None)
+        for object_id, since in the_plan.leaving.items():
+            if recorded[object_id].left_scope_at != since:
+                changed[object_id] = dataclasses.replace(recorded[object_id], left_scope_at=since)
+        updates: list[Recorded] = list(changed.values())
         for skipped in the_plan.skipped:
             if not skipped.object_id or (only is not None and skipped.object_id != only):
                 continue
@@ -511,6 +479,19 @@ class Engine:
         result.unmanaged = len(the_plan.unmanaged)
         result.skipped = dict(Counter(s.reason.value for s in the_plan.skipped))
         result.changes = the_plan.changes
+
+    def _report_pending(self, result: CycleResult, the_plan: Plan, offboard_grace_s: float) -> None:
+        """The offboards waiting out the grace once this plan is applied: those recorded (a delta cycle
+        plans only the people who changed) with this plan's on top."""
+        since = {m.object_id: m.left_scope_at for m in self._store.members_leaving() if m.left_scope_at}
+        since.update(the_plan.leaving)
+        for object_id in the_plan.returned:
+            since.pop(object_id, None)
+        for change in the_plan.changes:
+            since.pop(change.object_id, None)
+            if change.from_object_id is not None:
+                since.pop(change.from_object_id, None)
+        result.offboard_pending = {object_id: at + offboard_grace_s for object_id, at in since.items()}
 
     @staticmethod
     def _report_sources(result: CycleResult, desired: DesiredState) -> None:

@@ -119,10 +119,17 @@ def history_row(entry: HistoryEntry) -> dict[str, Any]:
     """Pure: one operation as a JSON-ready row with the keys of `COLUMNS`, in that order.
 
     `time` is when it was recorded (ISO 8601, UTC, "Z"); `upn` and `phone_number` are the desired agent's,
-    else the believed one's, else (UPN) the member's as last seen; `changed` is set for updates only.
+    else the believed one's, else (UPN) the member's as last seen; `changed` is set for updates and relinks
+    (a relink's starts with `user_object_id`: from the old object ID to the new one, `object_id`).
     """
     op = entry.operation
     fields = op.desired or op.believed
+    changed: dict[str, dict[str, Any]] | None = None
+    if op.action is Action.UPDATE:
+        changed = changed_fields(op.desired, op.believed)
+    elif op.action is Action.RELINK:
+        changed = {"user_object_id": {"from": op.from_object_id, "to": op.object_id}}
+        changed |= changed_fields(op.desired, op.believed)
     return {
         "id": op.id,
         "time": utc_text(op.created_at, "iso"),
@@ -135,7 +142,7 @@ def history_row(entry: HistoryEntry) -> dict[str, Any]:
             entry.member_upn,
         ),
         "phone_number": fields.phone_number if fields is not None else None,
-        "changed": changed_fields(op.desired, op.believed) if op.action is Action.UPDATE else None,
+        "changed": changed,
         "http_status": op.http_status,
         "error": op.error,
         "run_id": op.run_id,

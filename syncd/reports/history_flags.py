@@ -176,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="A[,A]",
         type=_argument(parse_actions),
-        help="onboard, update, offboard (repeatable, or comma-separated)",
+        help="onboard, update, offboard, relink (repeatable, or comma-separated)",
     )
     parser.add_argument(
         "--outcome",

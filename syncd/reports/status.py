@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from syncd.core import quarantine
-from syncd.core.model import Recorded
+from syncd.core.model import Action, Recorded
 from syncd.core.setting_changes import describe_changes
 from syncd.core.text import printable
 from syncd.core.times import utc_text
@@ -30,10 +30,44 @@ ATTENTION_HEADERS = ("status", "object ID", "UPN", "attempts", "next retry (UTC)
 """The columns of the people needing attention, as `attention_cells` fills them."""
 
 
-def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
+RECENT_RELINKS = 10
+"""Relinks listed by the status document, newest first."""
+
+
+def offboard_pending(store: Store, offboard_grace_s: float) -> list[dict[str, Any]]:
+    """People out of scope whose agent waits out `sync.offboard_grace`, longest out first: object ID,
+    UPN, when they were found out of scope and when their offboard falls due (epoch seconds)."""
+    return [
+        {
+            "object_id": m.object_id,
+            "upn": m.upn,
+            "left_scope_at": m.left_scope_at,
+            "due_at": None if m.left_scope_at is None else m.left_scope_at + offboard_grace_s,
+        }
+        for m in store.members_leaving()
+    ]
+
+
+def recent_relinks(store: Store, limit: int = RECENT_RELINKS) -> list[dict[str, Any]]:
+    """The latest relinks (agents moved to re-created users), newest first."""
+    return [
+        {
+            "at": entry.operation.created_at,
+            "run_id": entry.operation.run_id,
+            "from_object_id": entry.operation.from_object_id,
+            "object_id": entry.operation.object_id,
+            "upn": entry.member_upn,
+            "outcome": entry.operation.outcome.value,
+        }
+        for entry in store.iter_operations(actions={Action.RELINK}, limit=limit)
+    ]
+
+
+def status_document(store: Store, runs: int = 10, *, offboard_grace_s: float = 0.0) -> dict[str, Any]:
     """What `syncd status --json` and `GET /status` return: last runs (with the settings shaping desired
-    state each found changed), members by status, agents by number source, people out of scope by reason,
-    attention, and the quarantine (null when not quarantined)."""
+    state each found changed, and who asked for a manual one), members by status, agents by number source,
+    people out of scope by reason, attention, the quarantine (null when not quarantined), pending offboards
+    (within `sync.offboard_grace`, `offboard_grace_s`) and the latest relinks."""
     quarantined = quarantine.load(store)
     return {
         "runs": [
@@ -68,6 +102,8 @@ def status_document(store: Store, runs: int = 10) -> dict[str, Any]:
             }
             for m in store.members_needing_attention()
         ],
+        "offboard_pending": offboard_pending(store, offboard_grace_s),
+        "relinks": recent_relinks(store),
     }
 
 
@@ -84,10 +120,15 @@ class StatusReport:
     phone_sources: Mapping[str, int]
     """Active agents by the source of their number."""
     attention: Sequence[Recorded]
+    pending: Sequence[Mapping[str, Any]] = ()
+    """People out of scope whose agent waits out `sync.offboard_grace` (`offboard_pending`)."""
+    relinks: Sequence[Mapping[str, Any]] = ()
+    """The latest relinks, newest first (`recent_relinks`)."""
 
 
-def status_report(store: Store, runs: int = 10) -> StatusReport:
-    """The last `runs` runs, members by status, number sources and who needs attention."""
+def status_report(store: Store, runs: int = 10, *, offboard_grace_s: float = 0.0) -> StatusReport:
+    """The last `runs` runs, members by status, number sources, who needs attention, pending offboards and
+    the latest relinks."""
     quarantined = quarantine.load(store)
     return StatusReport(
         quarantine=None if quarantined is None else quarantine.status_line(quarantined),
@@ -95,6 +136,8 @@ def status_report(store: Store, runs: int = 10) -> StatusReport:
         members=store.count_by_status(),
         phone_sources=store.count_by_phone_source(),
         attention=store.members_needing_attention(),
+        pending=offboard_pending(store, offboard_grace_s),
+        relinks=recent_relinks(store),
     )
 
 
@@ -135,6 +178,24 @@ def counts_text(counts: Mapping[str, int], *, sort: bool = True) -> str:
     return ", ".join(f"{printable(name)} {n}" for name, n in items)
 
 
+def pending_lines(report: StatusReport) -> Iterator[str]:
+    """Pure: the pending offboards and the latest relinks as lines (plain output and the terminal's)."""
+    if report.pending:
+        yield f"Offboard pending (out of scope, within sync.offboard_grace): {len(report.pending)}"
+        for p in report.pending:
+            yield printable(
+                f"  {p['object_id']}  {p['upn'] or ''}  out of scope since {utc_text(p['left_scope_at'])}  "
+                f"offboard due at {utc_text(p['due_at'])} UTC"
+            )
+    if report.relinks:
+        yield "Latest relinks (agents moved to re-created users):"
+        for relink in report.relinks:
+            yield printable(
+                f"  {utc_text(relink['at'])}  {relink['from_object_id']} -> {relink['object_id']}  "
+                f"{relink['upn'] or ''}  {relink['outcome']}  (run {relink['run_id']})"
+            )
+
+
 def status_lines(report: StatusReport) -> Iterator[str]:
     """Pure: `syncd status` as plain lines (what scripts, pipes and the tests read)."""
     if report.quarantine is not None:
@@ -156,14 +217,23 @@ def status_lines(report: StatusReport) -> Iterator[str]:
             f"  {status:<8} {object_id}  {upn}  attempts {attempts}  next {retry}  {detail}"
             + (f"  (agent's number from {source})" if source else "")
         )
+    yield from pending_lines(report)
 
 
-def print_status(store: Store, *, as_json: bool, runs: int, out: TextIO | None = None) -> int:
+def print_status(
+    store: Store,
+    *,
+    as_json: bool,
+    runs: int,
+    out: TextIO | None = None,
+    offboard_grace_s: float = 0.0,
+) -> int:
     """`syncd status` as plain lines (or JSON); the text with control characters shown as escapes."""
     out = out or sys.stdout
     if as_json:
-        print(json.dumps(status_document(store, runs), sort_keys=True), file=out)
+        document = status_document(store, runs, offboard_grace_s=offboard_grace_s)
+        print(json.dumps(document, sort_keys=True), file=out)
         return 0
-    for line in status_lines(status_report(store, runs)):
+    for line in status_lines(status_report(store, runs, offboard_grace_s=offboard_grace_s)):
         print(line, file=out)
     return 0

@@ -1,4 +1,5 @@
-"""Printed summaries shared by the `syncd` command and the demo: a cycle's result and a planned change.
+"""Printed summaries shared by the `syncd` command and the demo: a cycle's result, a planned change and
+what `syncd relink` did.
 
 UPNs, notes and error texts in them come from Graph and SmartCommunicator: every line is printed through
 `printable`, so a control character or bidi override there is shown as an escape.
@@ -6,15 +7,18 @@ UPNs, notes and error texts in them come from Graph and SmartCommunicator: every
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, TextIO
 
 from syncd.core.model import Action, Change
 from syncd.core.quarantine import status_line as quarantine_line
 from syncd.core.setting_changes import describe_changes
 from syncd.core.text import printable
+from syncd.core.times import utc_text
 
 if TYPE_CHECKING:  # the cycle (and with it msgraph-sdk) loads only when a cycle runs
     from syncd.cycle.engine import CycleResult
+    from syncd.cycle.relink import RelinkResult
 
 SHOWN_CHANGES = 50
 """Planned changes, failures and ambiguous numbers listed in full before "... and N more"."""
@@ -50,6 +54,16 @@ def print_result(result: CycleResult, out: TextIO) -> None:
         + f"   waiting for retry {result.deferred}"
         + (f"   unmanaged agents {result.unmanaged}" if result.unmanaged else "")
     )
+    if result.offboard_pending:
+        first = min(result.offboard_pending.values())
+        emit(
+            f"  offboard pending {len(result.offboard_pending)} (out of scope, within sync.offboard_grace; "
+            f"the first falls due {utc_text(first, 'labelled')})"
+        )
+    for old, new, upn in result.relinked[:SHOWN_CHANGES]:
+        emit(f"  relinked   {old} -> {new}  {upn or ''}")
+    if len(result.relinked) > SHOWN_CHANGES:
+        emit(f"  ... and {len(result.relinked) - SHOWN_CHANGES} more relinked")
     if result.phone_sources:
         emit("  numbers from " + ", ".join(f"{k} {v}" for k, v in result.phone_sources.items()))
     for object_id, note in sorted(result.ambiguous.items())[:SHOWN_CHANGES]:
@@ -70,9 +84,14 @@ def print_result(result: CycleResult, out: TextIO) -> None:
 
 
 def describe_change(change: Change) -> str:
-    """Pure: one line for a planned change: "+ onboard ID  UPN NUMBER", "~ update ID  field: a -> b";
-    control characters shown as escapes (`printable`)."""
-    sign = {Action.ONBOARD: "+", Action.UPDATE: "~", Action.OFFBOARD: "-"}[change.action]
+    """Pure: one line for a planned change: "+ onboard ID  UPN NUMBER", "~ update ID  field: a -> b",
+    "> relink OLD -> NEW  UPN NUMBER"; control characters shown as escapes (`printable`)."""
+    sign = {Action.ONBOARD: "+", Action.UPDATE: "~", Action.OFFBOARD: "-", Action.RELINK: ">"}[change.action]
+    if change.action is Action.RELINK:
+        wanted = change.desired
+        who = f"{wanted.upn or ''} {wanted.phone_number}" if wanted is not None else ""
+        data = "" if change.transfer_data else "  (without its data)"
+        return printable(f"{sign} relink   {change.from_object_id} -> {change.object_id}  {who}{data}")
     if change.action is Action.UPDATE:
         diffs = ", ".join(
             f"{name}: {getattr(change.believed, name)} -> {getattr(change.desired, name)}"
@@ -82,3 +101,30 @@ def describe_change(change: Change) -> str:
     fields = change.desired or change.believed
     who = f"{fields.upn or ''} {fields.phone_number}" if fields else ""
     return printable(f"{sign} {change.action.value:<8} {change.object_id}  {who}")
+
+
+def print_relink(result: RelinkResult, out: TextIO) -> None:
+    """What `syncd relink` did, or would do, or why not, as a few lines (control characters shown as
+    escapes)."""
+
+    def emit(line: str) -> None:
+        print(printable(line), file=out)
+
+    title = "syncd relink (dry run)" if result.dry_run else "syncd relink"
+    if result.outcome in ("refused", "error"):
+        emit(f"{title}: nothing sent: {result.message}")
+        return
+    emit(f"{title}: {result.message}")
+    if result.key is not None:
+        body = ", ".join(f"{k}={json.dumps(v)}" for k, v in result.body.items())
+        emit(f"  PATCH .../agents/{result.key}?key_id={result.key_id}  {body}")
+    if not result.transfer_data:
+        emit("  transfer_data false: the agent keeps its object ID's data behind (--no-transfer-data)")
+    for label, fields in (
+        (f"agent of {result.old}", result.before),
+        (f"agent of {result.new} now", result.after),
+    ):
+        if fields is not None:
+            emit(f"  {label}: {fields.phone_number}  {fields.upn or '-'}  {fields.consistency_id or '-'}")
+    if result.run_id is not None:
+        emit(f"  recorded as run {result.run_id} (syncd history --user {result.new})")

@@ -278,7 +278,12 @@ async def home(request: Request) -> Response:
     if refused is not None:
         return refused
     try:
-        document = await asyncio.to_thread(status_document, daemon.store, statuspage.CHART_RUNS)
+        document = await asyncio.to_thread(
+            status_document,
+            daemon.store,
+            statuspage.CHART_RUNS,
+            offboard_grace_s=daemon.settings.sync.offboard_grace_s,
+        )
     except StoreError as exc:
         return _page(request, statuspage.message_page("The database does not answer", str(exc)), 503)
     data = statuspage.StatusData.from_document(document, _daemon_state(daemon, document.get("skipped", {})))
@@ -405,7 +410,9 @@ async def status(request: Request) -> Response:
     refused = None if from_page else _authorised(request)
     if refused is not None:
         return refused
-    document = await asyncio.to_thread(status_document, daemon.store, 10)
+    document = await asyncio.to_thread(
+        status_document, daemon.store, 10, offboard_grace_s=daemon.settings.sync.offboard_grace_s
+    )
     document["daemon"] = {
         "running": None if daemon.running is None else daemon.running.trigger,
         "last_outcome": daemon.last_outcome,

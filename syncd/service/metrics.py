@@ -56,7 +56,7 @@ class Metrics:
         )
         self.operations = Counter(
             "syncd_operations",
-            "SmartCommunicator writes by action and outcome.",
+            "SmartCommunicator writes by action (onboard, update, offboard, relink) and outcome.",
             ["action", "outcome"],
             registry=self.registry,
         )
@@ -77,6 +77,11 @@ class Metrics:
         self.deferred = Gauge(
             "syncd_deferred_users",
             "People whose last write failed, waiting out their retry backoff after the last cycle.",
+            registry=self.registry,
+        )
+        self.offboard_pending = Gauge(
+            "syncd_offboard_pending",
+            "People out of scope whose agent waits out sync.offboard_grace before it is offboarded.",
             registry=self.registry,
         )
         self.last_success = Gauge(
@@ -156,6 +161,8 @@ class Metrics:
         self.managed.set(by_status.get("active", 0))
         for status, count in by_status.items():
             self.members.labels(status=status).set(count)
+        if result.planned:  # the cycle got as far as a plan: it knows the pending offboards
+            self.offboard_pending.set(len(result.offboard_pending))
         if outcome != "guard" and result.error is None:
             self.skipped.clear()
             for reason, count in result.skipped.items():

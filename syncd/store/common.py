@@ -77,6 +77,7 @@ def member_row(record: Recorded, now: datetime) -> dict[str, Any]:
         "next_attempt_at": _to_datetime_or_none(record.next_attempt_at),
         "updated_at": now,
         "phone_source": record.phone_source if agent is not None else None,
+        "left_scope_at": _to_datetime_or_none(record.left_scope_at) if agent is not None else None,
     }
 
 

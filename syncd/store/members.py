@@ -43,6 +43,7 @@ _RECORDED_COLUMNS = tuple(
         "attempts",
         "next_attempt_at",
         "phone_source",
+        "left_scope_at",
     )
 )
 """The columns `_recorded` decodes, in its order."""
@@ -89,6 +90,49 @@ class MembersMixin(StorePart):
                 else:
                     waiting.append(object_id)
         return due, waiting
+
+    def anchor_holders(self, consistency_ids: Collection[str]) -> dict[str, list[str]]:
+        """The object IDs whose active agent has each of `consistency_ids` (as recorded), by GUID; GUIDs
+        nobody holds are absent. Read in batches."""
+        m = tables.members
+        wanted = sorted(set(consistency_ids))
+        found: dict[str, list[str]] = {}
+        with self._read("finding agents by consistency GUID") as connection:
+            for start in range(0, len(wanted), IN_BATCH):
+                query = (
+                    select(m.c.consistency_id, m.c.object_id)
+                    .where(
+                        m.c.agent_active.is_(True), m.c.consistency_id.in_(wanted[start : start + IN_BATCH])
+                    )
+                    .order_by(m.c.object_id)
+                )
+                for consistency_id, object_id in connection.execute(query):
+                    found.setdefault(consistency_id, []).append(object_id)
+        return found
+
+    def offboards_due(self, left_before: float) -> list[str]:
+        """Object IDs whose agent waits out the offboarding grace and who left scope at or before
+        `left_before` (now minus `sync.offboard_grace`): an incremental cycle plans them although Graph
+        reported no change."""
+        m = tables.members
+        query = (
+            select(m.c.object_id)
+            .where(m.c.agent_active.is_(True), m.c.left_scope_at <= to_datetime(left_before))
+            .order_by(m.c.object_id)
+        )
+        with self._read("finding offboards due") as connection:
+            return list(connection.scalars(query))
+
+    def members_leaving(self) -> list[Recorded]:
+        """Members out of scope whose agent waits out the offboarding grace, longest out first."""
+        m = tables.members
+        query = (
+            select(*_RECORDED_COLUMNS)
+            .where(m.c.agent_active.is_(True), m.c.left_scope_at.is_not(None))
+            .order_by(m.c.left_scope_at, m.c.object_id)
+        )
+        with self._read("loading members leaving scope") as connection:
+            return [_recorded(row) for row in connection.execute(query)]
 
     def find_members(self, text: str) -> list[tuple[Recorded, float]]:
         """Members whose object ID, UPN (last seen or pushed, any case) or agent's number is `text`, with
@@ -300,6 +344,7 @@ def _recorded(row: Sequence[Any]) -> Recorded:
         attempts,
         next_attempt_at,
         phone_source,
+        left_scope_at,
     ) = row
     # A full cycle holds every row at once: repeated values share one string (the tenant, the source,
     # the UPN when it is the one we pushed).
@@ -322,4 +367,5 @@ def _recorded(row: Sequence[Any]) -> Recorded:
         attempts=attempts,
         next_attempt_at=to_epoch_or_none(next_attempt_at),
         phone_source=sys.intern(phone_source) if phone_source is not None else None,
+        left_scope_at=to_epoch_or_none(left_scope_at),
     )

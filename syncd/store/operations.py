@@ -55,8 +55,10 @@ class OperationsMixin(StorePart):
         record: Recorded,
         http_status: int | None = None,
         error: str | None = None,
+        also: Sequence[Recorded] = (),
     ) -> None:
-        """Record how a write ended and replace the member's row with `record`, in one transaction."""
+        """Record how a write ended and replace the member's row with `record` (and the rows of `also`: a
+        relink's other object ID), in one transaction."""
         now = to_datetime(time.time())
         o = tables.operations
         statement = (
@@ -67,8 +69,9 @@ class OperationsMixin(StorePart):
         with self._write("settling an operation") as connection:
             if connection.execute(statement).rowcount != 1:
                 raise StoreError(f"no operation {op_id} in {self._safe_url}")
+            rows = {r.object_id: member_row(r, now) for r in (*also, record)}
             connection.execute(
-                upsert(connection, tables.members, "object_id", MEMBER_COLUMNS), member_row(record, now)
+                upsert(connection, tables.members, "object_id", MEMBER_COLUMNS), list(rows.values())
             )
 
     def start_operations(self, run_id: int, changes: Sequence[Change]) -> list[int]:
@@ -87,6 +90,7 @@ class OperationsMixin(StorePart):
                 "desired": _fields_json(change.desired),
                 "believed": _fields_json(change.believed),
                 "created_at": now,
+                "from_object_id": change.from_object_id,
             }
             for change in changes
         ]
@@ -137,7 +141,11 @@ class OperationsMixin(StorePart):
             }
             for item in settled
         ]
-        members = {item.record.object_id: member_row(item.record, now) for item in settled}
+        members = {
+            record.object_id: member_row(record, now)
+            for item in settled
+            for record in (*item.also, item.record)
+        }
         with self._write("settling operations") as connection:
             connection.execute(statement, rows)
             connection.execute(
@@ -148,7 +156,9 @@ class OperationsMixin(StorePart):
         """Operations never settled (the process stopped between request and outcome), oldest first."""
         o = tables.operations
         query = (
-            select(o.c.id, o.c.run_id, o.c.object_id, o.c.action, o.c.desired, o.c.believed)
+            select(
+                o.c.id, o.c.run_id, o.c.object_id, o.c.action, o.c.desired, o.c.believed, o.c.from_object_id
+            )
             .where(o.c.outcome == Outcome.PENDING.value)
             .order_by(o.c.id)
         )
@@ -161,6 +171,7 @@ class OperationsMixin(StorePart):
                     action=Action(row.action),
                     desired=_fields(row.desired),
                     believed=_fields(row.believed),
+                    from_object_id=row.from_object_id,
                 )
                 for row in connection.execute(query)
             ]
@@ -168,11 +179,12 @@ class OperationsMixin(StorePart):
     def operations(
         self, *, object_id: str | None = None, run_id: int | None = None, limit: int = 100
     ) -> list[OperationRecord]:
-        """The latest operations, newest first, optionally of one member and/or one run."""
+        """The latest operations, newest first, optionally of one member (a relink to or from it included)
+        and/or one run."""
         o = tables.operations
         query = select(o).order_by(o.c.id.desc()).limit(limit)
         if object_id is not None:
-            query = query.where(o.c.object_id == object_id)
+            query = query.where((o.c.object_id == object_id) | (o.c.from_object_id == object_id))
         if run_id is not None:
             query = query.where(o.c.run_id == run_id)
         with self._read("listing operations") as connection:
@@ -225,8 +237,9 @@ class OperationsMixin(StorePart):
     ) -> Iterator[HistoryEntry]:
         """The operations matching every given filter, newest (highest ID) first, with their member's UPN.
 
-        `object_ids`: of these members only (empty: none); `since`: created at or after this epoch second;
-        `actions`, `outcomes`: any of these (empty: none); `limit`: at most this many (None: all).
+        `object_ids`: of these members only (empty: none), relinks to or from them included; `since`:
+        created at or after this epoch second; `actions`, `outcomes`: any of these (empty: none); `limit`:
+        at most this many (None: all).
 
         Streams: each page of `page_size` rows is its own short read transaction, the next page continuing
         below the last ID seen, so millions of rows never sit in memory and no long transaction holds back
@@ -242,7 +255,8 @@ class OperationsMixin(StorePart):
             o.outerjoin(m, m.c.object_id == o.c.object_id)
         )
         if object_ids is not None:
-            query = query.where(o.c.object_id.in_(sorted(set(object_ids))))
+            wanted = sorted(set(object_ids))
+            query = query.where(o.c.object_id.in_(wanted) | o.c.from_object_id.in_(wanted))
         if since is not None:
             query = query.where(o.c.created_at >= to_datetime(since))
         if actions is not None:
@@ -279,6 +293,7 @@ def _operation(row: Row[Any]) -> OperationRecord:
         believed=_fields(row.believed),
         created_at=to_epoch(row.created_at),
         settled_at=to_epoch_or_none(row.settled_at),
+        from_object_id=row.from_object_id,
     )
 
 

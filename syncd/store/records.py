@@ -67,6 +67,8 @@ class OperationRecord:
     """Epoch seconds: when it was recorded, just before the request was sent."""
     settled_at: float | None
     """Epoch seconds; None while pending."""
+    from_object_id: str | None = None
+    """A relink: the object ID whose agent moved to `object_id`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,8 @@ class Settlement:
     record: Recorded
     http_status: int | None = None
     error: str | None = None
+    also: tuple[Recorded, ...] = ()
+    """Other members' new rows, written in the same transaction (a relink: the object ID it moved from)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +117,5 @@ class PendingOperation:
     action: Action
     desired: AgentFields | None
     believed: AgentFields | None
+    from_object_id: str | None = None
+    """A relink: the object ID whose agent was being moved to `object_id`."""

@@ -57,9 +57,10 @@ members = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("phone_source", String(200), nullable=True),
+    Column("left_scope_at", DateTime(timezone=True), nullable=True, index=True),
 )
 """One row per person we know of: the agent we believe exists (NULL fields when `agent_active` is false)
-and how our last attempt went."""
+and how our last attempt went; `left_scope_at` while their agent waits out `sync.offboard_grace`."""
 
 runs = Table(
     "runs",
@@ -95,9 +96,11 @@ operations = Table(
     Column("believed", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("settled_at", DateTime(timezone=True), nullable=True),
+    Column("from_object_id", String(64), nullable=True, index=True),
 )
 """The audit log: one row per write to SmartCommunicator, inserted as "pending" before the request is sent
-and settled after, so a crash in between leaves a trace the next start can resolve."""
+and settled after, so a crash in between leaves a trace the next start can resolve. A relink's row is
+keyed by the new object ID, `from_object_id` naming the one its agent moved from."""
 
 kv = Table(
     "kv",

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from syncd.config.loader import load_settings
 from syncd.config.settings import Settings
-from syncd.cycle.engine import CycleResult, Engine
+from syncd.cycle.engine import CycleResult, Engine, RelinkResult
 from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
 from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
@@ -163,6 +163,19 @@ class World:
             self.store.interrupt_running_runs()  # as the command does before a real cycle
         return await engine.run_cycle(trigger="cli", full=full, dry_run=dry_run, force=force, user=user)
 
+    async def relink(
+        self,
+        old: str,
+        new: str,
+        *,
+        dry_run: bool = False,
+        transfer_data: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> RelinkResult:
+        """`syncd relink OLD NEW [--dry-run] [--no-transfer-data]`, with `env` on top."""
+        engine = await self._engine_for(self.settings(env))
+        return await engine.relink(old, new, dry_run=dry_run, transfer_data=transfer_data)
+
     async def _engine_for(self, settings: Settings) -> Engine:
         if self._engine is not None and settings == self._engine_settings:
             return self._engine
@@ -191,9 +204,10 @@ class World:
         """Active agents as object id -> (phone, upn)."""
         return observed.agents(self.smartcomm)
 
-    def status(self) -> dict[str, Any]:
-        """What `syncd status --json` prints, from the same function."""
-        return status_document(self.store)
+    def status(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """What `syncd status --json` prints, from the same function (with the settings and `env`)."""
+        grace = self.settings(env).sync.offboard_grace_s
+        return status_document(self.store, offboard_grace_s=grace)
 
     def status_text(self) -> str:
         """What `syncd status` prints, from the same function."""

@@ -168,7 +168,7 @@ async def test_first_cycle_reads_in_full_and_starts_tracking_then_no_change_cycl
         assert_no_change_cycle(world)
         assert world.writes() == []
         assert agents_list_reads(world) == []
-        assert report.planned == {"onboard": 0, "update": 0, "offboard": 0}
+        assert report.planned == {"onboard": 0, "update": 0, "offboard": 0, "relink": 0}
 
 
 async def test_dry_run_and_single_user_cycles_store_no_delta_state(world: World) -> None:
@@ -374,7 +374,7 @@ async def test_leaving_a_nested_group_while_still_a_direct_member_writes_nothing
     assert_read(report, "delta")
     assert_delta_only(world)
     assert world.writes() == []
-    assert report.planned == {"onboard": 0, "update": 0, "offboard": 0}
+    assert report.planned == {"onboard": 0, "update": 0, "offboard": 0, "relink": 0}
 
     # The other way round: out of the top group, still in through Sales.
     world.graph.add_member(sales, ids[1])
@@ -458,7 +458,7 @@ async def test_changes_to_people_outside_the_groups_send_nothing(world: World) -
     assert_read(report, "delta")
     assert_delta_only(world)
     assert world.writes() == []
-    assert report.planned == {"onboard": 0, "update": 0, "offboard": 0}
+    assert report.planned == {"onboard": 0, "update": 0, "offboard": 0, "relink": 0}
     assert stranger not in world.agents()
 
 
@@ -629,7 +629,7 @@ async def test_a_nested_group_leaving_the_tree_offboards_its_members_within_max_
     stopped = await sync(world, code=3, env=env)
     assert_read(stopped, "full", "nested group")
     assert stopped_by(stopped) == "max_offboard"
-    assert stopped.planned == {"onboard": 0, "update": 0, "offboard": 3}
+    assert stopped.planned == {"onboard": 0, "update": 0, "offboard": 3, "relink": 0}
     assert world.writes() == []
 
     forced = await sync(world, force=True, env=env)
@@ -747,7 +747,7 @@ async def test_a_guard_stop_does_not_advance_the_links_and_force_applies(world: 
         stopped = await sync(world, code=3, env=env)
         assert_read(stopped, "delta")
         assert stopped_by(stopped) == "max_offboard"
-        assert stopped.planned == {"onboard": 0, "update": 0, "offboard": 2}
+        assert stopped.planned == {"onboard": 0, "update": 0, "offboard": 2, "relink": 0}
         assert world.writes() == []
     assert not FULL_KINDS & set(graph_kinds(world))
 
@@ -773,9 +773,9 @@ async def test_a_dry_run_does_not_advance_the_links(world: World) -> None:
     # The changes a dry run lists (`+ onboard  <id>` in the command's output).
     assert (Action.ONBOARD, newcomer) in [(c.action, c.object_id) for c in dry.changes]
     again = await sync(world, dry_run=True)
-    assert again.planned == {"onboard": 1, "update": 1, "offboard": 0}
+    assert again.planned == {"onboard": 1, "update": 1, "offboard": 0, "relink": 0}
     full = await sync(world, dry_run=True, full=True)
-    assert full.planned == {"onboard": 1, "update": 1, "offboard": 0}
+    assert full.planned == {"onboard": 1, "update": 1, "offboard": 0, "relink": 0}
     assert world.writes() == []
 
     clear(world)

@@ -30,7 +30,7 @@ async def test_initial_sync_onboards_everyone_in_scope(world: World) -> None:
     ids = seed(world, 5)
     world.add_user("nophone", "")
     result = expect(await world.cycle())
-    assert result.planned == {"onboard": 5, "update": 0, "offboard": 0}
+    assert result.planned == {"onboard": 5, "update": 0, "offboard": 0, "relink": 0}
     assert result.outcomes == {"onboard": {"ok": 5}}
     assert result.skipped == {"no_phone": 1}
     assert sorted(world.agents()) == sorted(ids)
@@ -148,7 +148,7 @@ async def test_dry_run_reads_both_sides_and_writes_nothing(world: World) -> None
     # The changes a dry run lists (`+ onboard  <id>` in the command's output).
     assert sorted(c.object_id for c in result.changes if c.action is Action.ONBOARD) == sorted(ids)
     full = await world.cycle(dry_run=True, full=True)
-    assert full.planned == {"onboard": 3, "update": 0, "offboard": 0}
+    assert full.planned == {"onboard": 3, "update": 0, "offboard": 0, "relink": 0}
     assert any(r.method == "GET" for r in world.smartcomm.requests)
     assert world.writes() == []
 
@@ -169,10 +169,10 @@ async def test_full_sync_repairs_drift(world: World) -> None:
     world.smartcomm.reset()  # the remote lost everything behind our back
     world.smartcomm.add_agent(user_object_id=ids[0], tenant_id=TENANT, phone_number="+14155550000")
     incremental = await world.cycle()
-    assert incremental.planned == {"onboard": 0, "update": 0, "offboard": 0}
+    assert incremental.planned == {"onboard": 0, "update": 0, "offboard": 0, "relink": 0}
     full = expect(await world.cycle(full=True))
     # ids[0] is there with the right number; the list carries no UPN, so its missing UPN cannot be seen.
-    assert full.planned == {"onboard": 2, "update": 0, "offboard": 0}
+    assert full.planned == {"onboard": 2, "update": 0, "offboard": 0, "relink": 0}
     assert sorted(world.agents()) == sorted(ids)
     world.smartcomm.clear_requests()
     expect(await world.cycle(full=True))

@@ -123,7 +123,7 @@ def test_first_cycle_reads_in_full_and_starts_tracking_then_no_change_cycles_sen
         assert_no_change_cycle(world)
         assert world.writes() == []
         assert agents_list_reads(world) == []
-        assert report["planned"] == {"onboard": 0, "update": 0, "offboard": 0}
+        assert report["planned"] == {"onboard": 0, "update": 0, "offboard": 0, "relink": 0}
 
 
 def test_a_delta_cycle_killed_mid_apply_is_completed_by_the_next(world: World) -> None:

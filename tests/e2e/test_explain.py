@@ -227,7 +227,7 @@ def test_json_has_every_section_with_stable_keys(world: World) -> None:
     assert isinstance(record, dict)
     assert set(record) == {
         "found", "status", "agent", "upn", "phone_source", "skip_reason", "detail", "attempts",
-        "next_attempt_at", "updated_at", "last_success_at",
+        "next_attempt_at", "left_scope_at", "updated_at", "last_success_at",
     }  # fmt: skip
     assert (record["found"], record["status"]) == (True, "active")
     assert document["next_cycle"] == {
@@ -236,6 +236,7 @@ def test_json_has_every_section_with_stable_keys(world: World) -> None:
         "fields": [],
         "waiting_until": None,
         "full_cycle": None,
+        "relink_from": None,
     }
     operations = document["operations"]
     assert isinstance(operations, list)

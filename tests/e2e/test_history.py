@@ -217,7 +217,7 @@ def test_history_filters(world: World) -> None:
         (
             "--action",
             "delete",
-            "argument --action: unknown action 'delete' (choose from onboard, update, offboard)",
+            "argument --action: unknown action 'delete' (choose from onboard, update, offboard, relink)",
         ),
     ]:
         refused = world.run("history", flag, value)

@@ -60,7 +60,7 @@ def test_dry_run_reads_both_sides_and_writes_nothing(world: World) -> None:
     for oid in ids:
         assert f"+ onboard  {oid}" in result.stdout
     full = world.run("sync", "--dry-run", "--full", "--json")
-    assert full.json()["planned"] == {"onboard": 3, "update": 0, "offboard": 0}
+    assert full.json()["planned"] == {"onboard": 3, "update": 0, "offboard": 0, "relink": 0}
     assert any(r.method == "GET" for r in world.smartcomm.requests)
     assert world.writes() == []
 

@@ -627,7 +627,8 @@ def test_0003_adds_the_history_indexes_and_keeps_the_rows(database: Database) ->
     url = database.url_with_search_path()
     migrations.main(["-x", f"url={url}", "upgrade", "0002"])
     with database.open() as store:
-        # The runs table of 0002 (no requested_by yet): a plain INSERT of its own columns.
+        # The runs and operations tables of 0002: plain INSERTs of their own columns (today's Store writes
+        # more of them).
         with store.engine.begin() as connection:
             run_id = connection.execute(
                 text(
@@ -635,7 +636,13 @@ def test_0003_adds_the_history_indexes_and_keeps_the_rows(database: Database) ->
                     "VALUES ('cli', 'incremental', false, CURRENT_TIMESTAMP, 'running', '{}') RETURNING id"
                 )
             ).scalar_one()
-        store.start_operation(run_id, onboard("m-1"))
+            connection.execute(
+                text(
+                    "INSERT INTO operations (run_id, object_id, action, outcome, created_at) "
+                    "VALUES (:run_id, 'm-1', 'onboard', 'pending', :now)"
+                ),
+                {"run_id": run_id, "now": datetime.now(UTC)},
+            )
         migrations.main(["-x", f"url={url}", "upgrade", "0003"])
         assert store.current_revision() == "0003"
         with store.engine.connect() as connection:
@@ -646,7 +653,7 @@ def test_0003_adds_the_history_indexes_and_keeps_the_rows(database: Database) ->
             runs = {index["name"]: index["column_names"] for index in inspector.get_indexes("runs")}
             assert operations["ix_operations_created_at"] == ["created_at"]
             assert runs["ix_runs_started_at"] == ["started_at"]
-        assert [op.object_id for op in store.operations()] == ["m-1"]
+            assert list(connection.execute(text("SELECT object_id FROM operations")).scalars()) == ["m-1"]
     migrations.main(["-x", f"url={url}", "downgrade", "0002"])
     with database.open() as store, store.engine.connect() as connection:
         inspector = inspect(connection)
@@ -655,7 +662,7 @@ def test_0003_adds_the_history_indexes_and_keeps_the_rows(database: Database) ->
         }
         assert "ix_runs_started_at" not in {index["name"] for index in inspector.get_indexes("runs")}
         assert store.current_revision() == "0002"
-        assert len(store.operations()) == 1
+        assert connection.execute(text("SELECT count(*) FROM operations")).scalar_one() == 1
 
 
 def test_the_history_filters_by_member_time_action_and_outcome_newest_first(store: Store) -> None:

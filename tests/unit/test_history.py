@@ -164,9 +164,9 @@ def test_outcomes_accept_every_outcome_value() -> None:
         (
             parse_actions,
             "onboard,delete",
-            r"unknown action 'delete' \(choose from onboard, update, offboard\)",
+            r"unknown action 'delete' \(choose from onboard, update, offboard, relink\)",
         ),
-        (parse_actions, " , ", r"no action given \(choose from onboard, update, offboard\)"),
+        (parse_actions, " , ", r"no action given \(choose from onboard, update, offboard, relink\)"),
         (
             parse_outcomes,
             "gone",

@@ -265,6 +265,7 @@ def test_guard_stopped_facts() -> None:
         "guard": "max_offboard",
         "planned_offboard": 30,
         "planned_update": 0,
+        "planned_relink": 0,
         "run_id": 7,
         "kind": "incremental",
     }

@@ -175,6 +175,12 @@ class FakeStore:
     def count_by_skip_reason(self) -> dict[str, int]:
         return {}
 
+    def members_leaving(self) -> list[Recorded]:
+        return []
+
+    def iter_operations(self, **_filters: object) -> list[object]:
+        return []
+
 
 def test_status_text_shows_escapes_and_its_json_stays_exact() -> None:
     store = cast(Store, FakeStore())

@@ -20,7 +20,7 @@ from syncd.core.model import (
     Skipped,
     SkipReason,
 )
-from syncd.core.reconcile import changed_fields, plan, retry_delay_s, settle
+from syncd.core.reconcile import changed_fields, plan, retry_delay_s, settle, settle_moved_from
 
 T = "tenant"
 G1, G2 = "group-1", "group-2"
@@ -260,6 +260,10 @@ def apply_all(result: object, recorded: dict[str, Recorded], state: DesiredState
     for change in result.changes:  # type: ignore[attr-defined]
         upn = state.members[change.object_id].upn if change.object_id in state.members else None
         after[change.object_id] = settle(change, Outcome.OK, after.get(change.object_id), now=NOW, upn=upn)
+        if change.from_object_id is not None:
+            moved = settle_moved_from(change, True, after.get(change.from_object_id))
+            assert moved is not None
+            after[change.from_object_id] = moved
     return after
 
 

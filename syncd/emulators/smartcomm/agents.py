@@ -1,5 +1,6 @@
 """The SmartCommunicator agents endpoints in the emulator: list, get by `key_id`, onboard (POST, with the
-published onboarding rules and their 400 messages, checked in their order), PATCH and DELETE (offboard), each
+published onboarding rules and their 400 messages, checked in their order), PATCH (moving the agent's data
+with a new `user_object_id` when `transfer_data` is true) and DELETE (offboard, discarding the data), each
 answering in the error body shape of the real endpoint.
 """
 
@@ -162,6 +163,7 @@ class _AgentsApi(_AgentStore):
                 return _onboard_error("Azure Object ID exists with a different MSDS Consistency GUID")
             return _onboard_error("Azure Object ID already exists")
 
+        self._data.pop(object_id, None)  # a new agent starts with no data of its own
         if existing is not None:
             # One record per object ID: onboarding an offboarded object re-activates its record.
             existing.tenant_id, existing.phone_number = tenant_id, phone
@@ -190,11 +192,12 @@ class _AgentsApi(_AgentStore):
         if not isinstance(body, dict):
             return _status_error(_INVALID_BODY)
         changes: dict[str, str] = {}
+        transfer = False
         for name, value in body.items():
             if name == "transfer_data":
-                # Accepted as documented; the emulator keeps no per-agent data to transfer.
                 if not isinstance(value, bool):
                     return _status_error(_INVALID_BODY)
+                transfer = value
             elif name in _PATCH_STRING_FIELDS:
                 if not isinstance(value, str) or not value:
                     return _status_error(_INVALID_BODY)
@@ -231,6 +234,8 @@ class _AgentsApi(_AgentStore):
 
         self._release(agent)
         del self._by_object[agent.user_object_id]
+        if transfer and object_id != agent.user_object_id and agent.user_object_id in self._data:
+            self._data[object_id] = self._data.pop(agent.user_object_id)
         agent.phone_number, agent.tenant_id, agent.upn = phone, tenant, upn
         agent.consistency_id, agent.user_object_id = consistency, object_id
         self._by_object[agent.user_object_id] = agent
@@ -248,4 +253,5 @@ class _AgentsApi(_AgentStore):
             return _status_error("Azure Object ID is not registered with SmartCommunicator")
         self._release(agent)
         agent.status = "offboarded"
+        self._data.pop(agent.user_object_id, None)
         return _Reply(200, {"status": "ok"}, applied=True)

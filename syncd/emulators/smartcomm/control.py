@@ -1,7 +1,7 @@
-"""The SmartCommunicator emulator's controls: the methods tests call (seed and read agents, the request log,
-scripted faults, token revocation, the account's customer ID and credentials, reset), and the control API
-under `/_emulator/` (no auth, never logged) that adds agents, the registries and the account to the shared
-control routes, for a test or a tool in another process.
+"""The SmartCommunicator emulator's controls: the methods tests call (seed and read agents and their data,
+the request log, scripted faults, token revocation, the account's customer ID and credentials, reset), and
+the control API under `/_emulator/` (no auth, never logged) that adds agents, their data, the registries
+and the account to the shared control routes, for a test or a tool in another process.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing_extensions import TypedDict  # pydantic validates only this TypedDic
 
 from syncd.emulators.common import ControlError, Faults, ScriptedFault, control_body, validate_control
 from syncd.emulators.smartcomm.auth import _Auth
-from syncd.emulators.smartcomm.store import AgentStatus, _Agent, _AgentStore
+from syncd.emulators.smartcomm.store import AgentData, AgentStatus, _Agent, _AgentStore
 from syncd.emulators.smartcomm.wire import RecordedRequest
 
 if TYPE_CHECKING:
@@ -31,6 +31,13 @@ class _AgentFields(TypedDict, total=False):
     upn: str | None
     consistency_id: str | None
     status: AgentStatus
+
+
+class _AgentDataFields(TypedDict, total=False):
+    """Body of PUT /_emulator/agents/{user_object_id}/data; a key left out is left as it is."""
+
+    notes: str
+    calls: int
 
 
 class _Registries(TypedDict, total=False):
@@ -51,6 +58,7 @@ class _Account(TypedDict, total=False):
 _AGENT_FIELDS_ADAPTER = pydantic.TypeAdapter(_AgentFields)
 _ACCOUNT_ADAPTER = pydantic.TypeAdapter(_Account)
 _REGISTRIES_ADAPTER = pydantic.TypeAdapter(_Registries)
+_AGENT_DATA_ADAPTER = pydantic.TypeAdapter(_AgentDataFields)
 
 
 class _ControlRoutes(_AgentStore, _Auth):
@@ -135,6 +143,30 @@ class _ControlRoutes(_AgentStore, _Auth):
             if password is not None:
                 self._password = password
 
+    def set_agent_data(
+        self, user_object_id: str, *, notes: str | None = None, calls: int | None = None
+    ) -> dict[str, object]:
+        """Set the data the service keeps for the active agent of `user_object_id` (`AgentData`: notes, a
+        count of calls); a value left out stays as it is. Returns the data; ValueError if there is no such
+        active agent."""
+        with self._lock:
+            agent = self._by_object.get(user_object_id)
+            if agent is None or agent.status != "active":
+                raise ValueError(f"no active agent with user_object_id {user_object_id!r}")
+            data = self._data.setdefault(user_object_id, AgentData())
+            if notes is not None:
+                data.notes = notes
+            if calls is not None:
+                if calls < 0:
+                    raise ValueError("calls must not be negative")
+                data.calls = calls
+            return data.snapshot()
+
+    def agent_data(self, user_object_id: str) -> dict[str, object]:
+        """The data kept under `user_object_id` (empty notes and no calls when there is none)."""
+        with self._lock:
+            return self._data.get(user_object_id, AgentData()).snapshot()
+
     def agents(self) -> list[dict[str, object]]:
         """Every agent (active and offboarded) with every field, in order of creation."""
         with self._lock:
@@ -162,6 +194,8 @@ class _ControlRoutes(_AgentStore, _Auth):
             *self.shared_control_routes(),
             Route("/agents", self._control_get_agents, methods=["GET"]),
             Route("/agents", self._control_add_agent, methods=["POST"]),
+            Route("/agents/{user_object_id}/data", self._control_get_agent_data, methods=["GET"]),
+            Route("/agents/{user_object_id}/data", self._control_set_agent_data, methods=["PUT"]),
             Route("/registries", self._control_set_registries, methods=["PUT"]),
             Route("/account", self._control_set_account, methods=["PUT"]),
         ]
@@ -194,6 +228,22 @@ class _ControlRoutes(_AgentStore, _Auth):
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=409)
         return JSONResponse({"agent_id": agent_id})
+
+    async def _control_get_agent_data(self, request: Request) -> JSONResponse:
+        return JSONResponse(self.agent_data(request.path_params["user_object_id"]))
+
+    async def _control_set_agent_data(self, request: Request) -> JSONResponse:
+        try:
+            fields = validate_control(
+                _AGENT_DATA_ADAPTER, await control_body(request), _AgentDataFields.__optional_keys__
+            )
+        except ControlError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        try:
+            data = self.set_agent_data(request.path_params["user_object_id"], **fields)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        return JSONResponse(data)
 
     async def _control_set_registries(self, request: Request) -> JSONResponse:
         try:

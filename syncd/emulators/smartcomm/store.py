@@ -1,6 +1,7 @@
 """The SmartCommunicator emulator's agents and registries: agent records (one per Azure object ID, active or
 offboarded), the indexes of what an active agent holds exclusively (phone number, UPN, consistency GUID), the
-registered tenants and 10DLC numbers, lookups by `key_id`, and the request log.
+registered tenants and 10DLC numbers, lookups by `key_id`, the request log, and each agent's own data
+(`AgentData`: what the service keeps for an agent beyond its fields, which `transfer_data` is about).
 
 `_AgentStore` is the base of the mixins that make up `SmartCommEmulator`; it handles no requests.
 """
@@ -34,6 +35,24 @@ class _Agent:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class AgentData:
+    """What the service keeps for an agent beyond its fields, standing in for its conversations and call
+    history: set through the control API, never by the agents API.
+
+    Our assumption of what the spec leaves open (docs/spec/smartcommunicator-agents-api.md): the data belongs
+    to the agent's object ID. A PATCH that changes `user_object_id` with `transfer_data: true` moves it to the
+    new object ID; without it (false or absent) the agent starts afresh under the new object ID and the data
+    stays with the old one, out of reach. Offboarding discards it.
+    """
+
+    notes: str = ""
+    calls: int = 0
+
+    def snapshot(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
 def _same_upn(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.casefold() == b.casefold()
 
@@ -60,6 +79,8 @@ class _AgentStore(ControlApi):
         self._active_by_phone: dict[str, _Agent] = {}
         self._active_by_upn: dict[str, _Agent] = {}
         self._active_by_consistency: dict[str, _Agent] = {}
+        self._data: dict[str, AgentData] = {}
+        """Each agent's own data, by the object ID it belongs to (see `AgentData`)."""
         self._log: list[_Entry] = []
         self._seq = 0
         self._injector = FaultInjector(self._seed)

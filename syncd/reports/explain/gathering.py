@@ -96,6 +96,7 @@ async def explain_person(
             f"{key!r} is not a UPN (name@domain), an object ID (a GUID) or a phone number: "
             "syncd explain looks people up by these only"
         )
+    holder: tuple[Recorded, Member | None] | None = None
     async with GraphSource(graph_settings, transport=graph_transport) as source:
         object_id, user, user_error = await _resolve(kind, key, who, graph_settings, store, source)
         found = [
@@ -109,6 +110,7 @@ async def explain_person(
         person: Member | Skipped | None = None
         if user is not None:
             person = await _read_graph(explanation, graph_settings, source, user)
+            holder = await _anchor_holder(graph_settings, source, store, person, record)
         else:
             reason = user_error or "the user is not in Graph (deleted, or never in this tenant)"
             explanation.membership = Membership(
@@ -144,8 +146,62 @@ async def explain_person(
         number_holder=explanation.remote.number_holder,
         known=known,
         **({"why_unknown": why_unknown} if why_unknown else {}),
+        offboard_grace_s=settings.sync.offboard_grace_s,
+        relink=settings.sync.relink == "auto",
+        anchor_holder=holder[0] if holder is not None else None,
+        holder_member=holder[1] if holder is not None else None,
     )
     return explanation
+
+
+async def _anchor_holder(
+    settings: GraphSettings,
+    source: GraphSource,
+    store: Store,
+    person: Member | Skipped | None,
+    record: Recorded | None,
+) -> tuple[Recorded, Member | None] | None:
+    """For a person in scope without an agent: the record of another object ID whose agent has their
+    consistency GUID, with its mapping when it is in scope (None: out of scope, so a cycle relinks); None
+    when there is no such holder, or whether it is in scope cannot be read (the explanation then says what
+    a plain onboarding would do)."""
+    if not isinstance(person, Member) or person.consistency_id is None:
+        return None
+    if record is not None and record.agent is not None:
+        return None
+    guid = person.consistency_id
+    held = (await asyncio.to_thread(store.anchor_holders, [guid])).get(guid, [])
+    others = [object_id for object_id in held if object_id != person.object_id]
+    if len(others) != 1:
+        return None
+    [other] = others
+    found = (await asyncio.to_thread(store.load_recorded, [other])).get(other)
+    if found is None:
+        return None
+    try:
+        user = await source.get_user(other)
+        if user is None:
+            return found, None  # deleted from the directory: out of scope
+        membership = await _membership(settings, source, other)
+        if membership.member is None:
+            return None
+        if not membership.member:
+            return found, None
+        teams = None
+        if settings.uses_teams:
+            indexer = TeamsIndexer(settings.teams_categories)
+            indexer.add(await source.teams_assignments(f"assignmentTargetId eq {odata_string(other)}"))
+            teams = indexer.result()
+    except GraphError:
+        return None
+    mapped = map_user(
+        dict(user),
+        tenant_id=settings.tenant_id,
+        phone_sources=settings.phone_chain,
+        default_region=settings.default_region,
+        teams=teams,
+    )
+    return found, mapped if isinstance(mapped, Member) else None
 
 
 async def _resolve(

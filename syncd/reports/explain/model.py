@@ -14,7 +14,9 @@ from typing import Any, Literal, Protocol
 from syncd.core.model import Action, Agent, AgentFields, Outcome, Recorded
 
 QueryKind = Literal["object_id", "upn", "phone", "name"]
-NextAction = Literal["onboard", "update", "offboard", "nothing", "wait", "unknown"]
+NextAction = Literal[
+    "onboard", "update", "offboard", "relink", "nothing", "wait", "offboard_pending", "unknown"
+]
 
 
 class PersonNotFound(Exception):
@@ -206,8 +208,11 @@ class NextCycle:
     fields: tuple[str, ...] = ()
     """For an update: the fields that would change."""
     waiting_until: float | None = None
+    """A retry's backoff, or (offboard_pending) when the offboard falls due."""
     full_cycle: str | None = None
     """What a full cycle (which compares with the agent itself) would do instead, when that differs."""
+    relink_from: str | None = None
+    """For a relink: the object ID whose agent would move to this person."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -216,6 +221,7 @@ class NextCycle:
             "fields": list(self.fields),
             "waiting_until": self.waiting_until,
             "full_cycle": self.full_cycle,
+            "relink_from": self.relink_from,
         }
 
 
@@ -226,6 +232,10 @@ class OperationLike(Protocol):
     def id(self) -> int: ...
     @property
     def run_id(self) -> int: ...
+    @property
+    def object_id(self) -> str: ...
+    @property
+    def from_object_id(self) -> str | None: ...
     @property
     def action(self) -> Action: ...
     @property
@@ -330,6 +340,7 @@ class Explanation:
                 "detail": record.detail if record is not None else None,
                 "attempts": record.attempts if record is not None else None,
                 "next_attempt_at": record.next_attempt_at if record is not None else None,
+                "left_scope_at": record.left_scope_at if record is not None else None,
                 "updated_at": self.record.updated_at,
                 "last_success_at": self.record.last_success_at,
             },
@@ -346,6 +357,8 @@ class Explanation:
                     "created_at": op.created_at,
                     "settled_at": op.settled_at,
                     "action": op.action.value,
+                    "object_id": op.object_id,
+                    "from_object_id": op.from_object_id,
                     "outcome": op.outcome.value,
                     "http_status": op.http_status,
                     "error": op.error,

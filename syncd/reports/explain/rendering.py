@@ -139,6 +139,11 @@ def render_text(explanation: Explanation) -> str:
         row("attempts", record.attempts)
         if record.next_attempt_at is not None:
             row("next retry", utc_text(record.next_attempt_at, "labelled"))
+        if record.left_scope_at is not None:
+            row(
+                "out of scope",
+                f"since {utc_text(record.left_scope_at, 'labelled')} (agent kept: offboard grace)",
+            )
         if record.detail:
             row("detail", record.detail)
         row("last success", utc_text(r.last_success_at, "labelled"))
@@ -168,9 +173,12 @@ def render_text(explanation: Explanation) -> str:
         lines.append("  none")
     for op in e.operations:
         status = f"HTTP {op.http_status}" if op.http_status is not None else ""
+        moved = ""
+        if op.from_object_id is not None:  # a relink: say which way the agent moved
+            moved = f"from {op.from_object_id}  " if op.object_id == who.object_id else f"to {op.object_id}  "
         lines.append(
             f"  {utc_text(op.created_at, 'labelled')}  {op.action.value:<8}  {op.outcome.value:<12}  "
-            f"{status:<8}  {op.error or ''}".rstrip()
+            f"{status:<8}  {moved}{op.error or ''}".rstrip()
         )
 
     n = e.next_cycle

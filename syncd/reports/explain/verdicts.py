@@ -186,6 +186,9 @@ def _decision(
                     f" (the record notes the number now comes from {person.phone_source}; nothing is sent)"
                 )
             return "nothing", (), text
+        if object_id in result.kept:
+            why = f"{_out_of_scope(person)}, but the person with its consistency GUID waits for this agent"
+            return "nothing", (), f"nothing to do: {why} (a relink)"
         # plan offboards whenever we believe an agent exists, so here syncd manages none (an agent someone
         # else made is never touched).
         return "nothing", (), f"nothing to do: {_out_of_scope(person)}, and syncd manages no agent for them"
@@ -193,7 +196,24 @@ def _decision(
         wanted = change.desired
         assert wanted is not None  # an onboarding always has the desired fields
         upn = f" {wanted.upn}" if wanted.upn else ""
-        return "onboard", (), f"onboard{upn} with {wanted.phone_number} (in scope, no agent yet)"
+        text = f"onboard{upn} with {wanted.phone_number} (in scope, no agent yet)"
+        holder = result.conflicts.get(object_id)
+        if holder is not None:
+            text += (
+                f"; it fails: the consistency GUID {wanted.consistency_id} is the agent of {holder}, who is "
+                "in scope too (two people with one anchor): an admin must decide"
+            )
+        return "onboard", (), text
+    if change.action is Action.RELINK:
+        held = change.believed
+        number = f", number {held.phone_number}" if held is not None else ""
+        guid = change.desired.consistency_id if change.desired is not None else None
+        text = (
+            f"relink: the agent of {change.from_object_id} (consistency GUID {guid}{number}) moves to this "
+            "user with its data, in one PATCH (transfer_data true): the same person re-created in Entra; "
+            "nothing is offboarded or onboarded"
+        )
+        return "relink", change.fields, text
     if change.action is Action.UPDATE:
         diffs = ", ".join(
             f"{name} {getattr(change.believed, name)} -> {getattr(change.desired, name)}"
@@ -217,6 +237,10 @@ def next_cycle(
     number_holder: Agent | None = None,
     known: bool = True,
     why_unknown: str = "Graph could not be read (see above); a cycle now would fail the same way",
+    offboard_grace_s: float = 0.0,
+    relink: bool = True,
+    anchor_holder: Recorded | None = None,
+    holder_member: Member | None = None,
 ) -> NextCycle:
     """Pure: what the next cycle would do with one person, by `syncd.core.reconcile.plan` on a one-person
     desired state, and in words.
@@ -227,6 +251,11 @@ def next_cycle(
     comes after the wait. With `remote_known`, a full cycle's plan (against `remote`, the agent now) is
     compared too and reported when it differs. An active `number_holder` (another object's agent with the
     number we would send) means the write would fail again: the sentence says so.
+
+    `offboard_grace_s` (`sync.offboard_grace`): out of scope within it, the offboard is pending and the
+    sentence says when it falls due. `anchor_holder`: the record of another object ID whose agent has this
+    person's consistency GUID, with `holder_member` its mapping when it is in scope (else None): with
+    `relink`, the plan moves that agent here, or reports two people with one anchor.
     """
     if not known:
         return NextCycle("unknown", f"cannot tell: {why_unknown}")
@@ -240,10 +269,37 @@ def next_cycle(
         group_in_scope={group: int(group in member_of and bool(members)) for group in configured},
     )
     recorded = {object_id: record} if record is not None else {}
+    if anchor_holder is not None:
+        recorded[anchor_holder.object_id] = anchor_holder
+        if holder_member is not None:
+            desired.members[anchor_holder.object_id] = holder_member
     # Guards are about a whole cycle; for one person they would only hide the decision.
-    options: dict[str, Any] = {"now": now, "max_offboard": max_offboard, "force": True}
-    action, fields, text = _decision(
-        plan(desired, recorded, **options, only=object_id), object_id, person, record
+    options: dict[str, Any] = {
+        "now": now,
+        "max_offboard": max_offboard,
+        "force": True,
+        "offboard_grace_s": offboard_grace_s,
+        "relink": relink,
+    }
+    planned = plan(desired, recorded, **options, only=object_id)
+    since = planned.leaving.get(object_id)
+    if since is not None:
+        due = since + offboard_grace_s
+        return NextCycle(
+            "offboard_pending",
+            f"offboard due at {utc_text(due, 'labelled')}: {_out_of_scope(person)} since "
+            f"{utc_text(since, 'labelled')}, and sync.offboard_grace keeps the agent until then; coming "
+            "back into scope before cancels it with no write, and a user re-created with the same "
+            "consistency GUID takes the agent over (a relink)",
+            (),
+            due,
+        )
+    action, fields, text = _decision(planned, object_id, person, record)
+    if object_id in planned.returned:
+        text += " (back in scope within sync.offboard_grace: the pending offboard is cancelled)"
+    relink_from = next(
+        (c.from_object_id for c in planned.changes if c.action is Action.RELINK and c.object_id == object_id),
+        None,
     )
     full_cycle = None
     if remote_known:
@@ -272,5 +328,6 @@ def next_cycle(
             fields,
             record.next_attempt_at,
             full_cycle,
+            relink_from,
         )
-    return NextCycle(action, text, fields, None, full_cycle)
+    return NextCycle(action, text, fields, None, full_cycle, relink_from)

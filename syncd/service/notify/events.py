@@ -1,6 +1,6 @@
 """Notification events, the pure part: the facts of a finished cycle, the deduplicating state machine
-(`transition`) and the events it decides on, the daily summary's event, and the messages sent (an Adaptive
-Card for Teams, or plain JSON).
+(`transition`) and the events it decides on, the event of a cycle that relinked agents, the daily summary's
+event, and the messages sent (an Adaptive Card for Teams, or plain JSON).
 
 No I/O here: `sender` reads and stores the state and posts the payloads. What callers hand over is described
 structurally (`CycleLike`, `SummarySource`), so that nothing here imports the engine or the store.
@@ -23,16 +23,19 @@ STATE_KEY = "notify_state"
 """Key of the deduplication state in the store's key/value table (JSON, see `NotifyState`)."""
 SUMMARY_PEOPLE = 10
 """People needing attention named in a daily summary (the count covers all of them)."""
+RELINKS_NAMED = 10
+"""Relinks named in a `relinked` event (the count covers all of them)."""
 ERROR_CHARS = 500
 """Characters of an error message kept in an event."""
 
-EventKind = Literal["quarantined", "recovered", "guard_stopped", "daily_summary"]
+EventKind = Literal["quarantined", "recovered", "guard_stopped", "relinked", "daily_summary"]
 FactValue = str | int | float | bool | None | Mapping[str, int]
 
 TITLES: dict[EventKind, str] = {
     "quarantined": "syncd: sync is failing",
     "recovered": "syncd: sync has recovered",
     "guard_stopped": "syncd: a safety guard stopped the sync",
+    "relinked": "syncd: agents moved to re-created users",
     "daily_summary": "syncd: daily summary",
 }
 """The title of each event (the first line of a card)."""
@@ -40,6 +43,7 @@ _COLORS: dict[EventKind, str] = {
     "quarantined": "attention",
     "recovered": "good",
     "guard_stopped": "warning",
+    "relinked": "accent",
     "daily_summary": "accent",
 }
 """Adaptive Card colour of the title, by event."""
@@ -129,13 +133,17 @@ class CycleFacts:
     error: str | None = None
     """Why the cycle failed as a whole ("error")."""
     guard: str | None = None
-    """The guard that stopped the cycle ("guard"): "max_offboard", "max_update", "empty_group" or
-    "teams_numbers"."""
+    """The guard that stopped the cycle ("guard"): "max_offboard", "max_update", "max_relink",
+    "empty_group" or "teams_numbers"."""
     guard_message: str | None = None
     planned_offboard: int = 0
     """Offboardings the cycle planned (those a guard held back)."""
     planned_update: int = 0
     """Updates the cycle planned (those a guard held back)."""
+    planned_relink: int = 0
+    """Relinks the cycle planned (those a guard held back)."""
+    relinked: tuple[tuple[str, str, str | None], ...] = ()
+    """Agents the cycle moved to re-created users: (old object ID, new object ID, UPN)."""
     settings_changed: str | None = None
     """The settings shaping desired state the cycle found changed since the last one, in words."""
 
@@ -194,7 +202,16 @@ def transition(state: NotifyState, facts: CycleFacts) -> tuple[NotifyState, tupl
     - "guard": `guard_stopped` unless the previous cycle was stopped by the same guard and notified.
     - "ok"/"failed" end a run of guard stops; an "error" cycle ends it too.
     - any other outcome ("interrupted", ...) changes nothing.
+    - whatever the outcome, a cycle that moved agents to re-created users also sends `relinked`: each
+      relink is notified once, by the cycle that made it.
     """
+    state, events = _transition(state, facts)
+    if facts.relinked:
+        events = (*events, relinked_event(facts))
+    return state, events
+
+
+def _transition(state: NotifyState, facts: CycleFacts) -> tuple[NotifyState, tuple[Event, ...]]:
     if facts.outcome == "error":
         error = _clean(facts.error) or "unknown error"
         if state.failing_since is None:
@@ -273,6 +290,7 @@ def guard_event(facts: CycleFacts, guard: str) -> Event:
             _fact("guard", "Guard", guard),
             _fact("planned_offboard", "Planned offboards", facts.planned_offboard),
             _fact("planned_update", "Planned updates", facts.planned_update),
+            _fact("planned_relink", "Planned relinks", facts.planned_relink),
             *(
                 [_fact("settings_changed", "Settings changed", _clean(facts.settings_changed))]
                 if facts.settings_changed
@@ -282,6 +300,33 @@ def guard_event(facts: CycleFacts, guard: str) -> Event:
             _fact("kind", "Cycle", facts.kind),
         ),
         at=facts.at,
+    )
+
+
+def relinked_event(facts: CycleFacts) -> Event:
+    """Pure: the `relinked` event of a cycle that moved agents (and their data) to users re-created in
+    Entra: how many, and the first `RELINKS_NAMED` of them (old object ID -> new object ID)."""
+    count = len(facts.relinked)
+    details = [(_clean(upn) or new, f"{old} -> {new}") for old, new, upn in facts.relinked[:RELINKS_NAMED]]
+    if count > RELINKS_NAMED:
+        details.append(("...", f"and {count - RELINKS_NAMED} more (`syncd history --action relink`)"))
+    agents = (
+        "1 agent was moved, with its data," if count == 1 else f"{count} agents were moved, with their data,"
+    )
+    return Event(
+        kind="relinked",
+        title=TITLES["relinked"],
+        text=(
+            f"{agents} from an object ID that left Entra to a user re-created with the same consistency "
+            "GUID (sync.relink). Nobody was offboarded or onboarded for this."
+        ),
+        facts=(
+            _fact("relinked", "Relinked", count),
+            _fact("run_id", "Run", facts.run_id),
+            _fact("kind", "Cycle", facts.kind),
+        ),
+        at=facts.at,
+        details=tuple(details),
     )
 
 
@@ -461,6 +506,8 @@ class CycleLike(Protocol):
     def exit_code(self) -> int: ...
     @property
     def duration_s(self) -> float: ...
+    @property
+    def relinked(self) -> Sequence[tuple[str, str, str | None]]: ...
 
 
 class _RunLike(Protocol):
@@ -504,4 +551,6 @@ def cycle_facts(result: CycleLike, *, now: float | None = None) -> CycleFacts:
         planned_offboard=int(result.planned.get(Action.OFFBOARD.value, 0)),
         planned_update=int(result.planned.get(Action.UPDATE.value, 0)),
         settings_changed=describe_changes(result.settings_changed) or None,
+        planned_relink=int(result.planned.get(Action.RELINK.value, 0)),
+        relinked=tuple(result.relinked),
     )

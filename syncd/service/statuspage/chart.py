@@ -35,6 +35,7 @@ ACTION_PARTS = (
     ChartPart("onboard", "onboarded", "var(--on)"),
     ChartPart("update", "updated", "var(--up)"),
     ChartPart("offboard", "offboarded", "var(--off)"),
+    ChartPart("relink", "relinked", "var(--re)"),
 )
 """The actions stacked in a run's bar, bottom first: changes that took effect (`RunRow.changes`)."""
 
@@ -167,7 +168,9 @@ def _stack_total(run: RunRow) -> int:
 
 
 def _run_summary(run: RunRow) -> str:
-    parts = [f"{a} {run.changes(a)}" for a in CHART_ACTIONS] + [f"failed {run.failures}"]
+    # Relinks are rare: named only in the runs that have any.
+    parts = [f"{a} {run.changes(a)}" for a in CHART_ACTIONS if a != "relink" or run.changes(a)]
+    parts.append(f"failed {run.failures}")
     duration = run.duration_s
     took = "" if duration is None else f", {duration:.1f} s"
     return f"run {run.id} ({run.kind}, {run.trigger}) {utc_text(run.started_at)}: {run.outcome}{took}; " + (

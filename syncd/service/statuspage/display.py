@@ -87,6 +87,29 @@ class RunItem:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingItem:
+    """A person whose offboard waits out the grace period, as a row."""
+
+    object_id: str
+    upn: str
+    left_scope: str
+    due: str
+    explain_href: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelinkItem:
+    """A relink (an agent moved to a re-created user), as a row."""
+
+    at: str
+    upn: str
+    from_object_id: str
+    object_id: str
+    outcome: str
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatusPageView:
     """Everything `status.html` shows."""
 
@@ -102,6 +125,11 @@ class StatusPageView:
     """The newest `TABLE_RUNS` runs."""
     rendered: str
     """When the page was made (UTC)."""
+    pending: tuple[PendingItem, ...] = ()
+    """People out of scope whose agent waits out `sync.offboard_grace` (the first `ATTENTION_ROWS`)."""
+    pending_total: int = 0
+    relinks: tuple[RelinkItem, ...] = ()
+    """The latest relinks, newest first."""
 
     @property
     def attention_more(self) -> int:
@@ -121,6 +149,23 @@ def status_view(data: StatusData, *, now: float, queued: bool = False) -> Status
         chart=chart_view(data.runs),
         runs=tuple(run_item(run) for run in data.runs[:TABLE_RUNS]),
         rendered=utc_text(now),
+        pending=tuple(
+            PendingItem(
+                p.object_id,
+                p.upn or "(no UPN)",
+                utc_text(p.left_scope_at),
+                utc_text(p.due_at),
+                "/explain/" + quote(p.object_id, safe=""),
+            )
+            for p in data.offboard_pending[:ATTENTION_ROWS]
+        ),
+        pending_total=len(data.offboard_pending),
+        relinks=tuple(
+            RelinkItem(
+                utc_text(r.at), r.upn or "(no UPN)", r.from_object_id or "-", r.object_id, r.outcome, r.run_id
+            )
+            for r in data.relinks
+        ),
     )
 
 

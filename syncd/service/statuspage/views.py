@@ -1,6 +1,6 @@
-"""What the status page shows, as plain data: the daemon's state, the runs, the people needing attention
-and the quarantine, parsed from the status document (`StatusData.from_document`), and the health verdict at
-the top of the page (`health`). Pure.
+"""What the status page shows, as plain data: the daemon's state, the runs, the people needing attention,
+the offboards waiting out the grace period, the latest relinks and the quarantine, parsed from the status
+document (`StatusData.from_document`), and the health verdict at the top of the page (`health`). Pure.
 """
 
 from __future__ import annotations
@@ -82,6 +82,28 @@ class AttentionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingOffboardRow:
+    """A person out of scope whose agent waits out `sync.offboard_grace`."""
+
+    object_id: str
+    upn: str | None
+    left_scope_at: float | None
+    due_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RelinkRow:
+    """An agent moved to a re-created user (or an attempt at it)."""
+
+    at: float
+    from_object_id: str | None
+    object_id: str
+    upn: str | None
+    outcome: str
+    run_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantineView:
     """The quarantine as `status_document` reports it ("quarantine"; see `syncd.core.quarantine`)."""
 
@@ -107,6 +129,10 @@ class StatusData:
     attention: Sequence[AttentionRow] = ()
     quarantine: QuarantineView | None = None
     """Set while cycles fail as a whole and scheduled ones back off."""
+    offboard_pending: Sequence[PendingOffboardRow] = ()
+    """Longest out first."""
+    relinks: Sequence[RelinkRow] = ()
+    """Newest first."""
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any], daemon: DaemonState) -> StatusData:
@@ -152,6 +178,26 @@ class StatusData:
             if isinstance(q, Mapping)
             else None
         )
+        pending = [
+            PendingOffboardRow(
+                object_id=str(p["object_id"]),
+                upn=None if p.get("upn") is None else str(p["upn"]),
+                left_scope_at=_number(p.get("left_scope_at")),
+                due_at=_number(p.get("due_at")),
+            )
+            for p in document.get("offboard_pending", ())
+        ]
+        relinks = [
+            RelinkRow(
+                at=float(r["at"]),
+                from_object_id=None if r.get("from_object_id") is None else str(r["from_object_id"]),
+                object_id=str(r["object_id"]),
+                upn=None if r.get("upn") is None else str(r["upn"]),
+                outcome=str(r["outcome"]),
+                run_id=int(r["run_id"]),
+            )
+            for r in document.get("relinks", ())
+        ]
         return cls(
             daemon=daemon,
             runs=runs,
@@ -159,6 +205,8 @@ class StatusData:
             phone_sources={str(k): int(v) for k, v in (document.get("phone_sources") or {}).items()},
             attention=attention,
             quarantine=quarantine,
+            offboard_pending=pending,
+            relinks=relinks,
         )
 
     @property
@@ -209,7 +257,10 @@ def _verdict(data: StatusData) -> HealthView:
         )
     if daemon.systemic_failure is not None:
         return HealthView("failing", "The last cycle failed as a whole", daemon.systemic_failure)
-    latest = next((r for r in data.runs if not r.dry_run and r.outcome != "running"), None)
+    # `syncd relink` runs are an admin's single write, not cycles: they say nothing about the schedule.
+    latest = next(
+        (r for r in data.runs if not r.dry_run and r.outcome != "running" and r.kind != "relink"), None
+    )
     if latest is None:
         return HealthView("unknown", "No cycle has finished yet")
     if latest.outcome == "guard":
@@ -230,3 +281,7 @@ def _verdict(data: StatusData) -> HealthView:
         noun = "person needs" if waiting == 1 else "people need"
         return HealthView("healthy", "Healthy", f"{waiting} {noun} attention (below); the others are in step")
     return HealthView("healthy", "Healthy", "every managed agent is in step")
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
