@@ -5,13 +5,14 @@ cycle may track changes (not a dry run, not `--user`, no Teams numbers in the ph
 tracking: the nested groups of each configured group, an initial groups delta round over that tree (its
 direct memberships go to the store's `graph_edges`) and a users delta link for the tenant's current state.
 Tracking starts *before* the members are read, so a change made during the read is reported again by the
-next delta instead of being lost.
+next delta instead of being lost. The member read is an advanced query, which may lag writes the delta round
+already saw: people the two disagree about are planned again by the next cycle (`DeltaState.recheck`).
 
 An incremental read follows the stored links: the groups delta of each configured group's tree and the
-tenant's users delta. Only people whose membership or selected fields changed, plus people whose failed
-write is due for a retry, are mapped and planned; their fields come from the users delta when it gave
-them all, else from `GET /users/{id}`. A structural change (a group joining or leaving a tracked tree) or a
-link Graph no longer takes (410) falls back to a full read in the same cycle.
+tenant's users delta. Only people whose membership or selected fields changed, people whose failed write is
+due for a retry and people the last full read left to recheck are mapped and planned; their fields come from
+the users delta when it gave them all, else from `GET /users/{id}`. A structural change (a group joining or
+leaving a tracked tree) or a link Graph no longer takes (410) falls back to a full read in the same cycle.
 
 The new links are handed back to the engine, which stores them only when the cycle ends without an error or
 a guard stop: a cycle that did not apply its changes reads them again next time.
@@ -19,17 +20,19 @@ a guard stop: a cycle that did not apply its changes reads them again next time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
 from syncd.config.settings import GraphSettings
 from syncd.core.model import DesiredState, Member, Skipped
 from syncd.graph.delta import (
+    USER,
     DeltaState,
     GroupChanges,
     UserChanges,
     chunks,
+    disagreements,
     in_scope_after,
     signature,
     structural_changes,
@@ -148,11 +151,19 @@ async def _read_everything(
         # this cycle simply cannot track changes and the next one reads everything again.
         log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
         state = None
+    tracked: set[str] = set()
     if state is not None:
+        # Taken first: storing the memberships consumes them.
+        tracked = {member for (_, member), kind in collected.added.items() if kind == USER}
         store.delete_values([DELTA_KEY])
         store.replace_edges(collected.added)
     del collected
     desired = await source.read()
+    if state is not None:
+        recheck = disagreements(tracked, [*desired.members, *desired.skipped], desired.members)
+        if recheck:
+            log.info("graph.read_lags_delta", recheck=len(recheck))
+            state = replace(state, recheck=recheck)
     return Read(desired, FULL, reason, state=state)
 
 
@@ -172,7 +183,7 @@ async def _read_changes(
     users = UserChanges(source.select)
     users_link = await source.users_delta(users.fold, link=stored.users_link)
 
-    touched = changes.members() | set(users.entries) | users.removed
+    touched = changes.members() | set(users.entries) | users.removed | set(stored.recheck)
     due, waiting = store.unsettled(now)
     candidates = touched | set(due)
     stored_memberships = store.memberships(candidates)
@@ -199,6 +210,7 @@ async def _read_changes(
         membership_changes=len(changes.added) + len(changes.removed),
         users_changed=len(users.entries),
         users_deleted=len(users.removed),
+        rechecked=len(stored.recheck),
         planned=len(candidates),
         in_scope=len(members),
         read_one_by_one=len(in_scope) - len(complete),

@@ -63,17 +63,20 @@ class DeltaState:
     group_links: dict[str, list[str]]
     trees: dict[str, list[str]] = field(default_factory=dict)
     """Configured group ID -> the IDs (lower case) of the group and every group nested in it."""
+    recheck: list[str] = field(default_factory=list)
+    """People (lower-case object IDs) the next delta cycle plans whatever the links report: those a full
+    read and its groups delta round disagreed about (`disagreements`)."""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "signature": self.signature,
-                "users": self.users_link,
-                "groups": self.group_links,
-                "trees": self.trees,
-            },
-            separators=(",", ":"),
-        )
+        document: dict[str, object] = {
+            "signature": self.signature,
+            "users": self.users_link,
+            "groups": self.group_links,
+            "trees": self.trees,
+        }
+        if self.recheck:
+            document["recheck"] = self.recheck
+        return json.dumps(document, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | None, *, expected_signature: str) -> DeltaState | None:
@@ -91,9 +94,10 @@ class DeltaState:
         if not isinstance(users, str) or not isinstance(groups, dict):
             return None
         links, trees = _lists(groups), _lists(raw.get("trees", {}))
-        if links is None or trees is None:
+        recheck = _lists({"": raw.get("recheck", [])})
+        if links is None or trees is None or recheck is None:
             return None
-        return cls(expected_signature, users, links, trees)
+        return cls(expected_signature, users, links, trees, recheck[""])
 
 
 def _lists(value: object) -> dict[str, list[str]] | None:
@@ -222,6 +226,21 @@ class UserChanges:
         if entry is None or any(name not in entry for name in self.select):
             return None
         return entry
+
+
+def disagreements(tracked: Iterable[str], read: Iterable[str], in_scope: Iterable[str]) -> list[str]:
+    """Pure: the people a full read and the groups delta round of the same cycle disagree about (object IDs,
+    lower case, sorted): direct user members of a tracked group (as the delta gave them) that the read did
+    not return at all, and people the read has in scope whom no tracked group has as a direct member.
+
+    The read's member lists are advanced queries (`ConsistencyLevel: eventual`), which lag writes; the delta
+    does not. A write the read missed but the delta round already counted would never be reported by a later
+    delta, so the next cycle plans these people again from the delta's memberships.
+    """
+    tracked_ids = {object_id.lower() for object_id in tracked}
+    read_ids = {object_id.lower() for object_id in read}
+    scoped = {object_id.lower() for object_id in in_scope}
+    return sorted((tracked_ids - read_ids) | (scoped - tracked_ids))
 
 
 def users_after(
