@@ -42,8 +42,9 @@ def serve(users: int, page_cap: int, teams_share: float) -> None:
         DEFAULT_CLIENT_SECRET,
         DEFAULT_TENANT_ID,
         GraphEmulator,
+        serve_graph_https,
     )
-    from syncd.emulators.server import TestCA, serve_https
+    from syncd.emulators.server import TestCA
     from syncd.emulators.tenant import TenantSpec, build_tenant
 
     emulator = GraphEmulator(page_cap=page_cap)
@@ -52,11 +53,12 @@ def serve(users: int, page_cap: int, teams_share: float) -> None:
     built_s = time.perf_counter() - started
     with (
         tempfile.TemporaryDirectory() as directory,
-        serve_https(emulator.app, ca=TestCA(Path(directory))) as server,
+        serve_graph_https(emulator, ca=TestCA(Path(directory))) as server,
     ):
         print(
             json.dumps(
                 {
+                    "authority_host": server.authority_host,
                     "base_url": server.base_url,
                     "ca_path": str(server.ca_path),
                     "group_id": tenant.top_group_id,
@@ -87,7 +89,7 @@ def measure_reader(where: dict[str, Any]) -> dict[str, float]:
         tenant_id=where["tenant_id"],
         client_id=where["client_id"],
         client_secret=where["secret"],
-        authority_host=where["base_url"],
+        authority_host=where["authority_host"],
         base_url=where["base_url"] + "/v1.0",
         group_ids=[where["group_id"]],
         ca_bundle=where["ca_path"],
@@ -125,13 +127,16 @@ def measure_baseline(where: dict[str, Any]) -> dict[str, float]:
             "scope": where["base_url"] + "/.default",
         }
     )
-    connection.request(
+    login_host = urllib.parse.urlsplit(where["authority_host"])
+    login = http.client.HTTPSConnection(login_host.hostname, login_host.port, context=context)
+    login.request(
         "POST",
         f"/{where['tenant_id']}/oauth2/v2.0/token",
         body=form,
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    token = json.loads(connection.getresponse().read())["access_token"]
+    token = json.loads(login.getresponse().read())["access_token"]
+    login.close()
     headers = {"Authorization": f"Bearer {token}", "ConsistencyLevel": "eventual"}
     if where["teams"]:
         teams_query = urllib.parse.urlencode(

@@ -1,11 +1,13 @@
 """Benchmark (run by hand, never by the test suite): whole sync cycles against both emulators.
 
     .venv/bin/python bench/sync_cycles.py [--users 10000 100000] [--latency-ms 20] [--concurrency 32]
-                                          [--churn 0.01] [--json-out bench/results/sync_cycles-{n}.json]
+                                          [--churn 0.01] [--graph-budget tenant|off]
+                                          [--json-out bench/results/sync_cycles-{n}.json]
     .venv/bin/python bench/sync_cycles.py --read-1m      # only the read side of a full cycle, 1,000,000 users
 
-For each --users size, the Entra + Graph emulator (a `build_tenant` tenant of that many users, pages of 999)
-and the SmartCommunicator emulator each run in a child process of their own (their CPU is not ours), over
+For each --users size, the Entra + Graph emulator (a `build_tenant` tenant of that many users, pages of 999;
+login and Graph on two hosts) and the SmartCommunicator emulator (the tenant and its numbers registered, as
+`build_tenant` lists them) each run in a child process of their own (their CPU is not ours), over
 HTTPS with a throw-away test CA, both answering every request after --latency-ms (the emulators' `Faults`
 latency; their login endpoints are spared, as `Faults.auth_too` is off: Entra's token and SmartCommunicator's
 /authenticate answer at once). Each scenario then runs `Engine.run_cycle` in a fresh worker process of its
@@ -40,6 +42,9 @@ Printed per size: the scenarios' figures, then each target beside its bound with
     < 0.5 s;
   - churn: the writes SmartCommunicator received by method == the expected ones, and no transitiveMembers
     user page read.
+Graph throttles each app to the documented resource unit budget of the tenant's size (over 500 users: the
+large tenant's 8,000 units per 10 s), answering 429 with Retry-After when it is spent; `--graph-budget off`
+turns that off, to measure its effect. The 429s each cycle met are counted with its Graph requests.
 Everything also goes to --json-out ("{n}" is replaced by the size; bench/results/ is git-ignored).
 --read-1m times `GraphSource(settings).read()` on 1,000,000 users in a fresh process (wall, CPU, peak RSS,
 bound 1 GB), beside the `json.loads` baseline, both through bench/graph_read.py's `--child` modes; figures
@@ -121,23 +126,28 @@ def wait_for_parent() -> None:
 # --- child processes: the emulators -------------------------------------------------------------------
 
 
-def serve_graph(users: int, page_cap: int, directory: Path, churn_count: int) -> None:
-    """Child: the Graph emulator with a tenant of `users`; prints where it listens and the churn plan."""
+def serve_graph(users: int, page_cap: int, directory: Path, churn_count: int, throttle: bool) -> None:
+    """Child: the Graph emulator with a tenant of `users`; prints where it listens, the churn plan and the
+    numbers SmartCommunicator must have registered."""
     from syncd.emulators.graph import (
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
         DEFAULT_TENANT_ID,
         GraphEmulator,
+        serve_graph_https,
     )
-    from syncd.emulators.server import TestCA, serve_https
+    from syncd.emulators.server import TestCA
     from syncd.emulators.tenant import TenantSpec, build_tenant
 
     print(f"  graph emulator: building a tenant of {users:,} users ...", file=sys.stderr, flush=True)
-    emulator = GraphEmulator(page_cap=page_cap)
+    emulator = GraphEmulator(page_cap=page_cap, throttle=throttle)
     started = time.perf_counter()
     tenant = build_tenant(emulator, TenantSpec(users=users, seed=1))
     built_s = time.perf_counter() - started
     print(f"  graph emulator: tenant built in {built_s:.1f} s", file=sys.stderr, flush=True)
+    churn = churn_plan(tenant, users, churn_count)
+    churn_numbers = [number for _, number in churn["patch"]]
+    churn_numbers += [phone for user in churn["new"] for phone in user["business_phones"]]
     info: Json = {
         "tenant_id": DEFAULT_TENANT_ID,
         "client_id": DEFAULT_CLIENT_ID,
@@ -146,10 +156,16 @@ def serve_graph(users: int, page_cap: int, directory: Path, churn_count: int) ->
         "nested_group_ids": tenant.nested_group_ids,
         "built_s": round(built_s, 2),
         "teams": 0,
-        "churn": churn_plan(tenant, users, churn_count),
+        "churn": churn,
+        "ten_dlc_numbers": [*tenant.ten_dlc_numbers, *churn_numbers],
+        "budget": emulator.budget() if throttle else None,
     }
-    with serve_https(emulator.app, ca=TestCA(directory)) as server:
-        info |= {"base_url": server.base_url, "ca_path": str(server.ca_path)}
+    with serve_graph_https(emulator, ca=TestCA(directory)) as servers:
+        info |= {
+            "authority_host": servers.authority_host,
+            "base_url": servers.base_url,
+            "ca_path": str(servers.ca_path),
+        }
         print(json.dumps(info), flush=True)
         wait_for_parent()
 
@@ -452,7 +468,7 @@ def smartcomm_kind(request: Json) -> str:
 
 def tally(requests: Sequence[Json], kind: Callable[[Json], str]) -> Json:
     counts: dict[str, int] = {}
-    errors = 0
+    errors = throttled = 0
     others: list[str] = []
     for request in requests:
         k = kind(request)
@@ -460,12 +476,14 @@ def tally(requests: Sequence[Json], kind: Callable[[Json], str]) -> Json:
         status = request.get("status")
         if status is None or status >= 400:
             errors += 1
+        throttled += status == 429
         if k == "other" and len(others) < 5:
             others.append(f"{request['method']} {request['path']}")
     return {
         "by_kind": dict(sorted(counts.items())),
         "total": len(requests),
         "errors": errors,
+        "throttled": throttled,
         "others": others,
     }
 
@@ -551,7 +569,7 @@ url = {q(database)}
 tenant_id = {q(graph["tenant_id"])}
 client_id = {q(graph["client_id"])}
 client_secret = {q(graph["secret"])}
-authority_host = {q(graph["base_url"])}
+authority_host = {q(graph["authority_host"])}
 base_url = {q(graph["base_url"] + "/v1.0")}
 group_ids = [{q(graph["group_id"])}]
 ca_bundle = {q(graph["ca_path"])}
@@ -643,15 +661,26 @@ format = "json"
             [
                 "--serve", "graph", "--users", str(n), "--page-cap", "999",
                 "--dir", str(self.directory / "graph-ca"), "--churn-count", str(churn_count),
+                "--graph-budget", args.graph_budget,
             ],
         )  # fmt: skip
+        budget = graph.pop("budget")
+        print(f"  Graph budget: {f'{budget:,} units per 10 s' if budget else 'off'}", flush=True)
         smartcomm = self.start(
             "SmartCommunicator", ["--serve", "smartcomm", "--dir", str(self.directory / "sc-ca")]
         )
+        # The account as the customer set it up: the tenant and every number of the directory registered.
+        registries = {
+            "registered_tenants": [graph["tenant_id"]],
+            "ten_dlc_numbers": graph.pop("ten_dlc_numbers"),
+        }
+        control(smartcomm, "PUT", "/registries", registries)
         spare = self.start(
             "SmartCommunicator (write baseline)",
             ["--serve", "smartcomm", "--dir", str(self.directory / "sc2-ca")],
         )
+        # The bare-aiohttp baseline measures HTTP, not registries: every tenant and number goes.
+        control(spare, "PUT", "/registries", {"registered_tenants": None, "ten_dlc_numbers": None})
         config = self.config(graph, smartcomm)
 
         posts = min(n, 5000)
@@ -672,7 +701,16 @@ format = "json"
         where = json.dumps(
             {
                 k: graph[k]
-                for k in ("base_url", "ca_path", "group_id", "tenant_id", "client_id", "secret", "teams")
+                for k in (
+                    "authority_host",
+                    "base_url",
+                    "ca_path",
+                    "group_id",
+                    "tenant_id",
+                    "client_id",
+                    "secret",
+                    "teams",
+                )
             }
         )
         read_baseline: Json = {}
@@ -711,6 +749,7 @@ format = "json"
             "churn": args.churn,
             "churn_users": churn_count,
             "groups": 1,
+            "graph_budget_units_per_10s": budget,
             "tenant_built_s": graph["built_s"],
             "login_latency": "none (Faults.auth_too is off: login endpoints answer without the latency)",
             "write_baseline": write_baseline,
@@ -890,7 +929,8 @@ def print_report(result: Json, rows: list[Json], out: IO[str]) -> None:
             print(
                 f"  {name:<20} {fmt_kinds(cycle['graph']['by_kind'])}"
                 f" | {fmt_kinds(cycle['smartcomm']['by_kind'])}"
-                f" | errors {cycle['graph']['errors']}/{cycle['smartcomm']['errors']} | phases {phase_text}"
+                f" | errors {cycle['graph']['errors']}/{cycle['smartcomm']['errors']}"
+                f" (Graph 429 {cycle['graph'].get('throttled', 0)}) | phases {phase_text}"
                 + (f" | other: {others}" if others else ""),
                 file=out,
             )
@@ -945,7 +985,16 @@ def run_read_1m(args: argparse.Namespace, directory: Path) -> int:
         where = json.dumps(
             {
                 k: graph[k]
-                for k in ("base_url", "ca_path", "group_id", "tenant_id", "client_id", "secret", "teams")
+                for k in (
+                    "authority_host",
+                    "base_url",
+                    "ca_path",
+                    "group_id",
+                    "tenant_id",
+                    "client_id",
+                    "secret",
+                    "teams",
+                )
             }
         )
         results: Json = {}
@@ -993,6 +1042,12 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--churn", type=float, default=0.01)
+    parser.add_argument(
+        "--graph-budget",
+        choices=["tenant", "off"],
+        default="tenant",
+        help="Graph's resource unit budget: the tenant size's (default) or none",
+    )
     parser.add_argument("--json-out", default=DEFAULT_JSON_OUT, help='"{n}" is replaced by the size')
     parser.add_argument("--read-1m", action="store_true", help="only the 1,000,000-user read (separate mode)")
     # Internal: how the harness starts its children and workers.
@@ -1010,7 +1065,8 @@ def main() -> int:
     if args.serve:
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the children too: the parent reports
             if args.serve == "graph":
-                serve_graph(args.users[0], args.page_cap, Path(args.dir), args.churn_count)
+                throttle = args.graph_budget != "off"
+                serve_graph(args.users[0], args.page_cap, Path(args.dir), args.churn_count, throttle)
             else:
                 serve_smartcomm(Path(args.dir))
         return 0

@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulate = sub.add_parser("emulate", help="serve the Graph and SmartCommunicator emulators over HTTPS")
     emulate.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    emulate.add_argument("--login-port", type=int, default=8442, help="Entra login port (0: any free)")
     emulate.add_argument("--graph-port", type=int, default=8443, help="Graph emulator port (0: any free)")
     emulate.add_argument("--smartcomm-port", type=int, default=9443, help="SmartComm port (0: any free)")
     emulate.add_argument("--hostname", action="append", metavar="NAME", help="extra certificate name")

@@ -6,17 +6,18 @@ phone chain), it first starts tracking: the nested groups of each configured and
 initial groups delta round over that tree (its direct memberships go to the store's `graph_edges`) and a
 users delta link for the tenant's current state.
 Tracking starts *before* the members are read, so a change made during the read is reported again by the
-next delta instead of being lost.
+next delta instead of being lost. The member read is an advanced query, which may lag writes the delta round
+already saw: people the two disagree about are planned again by the next cycle (`DeltaState.recheck`).
 
 An incremental read follows the stored links: the groups delta of each configured and excluded group's tree
 and the tenant's users delta (which selects the attributes `graph.filter` names, so a user whose filtered
-attribute changed is planned again). Only people whose membership or selected fields changed, plus people
-whose failed write is due for a retry and people whose offboarding grace (`sync.offboard_grace`) has run
-out, are mapped and planned; their fields come from the users delta when it gave them all, else from
-`GET /users/{id}`. With relinking on, a changed person's consistency GUID held by the agent of someone not
-among them brings that someone in too (read the same way), so that the plan knows whether the holder is
-still in scope. A structural change (a group joining or leaving a tracked tree) or a link Graph no longer
-takes (410) falls back to a full read in the same cycle.
+attribute changed is planned again). Only people whose membership or selected fields changed, people whose
+failed write is due for a retry, people the last full read left to recheck and people whose offboarding
+grace (`sync.offboard_grace`) has run out are mapped and planned; their fields come from the users delta
+when it gave them all, else from `GET /users/{id}`. With relinking on, a changed person's consistency GUID
+held by the agent of someone not among them brings that someone in too (read the same way), so that the
+plan knows whether the holder is still in scope. A structural change (a group joining or leaving a tracked
+tree) or a link Graph no longer takes (410) falls back to a full read in the same cycle.
 
 The new links are handed back to the engine, which stores them only when the cycle ends without an error or
 a guard stop: a cycle that did not apply its changes reads them again next time.
@@ -25,17 +26,19 @@ a guard stop: a cycle that did not apply its changes reads them again next time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
 from syncd.config.settings import GraphSettings
 from syncd.core.model import DesiredState, Member, Skipped
 from syncd.graph.delta import (
+    USER,
     DeltaState,
     GroupChanges,
     UserChanges,
     chunks,
+    disagreements,
     memberships_after,
     scope_after,
     signature,
@@ -171,11 +174,25 @@ async def _read_everything(
         # this cycle simply cannot track changes and the next one reads everything again.
         log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
         state = None
+    tracked: set[str] = set()
     if state is not None:
+        # Taken first: storing the memberships consumes them. Only the configured trees: the read does not
+        # return who is only in an excluded group.
+        configured = {group for tree in state.trees.values() for group in tree}
+        tracked = {
+            member
+            for (group, member), kind in collected.added.items()
+            if kind == USER and group in configured
+        }
         store.delete_values([DELTA_KEY])
         store.replace_edges(collected.added)
     del collected
     desired = await source.read()
+    if state is not None:
+        recheck = disagreements(tracked, [*desired.members, *desired.skipped], desired.members)
+        if recheck:
+            log.info("graph.read_lags_delta", recheck=len(recheck))
+            state = replace(state, recheck=recheck)
     return Read(desired, FULL, reason, state=state)
 
 
@@ -202,7 +219,7 @@ async def _read_changes(
     users = UserChanges(source.select)
     users_link = await source.users_delta(users.fold, link=stored.users_link)
 
-    touched = changes.members() | set(users.entries) | users.removed
+    touched = changes.members() | set(users.entries) | users.removed | set(stored.recheck)
     due, waiting = store.unsettled(now)
     candidates = touched | set(due) | set(store.offboards_due(now - offboard_grace_s))
     stored_memberships = store.memberships(candidates)
@@ -236,6 +253,7 @@ async def _read_changes(
         membership_changes=len(changes.added) + len(changes.removed),
         users_changed=len(users.entries),
         users_deleted=len(users.removed),
+        rechecked=len(stored.recheck),
         planned=len(candidates),
         in_scope=len(members),
         read_one_by_one=one_by_one,

@@ -13,6 +13,9 @@ still in scope (two live people: moving the agent would take it from one of them
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +26,7 @@ from syncd.config.settings import Settings
 from syncd.core.exits import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK
 from syncd.core.model import Action, Agent, AgentFields, Change, DesiredState, Outcome
 from syncd.core.reconcile import changed_fields, settle, settle_moved_from
+from syncd.core.text import printable
 from syncd.cycle.apply import relink_agent, relink_key, relink_patch
 from syncd.smartcomm import AgentNotFound, SmartCommClient, SmartCommError
 from syncd.store import Store
@@ -97,6 +101,15 @@ def object_id_of(text: str, what: str) -> str:
     return value
 
 
+def operator() -> str:
+    """Who runs `syncd relink` here, for the run's record: the OS user and host ("root on syncd-7d9f")."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container's arbitrary user)
+        user = f"uid {os.getuid()}"
+    return printable(f"syncd relink by {user} on {socket.gethostname()}")[:200]
+
+
 async def relink_by_hand(
     settings: Settings,
     store: Store,
@@ -160,7 +173,7 @@ async def relink_by_hand(
         result.message = f"would move the agent of {old} to {new} ({member.upn or 'no UPN'}); nothing sent"
         return result
 
-    run_id = store.begin_run(trigger="cli", kind=RUN_KIND, dry_run=False)
+    run_id = store.begin_run(trigger="cli", kind=RUN_KIND, dry_run=False, requested_by=operator())
     result.run_id = run_id
     op_id = store.start_operation(run_id, change)
     sync = settings.sync

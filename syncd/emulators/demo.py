@@ -29,6 +29,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -44,7 +45,14 @@ from syncd.config.settings import (
 from syncd.core.limits import Limit
 from syncd.core.model import TEAMS, DesiredState, Member
 from syncd.cycle.engine import CycleResult, Engine
-from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
+from syncd.emulators.graph import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_TENANT_ID,
+    GraphEmulator,
+    GraphServers,
+    serve_graph_https,
+)
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
@@ -57,6 +65,9 @@ from syncd.graph.source import GraphSource
 from syncd.reports.status import print_status
 from syncd.reports.summary import describe_change
 from syncd.store import Store
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 __all__ = ["DemoError", "demo_settings", "emulate", "emulate_config", "emulate_main", "run_demo"]
 
@@ -80,7 +91,7 @@ class DemoError(Exception):
 
 
 def demo_settings(
-    graph: RunningServer, smartcomm: RunningServer, group_id: str, database_url: str
+    graph: GraphServers, smartcomm: RunningServer, group_id: str, database_url: str
 ) -> Settings:
     """Settings for both emulators, with the values the end-to-end tests' `write_config` writes."""
     return Settings(
@@ -89,8 +100,8 @@ def demo_settings(
             tenant_id=DEFAULT_TENANT_ID,
             client_id=DEFAULT_CLIENT_ID,
             client_secret=SecretStr(DEFAULT_CLIENT_SECRET),
-            authority_host=graph.base_url,
-            base_url=f"{graph.base_url}/v1.0",
+            authority_host=graph.authority_host,
+            base_url=graph.graph_url,
             group_ids=[group_id],
             ca_bundle=str(graph.ca_path),
             retry_delay_s=0,
@@ -111,7 +122,7 @@ def demo_settings(
 
 
 def emulate_config(
-    *, graph_url: str, smartcomm_url: str, group_id: str, state_dir: Path, token_file: Path
+    *, login_url: str, graph_url: str, smartcomm_url: str, group_id: str, state_dir: Path, token_file: Path
 ) -> str:
     """Pure: the TOML text of a complete syncd configuration for the emulators `syncd emulate` serves."""
 
@@ -128,7 +139,7 @@ url = {q(f"sqlite:///{state_dir / 'syncd.db'}")}
 tenant_id = {q(DEFAULT_TENANT_ID)}
 client_id = {q(DEFAULT_CLIENT_ID)}
 client_secret = {q(DEFAULT_CLIENT_SECRET)}
-authority_host = {q(graph_url)}
+authority_host = {q(login_url)}
 base_url = {q(f"{graph_url}/v1.0")}
 group_ids = [{q(group_id)}]
 ca_bundle = {q(str(state_dir / "ca.pem"))}
@@ -192,19 +203,21 @@ def run_demo(*, debug: bool = False) -> int:
 
 
 def _demo() -> None:
-    graph, smartcomm = GraphEmulator(), SmartCommEmulator()
-    tenant = build_tenant(graph, TenantSpec(users=DEMO_USERS, seed=DEMO_SEED, teams_share=DEMO_TEAMS_SHARE))
+    graph, smartcomm = GraphEmulator(), SmartCommEmulator(registered_tenants=[DEFAULT_TENANT_ID])
+    spec = TenantSpec(users=DEMO_USERS, seed=DEMO_SEED, teams_share=DEMO_TEAMS_SHARE)
+    tenant = build_tenant(graph, spec, registry=smartcomm)
     with tempfile.TemporaryDirectory(prefix="syncd-demo-") as tmp:
         ca = TestCA(Path(tmp) / "ca")
         with (
-            serve_https(graph.app, ca=ca) as graph_server,
+            serve_graph_https(graph, ca=ca) as graph_server,
             serve_https(smartcomm.app, ca=ca) as smartcomm_server,
         ):
             settings = demo_settings(
                 graph_server, smartcomm_server, tenant.top_group_id, f"sqlite:///{Path(tmp) / 'syncd.db'}"
             )
             print("syncd demo: both emulators run in this process, over HTTPS on loopback")
-            print(f"  Entra ID + Microsoft Graph   {graph_server.base_url}")
+            print(f"  Entra ID login               {graph_server.authority_host}")
+            print(f"  Microsoft Graph              {graph_server.base_url}")
             print(f"  SmartCommunicator            {smartcomm_server.base_url}")
             _print_tenant(tenant)
 
@@ -225,7 +238,7 @@ def _demo() -> None:
                 _cycle("Cycle 1, the first sync", settings, store, smartcomm, scenario)
                 print()
                 print("Between the cycles, in Entra ID:")
-                for line in _change_groups(graph, tenant, scenario):
+                for line in _change_groups(graph, smartcomm, tenant, scenario):
                     print(f"  {line}")
                 result = _cycle("Cycle 2, the next sync", settings, store, smartcomm, scenario)
                 print(f"  changes   {len(result.changes)}, as planned and sent:")
@@ -280,8 +293,11 @@ def _free_number(scenario: _Scenario) -> tuple[str, str]:
     raise DemoError("no free demo phone number left")
 
 
-def _change_groups(graph: GraphEmulator, tenant: BuiltTenant, scenario: _Scenario) -> list[str]:
-    """Add 3 users, remove 2, renumber one, rename one; return what happened, in plain words."""
+def _change_groups(
+    graph: GraphEmulator, smartcomm: SmartCommEmulator, tenant: BuiltTenant, scenario: _Scenario
+) -> list[str]:
+    """Add 3 users, remove 2, renumber one, rename one (their new numbers 10DLC registered, as the customer
+    would); return what happened, in plain words."""
     groups = [tenant.top_group_id, *tenant.nested_group_ids]
     target = tenant.nested_group_ids[0] if tenant.nested_group_ids else tenant.top_group_id
     lines: list[str] = []
@@ -289,6 +305,7 @@ def _change_groups(graph: GraphEmulator, tenant: BuiltTenant, scenario: _Scenari
     for first, last in _NEW_HIRES:
         upn = f"{first}.{last}@{DOMAIN}".lower()
         e164, typed = _free_number(scenario)
+        smartcomm.register_numbers([e164])
         user_id = graph.add_user(upn=upn, display_name=f"{first} {last}", business_phones=[typed])
         graph.add_member(target, user_id)
         joined.append(f"{upn} ({e164})")
@@ -309,6 +326,7 @@ def _change_groups(graph: GraphEmulator, tenant: BuiltTenant, scenario: _Scenari
         + ", ".join(str(m.upn) for m in scenario.removed)
     )
     e164, _ = _free_number(scenario)
+    smartcomm.register_numbers([e164])
     graph.unassign_number(tenant.teams_numbers[scenario.renumbered.object_id])
     graph.assign_number(e164, scenario.renumbered.object_id)
     lines.append(
@@ -433,6 +451,7 @@ def emulate_main(args: argparse.Namespace) -> int:
     """`syncd emulate` from the CLI's parsed arguments."""
     return emulate(
         host=args.host,
+        login_port=args.login_port,
         graph_port=args.graph_port,
         smartcomm_port=args.smartcomm_port,
         hostnames=args.hostname or [],
@@ -445,6 +464,7 @@ def emulate_main(args: argparse.Namespace) -> int:
 def emulate(
     *,
     host: str = "127.0.0.1",
+    login_port: int = 8442,
     graph_port: int = 8443,
     smartcomm_port: int = 9443,
     hostnames: Sequence[str] = (),
@@ -458,7 +478,8 @@ def emulate(
     stop = threading.Event()
     with _stop_on_signals(stop):
         try:
-            _emulate(host, graph_port, smartcomm_port, list(hostnames), state_dir, users, seed, stop)
+            ports = (login_port, graph_port, smartcomm_port)
+            _emulate(host, ports, list(hostnames), state_dir, users, seed, stop)
         except _UsageError as exc:
             print(f"syncd emulate: {exc}", file=sys.stderr)
             return 2
@@ -474,20 +495,20 @@ class _UsageError(Exception):
 
 def _emulate(
     host: str,
-    graph_port: int,
-    smartcomm_port: int,
+    ports: tuple[int, int, int],
     hostnames: list[str],
     state_dir: Path,
     users: int,
     seed: int,
     stop: threading.Event,
 ) -> None:
-    for port in (graph_port, smartcomm_port):
+    login_port, graph_port, smartcomm_port = ports
+    for port in ports:
         if not 0 <= port <= 65535:
             raise _UsageError(f"port {port} is not 0..65535")
-    graph, smartcomm = GraphEmulator(), SmartCommEmulator()
+    graph, smartcomm = GraphEmulator(), SmartCommEmulator(registered_tenants=[DEFAULT_TENANT_ID])
     try:
-        tenant = build_tenant(graph, TenantSpec(users=users, seed=seed))
+        tenant = build_tenant(graph, TenantSpec(users=users, seed=seed), registry=smartcomm)
     except ValueError as exc:
         raise _UsageError(f"--users {users}: {exc}") from None
     state = state_dir.resolve()
@@ -499,15 +520,20 @@ def _emulate(
     ca = _NamedCA(state, hostnames)
     url_host = hostnames[0] if hostnames else _WILDCARDS.get(host, host)
     with ExitStack() as stack:
-        graph_server = _start(stack, graph, host, graph_port, ca, "Graph")
-        smartcomm_server = _start(stack, smartcomm, host, smartcomm_port, ca, "SmartCommunicator")
+        # Login and Graph on two ports, as two hosts: a token is for Graph, and only Graph takes it.
+        login_server = _start(stack, graph.login_app, host, login_port, ca, "Entra login")
+        graph_server = _start(stack, graph.graph_app, host, graph_port, ca, "Graph")
+        smartcomm_server = _start(stack, smartcomm.app, host, smartcomm_port, ca, "SmartCommunicator")
         token_file = state / "admin-token"
         _write_private(token_file, secrets.token_urlsafe(32) + "\n")
         config = state / "syncd.toml"
-        graph_url, smartcomm_url = _url(url_host, graph_server.port), _url(url_host, smartcomm_server.port)
+        login_url, graph_url = _url(url_host, login_server.port), _url(url_host, graph_server.port)
+        smartcomm_url = _url(url_host, smartcomm_server.port)
+        graph.graph_resource = graph_url
         _write_private(
             config,
             emulate_config(
+                login_url=login_url,
                 graph_url=graph_url,
                 smartcomm_url=smartcomm_url,
                 group_id=tenant.top_group_id,
@@ -518,7 +544,8 @@ def _emulate(
         names = ", ".join(dict.fromkeys(("127.0.0.1", "localhost", "::1", host, *hostnames)))
         print("syncd emulate: serving the emulators until Ctrl+C or SIGTERM")
         for name, server, url in (
-            ("Entra ID + Microsoft Graph", graph_server, graph_url),
+            ("Entra ID login", login_server, login_url),
+            ("Microsoft Graph", graph_server, graph_url),
             ("SmartCommunicator", smartcomm_server, smartcomm_url),
         ):
             print(
@@ -540,11 +567,9 @@ def _emulate(
         print("syncd emulate: stopping", flush=True)
 
 
-def _start(
-    stack: ExitStack, emulator: GraphEmulator | SmartCommEmulator, host: str, port: int, ca: TestCA, name: str
-) -> RunningServer:
+def _start(stack: ExitStack, app: ASGIApp, host: str, port: int, ca: TestCA, name: str) -> RunningServer:
     try:
-        return stack.enter_context(serve_https(emulator.app, ca=ca, host=host, port=port))
+        return stack.enter_context(serve_https(app, ca=ca, host=host, port=port))
     except (OSError, RuntimeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise DemoError(f"cannot serve the {name} emulator on {host}:{port}: {reason}") from exc

@@ -10,7 +10,12 @@ department, job title, employee type, places), and a share of them has a Teams p
 (`TenantSpec.teams_share`), half of them the same number as in businessPhones and half a different one, a
 few with a second, alternate number.
 
-Pure apart from filling the emulator: the same spec and seed give the same IDs and data, whatever the
+Every valid number in the tenant (offices, mobiles, extensions' main numbers, Teams numbers) is 10DLC
+registered, as a customer's numbers must be before SmartCommunicator takes them: `BuiltTenant.ten_dlc_numbers`
+lists them in E.164, and `build_tenant` registers them with the `registry` it is given (the SmartCommunicator
+emulator).
+
+Pure apart from filling the emulators: the same spec and seed give the same IDs and data, whatever the
 emulator's own seed. Fast enough for benchmarks (bulk inserts; 1,000,000 users in seconds, not minutes).
 """
 
@@ -22,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["BuiltTenant", "DirectoryFixtures", "TenantSpec", "build_tenant"]
+__all__ = ["BuiltTenant", "DirectoryFixtures", "NumberRegistry", "TenantSpec", "build_tenant"]
 
 DOMAIN = "contoso.com"
 
@@ -75,6 +80,12 @@ class DirectoryFixtures(Protocol):
     def add_service_principal(self, *, id: str | None = None, display_name: str = "") -> str: ...
 
     def assign_numbers(self, assignments: Iterable[Mapping[str, Any]]) -> list[str]: ...
+
+
+class NumberRegistry(Protocol):
+    """Where `build_tenant` 10DLC-registers the tenant's numbers (`SmartCommEmulator` is one)."""
+
+    def register_numbers(self, numbers: Iterable[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,9 @@ class BuiltTenant:
     """User ID -> the profile attributes it was given by `add_user` keyword (`TenantSpec.profiles`)."""
     no_agent_user_ids: list[str] = field(default_factory=list)
     """The users whose extensionAttribute7 is "noagent" (`TenantSpec.profiles`)."""
+    ten_dlc_numbers: list[str] = field(default_factory=list)
+    """Every valid number of the tenant in E.164, each once: the numbers its SmartCommunicator account has
+    10DLC registered."""
 
 
 _PLACES = (
@@ -212,8 +226,11 @@ def _format(number: tuple[str, str, str], style: int) -> str:
     return f"+1 {area} {exchange} {line}"
 
 
-def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
-    """Create `spec`'s users, groups and other members in `emulator`; deterministic for `spec.seed`.
+def build_tenant(
+    emulator: DirectoryFixtures, spec: TenantSpec, registry: NumberRegistry | None = None
+) -> BuiltTenant:
+    """Create `spec`'s users, groups and other members in `emulator`, and register the tenant's numbers with
+    `registry` if given; deterministic for `spec.seed`.
 
     Raises ValueError for an impossible spec, or if an ID is taken (building the same spec twice into one
     emulator: call `reset()` first).
@@ -242,6 +259,7 @@ def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
     random_draw = rng.random
     first_names, last_names = _FIRST_NAMES, _LAST_NAMES
     users: list[dict[str, object]] = []
+    numbers: list[str] = []
     n_first, n_last = len(first_names), len(last_names)
     for i in range(count):
         first = first_names[int(random_draw() * n_first)]
@@ -276,13 +294,17 @@ def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
             user["business_phones"] = [_BAD_PHONES[i % len(_BAD_PHONES)]]
         elif i in extension:
             user["business_phones"] = [f"{_format(_number(i), 2)} x{100 + i % 900}"]
+            numbers.append(_format(_number(i), 1))
         elif where <= 6:
             user["business_phones"] = [_format(_number(i), style)]
+            numbers.append(_format(_number(i), 1))
         elif where <= 8:
             user["mobile_phone"] = _format(_number(i), style)
+            numbers.append(_format(_number(i), 1))
         else:
             user["business_phones"] = [_format(_number(i), style)]
             user["mobile_phone"] = _format(_number(count + i), style)
+            numbers += [_format(_number(i), 1), _format(_number(count + i), 1)]
         if i in disabled:
             user["account_enabled"] = False
         users.append(user)
@@ -340,6 +362,10 @@ def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
         special_indexes = no_phone | bad_phone | disabled | extension
         eligible = [i for i in range(count) if i not in special_indexes and i % 10 not in (7, 8)]
         teams_numbers, teams_alternate = _assign_teams_numbers(emulator, spec, user_ids, eligible)
+        numbers += [*teams_numbers.values(), *teams_alternate.values()]
+    numbers = list(dict.fromkeys(numbers))
+    if registry is not None:
+        registry.register_numbers(numbers)
 
     return BuiltTenant(
         top_group_id=top_id,
@@ -356,6 +382,7 @@ def build_tenant(emulator: DirectoryFixtures, spec: TenantSpec) -> BuiltTenant:
         if spec.profiles
         else {},
         no_agent_user_ids=[user_ids[i] for i in range(count) if i % 20 == 11] if spec.profiles else [],
+        ten_dlc_numbers=numbers,
     )
 
 

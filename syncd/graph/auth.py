@@ -137,7 +137,9 @@ def _setting_for(error: str, description: str) -> str:
         return "graph.tenant_id"
     if error == "unauthorized_client" or "AADSTS700016" in description:
         return "graph.client_id"
-    if error == "invalid_scope":
+    if error in ("invalid_scope", "invalid_resource") or "AADSTS500011" in description:
+        # The scope is Graph's origin (from base_url) + "/.default": an unknown resource means base_url does
+        # not name Graph (a login host or another service given as base_url, say).
         return "graph.base_url"
     if error == "invalid_client":
         return "graph.client_secret / graph.certificate_path"

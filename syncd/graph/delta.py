@@ -70,18 +70,21 @@ class DeltaState:
     excluded: dict[str, list[str]] = field(default_factory=dict)
     """Excluded group ID (`graph.exclude_group_ids`) -> its tree, as `trees`; its links are in
     `group_links` under its ID too."""
+    recheck: list[str] = field(default_factory=list)
+    """People (lower-case object IDs) the next delta cycle plans whatever the links report: those a full
+    read and its groups delta round disagreed about (`disagreements`)."""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "signature": self.signature,
-                "users": self.users_link,
-                "groups": self.group_links,
-                "trees": self.trees,
-                "excluded": self.excluded,
-            },
-            separators=(",", ":"),
-        )
+        document: dict[str, object] = {
+            "signature": self.signature,
+            "users": self.users_link,
+            "groups": self.group_links,
+            "trees": self.trees,
+            "excluded": self.excluded,
+        }
+        if self.recheck:
+            document["recheck"] = self.recheck
+        return json.dumps(document, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | None, *, expected_signature: str) -> DeltaState | None:
@@ -99,9 +102,10 @@ class DeltaState:
         if not isinstance(users, str) or not isinstance(groups, dict):
             return None
         links, trees, excluded = _lists(groups), _lists(raw.get("trees", {})), _lists(raw.get("excluded", {}))
-        if links is None or trees is None or excluded is None:
+        recheck = _lists({"": raw.get("recheck", [])})
+        if links is None or trees is None or excluded is None or recheck is None:
             return None
-        return cls(expected_signature, users, links, trees, excluded)
+        return cls(expected_signature, users, links, trees, excluded, recheck[""])
 
 
 def _lists(value: object) -> dict[str, list[str]] | None:
@@ -230,6 +234,21 @@ class UserChanges:
         if entry is None or any(name not in entry for name in self.select):
             return None
         return entry
+
+
+def disagreements(tracked: Iterable[str], read: Iterable[str], in_scope: Iterable[str]) -> list[str]:
+    """Pure: the people a full read and the groups delta round of the same cycle disagree about (object IDs,
+    lower case, sorted): direct user members of a tracked group (as the delta gave them) that the read did
+    not return at all, and people the read has in scope whom no tracked group has as a direct member.
+
+    The read's member lists are advanced queries (`ConsistencyLevel: eventual`), which lag writes; the delta
+    does not. A write the read missed but the delta round already counted would never be reported by a later
+    delta, so the next cycle plans these people again from the delta's memberships.
+    """
+    tracked_ids = {object_id.lower() for object_id in tracked}
+    read_ids = {object_id.lower() for object_id in read}
+    scoped = {object_id.lower() for object_id in in_scope}
+    return sorted((tracked_ids - read_ids) | (scoped - tracked_ids))
 
 
 def users_after(

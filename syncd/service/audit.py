@@ -24,10 +24,10 @@ from typing import Any, TextIO
 
 import structlog
 
-from syncd.core.model import AgentFields
+from syncd.core.model import Action, AgentFields
 from syncd.core.times import utc_text
 from syncd.store import Store, StoreError
-from syncd.store.records import AuditEntry
+from syncd.store.records import AuditEntry, OperationRecord
 
 log = structlog.get_logger("syncd.audit")
 
@@ -61,16 +61,21 @@ def audit_line(entry: AuditEntry) -> dict[str, Any]:
         "requested_by": entry.requested_by,
         "action": operation.action.value,
         "object_id": operation.object_id,
+        "from_object_id": operation.from_object_id,
         "upn": upn,
         "outcome": operation.outcome.value,
         "http_status": operation.http_status,
         "error": operation.error,
-        "changes": _changes(before, after),
+        "changes": _changes(before, after, operation),
     }
 
 
-def _changes(before: AgentFields | None, after: AgentFields | None) -> dict[str, dict[str, str | None]]:
+def _changes(
+    before: AgentFields | None, after: AgentFields | None, operation: OperationRecord
+) -> dict[str, dict[str, str | None]]:
     changes: dict[str, dict[str, str | None]] = {}
+    if operation.action is Action.RELINK:
+        changes["user_object_id"] = {"before": operation.from_object_id, "after": operation.object_id}
     for name in AUDIT_FIELDS:
         old = getattr(before, name) if before is not None else None
         new = getattr(after, name) if after is not None else None

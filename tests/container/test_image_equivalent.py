@@ -35,10 +35,11 @@ from pathlib import Path
 
 import pytest
 
-from syncd.emulators.graph import GraphEmulator
+from syncd.emulators.graph import DEFAULT_TENANT_ID, GraphEmulator, GraphServers, serve_graph_https
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import SmartCommEmulator
 from tests.e2e.conftest import write_config
+from tests.registry import register_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -286,13 +287,13 @@ def _checked(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedPr
 @pytest.fixture(scope="module")
 def emulators(
     shared_root: Path,
-) -> Iterator[tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer]]:
+) -> Iterator[tuple[GraphEmulator, GraphServers, SmartCommEmulator, RunningServer]]:
     ca_dir = shared_root / "ca"
     ca = TestCA(ca_dir)
     ca_dir.chmod(0o755)
     ca.ca_path.chmod(0o644)
-    graph, smartcomm = GraphEmulator(), SmartCommEmulator()
-    with serve_https(graph.app, ca=ca) as graph_server, serve_https(smartcomm.app, ca=ca) as sc_server:
+    graph, smartcomm = GraphEmulator(), SmartCommEmulator(registered_tenants=[DEFAULT_TENANT_ID])
+    with serve_graph_https(graph, ca=ca) as graph_server, serve_https(smartcomm.app, ca=ca) as sc_server:
         yield graph, graph_server, smartcomm, sc_server
 
 
@@ -341,7 +342,7 @@ class Site:
 @pytest.fixture
 def site(
     installed: Installed,
-    emulators: tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer],
+    emulators: tuple[GraphEmulator, GraphServers, SmartCommEmulator, RunningServer],
 ) -> Iterator[Site]:
     graph, graph_server, smartcomm, sc_server = emulators
     graph.reset()
@@ -352,6 +353,7 @@ def site(
         user = graph.add_user(upn=f"container{i}@contoso.com", business_phones=[f"+1 415 555 {i:04d}"])
         graph.add_member(group, user)
         users.append(user)
+    register_directory(graph, smartcomm)
 
     root = Path(tempfile.mkdtemp(prefix="site-", dir=installed.root))
     root.chmod(0o755)

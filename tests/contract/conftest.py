@@ -1,4 +1,5 @@
-"""Fixtures for contract tests: the SmartCommunicator emulator as a real HTTPS server, and our client."""
+"""Fixtures for contract tests: the SmartCommunicator emulator as a real HTTPS server, and our client; the
+Entra login and Graph as two HTTPS servers with different names and ports (`serve_graph_https`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from syncd.config.settings import GraphSettings, SmartCommSettings
-from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
+from syncd.emulators.graph import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_TENANT_ID,
+    GraphEmulator,
+    GraphServers,
+    serve_graph_https,
+)
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
@@ -34,10 +42,8 @@ def smartcomm_server(test_ca: TestCA) -> Iterator[tuple[SmartCommEmulator, Runni
 @pytest.fixture
 def emulator(smartcomm_server: tuple[SmartCommEmulator, RunningServer]) -> Iterator[SmartCommEmulator]:
     emulator, _ = smartcomm_server
-    emulator.reset()
+    emulator.reset()  # strict, as the real account: no tenant and no number registered, JSON only
     emulator.token_lifetime_s = 86400.0
-    emulator.registered_tenants = None
-    emulator.ten_dlc_numbers = None
     yield emulator
     emulator.reset()
 
@@ -75,14 +81,14 @@ async def client(settings: SmartCommSettings, emulator: SmartCommEmulator) -> As
 
 
 @pytest.fixture(scope="session")
-def graph_server(test_ca: TestCA) -> Iterator[tuple[GraphEmulator, RunningServer]]:
+def graph_server(test_ca: TestCA) -> Iterator[tuple[GraphEmulator, GraphServers]]:
     emulator = GraphEmulator()
-    with serve_https(emulator.app, ca=test_ca) as server:
-        yield emulator, server
+    with serve_graph_https(emulator, ca=test_ca) as servers:
+        yield emulator, servers
 
 
 @pytest.fixture
-def graph(graph_server: tuple[GraphEmulator, RunningServer]) -> Iterator[GraphEmulator]:
+def graph(graph_server: tuple[GraphEmulator, GraphServers]) -> Iterator[GraphEmulator]:
     emulator, _ = graph_server
     emulator.reset()
     emulator.page_cap = 999
@@ -91,14 +97,14 @@ def graph(graph_server: tuple[GraphEmulator, RunningServer]) -> Iterator[GraphEm
     emulator.reset()
 
 
-def graph_settings_for(server: RunningServer, group_ids: list[str], **changes: object) -> GraphSettings:
-    """Real settings for the Graph emulator; short retry delays keep throttling tests fast."""
+def graph_settings_for(server: GraphServers, group_ids: list[str], **changes: object) -> GraphSettings:
+    """Real settings for the Graph emulator's two hosts; short retry delays keep throttling tests fast."""
     values: dict[str, object] = {
         "tenant_id": DEFAULT_TENANT_ID,
         "client_id": DEFAULT_CLIENT_ID,
         "client_secret": DEFAULT_CLIENT_SECRET,
-        "authority_host": server.base_url,
-        "base_url": f"{server.base_url}/v1.0",
+        "authority_host": server.authority_host,
+        "base_url": server.graph_url,
         "group_ids": group_ids,
         "ca_bundle": str(server.ca_path),
         "retry_delay_s": 0.0,

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from syncd.config.settings import DatabaseSettings, Settings, SmartCommSettings, SyncSettings
 from syncd.core.model import MemberStatus, SkipReason
 from syncd.cycle.engine import CycleResult, Engine
-from syncd.emulators.graph import RAW_OMIT, GraphEmulator
+from syncd.emulators.graph import DEFAULT_TENANT_ID, RAW_OMIT, GraphEmulator, GraphServers
 from syncd.emulators.server import RunningServer
 from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
@@ -180,15 +180,15 @@ def member_lists(draw: st.DrawFn) -> tuple[list[tuple[Row, str]], list[Row]]:
 
 @pytest.fixture
 def emulators(
-    graph_server: tuple[GraphEmulator, RunningServer],
+    graph_server: tuple[GraphEmulator, GraphServers],
     smartcomm_server: tuple[SmartCommEmulator, RunningServer],
-) -> Iterator[tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer]]:
+) -> Iterator[tuple[GraphEmulator, GraphServers, SmartCommEmulator, RunningServer]]:
     yield (*graph_server, *smartcomm_server)
     graph_server[0].reset()
     smartcomm_server[0].reset()
 
 
-def _settings(graph: RunningServer, smartcomm: RunningServer, group: str, database: Path) -> Settings:
+def _settings(graph: GraphServers, smartcomm: RunningServer, group: str, database: Path) -> Settings:
     return Settings(
         database=DatabaseSettings(url=f"sqlite:///{database}"),
         graph=graph_settings_for(graph, [group], max_retries=1),
@@ -218,18 +218,20 @@ def _settings(graph: RunningServer, smartcomm: RunningServer, group: str, databa
 )
 @given(members=member_lists(), full=st.booleans())
 def test_a_cycle_over_random_member_payloads_syncs_the_good_and_skips_the_bad(
-    emulators: tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer],
+    emulators: tuple[GraphEmulator, GraphServers, SmartCommEmulator, RunningServer],
     members: tuple[list[tuple[Row, str]], list[Row]],
     full: bool,
 ) -> None:
     graph, graph_server, smartcomm, sc_server = emulators
     graph.reset()
     smartcomm.reset()
+    smartcomm.register_tenants([DEFAULT_TENANT_ID])
     goods, bads = members
     group = graph.add_group(display_name="SmartCommunicator agents")
     wanted: dict[str, str] = {}  # object id -> E.164
     for row, e164 in goods:
         wanted[graph.add_raw_user(row.props)] = e164
+    smartcomm.register_numbers(wanted.values())  # the good rows' numbers, as the customer registered them
     skipped_ids: dict[str, str] = {}  # object id -> skip reason
     expected_counts: dict[str, int] = {}
     member_ids = list(wanted)

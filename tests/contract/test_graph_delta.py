@@ -7,15 +7,14 @@ from typing import Any
 
 import pytest
 
-from syncd.emulators.graph import GraphEmulator, RecordedRequest
-from syncd.emulators.server import RunningServer
+from syncd.emulators.graph import GraphEmulator, GraphServers, RecordedRequest
 from syncd.graph.delta import GroupChanges, UserChanges, chunks
 from syncd.graph.errors import DeltaExpired, GraphPermissionError
 from syncd.graph.source import GraphSource
 from tests.contract.conftest import graph_settings_for
 from tests.contract.test_graph_source import add_users
 
-GraphServer = tuple[GraphEmulator, RunningServer]
+GraphServer = tuple[GraphEmulator, GraphServers]
 LIMITED_APP = "5f0b2a7e-3c1d-4e8f-9a6b-2d4c6e8f0a1b"
 
 

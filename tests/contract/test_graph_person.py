@@ -13,15 +13,15 @@ from syncd.emulators.graph import (
     DEFAULT_CLIENT_SECRET,
     GRAPH_ROLES,
     GraphEmulator,
+    GraphServers,
     RecordedRequest,
     ScriptedFault,
 )
-from syncd.emulators.server import RunningServer
 from syncd.graph.errors import GraphPermissionError, GroupNotFound
 from syncd.graph.source import GraphSource
 from tests.contract.conftest import graph_settings_for
 
-GraphServer = tuple[GraphEmulator, RunningServer]
+GraphServer = tuple[GraphEmulator, GraphServers]
 ASSIGNMENTS_PATH = "/v1.0/admin/teams/telephoneNumberManagement/numberAssignments"
 
 
@@ -29,7 +29,7 @@ def graph_reads(graph: GraphEmulator) -> list[RecordedRequest]:
     return [r for r in graph.requests if r.path.startswith("/v1.0/")]
 
 
-def source_for(server: RunningServer, group: str, **changes: object) -> GraphSource:
+def source_for(server: GraphServers, group: str, **changes: object) -> GraphSource:
     return GraphSource(graph_settings_for(server, [group], **changes))
 
 

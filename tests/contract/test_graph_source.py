@@ -22,9 +22,9 @@ from syncd.emulators.graph import (
     DEFAULT_CLIENT_SECRET,
     DEFAULT_TENANT_ID,
     GraphEmulator,
+    GraphServers,
     RecordedRequest,
 )
-from syncd.emulators.server import RunningServer
 from syncd.emulators.smartcomm import Faults, ScriptedFault
 from syncd.graph.errors import (
     GraphCredentialError,
@@ -36,7 +36,7 @@ from syncd.graph.source import GraphSource
 from tests.contract.conftest import graph_settings_for
 
 MEMBERS_PATH = "/transitiveMembers/graph.user"
-GraphServer = tuple[GraphEmulator, RunningServer]
+GraphServer = tuple[GraphEmulator, GraphServers]
 
 
 def immutable_id(guid: str) -> str:
@@ -60,7 +60,7 @@ def token_requests(graph: GraphEmulator) -> list[RecordedRequest]:
     return [r for r in graph.requests if r.path.endswith("/oauth2/v2.0/token")]
 
 
-async def read(server: RunningServer, group_ids: list[str], **changes: object) -> DesiredState:
+async def read(server: GraphServers, group_ids: list[str], **changes: object) -> DesiredState:
     async with GraphSource(graph_settings_for(server, group_ids, **changes)) as source:
         return await source.read()
 

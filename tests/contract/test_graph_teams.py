@@ -13,20 +13,20 @@ from syncd.emulators.graph import (
     DEFAULT_CLIENT_SECRET,
     GRAPH_ROLES,
     GraphEmulator,
+    GraphServers,
     RecordedRequest,
     ScriptedFault,
 )
-from syncd.emulators.server import RunningServer
 from syncd.graph.errors import GraphPermissionError
 from syncd.graph.source import GraphSource
 from tests.contract.conftest import graph_settings_for
 
-GraphServer = tuple[GraphEmulator, RunningServer]
+GraphServer = tuple[GraphEmulator, GraphServers]
 ASSIGNMENTS_PATH = "/v1.0/admin/teams/telephoneNumberManagement/numberAssignments"
 CHAIN = ["teams", "businessPhones", "mobilePhone"]
 
 
-async def read(server: RunningServer, group_ids: list[str], **changes: object) -> DesiredState:
+async def read(server: GraphServers, group_ids: list[str], **changes: object) -> DesiredState:
     changes.setdefault("phone_source", CHAIN)
     async with GraphSource(graph_settings_for(server, group_ids, **changes)) as source:
         return await source.read()

@@ -37,6 +37,14 @@ OTHER_PHONE = "+13132095887"
 AGENTS = "/rest/v1/smartcomm/12345/agents"
 
 
+@pytest.fixture(autouse=True)
+def account(emulator: SmartCommEmulator) -> None:
+    """The account as the customer set it up: its tenant and these numbers registered (the emulator, as the
+    service, refuses any other)."""
+    emulator.register_tenants([TENANT])
+    emulator.register_numbers([PHONE, OTHER_PHONE])
+
+
 def writes(emulator: SmartCommEmulator) -> list[tuple[str, str, object]]:
     """The POST/PATCH/DELETE requests the emulator received, as (method, path, body)."""
     return [
@@ -349,6 +357,7 @@ async def test_concurrent_writes_share_one_token_and_pool(
     import asyncio
 
     agents = [NewAgent(f"00000000-0000-4000-8000-{i:012d}", TENANT, f"+1415555{i:04d}") for i in range(60)]
+    emulator.register_numbers(agent.phone_number for agent in agents)
     await asyncio.gather(*(client.onboard(agent) for agent in agents))
     assert len(emulator.agents()) == 60
     assert sum(r.path == "/rest/v1/authenticate" for r in emulator.requests) == 1

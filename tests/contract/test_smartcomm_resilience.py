@@ -33,6 +33,16 @@ TENANT = "f67efc8f-df44-47c5-8b50-fe86d1858420"
 OID = "f5449088-5c43-40dc-854c-17ca2b74d998"
 PHONE = "+15727982113"
 AGENTS = "/rest/v1/smartcomm/12345/agents"
+
+
+@pytest.fixture(autouse=True)
+def account(emulator: SmartCommEmulator) -> None:
+    """The account as the customer set it up: its tenant and these numbers registered (the emulator, as the
+    service, refuses any other)."""
+    emulator.register_tenants([TENANT])
+    emulator.register_numbers([PHONE])
+
+
 AUTH = "/rest/v1/authenticate"
 
 

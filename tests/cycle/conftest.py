@@ -1,11 +1,14 @@
 """In-process cycle fixtures: the real `Engine` over `httpx.ASGITransport` to both emulators.
 
 The cycle tier tests what a sync cycle does (plans, guards, delta reads, retries, quarantine) without a
-`syncd` process: the engine talks to `GraphEmulator().app` (Graph and msal's Entra login) and
-`SmartCommEmulator().app` in this process, with an injected clock that tests move instead of sleeping. The
-configuration is a TOML file read by the real loader, overridden per cycle by `SYNCD_*` variables exactly as
-the end-to-end tests pass them to the command (tests/e2e/conftest.py). What needs the real process (the
-command line, printed output, signals, the daemon) stays in tests/e2e.
+`syncd` process: the engine talks to the Graph emulator's two apps (`login_app` for msal's Entra login,
+`graph_app` for Graph) and `SmartCommEmulator().app` in this process, each app under a host name of its own
+(`Hosts`), with an injected clock that tests move instead of sleeping. SmartCommunicator is strict, as the
+real service: the Entra tenant is registered and every valid number of the directory is 10DLC registered
+before each cycle (tests/registry.py), anything else is refused. The configuration is a TOML file read by
+the real loader, overridden per cycle by `SYNCD_*` variables exactly as the end-to-end tests pass them to
+the command (tests/e2e/conftest.py). What needs the real process (the command line, printed output, signals,
+the daemon) stays in tests/e2e.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from syncd.config.loader import load_settings
 from syncd.config.settings import Settings
@@ -36,11 +40,28 @@ from syncd.emulators.smartcomm import (
 from syncd.reports.status import print_status, status_document
 from syncd.store import Store
 from tests import observed, postgres
+from tests.registry import register_directory
 
+LOGIN_ORIGIN = "https://login.test"
+"""Entra login, on a host of its own as `login.microsoftonline.com` is."""
 GRAPH_ORIGIN = "https://graph.test"
-"""Graph and its Entra login on one host, as with the e2e emulator: tokens are issued for the login
-request's origin and checked against the Graph request's. The transports ignore hosts: any name works."""
+"""Graph, and the resource its tokens are issued for (the emulator's `graph_resource`)."""
 SMARTCOMM_ORIGIN = "https://smartcomm.test"
+
+
+class Hosts:
+    """The network the in-process transports reach: each request goes to the app of its URL's host, and a
+    host nobody serves cannot be connected to (as a wrong `authority_host` or `base_url` would fail)."""
+
+    def __init__(self, apps: dict[str, ASGIApp]) -> None:
+        self._apps = {urlsplit(origin).netloc: app for origin, app in apps.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"host"), "")
+        app = self._apps.get(host)
+        if app is None:
+            raise httpx.ConnectError(f"nothing serves {host!r} in the test network")
+        await app(scope, receive, send)
 
 
 class FakeClock:
@@ -97,7 +118,7 @@ url = {json.dumps(database_url)}
 tenant_id = "{DEFAULT_TENANT_ID}"
 client_id = "{DEFAULT_CLIENT_ID}"
 client_secret = "{DEFAULT_CLIENT_SECRET}"
-authority_host = "{GRAPH_ORIGIN}"
+authority_host = "{LOGIN_ORIGIN}"
 base_url = "{GRAPH_ORIGIN}/v1.0"
 group_ids = ["{group}"]
 retry_delay_s = 0
@@ -131,6 +152,9 @@ class World:
     store: Store
     clock: FakeClock
     users: dict[str, str] = field(default_factory=dict)  # upn -> object id
+    registry_follows_directory: bool = True
+    """Before each cycle, 10DLC-register every valid number of the directory (tests/registry.py), as the
+    customer has; a test of unregistered numbers turns it off."""
     _engine: Engine | None = None
     _engine_settings: Settings | None = None
 
@@ -159,6 +183,8 @@ class World:
         The engine lives across cycles (as in the daemon) and is replaced when the settings change.
         """
         engine = await self._engine_for(self.settings(env))
+        if self.registry_follows_directory:
+            register_directory(self.graph, self.smartcomm)
         if not dry_run:
             self.store.interrupt_running_runs()  # as the command does before a real cycle
         return await engine.run_cycle(trigger="cli", full=full, dry_run=dry_run, force=force, user=user)
@@ -180,16 +206,26 @@ class World:
         if self._engine is not None and settings == self._engine_settings:
             return self._engine
         await self.aclose()
+        hosts = self.hosts()
         self._engine = Engine(
             settings,
             self.store,
-            graph_transport=httpx.ASGITransport(app=self.graph.app),
-            smartcomm_transport=httpx.ASGITransport(app=self.smartcomm.app),
-            login_transport=AsgiSyncTransport(self.graph.app),
+            graph_transport=httpx.ASGITransport(app=hosts),
+            smartcomm_transport=httpx.ASGITransport(app=hosts),
+            login_transport=AsgiSyncTransport(hosts),
             clock=self.clock,
         )
         self._engine_settings = settings
         return self._engine
+
+    def hosts(self) -> Hosts:
+        return Hosts(
+            {
+                LOGIN_ORIGIN: self.graph.login_app,
+                GRAPH_ORIGIN: self.graph.graph_app,
+                SMARTCOMM_ORIGIN: self.smartcomm.app,
+            }
+        )
 
     async def aclose(self) -> None:
         engine, self._engine, self._engine_settings = self._engine, None, None
@@ -255,7 +291,8 @@ async def world(
         database_url = str(request.getfixturevalue("postgres_database_url"))
     else:
         database_url = f"sqlite:///{tmp_path / 'syncd.db'}"
-    graph, smartcomm = GraphEmulator(), SmartCommEmulator()
+    graph = GraphEmulator(graph_resource=GRAPH_ORIGIN)
+    smartcomm = SmartCommEmulator(registered_tenants=[DEFAULT_TENANT_ID])
     group = graph.add_group(display_name="SmartCommunicator agents")
     config = tmp_path / "syncd.toml"
     write_config(config, group, database_url=database_url)

@@ -103,7 +103,8 @@ async def test_operations_a_stop_skipped_are_lines_too(world: World, tmp_path: P
     target = tmp_path / "audit.jsonl"
     for i in range(20):
         world.add_user(f"user{i:02d}", f"+1 415 555 {i:04d}")
-    world.smartcomm.ten_dlc_numbers = set()  # every onboarding refused: the failure share stops the cycle
+    world.registry_follows_directory = False  # no number registered: every onboarding is refused, and the
+    world.smartcomm.ten_dlc_numbers = set()  # failure share stops the cycle
     result = expect(await world.cycle(env={"SYNCD_SYNC__CONCURRENCY": "2"}), 1)
     lines = audit(world, target, result)
     outcomes = [line["outcome"] for line in lines]
@@ -161,3 +162,16 @@ async def test_a_write_failure_is_retried_after_the_next_cycle(world: World, tmp
     lines = audit(world, missing, expect(await world.cycle()))
     assert [line["upn"] for line in lines] == ["ada@contoso.com", "bob@contoso.com"]
     assert lines[1]["object_id"] == bob
+
+
+async def test_a_relink_is_one_line_naming_both_object_ids(world: World, tmp_path: Path) -> None:
+    from tests.cycle.test_relink import ALICE_GUID, recreate, setup_alice
+
+    target = tmp_path / "audit.jsonl"
+    old, _others = await setup_alice(world)
+    write_audit_log(str(target), world.store, None)  # the onboardings: cursor set past them
+    new = recreate(world, old, "alice", "+1 415 555 0001", ALICE_GUID)
+    lines = audit(world, target, expect(await world.cycle()))
+    [relink] = [line for line in lines if line["action"] == "relink"]
+    assert (relink["object_id"], relink["from_object_id"], relink["outcome"]) == (new, old, "ok")
+    assert relink["changes"]["user_object_id"] == {"before": old, "after": new}

@@ -229,6 +229,7 @@ async def test_a_member_of_two_configured_groups_leaves_only_with_the_last_one(w
 async def test_a_changed_default_region_restarts_tracking(world: World) -> None:
     seed(world, 2)
     local = world.add_user("local", "020 7946 0018")  # a national number: valid in GB, not in US
+    world.smartcomm.register_numbers(["+442079460018"])  # the registry takes it in E.164
     first = await start_tracking(world)
     assert first.skipped == {"invalid_phone": 1}
 
@@ -730,6 +731,37 @@ async def test_full_reads_everything_and_restarts_tracking(world: World) -> None
     assert_read(await sync(world, full=True), "full", "full cycle")
     assert "members" in graph_kinds(world)
     assert len(agents_list_reads(world)) >= 1
+
+
+async def test_a_full_read_lagging_its_delta_round_converges_on_the_next_cycle(world: World) -> None:
+    """Graph's member read is an advanced query (`ConsistencyLevel: eventual`), which lags writes; its delta
+    queries do not. A full cycle whose read misses a joiner and still shows a leaver, while the delta round it
+    starts tracking with already counts both, leaves them to the next cycle, which plans them from the
+    delta's memberships: no later delta would ever report those changes again."""
+    world.graph.clock = world.clock
+    world.graph.eventual_lag_s = 30.0
+    stays, leaver = seed(world, 2)
+    world.clock.advance(60)  # the index has caught up with the seeding
+    await start_tracking(world)
+    world.graph.remove_member(world.group, leaver)
+    joiner = world.add_user("joiner", "+1 415 555 0100")
+
+    raced = await sync(world, full=True)  # at once: the read sees the groups as they were 30 s ago
+    assert_read(raced, "full", "full cycle")
+    assert world.writes() == []
+    assert sorted(world.agents()) == sorted([stays, leaver])
+
+    clear(world)
+    caught_up = await sync(world)  # at once again: the lag has not passed, the delta's memberships decide
+    assert_read(caught_up, "delta")
+    assert sorted(world.writes(), key=str) == sorted(
+        [onboarded(joiner, "+14155550100", "joiner@contoso.com"), ("DELETE", f"/{leaver}", None)], key=str
+    )
+    assert sorted(world.agents()) == sorted([stays, joiner])
+    clear(world)
+    assert_read(await sync(world), "delta")
+    assert_no_change_cycle(world)
+    assert world.writes() == []
 
 
 # --- guards, dry runs, failures and retries lose no change ----------------------------------------------

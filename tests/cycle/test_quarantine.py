@@ -48,7 +48,7 @@ async def test_wrong_password_quarantines_and_the_fixed_one_clears_it(world: Wor
 
 async def test_a_large_share_of_failing_writes_stops_the_cycle_early(world: World) -> None:
     ids = [world.add_user(f"user{i:02d}", f"+1 415 555 {i:04d}") for i in range(20)]
-    world.smartcomm.ten_dlc_numbers = set()  # every onboarding is refused: number not 10DLC registered
+    world.registry_follows_directory = False  # every onboarding is refused: number not 10DLC registered
     env = {"SYNCD_SYNC__CONCURRENCY": "2"}  # quarantine_min_writes 10, failure share 0.5 (the defaults)
     result = expect(await world.cycle(env=env), 1)
     sent = posts(world)
@@ -67,7 +67,7 @@ async def test_a_large_share_of_failing_writes_stops_the_cycle_early(world: Worl
 
     # Fixed: the next sync runs as a whole and clears the quarantine. Those who failed wait out their own
     # backoff (no new POST for them); those the stop skipped are onboarded now.
-    world.smartcomm.ten_dlc_numbers = None
+    world.registry_follows_directory = True
     world.smartcomm.clear_requests()
     recovered = expect(await world.cycle(env=env), 1)  # people waiting out a backoff: not converged yet
     assert recovered.quarantine is None

@@ -12,6 +12,8 @@ marked `@BOTH` run on SQLite and on PostgreSQL (skipped unless SYNCD_TEST_POSTGR
 from __future__ import annotations
 
 import base64
+import getpass
+import socket
 import uuid
 
 import pytest
@@ -330,6 +332,7 @@ async def test_relink_by_hand_moves_a_cloud_only_agent_with_or_without_its_data(
     assert (records[new].status, records[old].status) == (MemberStatus.ACTIVE, MemberStatus.OFFBOARDED)
     [run] = [r for r in world.store.runs(limit=5) if r.kind == "relink"]
     assert (run.id, run.outcome, run.counts) == (done.run_id, "ok", {"planned_relink": 1, "relink_ok": 1})
+    assert run.requested_by == f"syncd relink by {getpass.getuser()} on {socket.gethostname()}"
     [relink, _onboard] = world.store.iter_operations(object_ids=[old])  # newest first
     assert (relink.operation.action, relink.operation.object_id) == (Action.RELINK, new)
     world.smartcomm.clear_requests()

@@ -10,6 +10,7 @@ import httpx
 from syncd.cycle.engine import Engine
 from syncd.emulators.graph import ScriptedFault
 from tests.cycle.conftest import AsgiSyncTransport, World, expect
+from tests.registry import register_directory
 
 
 async def test_every_429_is_counted_by_api_and_the_cycle_still_converges(world: World) -> None:
@@ -20,12 +21,14 @@ async def test_every_429_is_counted_by_api_and_the_cycle_still_converges(world: 
     )
     world.smartcomm.inject(ScriptedFault(kind="throttle", retry_after_s=0, path_contains="/agents", times=3))
     told: list[str] = []
+    register_directory(world.graph, world.smartcomm)  # as `world.cycle` does before a cycle
+    hosts = world.hosts()
     engine = Engine(
         world.settings(),
         world.store,
-        graph_transport=httpx.ASGITransport(app=world.graph.app),
-        smartcomm_transport=httpx.ASGITransport(app=world.smartcomm.app),
-        login_transport=AsgiSyncTransport(world.graph.app),
+        graph_transport=httpx.ASGITransport(app=hosts),
+        smartcomm_transport=httpx.ASGITransport(app=hosts),
+        login_transport=AsgiSyncTransport(hosts),
         clock=world.clock,
         on_throttled=told.append,
     )

@@ -1,4 +1,6 @@
-"""End-to-end fixtures: both emulators over HTTPS, a tenant, a config file, and the real `syncd` command."""
+"""End-to-end fixtures: both emulators over HTTPS (Entra login and Graph on two hosts of their own, with
+different names and ports; SmartCommunicator with the tenant and the directory's numbers registered, as
+tests/registry.py does), a tenant, a config file, and the real `syncd` command."""
 
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ import pytest
 
 from syncd.config.loader import load_settings
 from syncd.cycle.engine import CycleResult, Engine
-from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, GraphEmulator
+from syncd.emulators.graph import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_TENANT_ID,
+    GraphEmulator,
+    GraphServers,
+    serve_graph_https,
+)
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
@@ -26,6 +35,7 @@ from syncd.emulators.smartcomm import (
 )
 from syncd.store import Store
 from tests import observed, postgres
+from tests.registry import register_directory
 
 if TYPE_CHECKING:
     from tests.e2e.test_daemon import Daemon
@@ -41,10 +51,10 @@ def e2e_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
 @pytest.fixture(scope="session")
 def servers(
     e2e_ca: TestCA,
-) -> Iterator[tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer]]:
-    graph, smartcomm = GraphEmulator(), SmartCommEmulator()
+) -> Iterator[tuple[GraphEmulator, GraphServers, SmartCommEmulator, RunningServer]]:
+    graph, smartcomm = GraphEmulator(), SmartCommEmulator(registered_tenants=[DEFAULT_TENANT_ID])
     with (
-        serve_https(graph.app, ca=e2e_ca) as graph_server,
+        serve_graph_https(graph, ca=e2e_ca) as graph_server,
         serve_https(smartcomm.app, ca=e2e_ca) as sc_server,
     ):
         yield graph, graph_server, smartcomm, sc_server
@@ -74,15 +84,24 @@ class World:
     config: Path
     users: dict[str, str] = field(default_factory=dict)  # upn -> object id
     phones: dict[str, str] = field(default_factory=dict)  # object id -> E.164 number
+    registry_follows_directory: bool = True
+    """Before each command (and as users are added), 10DLC-register every valid number of the directory
+    (tests/registry.py), as the customer has; a test of unregistered numbers turns it off."""
 
     def add_user(self, name: str, phone: str, *, group: str | None = None, **extra: object) -> str:
         upn = f"{name}@contoso.com"
         object_id = self.graph.add_user(upn=upn, business_phones=[phone], **extra)  # type: ignore[arg-type]
         self.graph.add_member(group or self.group, object_id)
         self.users[upn] = object_id
+        self.register()
         return object_id
 
+    def register(self) -> None:
+        if self.registry_follows_directory:
+            register_directory(self.graph, self.smartcomm)
+
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 90) -> Result:
+        self.register()
         process = subprocess.run(
             [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
             capture_output=True,
@@ -98,6 +117,7 @@ class World:
         whose subject is another command (explain, history): state as `syncd sync` leaves it, without the
         seconds a `syncd` process spends starting. `syncd sync` itself is tested through the real command."""
         settings = load_settings(self.config, env or {})
+        self.register()
 
         async def cycle() -> CycleResult:
             with Store(settings.database.url) as store:
@@ -112,6 +132,7 @@ class World:
         return asyncio.run(cycle())
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        self.register()
         return subprocess.Popen(
             [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
             stdout=subprocess.PIPE,
@@ -138,7 +159,7 @@ def clean_env(extra: dict[str, str] | None) -> dict[str, str]:
 
 def write_config(
     path: Path,
-    graph: RunningServer,
+    graph: GraphServers,
     smartcomm: RunningServer,
     group: str,
     *,
@@ -158,8 +179,8 @@ url = {json.dumps(url)}
 tenant_id = "{DEFAULT_TENANT_ID}"
 client_id = "{DEFAULT_CLIENT_ID}"
 client_secret = "{DEFAULT_CLIENT_SECRET}"
-authority_host = "{graph.base_url}"
-base_url = "{graph.base_url}/v1.0"
+authority_host = "{graph.authority_host}"
+base_url = "{graph.graph_url}"
 group_ids = ["{group}"]
 ca_bundle = "{graph.ca_path}"
 retry_delay_s = 0
@@ -204,7 +225,7 @@ def backend() -> str:
 
 @pytest.fixture
 def world(
-    servers: tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer],
+    servers: tuple[GraphEmulator, GraphServers, SmartCommEmulator, RunningServer],
     tmp_path: Path,
     backend: str,
     request: pytest.FixtureRequest,

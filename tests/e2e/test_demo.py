@@ -108,7 +108,7 @@ def test_emulate_serves_both_emulators_and_a_config_syncd_can_use(tmp_path: Path
     config = state / "syncd.toml"
     with start_emulate(
         state,
-        *("--graph-port", "0", "--smartcomm-port", "0", "--users", "40", "--seed", "7"),
+        *("--login-port", "0", "--graph-port", "0", "--smartcomm-port", "0", "--users", "40", "--seed", "7"),
         *("--hostname", "localhost", "--hostname", "emulators.test"),
     ) as process:
         try:
@@ -121,6 +121,8 @@ def test_emulate_serves_both_emulators_and_a_config_syncd_can_use(tmp_path: Path
             settings = load_settings(config, {})
             graph, smartcomm = settings.require_graph(), settings.require_smartcomm()
             assert urlsplit(smartcomm.base_url).hostname == "localhost"  # the first --hostname
+            # Entra login and Graph are two servers, as login.microsoftonline.com and graph.microsoft.com.
+            assert urlsplit(graph.authority_host).port != urlsplit(graph.base_url).port
             assert graph.ca_bundle == smartcomm.ca_bundle == str(state / "ca.pem")
             assert settings.database.url == f"sqlite:///{state / 'syncd.db'}"
             assert settings.admin.listen == "127.0.0.1:8080"
@@ -170,7 +172,8 @@ def test_emulate_on_a_busy_port_says_so_and_exits_1(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = str(busy.getsockname()[1])
-        with start_emulate(tmp_path / "emulators", "--graph-port", port, "--smartcomm-port", "0") as process:
+        ports = ("--login-port", "0", "--graph-port", port, "--smartcomm-port", "0")
+        with start_emulate(tmp_path / "emulators", *ports) as process:
             try:
                 stdout, stderr = process.communicate(timeout=60)
             finally:

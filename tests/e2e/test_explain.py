@@ -11,6 +11,7 @@ import contextlib
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
+from syncd.config.loader import load_settings
 from syncd.config.settings import GraphSettings
 from syncd.emulators.graph import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID, ScriptedFault
 from syncd.emulators.server import TestCA, serve_https
@@ -370,34 +371,40 @@ async def test_graph_receives_each_key_as_one_percent_encoded_path_segment(
                 received.append((scope["path"], scope["raw_path"], message["status"]))
             await send(message)
 
-        await world.graph.app(scope, receive, sent)
+        await world.graph.graph_app(scope, receive, sent)
 
+    login = load_settings(world.config, {}).require_graph().authority_host
+    served_graph = world.graph.graph_resource
     with serve_https(recording, ca=e2e_ca) as server:
-        settings = GraphSettings.model_validate(
-            {
-                "tenant_id": DEFAULT_TENANT_ID,
-                "client_id": DEFAULT_CLIENT_ID,
-                "client_secret": DEFAULT_CLIENT_SECRET,
-                "authority_host": server.base_url,
-                "base_url": f"{server.base_url}/v1.0",
-                "group_ids": [world.group],
-                "ca_bundle": str(server.ca_path),
-                "retry_delay_s": 0.0,
-            }
-        )
-        async with GraphSource(settings) as source:
-            for key in ["../../groups", "a/b?c#d@contoso.com"]:
-                # No such user: Graph answers 404 (None), the emulator 400 (it reads the decoded path).
-                with contextlib.suppress(GraphReadError):
-                    assert await source.get_user(key) is None
-            found = await source.get_user("ada@contoso.com")  # quoted once: a UPN still finds its user
-            for key in ["..", ".", ""]:
-                with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
-                    await source.get_user(key)
-                with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
-                    await source.member_of(key)
-                with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
-                    await source.child_groups(key)
+        world.graph.graph_resource = server.base_url  # Graph is the recording server while it runs
+        try:
+            settings = GraphSettings.model_validate(
+                {
+                    "tenant_id": DEFAULT_TENANT_ID,
+                    "client_id": DEFAULT_CLIENT_ID,
+                    "client_secret": DEFAULT_CLIENT_SECRET,
+                    "authority_host": login,
+                    "base_url": f"{server.base_url}/v1.0",
+                    "group_ids": [world.group],
+                    "ca_bundle": str(server.ca_path),
+                    "retry_delay_s": 0.0,
+                }
+            )
+            async with GraphSource(settings) as source:
+                for key in ["../../groups", "a/b?c#d@contoso.com"]:
+                    # No such user: Graph answers 404 (None), the emulator 400 (it reads the decoded path).
+                    with contextlib.suppress(GraphReadError):
+                        assert await source.get_user(key) is None
+                found = await source.get_user("ada@contoso.com")  # quoted once: a UPN still finds its user
+                for key in ["..", ".", ""]:
+                    with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
+                        await source.get_user(key)
+                    with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
+                        await source.member_of(key)
+                    with pytest.raises(GraphReadError, match="not an object ID Graph can address"):
+                        await source.child_groups(key)
+        finally:
+            world.graph.graph_resource = served_graph
     assert found is not None
     assert found["id"] == ada
     # One segment each ("@" may go unencoded in a path): no such user, never the groups list; and nothing

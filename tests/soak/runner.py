@@ -34,7 +34,7 @@ from pathlib import Path
 
 from syncd.core.model import Member
 from syncd.emulators.common import Faults, ScriptedFault
-from syncd.emulators.graph import DEFAULT_TENANT_ID, GraphEmulator
+from syncd.emulators.graph import DEFAULT_TENANT_ID, GraphEmulator, GraphServers, serve_graph_https
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import AUTH_PATH, SmartCommEmulator
 from syncd.emulators.tenant import TenantSpec, build_tenant
@@ -223,10 +223,14 @@ class SoakReport:
 class Directory:
     """Drives the Graph emulator's churn and answers who is in scope (as syncd maps users)."""
 
-    def __init__(self, graph: GraphEmulator, rng: random.Random, users: int, seed: int) -> None:
+    def __init__(
+        self, graph: GraphEmulator, rng: random.Random, users: int, seed: int, registry: SmartCommEmulator
+    ) -> None:
         self.graph = graph
         self.rng = rng
-        built = build_tenant(graph, TenantSpec(users=users, seed=seed))
+        self.registry = registry
+        """The SmartCommunicator account: every number given out is 10DLC registered there first."""
+        built = build_tenant(graph, TenantSpec(users=users, seed=seed), registry=registry)
         self.top = built.top_group_id
         self.groups = [built.top_group_id, *built.nested_group_ids]
         self.leavers: list[tuple[str, str]] = []  # (group, user) removed, to rejoin later
@@ -239,7 +243,9 @@ class Directory:
         exchange = 200 + (self._numbers // 10_000) % 700
         if exchange % 100 == 11:
             exchange += 1
-        return f"+1801{exchange}{self._numbers % 10_000:04d}"
+        number = f"+1801{exchange}{self._numbers % 10_000:04d}"
+        self.registry.register_numbers([number])
+        return number
 
     def _direct_user_members(self) -> list[tuple[str, str]]:
         with self.graph._lock:
@@ -360,7 +366,7 @@ def our_operations(database: Path) -> list[Operation]:
     ]
 
 
-def write_config(path: Path, graph: RunningServer, smartcomm: RunningServer, group: str) -> None:
+def write_config(path: Path, graph: GraphServers, smartcomm: RunningServer, group: str) -> None:
     path.write_text(
         f"""
 [database]
@@ -370,8 +376,8 @@ url = "sqlite:///{path.parent / "syncd.db"}"
 tenant_id = "{DEFAULT_TENANT_ID}"
 client_id = "{_graph_default("DEFAULT_CLIENT_ID")}"
 client_secret = "{_graph_default("DEFAULT_CLIENT_SECRET")}"
-authority_host = "{graph.base_url}"
-base_url = "{graph.base_url}/v1.0"
+authority_host = "{graph.authority_host}"
+base_url = "{graph.graph_url}"
 group_ids = ["{group}"]
 ca_bundle = "{graph.ca_path}"
 retry_delay_s = 0
@@ -420,11 +426,12 @@ def _env() -> dict[str, str]:
 @contextmanager
 def _emulators(
     workdir: Path, seed: int
-) -> Iterator[tuple[GraphEmulator, RunningServer, SmartCommEmulator, RunningServer]]:
-    graph, smartcomm = GraphEmulator(seed=seed), SmartCommEmulator(seed=seed)
+) -> Iterator[tuple[GraphEmulator, GraphServers, SmartCommEmulator, RunningServer]]:
+    graph = GraphEmulator(seed=seed)
+    smartcomm = SmartCommEmulator(seed=seed, registered_tenants=[DEFAULT_TENANT_ID])
     ca = TestCA(workdir / "ca")
     with ExitStack() as stack:
-        graph_server = stack.enter_context(serve_https(graph.app, ca=ca))
+        graph_server = stack.enter_context(serve_graph_https(graph, ca=ca))
         sc_server = stack.enter_context(serve_https(smartcomm.app, ca=ca))
         yield graph, graph_server, smartcomm, sc_server
 
@@ -443,7 +450,7 @@ class Soak:
         started = time.monotonic()
         with _emulators(self.workdir, self.options.seed) as (graph, graph_server, smartcomm, sc_server):
             self.graph, self.smartcomm = graph, smartcomm
-            directory = Directory(graph, self.rng, self.options.users, self.options.seed)
+            directory = Directory(graph, self.rng, self.options.users, self.options.seed, smartcomm)
             write_config(self.config, graph_server, sc_server, directory.top)
             # The monotonic clock of the emulators' logs, turned into wall-clock time like our database's.
             wall_offset = time.time() - time.monotonic()

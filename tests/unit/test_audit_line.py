@@ -48,6 +48,7 @@ def test_the_fields_of_an_update_are_pinned() -> None:
         "requested_by": "bearer token from 10.0.0.7",
         "action": "update",
         "object_id": OID,
+        "from_object_id": None,
         "upn": "ada@contoso.com",
         "outcome": "ok",
         "http_status": None,

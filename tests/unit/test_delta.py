@@ -11,6 +11,7 @@ from syncd.graph.delta import (
     GroupChanges,
     UserChanges,
     chunks,
+    disagreements,
     id_filter,
     memberships_after,
     scope_after,
@@ -216,3 +217,29 @@ def test_the_signature_changes_with_the_mapping_in_order() -> None:
     one = signature(**base, mapping=["businessPhones", "mobilePhone", "region=US"])  # type: ignore[arg-type]
     assert one != signature(**base, mapping=["mobilePhone", "businessPhones", "region=US"])  # type: ignore[arg-type]
     assert one != signature(**base, mapping=["businessPhones", "mobilePhone", "region=GB"])  # type: ignore[arg-type]
+
+
+def test_the_state_keeps_whom_to_recheck_and_reads_older_states_without() -> None:
+    state = DeltaState(SIG, "u", {"G1": ["g"]}, {"G1": ["g1"]}, recheck=["a", "b"])
+    assert DeltaState.from_json(state.to_json(), expected_signature=SIG) == state
+    plain = DeltaState(SIG, "u", {"G1": ["g"]})
+    assert "recheck" not in plain.to_json()
+    assert DeltaState.from_json(plain.to_json(), expected_signature=SIG) == plain
+    broken = plain.to_json()[:-1] + ',"recheck":[1]}'
+    assert DeltaState.from_json(broken, expected_signature=SIG) is None
+
+
+@pytest.mark.parametrize(
+    ("tracked", "read", "in_scope", "expected"),
+    [
+        (["A", "b"], ["a", "B"], ["a"], []),  # agree (case aside); b read but skipped
+        (["a", "joiner"], ["a"], ["a"], ["joiner"]),  # the read lags a join the delta saw
+        (["a"], ["a", "leaver"], ["a", "leaver"], ["leaver"]),  # the read lags a leave the delta saw
+        (["a"], ["a", "x"], ["a"], []),  # read, out of scope, in no tracked group: nothing to plan
+        ([], [], [], []),
+    ],
+)
+def test_people_a_full_read_and_its_delta_round_disagree_about(
+    tracked: list[str], read: list[str], in_scope: list[str], expected: list[str]
+) -> None:
+    assert disagreements(tracked, read, in_scope) == expected

@@ -36,6 +36,8 @@ DATA = {"notes": "prefers SMS", "calls": 12}
 @pytest.fixture
 def emu() -> SmartCommEmulator:
     emulator = SmartCommEmulator()
+    emulator.register_tenants([TENANT])  # strict by default: the account's tenant and numbers registered
+    emulator.register_numbers([TN])
     emulator.add_agent(user_object_id=OLD, tenant_id=TENANT, phone_number=TN, consistency_id=GUID)
     return emulator
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from syncd.emulators.graph import (
+    ARM_RESOURCE,
     DEFAULT_APP_ROLES,
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -40,14 +41,19 @@ from syncd.emulators.graph import (
     TEAMS_NUMBER_ROLE,
     Faults,
     GraphEmulator,
+    GraphServers,
     ScriptedFault,
+    serve_graph_https,
 )
-from syncd.emulators.server import RunningServer, TestCA, serve_https
+from syncd.emulators.server import TestCA
 from syncd.emulators.tenant import BuiltTenant, TenantSpec, build_tenant
 
 BASE = "https://graph.emulator.test"
+"""Graph, and the resource its tokens are for."""
+LOGIN = "https://login.emulator.test"
+"""Entra login: another host, as login.microsoftonline.com is."""
 TOKEN_PATH = f"/{DEFAULT_TENANT_ID}/oauth2/v2.0/token"
-TOKEN_URL = f"{BASE}{TOKEN_PATH}"
+TOKEN_URL = f"{LOGIN}{TOKEN_PATH}"
 SCOPE = f"{BASE}/.default"
 EVENTUAL = {"ConsistencyLevel": "eventual"}
 USER_SELECT = "id,userPrincipalName,accountEnabled,businessPhones,onPremisesImmutableId"
@@ -57,12 +63,21 @@ CERT_APP = "6d1f0c2b-9a8e-4f7d-b3c2-1e0a9f8d7c6b"
 
 @pytest.fixture
 def emu() -> GraphEmulator:
-    return GraphEmulator()
+    return GraphEmulator(graph_resource=BASE)
+
+
+def hosts_client(emulator: GraphEmulator) -> httpx.AsyncClient:
+    """A client that reaches Graph at BASE (relative URLs go there) and Entra login at LOGIN."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=emulator.graph_app),
+        mounts={"all://login.emulator.test": httpx.ASGITransport(app=emulator.login_app)},
+        base_url=BASE,
+    )
 
 
 @pytest.fixture
 async def client(emu: GraphEmulator) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=emu.app), base_url=BASE) as client:
+    async with hosts_client(emu) as client:
         yield client
 
 
@@ -78,7 +93,7 @@ def secret_form(**changes: str) -> dict[str, str]:
 
 
 async def token(client: httpx.AsyncClient) -> str:
-    response = await client.post(TOKEN_PATH, data=secret_form())
+    response = await client.post(TOKEN_URL, data=secret_form())
     assert response.status_code == 200, response.text
     value = response.json()["access_token"]
     assert isinstance(value, str)
@@ -204,10 +219,10 @@ def assertion_form(client_assertion: str) -> dict[str, str]:
 
 
 async def test_openid_configuration_points_msal_at_this_host(client: httpx.AsyncClient) -> None:
-    response = await client.get(f"/{DEFAULT_TENANT_ID}/v2.0/.well-known/openid-configuration")
+    response = await client.get(f"{LOGIN}/{DEFAULT_TENANT_ID}/v2.0/.well-known/openid-configuration")
     assert response.status_code == 200
     config = response.json()
-    base = f"{BASE}/{DEFAULT_TENANT_ID}"
+    base = f"{LOGIN}/{DEFAULT_TENANT_ID}"
     assert config["token_endpoint"] == f"{base}/oauth2/v2.0/token"
     assert config["authorization_endpoint"] == f"{base}/oauth2/v2.0/authorize"
     assert config["device_authorization_endpoint"] == f"{base}/oauth2/v2.0/devicecode"
@@ -215,20 +230,20 @@ async def test_openid_configuration_points_msal_at_this_host(client: httpx.Async
     assert config["jwks_uri"] == f"{base}/discovery/v2.0/keys"
     assert "private_key_jwt" in config["token_endpoint_auth_methods_supported"]
     assert config["msgraph_host"] == "graph.emulator.test"
-    keys = await client.get(f"/{DEFAULT_TENANT_ID}/discovery/v2.0/keys")
+    keys = await client.get(f"{LOGIN}/{DEFAULT_TENANT_ID}/discovery/v2.0/keys")
     assert keys.json() == {"keys": []}
 
 
 async def test_openid_configuration_of_an_unknown_tenant(client: httpx.AsyncClient) -> None:
     other = str(uuid.uuid4())
-    response = await client.get(f"/{other}/v2.0/.well-known/openid-configuration")
+    response = await client.get(f"{LOGIN}/{other}/v2.0/.well-known/openid-configuration")
     assert_entra_error(response, 400, "invalid_tenant", 90002)
     assert f"Tenant '{other}' not found" in response.json()["error_description"]
 
 
 async def test_a_client_secret_gets_an_access_token(client: httpx.AsyncClient, emu: GraphEmulator) -> None:
     before = int(time.time())
-    response = await client.post(TOKEN_PATH, data=secret_form())
+    response = await client.post(TOKEN_URL, data=secret_form())
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"token_type", "expires_in", "ext_expires_in", "access_token"}
@@ -250,7 +265,7 @@ async def test_a_client_secret_gets_an_access_token(client: httpx.AsyncClient, e
 async def test_http_basic_client_authentication_works_too(client: httpx.AsyncClient) -> None:
     form = secret_form()
     del form["client_secret"], form["client_id"]
-    response = await client.post(TOKEN_PATH, data=form, auth=(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+    response = await client.post(TOKEN_URL, data=form, auth=(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
     assert response.status_code == 200
 
 
@@ -259,7 +274,7 @@ async def test_http_basic_client_authentication_works_too(client: httpx.AsyncCli
     [
         ({"client_secret": "wrong"}, 401, "invalid_client", 7000215),
         ({"client_id": "0b7d2a51-9c3e-4f62-a1de-7c5b8e9f0a11"}, 400, "unauthorized_client", 700016),
-        ({"scope": "https://graph.microsoft.com/.default"}, 400, "invalid_scope", 70011),
+        ({"scope": "https://graph.microsoft.com/.default"}, 400, "invalid_resource", 500011),
         ({"scope": f"{BASE}/User.Read.All"}, 400, "invalid_scope", 1002012),
         ({"scope": f"{SCOPE} openid"}, 400, "invalid_scope", 70011),
         ({"grant_type": "password"}, 400, "unsupported_grant_type", 70003),
@@ -269,7 +284,7 @@ async def test_http_basic_client_authentication_works_too(client: httpx.AsyncCli
 async def test_token_requests_entra_refuses(
     client: httpx.AsyncClient, changes: dict[str, str], status: int, error: str, code: int
 ) -> None:
-    assert_entra_error(await client.post(TOKEN_PATH, data=secret_form(**changes)), status, error, code)
+    assert_entra_error(await client.post(TOKEN_URL, data=secret_form(**changes)), status, error, code)
 
 
 async def test_token_request_errors_without_credentials_or_with_an_unknown_tenant(
@@ -277,12 +292,12 @@ async def test_token_request_errors_without_credentials_or_with_an_unknown_tenan
 ) -> None:
     form = secret_form()
     del form["client_secret"]
-    assert_entra_error(await client.post(TOKEN_PATH, data=form), 401, "invalid_client", 7000218)
+    assert_entra_error(await client.post(TOKEN_URL, data=form), 401, "invalid_client", 7000218)
     del form["scope"]
-    assert_entra_error(await client.post(TOKEN_PATH, data=form), 400, "invalid_request", 900144)
-    other = f"/{uuid.uuid4()}/oauth2/v2.0/token"
+    assert_entra_error(await client.post(TOKEN_URL, data=form), 400, "invalid_request", 900144)
+    other = f"{LOGIN}/{uuid.uuid4()}/oauth2/v2.0/token"
     assert_entra_error(await client.post(other, data=secret_form()), 400, "invalid_tenant", 90002)
-    assert_entra_error(await client.get(TOKEN_PATH), 400, "invalid_request", 900561)
+    assert_entra_error(await client.get(TOKEN_URL), 400, "invalid_request", 900561)
 
 
 @pytest.mark.parametrize("algorithm", ["PS256", "RS256"])
@@ -291,7 +306,7 @@ async def test_a_client_assertion_signed_by_the_registered_certificate(
 ) -> None:
     mine, _ = credentials
     emu.register_app(CERT_APP, secret=None, certificate_pem=mine.cert_pem)
-    response = await client.post(TOKEN_PATH, data=assertion_form(assertion(mine, mine, algorithm=algorithm)))
+    response = await client.post(TOKEN_URL, data=assertion_form(assertion(mine, mine, algorithm=algorithm)))
     assert response.status_code == 200, response.text
     payload = claims(response.json()["access_token"])
     assert (payload["appid"], payload["appidacr"]) == (CERT_APP, "2")
@@ -309,17 +324,17 @@ async def test_client_assertions_entra_refuses(
     makers: dict[str, Callable[[], str]] = {
         "other-key": lambda: assertion(other, mine),  # names my certificate, signed with another key
         "unregistered-certificate": lambda: assertion(other, other, algorithm="RS256"),
-        "wrong-audience": lambda: assertion(mine, mine, audience=f"{BASE}/common/oauth2/v2.0/token"),
+        "wrong-audience": lambda: assertion(mine, mine, audience=f"{LOGIN}/common/oauth2/v2.0/token"),
         "wrong-issuer": lambda: assertion(mine, mine, issuer=DEFAULT_CLIENT_ID),
         "expired": lambda: assertion(mine, mine, lifetime_s=-60),
         "garbage": lambda: "not.a.jwt",
     }
     made = makers[case]()
-    response = await client.post(TOKEN_PATH, data=assertion_form(made))
+    response = await client.post(TOKEN_URL, data=assertion_form(made))
     assert_entra_error(response, 401, "invalid_client", 700027)
     # A secret is no credential for an app registered with a certificate only.
     secret = {**secret_form(client_id=CERT_APP)}
-    assert_entra_error(await client.post(TOKEN_PATH, data=secret), 401, "invalid_client", 7000215)
+    assert_entra_error(await client.post(TOKEN_URL, data=secret), 401, "invalid_client", 7000215)
 
 
 def test_register_app_refuses_an_ec_certificate(emu: GraphEmulator) -> None:
@@ -377,18 +392,61 @@ async def test_graph_refuses_missing_forged_expired_and_revoked_tokens(
     assert (await client.get(path, headers={"Authorization": f"Bearer {fresh}"})).status_code == 200
 
 
-async def test_a_token_is_only_good_for_the_origin_it_was_issued_for(
+async def test_graph_refuses_a_token_for_another_resource(
     client: httpx.AsyncClient, emu: GraphEmulator
 ) -> None:
     user = emu.add_user(upn="a@contoso.com")
-    headers = {"Authorization": f"Bearer {await token(client)}"}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=emu.app), base_url="https://elsewhere"
-    ) as other:
-        response = await other.get(f"/v1.0/users/{user}", headers=headers)
+    arm = await client.post(TOKEN_URL, data=secret_form(scope=f"{ARM_RESOURCE}/.default"))
+    assert arm.status_code == 200, arm.text
+    assert claims(arm.json()["access_token"])["aud"] == ARM_RESOURCE
+    assert "roles" not in claims(arm.json()["access_token"])  # Graph's roles are for Graph only
+    response = await client.get(
+        f"/v1.0/users/{user}", headers={"Authorization": f"Bearer {arm.json()['access_token']}"}
+    )
     assert_graph_error(
         response, 401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience."
     )
+    graph = await client.get(
+        f"/v1.0/users/{user}", headers={"Authorization": f"Bearer {await token(client)}"}
+    )
+    assert graph.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [LOGIN, "https://graph.microsoft.com", f"{BASE}:8443", "https://evil.example.com"],
+    ids=["the-login-host", "the-real-graph", "another-port", "elsewhere"],
+)
+async def test_a_scope_for_a_resource_the_tenant_lacks_is_aadsts500011(
+    client: httpx.AsyncClient, resource: str
+) -> None:
+    response = await client.post(TOKEN_URL, data=secret_form(scope=f"{resource}/.default"))
+    assert_entra_error(response, 400, "invalid_resource", 500011)
+    assert f"The resource principal named {resource} was not found" in response.json()["error_description"]
+
+
+async def test_resources_match_without_case_or_a_trailing_slash(client: httpx.AsyncClient) -> None:
+    response = await client.post(TOKEN_URL, data=secret_form(scope=f"{BASE.upper()}//.default"))
+    assert response.status_code == 200, response.text
+    assert claims(response.json()["access_token"])["aud"] == BASE
+
+
+async def test_login_and_graph_are_two_hosts(client: httpx.AsyncClient) -> None:
+    """Each host answers only its own paths, as login.microsoftonline.com and graph.microsoft.com do."""
+    graph_token = await token(client)
+    at_login = await client.get(f"{LOGIN}/v1.0/groups", headers={"Authorization": f"Bearer {graph_token}"})
+    assert at_login.status_code == 404
+    at_graph = await client.post(TOKEN_PATH, data=secret_form())  # BASE: the Graph host
+    assert_graph_error(at_graph, 400, "BadRequest", f"Invalid version: {DEFAULT_TENANT_ID}")
+    discovery = await client.get(f"/{DEFAULT_TENANT_ID}/v2.0/.well-known/openid-configuration")
+    assert discovery.status_code == 400
+
+
+async def test_no_graph_token_is_issued_before_the_emulator_knows_where_graph_is() -> None:
+    emulator = GraphEmulator()
+    async with hosts_client(emulator) as client:
+        response = await client.post(TOKEN_URL, data=secret_form())
+    assert_entra_error(response, 400, "invalid_resource", 500011)
 
 
 async def test_missing_roles_are_403(client: httpx.AsyncClient, emu: GraphEmulator) -> None:
@@ -1024,25 +1082,23 @@ async def test_faults_spare_the_login_endpoints_unless_asked(
 ) -> None:
     emu.inject(ScriptedFault("status", status=500))
     emu.faults = Faults(error_rate=1.0)
-    assert (await client.post(TOKEN_PATH, data=secret_form())).status_code == 200
+    assert (await client.post(TOKEN_URL, data=secret_form())).status_code == 200
     emu.faults = Faults(error_rate=1.0, auth_too=True)
-    failed = await client.post(TOKEN_PATH, data=secret_form())
+    failed = await client.post(TOKEN_URL, data=secret_form())
     assert_entra_error(failed, 503, "temporarily_unavailable", 90033)
     emu.faults = Faults()
     emu.inject(ScriptedFault("throttle", path_contains="/oauth2/"))
-    throttled = await client.post(TOKEN_PATH, data=secret_form())
+    throttled = await client.post(TOKEN_URL, data=secret_form())
     assert (throttled.status_code, throttled.headers["retry-after"]) == (429, "1")
-    assert (await client.post(TOKEN_PATH, data=secret_form())).status_code == 200
+    assert (await client.post(TOKEN_URL, data=secret_form())).status_code == 200
 
 
 async def test_random_faults_are_reproducible_per_seed(auth: dict[str, str]) -> None:
     async def statuses(seed: int) -> list[int]:
-        emulator = GraphEmulator(seed=seed)
+        emulator = GraphEmulator(seed=seed, graph_resource=BASE)
         group = emulator.add_group()
         emulator.faults = Faults(error_rate=0.3, throttle_rate=0.3, retry_after_s=2)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=emulator.app), base_url=BASE
-        ) as client:
+        async with hosts_client(emulator) as client:
             headers = {"Authorization": f"Bearer {await token(client)}"}
             return [
                 (await client.get(f"/v1.0/groups/{group}/members", headers=headers)).status_code
@@ -1769,10 +1825,10 @@ def test_number_assignment_fixture_methods(emu: GraphEmulator) -> None:
 
 
 @pytest.fixture(scope="module")
-def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GraphEmulator, RunningServer]]:
+def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GraphEmulator, GraphServers]]:
     emulator = GraphEmulator()
-    with serve_https(emulator.app, ca=TestCA(Path(tmp_path_factory.mktemp("graph-ca")))) as server:
-        yield emulator, server
+    with serve_graph_https(emulator, ca=TestCA(Path(tmp_path_factory.mktemp("graph-ca")))) as servers:
+        yield emulator, servers
 
 
 class _FormSafeClient(httpx.Client):
@@ -1786,11 +1842,13 @@ class _FormSafeClient(httpx.Client):
 
 
 def test_msal_gets_tokens_over_https(
-    https: tuple[GraphEmulator, RunningServer], credentials: tuple[Credential, Credential]
+    https: tuple[GraphEmulator, GraphServers], credentials: tuple[Credential, Credential]
 ) -> None:
     emulator, server = https
     emulator.reset()
-    authority = f"{server.base_url}/{DEFAULT_TENANT_ID}"
+    assert urlsplit(server.authority_host).hostname != urlsplit(server.base_url).hostname
+    assert urlsplit(server.authority_host).port != urlsplit(server.base_url).port
+    authority = f"{server.authority_host}/{DEFAULT_TENANT_ID}"
     scopes = [f"{server.base_url}/.default"]
     http = httpx.Client(verify=ssl.create_default_context(cafile=str(server.ca_path)))
     try:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from syncd.emulators.graph import GraphEmulator
 from syncd.emulators.server import RunningServer, TestCA, _bind, serve_https
 from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
@@ -31,6 +32,9 @@ from syncd.emulators.smartcomm import (
     ScriptedFault,
     SmartCommEmulator,
 )
+from syncd.emulators.smartcomm.store import is_e164
+from syncd.emulators.tenant import TenantSpec, build_tenant
+from tests.registry import e164
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -55,7 +59,8 @@ GUID_2 = "1a2b3c4d-0000-4000-8000-000000000002"
 
 @pytest.fixture
 def emu() -> SmartCommEmulator:
-    return SmartCommEmulator()
+    """The account as a customer sets it up: its tenant and numbers registered."""
+    return SmartCommEmulator(registered_tenants=[TENANT], ten_dlc_numbers=[TN_1, TN_2, TN_3])
 
 
 @pytest.fixture
@@ -404,8 +409,123 @@ async def test_onboarding_errors(
 
 
 async def test_onboarding_a_body_that_is_not_json(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
-    response = await client.post(AGENTS, headers=auth, content=b"{oops")
+    response = await client.post(AGENTS, headers=auth | JSON, content=b"{oops")
     assert response.json() == {"message": "Invalid request body", "status": 400}
+
+
+# --- strict by default, as the API is ---------------------------------------------------------------------
+
+JSON = {"Content-Type": "application/json"}
+
+
+async def test_a_new_account_registers_no_tenant_and_no_number() -> None:
+    emu = SmartCommEmulator()
+    transport = httpx.ASGITransport(app=emu.app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        auth = {"Authorization": f"Bearer {await login(client)}"}
+        refused = await client.post(AGENTS, headers=auth, json=onboard_body(OID_1, TN_1))
+        assert refused.json() == {
+            "message": "Tenant ID is not registered with SmartCommunicator",
+            "status": 400,
+        }
+        emu.register_tenants([TENANT])
+        refused = await client.post(AGENTS, headers=auth, json=onboard_body(OID_1, TN_1))
+        assert refused.json()["message"] == (
+            "TN is not part of the list of numbers that are already 10DLC registered"
+        )
+        emu.register_numbers([TN_1])
+        assert (await client.post(AGENTS, headers=auth, json=onboard_body(OID_1, TN_1))).status_code == 200
+    assert [a["phone_number"] for a in emu.agents()] == [TN_1]
+
+
+@pytest.mark.parametrize("number", ["call me 555", "555", "13132095887", "+1 313 209 5887", "(313) 209-5887"])
+async def test_numbers_must_be_e164_even_when_every_number_counts_as_registered(
+    client: httpx.AsyncClient, auth: dict[str, str], emu: SmartCommEmulator, number: str
+) -> None:
+    emu.ten_dlc_numbers = None  # leniency on the registry: the format is still the API's
+    response = await client.post(AGENTS, headers=auth, json=onboard_body(OID_1, number))
+    assert response.json() == {
+        "message": "TN is not part of the list of numbers that are already 10DLC registered",
+        "status": 400,
+    }
+    assert emu.agents() == []
+    with pytest.raises(ValueError, match=r"E\.164"):
+        emu.register_numbers([number])
+
+
+async def test_a_text_plain_onboarding_is_refused_415_and_applies_nothing(
+    emu: SmartCommEmulator, client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    body = json.dumps(onboard_body(OID_1, TN_1))
+    for content_type in (None, "text/plain", "application/x-www-form-urlencoded"):
+        headers = auth if content_type is None else auth | {"Content-Type": content_type}
+        response = await client.post(AGENTS, headers=headers, content=body)
+        assert response.status_code == 415, content_type
+        assert response.json() == {"message": "Unsupported Media Type"}
+    patched = await client.patch(
+        f"{AGENTS}/{OID_1}", headers=auth | {"Content-Type": "text/plain"}, content="{}"
+    )
+    assert patched.status_code == 415
+    login_form = await client.post("/rest/v1/authenticate", data=CREDENTIALS)  # a form, not JSON
+    assert login_form.status_code == 415
+    assert emu.agents() == []
+    assert [r.status for r in emu.requests[1:]] == [415, 415, 415, 415, 415]
+    ok = await client.post(
+        AGENTS, headers=auth | {"Content-Type": "application/json; charset=utf-8"}, content=body
+    )
+    assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [
+        (None, 406),
+        ("text/html", 406),
+        ("application/json;q=0", 406),
+        ("application/json", 200),
+        ("text/html, application/*;q=0.5", 200),
+        ("*/*", 200),
+    ],
+)
+async def test_a_client_must_take_json(emu: SmartCommEmulator, accept: str | None, status: int) -> None:
+    transport = httpx.ASGITransport(app=emu.app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        auth = {"Authorization": f"Bearer {await login(client)}"}
+        client.headers.pop("Accept")  # httpx sends "Accept: */*" unless told otherwise
+        headers = auth if accept is None else auth | {"Accept": accept}
+        response = await client.post(AGENTS, headers=headers, json=onboard_body(OID_1, TN_1))
+    assert response.status_code == status, response.text
+    if status == 406:
+        assert response.json() == {"message": "Not Acceptable"}
+        assert emu.agents() == []
+
+
+def test_the_tenant_builder_registers_every_valid_number_of_the_tenant() -> None:
+    graph, account = GraphEmulator(), SmartCommEmulator()
+    built = build_tenant(
+        graph, TenantSpec(users=60, teams_share=0.5, teams_extra=2, seed=3), registry=account
+    )
+    assert account.ten_dlc_numbers == set(built.ten_dlc_numbers)
+    assert len(built.ten_dlc_numbers) == len(set(built.ten_dlc_numbers))
+    # Every valid number the directory holds (garbage and empty phones have none), read independently of
+    # syncd's mapping, Teams numbers included; nothing else.
+    valid = {number for phone in graph.phone_numbers() if (number := e164(phone)) is not None}
+    assert valid == set(built.ten_dlc_numbers)
+    assert set(built.teams_numbers.values()) <= set(built.ten_dlc_numbers)
+    assert all(is_e164(number) for number in built.ten_dlc_numbers)
+
+
+async def test_leniency_is_asked_for_explicitly() -> None:
+    emu = SmartCommEmulator(registered_tenants=None, ten_dlc_numbers=None, require_json=False)
+    transport = httpx.ASGITransport(app=emu.app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        client.headers.pop("Accept")
+        auth = {"Authorization": f"Bearer {await login(client)}"}
+        text = auth | {"Content-Type": "text/plain"}
+        response = await client.post(AGENTS, headers=text, content=json.dumps(onboard_body(OID_1, TN_1)))
+    assert response.status_code == 200
+    emu.reset()
+    assert (emu.require_json, emu.registered_tenants, emu.ten_dlc_numbers) == (False, None, None)
 
 
 # --- reading -----------------------------------------------------------------------------------------------
@@ -823,8 +943,11 @@ async def test_the_control_api(emu: SmartCommEmulator, client: httpx.AsyncClient
     assert (await client.delete("/_emulator/requests")).status_code == 200
     assert emu.requests == []
 
+    bad_numbers = {"ten_dlc_numbers": ["call me 555"]}
+    assert (await client.put("/_emulator/registries", json=bad_numbers)).status_code == 400
+
     assert (await client.post("/_emulator/reset")).status_code == 200
-    assert (emu.agents(), emu.registered_tenants, emu.token_lifetime_s) == ([], None, 86400.0)
+    assert (emu.agents(), emu.registered_tenants, emu.token_lifetime_s) == ([], {TENANT}, 86400.0)
     # reset clears revocations: the token works again (and there are no agents any more).
     assert_not_found(await client.get(AGENTS, headers=headers), NO_RECORDS)
     assert emu.requests[0].seq == 1
@@ -835,7 +958,7 @@ async def test_the_control_api(emu: SmartCommEmulator, client: httpx.AsyncClient
 
 @pytest.fixture(scope="module")
 def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SmartCommEmulator, RunningServer]]:
-    emulator = SmartCommEmulator()
+    emulator = SmartCommEmulator(registered_tenants=[TENANT], ten_dlc_numbers=[TN_1])
     ca = TestCA(tmp_path_factory.mktemp("smartcomm-ca"))
     with serve_https(emulator.app, ca=ca) as server:
         yield emulator, server

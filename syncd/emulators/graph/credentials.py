@@ -28,6 +28,9 @@ DEFAULT_APP_ROLES = (*GRAPH_ROLES, TEAMS_NUMBER_ROLE)
 """The roles the default app registration (and `register_app` unless told otherwise) is granted."""
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ARM_RESOURCE = "https://management.azure.com"
+"""Another resource the tenant has (Azure Resource Manager): Entra issues app tokens for it too (without
+Graph's roles), and Graph refuses them (their audience is not Graph)."""
 
 # Graph's documented application permissions per endpoint (least to most privileged).
 _MEMBER_ROLES = frozenset(
@@ -73,7 +76,7 @@ class _Token:
     client_id: str
     roles: frozenset[str]
     audience: str
-    """Lower-cased origin the token was issued for."""
+    """The resource the token was issued for (its "aud"), as the emulator knows it."""
     expires_at: float
     revoked: bool = False
 
@@ -98,29 +101,32 @@ def _basic_credentials(authorization: str | None) -> tuple[str | None, str | Non
 _INVALID_SCOPE = (
     "The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
 )
+_DEFAULT_SUFFIX = "/.default"
 
 
-def _scope_error(scope: str, origin: str) -> tuple[int, str] | None:
-    """Client credentials take exactly one scope: the resource (this emulator's origin) + "/.default"."""
+def _scope_error(scope: str) -> tuple[int, str] | None:
+    """Client credentials take exactly one scope: a resource's identifier + "/.default"."""
     scopes = scope.split()
     if len(scopes) != 1:
-        return (
-            70011,
-            _INVALID_SCOPE.format(scope=scope),
-        )
+        return (70011, _INVALID_SCOPE.format(scope=scope))
     only = scopes[0]
-    if not only.lower().endswith("/.default"):
+    if not only.lower().endswith(_DEFAULT_SUFFIX) or len(only) == len(_DEFAULT_SUFFIX):
         return (
             1002012,
             f"The provided value for scope {only} is not valid. Client credential flows must have a scope "
             "value with /.default suffixed to the resource identifier (application ID URI).",
         )
-    if only[: -len("/.default")].lower() != origin.lower():
-        return (
-            70011,
-            _INVALID_SCOPE.format(scope=only),
-        )
     return None
+
+
+def _scope_resource(scope: str) -> str:
+    """The resource a valid scope (see `_scope_error`) names."""
+    return scope.strip()[: -len(_DEFAULT_SUFFIX)]
+
+
+def _same_resource(a: str, b: str) -> bool:
+    """Resource identifiers compare without case and without a trailing slash, as Entra matches them."""
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
 
 
 def _token_audiences(origin: str, tenant: str, tenant_id: str) -> list[str]:

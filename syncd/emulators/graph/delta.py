@@ -1,6 +1,8 @@
 """Graph delta queries in the emulator, for groups (`members@delta`) and users. A round's change list is
 computed at its first page from the objects' versions and the membership log, then paged (big groups across
-pages); nextLinks and deltaLinks carry signed tokens, and the links of an expired generation answer 410.
+pages); nextLinks and deltaLinks carry signed tokens, and the links of an expired generation, or delta links
+older than `delta_link_lifetime_s` on the emulator's clock (Graph: 7 days), answer 410. A groups delta
+`$filter` names at most 50 groups (`id eq` clauses joined by `or`), as Graph allows.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import bisect
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from syncd.emulators.common import encode_json
@@ -25,6 +28,10 @@ from syncd.emulators.graph.wire import (
     _Reply,
 )
 
+DELTA_LINK_LIFETIME_S = 7 * 24 * 3600.0
+"""How long Graph honours a directory object's delta link."""
+MAX_FILTER_IDS = 50
+"""The most `id eq` clauses a groups delta `$filter` may hold."""
 _MAX_ROUNDS = 8
 """Delta rounds (their change lists) kept for paging; an evicted round is recomputed from its token."""
 
@@ -34,6 +41,10 @@ _OR = re.compile(r"\s+or\s+", re.IGNORECASE)
 
 class _Delta(_GraphChecks):
     """GET /groups/delta and /users/delta (with or without "()"), their nextLinks and deltaLinks."""
+
+    # Set by `GraphEmulator.__init__`, declared here so that this mixin type-checks on its own.
+    delta_link_lifetime_s: float | None
+    clock: Callable[[], float]
 
     def _groups_delta(self, incoming: _Incoming, token: _Token) -> _Reply:
         self._require(incoming, token, _MEMBER_ROLES)
@@ -70,6 +81,10 @@ class _Delta(_GraphChecks):
                 self._open_delta(delta_round.target)
                 return self._delta_page(incoming, self._keep_round(delta_round), delta_round, 0)
             payload = self._delta_payload(incoming, deltatoken, kind, "delta")
+            issued = payload.get("t")
+            lifetime = self.delta_link_lifetime_s
+            if lifetime is not None and isinstance(issued, (int, float)) and self.clock() - issued > lifetime:
+                raise _Rejected(_sync_state_not_found(incoming))
             since = payload.get("v")
             if not isinstance(since, int):
                 raise _Rejected(_bad_request(incoming, "The specified delta token value is invalid."))
@@ -89,6 +104,16 @@ class _Delta(_GraphChecks):
             select = self._select(incoming, props, "microsoft.graph.group")
             raw_filter = incoming.option("filter")
             filter_ids = None if raw_filter is None else _id_filter(raw_filter)
+            if filter_ids is not None and len(filter_ids) > MAX_FILTER_IDS:
+                raise _Rejected(
+                    _graph_error(
+                        incoming,
+                        400,
+                        "Request_UnsupportedQuery",
+                        "Too many child clauses specified in search filter expression containing 'OR' "
+                        f"operators: {len(filter_ids)}. Max allowed: {MAX_FILTER_IDS}.",
+                    )
+                )
             if raw_filter is not None and filter_ids is None:
                 raise _Rejected(
                     _graph_error(
@@ -109,15 +134,7 @@ class _Delta(_GraphChecks):
             what = "page" if use == "page" else "delta"
             raise _Rejected(_bad_request(incoming, f"The specified {what} token value is invalid."))
         if payload.get("e") != self._epoch:
-            raise _Rejected(
-                _graph_error(
-                    incoming,
-                    410,
-                    "SyncStateNotFound",
-                    "The sync state generation is not found. The delta token is expired and data must be "
-                    "synchronized again.",
-                )
-            )
+            raise _Rejected(_sync_state_not_found(incoming))
         return payload
 
     def _keep_round(self, delta_round: _Round) -> str:
@@ -250,7 +267,9 @@ class _Delta(_GraphChecks):
             )
             body["@odata.nextLink"] = f"{link_base}?$skiptoken={token}"
         else:
-            token = self._link_token({"k": f"delta:{delta_round.kind}", "v": delta_round.target, **common})
+            token = self._link_token(
+                {"k": f"delta:{delta_round.kind}", "v": delta_round.target, "t": self.clock(), **common}
+            )
             body["@odata.deltaLink"] = f"{link_base}?$deltatoken={token}"
         body["value"] = value
         return _Reply(200, encode_json(body), _graph_headers(incoming))
@@ -290,6 +309,16 @@ class _Delta(_GraphChecks):
                 ]
             value.append(entry)
         return value
+
+
+def _sync_state_not_found(incoming: _Incoming) -> _Reply:
+    return _graph_error(
+        incoming,
+        410,
+        "SyncStateNotFound",
+        "The sync state generation is not found. The delta token is expired and data must be synchronized "
+        "again.",
+    )
 
 
 def _id_filter(raw: str) -> tuple[str, ...] | None:

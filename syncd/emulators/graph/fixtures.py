@@ -27,10 +27,11 @@ from syncd.emulators.graph.directory import (
     _USER_KEYWORDS,
     RAW_OMIT,
     _nickname,
+    _Object,
     _raw_dict,
     _user_value,
 )
-from syncd.emulators.graph.state import _DirectoryState
+from syncd.emulators.graph.state import _Change, _DirectoryState
 from syncd.emulators.graph.wire import RecordedRequest
 
 
@@ -40,6 +41,10 @@ class _Fixtures(_DirectoryState):
     # Set by `GraphEmulator.__init__`, declared here so that this mixin type-checks on its own.
     _initial_token_lifetime_s: float
     _initial_page_cap: int
+    _initial_settings: tuple[float, float | None, bool, int | None]
+    delta_link_lifetime_s: float | None
+    throttle: bool
+    resource_units_per_10s: int | None
 
     def inject(self, fault: ScriptedFault) -> None:
         """Queue a one-shot fault; the first queued fault matching a request hits it.
@@ -251,6 +256,10 @@ class _Fixtures(_DirectoryState):
                 self._by_upn.pop(old_upn.lower(), None)
             if isinstance(new_upn, str):
                 self._by_upn[new_upn.lower()] = id
+            if changed:
+                before = _Object(obj.id, obj.kind, obj.props, obj.created)
+                before.raw = obj.raw
+                self._remember(lambda at: _Change(at, "props", id, before=before))
             obj.props = props
             obj.raw = raw or None
             if changed:
@@ -330,6 +339,28 @@ class _Fixtures(_DirectoryState):
             self._group_members(group_id)
             self._denied.add(group_id)
 
+    def phone_numbers(self) -> list[str]:
+        """Every phone value the directory holds, as stored (any form, garbage included): users'
+        businessPhones, mobilePhone and onPremisesExtensionAttributes values (`raw` ones too), and the
+        assigned Teams numbers. For a test whose SmartCommunicator registry follows the directory."""
+        values: list[str] = []
+        with self._lock:
+            for obj in self._objects.values():
+                if obj.kind is not _USER:
+                    continue
+                for source in (obj.props, obj.raw or {}):
+                    business = source.get("businessPhones")
+                    if isinstance(business, list):
+                        values += [v for v in business if isinstance(v, str)]
+                    mobile = source.get("mobilePhone")
+                    if isinstance(mobile, str):
+                        values.append(mobile)
+                    extensions = source.get("onPremisesExtensionAttributes")
+                    if isinstance(extensions, dict):
+                        values += [v for v in extensions.values() if isinstance(v, str)]
+            values += list(self._numbers)
+        return values
+
     def expire_delta_links(self) -> None:
         """Every delta link (and delta nextLink) issued so far answers 410 from now on."""
         with self._lock:
@@ -339,8 +370,10 @@ class _Fixtures(_DirectoryState):
         """Back to the state after construction, except that issued access tokens stay valid.
 
         Clears objects, memberships, Teams number assignments, apps (the default app is registered again),
-        the request log (seq restarts at 1), faults, scripted faults, revocations and delta state (old delta
-        links answer 410), and restores the token lifetime, page cap and RNG seed given to the constructor.
+        the request log (seq restarts at 1), faults, scripted faults, revocations, throttling budgets and
+        delta state (old delta links answer 410), and restores the token lifetime, page cap, advanced-query
+        lag, delta link lifetime, throttling settings and RNG seed given to the constructor. The Graph
+        resource and the clock stay.
         """
         with self._lock:
             self._clear_state()
@@ -349,4 +382,7 @@ class _Fixtures(_DirectoryState):
             self.faults = Faults()
             self.token_lifetime_s = self._initial_token_lifetime_s
             self.page_cap = self._initial_page_cap
+            lag, lifetime, throttle, units = self._initial_settings
+            self.eventual_lag_s, self.delta_link_lifetime_s = lag, lifetime
+            self.throttle, self.resource_units_per_10s = throttle, units
             self._expire_deltas()

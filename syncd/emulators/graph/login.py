@@ -1,6 +1,11 @@
 """Entra login in the Graph emulator: OpenID discovery, the v2.0 token endpoint for client credentials
 (a client secret or a certificate-signed client assertion) with Entra's AADSTS errors, and the HS256 access
 tokens it issues and Graph checks (signature, expiry, revocation, audience).
+
+Login and Graph are different hosts, as `login.microsoftonline.com` and `graph.microsoft.com` are: a token is
+issued for the resource its scope names (`<resource>/.default`), which must be Graph's
+(`GraphEmulator.graph_resource`, the origin Graph is served at) or another resource the tenant knows
+(`ARM_RESOURCE`); Graph accepts only tokens whose audience is Graph.
 """
 
 from __future__ import annotations
@@ -9,14 +14,18 @@ import hmac
 import math
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from syncd.emulators.common import b64url, encode_json, sign_hs256, verify_hs256
 from syncd.emulators.graph.credentials import (
+    ARM_RESOURCE,
     JWT_BEARER,
     _App,
     _assertion_problem,
     _basic_credentials,
+    _same_resource,
     _scope_error,
+    _scope_resource,
     _Token,
     _token_audiences,
 )
@@ -39,19 +48,32 @@ class _Login(_DirectoryState):
 
     # Set by `GraphEmulator.__init__`, declared here so that this mixin type-checks on its own.
     tenant_id: str
+    graph_resource: str | None
     _key: bytes
+
+    def _known_resource(self, requested: str) -> str | None:
+        """The resource a scope names as this tenant knows it (Graph or `ARM_RESOURCE`), else None."""
+        for resource in (self.graph_resource, ARM_RESOURCE):
+            if resource is not None and _same_resource(requested, resource):
+                return resource.rstrip("/")
+        return None
+
+    def _is_graph_resource(self, resource: str) -> bool:
+        return self.graph_resource is not None and _same_resource(resource, self.graph_resource)
 
     # --- access tokens ----------------------------------------------------------------------------------
 
-    def _issue_token(self, app: _App, origin: str, *, certificate: bool) -> dict[str, object]:
+    def _issue_token(self, app: _App, resource: str, *, certificate: bool) -> dict[str, object]:
         now = time.time()
         lifetime = self.token_lifetime_s
         # exp rounds up, so a client renewing ahead of `exp` never sees a 401 for a fractional lifetime.
         expires = math.ceil(now + lifetime)
         jti = b64url(secrets.token_bytes(16))
         issuer = f"https://sts.windows.net/{self.tenant_id}/"
+        # Graph's application roles are for Graph: a token for another resource carries none of them.
+        roles = app.roles if self._is_graph_resource(resource) else frozenset()
         payload: dict[str, object] = {
-            "aud": origin,
+            "aud": resource,
             "iss": issuer,
             "iat": int(now),
             "nbf": int(now),
@@ -68,9 +90,9 @@ class _Login(_DirectoryState):
             "ver": "1.0",
             "jti": jti,
         }
-        if app.roles:  # Entra leaves the claim out when no role is granted
-            payload["roles"] = sorted(app.roles)
-        self._tokens[jti] = _Token(app.client_id, app.roles, origin.lower(), float(expires))
+        if roles:  # Entra leaves the claim out when no role is granted
+            payload["roles"] = sorted(roles)
+        self._tokens[jti] = _Token(app.client_id, roles, resource, float(expires))
         expires_in = max(1, int(lifetime))
         return {
             "token_type": "Bearer",
@@ -98,11 +120,11 @@ class _Login(_DirectoryState):
         token = self._tokens.get(jti) if jti is not None else None
         message = _TOKEN_MESSAGE
         if token is not None and not token.revoked and time.time() < token.expires_at:
-            if token.audience == incoming.origin.lower():
+            if self._is_graph_resource(token.audience):
                 return token
             message = "Access token validation failure. Invalid audience."
         challenge = (
-            f'Bearer realm="", authorization_uri="{incoming.origin}/common/oauth2/authorize", '
+            'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", '
             'client_id="00000003-0000-0000-c000-000000000000"'
         )
         raise _Rejected(
@@ -160,7 +182,7 @@ class _Login(_DirectoryState):
         base = f"{incoming.origin}/{self.tenant_id}"
         oauth = f"{base}/oauth2/v2.0" if v2 else f"{base}/oauth2"
         issuer = f"{base}/v2.0" if v2 else f"https://sts.windows.net/{self.tenant_id}/"
-        host = incoming.origin.split("://", 1)[1]
+        host = urlsplit(self.graph_resource).netloc if self.graph_resource else "graph.microsoft.com"
         return {
             "token_endpoint": f"{oauth}/token",
             "token_endpoint_auth_methods_supported": [
@@ -274,10 +296,23 @@ class _Login(_DirectoryState):
         scope = form.get("scope")
         if not scope:
             return missing("scope")
-        scope_error = _scope_error(scope, incoming.origin)
+        scope_error = _scope_error(scope)
         if scope_error is not None:
             code, message = scope_error
             return _entra_error(incoming, 400, "invalid_scope", code, message)
+        requested = _scope_resource(scope)
+        resource = self._known_resource(requested)
+        if resource is None:
+            return _entra_error(
+                incoming,
+                400,
+                "invalid_resource",
+                500011,
+                f"The resource principal named {requested} was not found in the tenant named "
+                f"{self.tenant_id}. This can happen if the application has not been installed by the "
+                "administrator of the tenant or consented to by any user in the tenant. You might have sent "
+                "your authentication request to the wrong tenant.",
+            )
 
         secret = form.get("client_secret", basic_secret)
         assertion_type = form.get("client_assertion_type")
@@ -305,7 +340,7 @@ class _Login(_DirectoryState):
             problem = _assertion_problem(app, assertion, audiences)
             if problem is not None:
                 return _entra_error(incoming, 401, "invalid_client", 700027, problem)
-            body = self._issue_token(app, incoming.origin, certificate=True)
+            body = self._issue_token(app, resource, certificate=True)
         elif secret is not None:
             # Always compared, in constant time, as a real service should.
             ok = app.secret is not None and hmac.compare_digest(secret.encode(), app.secret.encode())
@@ -319,7 +354,7 @@ class _Login(_DirectoryState):
                     "client secret value, not the client secret ID, for a secret added to app "
                     f"'{app.client_id}'.",
                 )
-            body = self._issue_token(app, incoming.origin, certificate=False)
+            body = self._issue_token(app, resource, certificate=False)
         else:
             return _entra_error(
                 incoming,

@@ -1,6 +1,7 @@
 """The Graph emulator's directory reads: a group's `members` and `transitiveMembers` (OData casts and $count
 as advanced queries, $select, $top, absolute nextLinks with a signed $skiptoken, pages cached while the
-directory is unchanged), a user's direct memberships (`memberOf`), and single users and groups.
+directory is unchanged), a user's direct memberships (`memberOf`), and single users and groups. Requests
+with `ConsistencyLevel: eventual` read the lagging index of advanced queries (`lag`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from syncd.emulators.graph.credentials import (
     _Token,
 )
 from syncd.emulators.graph.directory import _CASTS, _DIRECTORY_OBJECT_PROPS, _GROUP, _USER, _Kind, _Object
+from syncd.emulators.graph.lag import _Lag
 from syncd.emulators.graph.wire import (
     GRAPH_PREFIX,
     _bad_request,
@@ -43,7 +45,7 @@ def _limited(item: dict[str, object]) -> dict[str, object]:
     return {name: item[name] if name in ("@odata.type", "id") else None for name in item}
 
 
-class _Reads(_GraphChecks):
+class _Reads(_GraphChecks, _Lag):
     """GET /groups/{id}/members and /transitiveMembers, /users/{id}/memberOf, /users/{id}, /groups/{id}."""
 
     def _list_members(
@@ -70,11 +72,15 @@ class _Reads(_GraphChecks):
                 )
         self._check_options(incoming, ())
         eventual = (incoming.consistency_level or "").strip().lower() == "eventual"
+        view = self._lagged_view() if eventual else None
         count = self._count_requested(incoming)
         if count_segment:
             if not eventual:
                 return _bad_request(incoming, "$count is not currently supported.")
-            total = len(self._member_ids(group_id, transitive=transitive, kind=cast))
+            if view is not None:
+                total = len(view.member_ids(group_id, transitive=transitive, kind=cast))
+            else:
+                total = len(self._member_ids(group_id, transitive=transitive, kind=cast))
             return _Reply(200, str(total).encode(), content_type="text/plain")
         if cast is not None and not (eventual and count):
             return _graph_error(
@@ -89,23 +95,32 @@ class _Reads(_GraphChecks):
         else:
             select = self._select(incoming, _DIRECTORY_OBJECT_PROPS, "microsoft.graph.directoryObject")
         size = self._page_size(incoming)
-        ids = self._member_ids(group_id, transitive=transitive, kind=cast)
+        if view is not None:
+            ids = view.member_ids(group_id, transitive=transitive, kind=cast)
+        else:
+            ids = self._member_ids(group_id, transitive=transitive, kind=cast)
         offset = self._member_offset(incoming, ids, group_id, transitive, cast)
         page = ids[offset : offset + size]
         projection = self._projection(select, with_type=True)
-        objects = self._objects
+        objects = self._objects if view is None else view.objects
         # Without a user permission Graph lists the users with "limited information" (docs/spec).
         limited = not token.roles & _USER_ROLES
-        page_key = (group_id, transitive, cast.name if cast else None, select, offset, len(page), limited)
-        value = self._pages.get(page_key)
-        if value is None:
+
+        def encoded() -> bytes:
             items = [projection.project(objects[object_id]) for object_id in page]
             if limited:
                 items = [
                     _limited(item) if objects[object_id].kind is _USER else item
                     for object_id, item in zip(page, items, strict=True)
                 ]
-            value = encode_json(items)
+            return encode_json(items)
+
+        page_key = (group_id, transitive, cast.name if cast else None, select, offset, len(page), limited)
+        value = self._pages.get(page_key) if view is None else None
+        if view is not None:
+            value = encoded()
+        elif value is None:
+            value = encoded()
             if self._pages_size + len(value) > _PAGE_CACHE_BYTES:
                 self._pages.clear()
                 self._pages_size = 0
@@ -189,6 +204,9 @@ class _Reads(_GraphChecks):
                 )
         self._check_options(incoming, ())
         eventual = (incoming.consistency_level or "").strip().lower() == "eventual"
+        view = self._lagged_view() if eventual else None
+        groups = self._members if view is None else view.members
+        objects = self._objects if view is None else view.objects
         count = self._count_requested(incoming)
         hidden_ok = _HIDDEN_MEMBERS_ROLE in token.roles
         ids = (
@@ -196,7 +214,7 @@ class _Reads(_GraphChecks):
             if cast_name not in (None, "group")
             else [
                 group_id
-                for group_id, members in self._members.items()
+                for group_id, members in groups.items()
                 if object_id in members and (hidden_ok or group_id not in self._denied)
             ]
         )
@@ -221,7 +239,7 @@ class _Reads(_GraphChecks):
         limited = not token.roles & _MEMBER_ROLES
         value: list[dict[str, object]] = []
         for group_id in page:
-            item = projection.project(self._objects[group_id])
+            item = projection.project(objects[group_id])
             value.append(_limited(item) if limited else item)
         entity_set = f"{cast_name}s" if cast_name is not None else "directoryObjects"
         context = f"{incoming.origin}{GRAPH_PREFIX}/$metadata#{entity_set}"

@@ -15,7 +15,7 @@ import random
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,34 @@ _MemberChange = tuple[str, str, bool]
 _GroupItem = tuple[str, list[_MemberChange] | None, bool]
 
 
+@dataclass(frozen=True)
+class _Change:
+    """One change to the directory at an emulator-clock time, kept while advanced queries may not show it
+    yet (`GraphEmulator.eventual_lag_s`): enough to show the directory as it was before it."""
+
+    at: float
+    kind: str
+    """"member" (a membership added or removed), "props" (a user's properties changed), "created" or
+    "deleted" (an object)."""
+    object_id: str
+    group_id: str = ""
+    """For "member": the group."""
+    added: bool = False
+    """For "member": whether the membership began (else it ended)."""
+    before: _Object | None = None
+    """For "props" and "deleted": the object as it was."""
+    members: tuple[str, ...] | None = None
+    """For a deleted group: its direct members then."""
+
+
+@dataclass
+class _Bucket:
+    """An app's throttling budget: the resource units left, as of an emulator-clock time."""
+
+    units: float
+    at: float
+
+
 @dataclass
 class _Round:
     """One delta round's change list, computed at its first page and paged from here."""
@@ -75,6 +103,8 @@ class _DirectoryState(ControlApi):
     _lock: threading.Lock
     _tokens: dict[str, _Token]
     _epoch: int
+    clock: Callable[[], float]
+    eventual_lag_s: float
 
     def _clear_state(self) -> None:
         self._apps: dict[str, _App] = {}
@@ -103,6 +133,12 @@ class _DirectoryState(ControlApi):
         """$filter text -> the matching records in order (cleared on any change), so paging is not O(N^2)."""
         self._log: list[_Entry] = []
         self._seq = 0
+        self._user_count = 0
+        """Users in the directory: the tenant's size, which sets its throttling budget."""
+        self._buckets: dict[str, _Bucket] = {}
+        """Client ID -> its resource unit bucket (`_Throttle`)."""
+        self._recent: list[_Change] = []
+        """Changes advanced queries may not show yet (kept only while `eventual_lag_s` > 0)."""
         self._injector = FaultInjector(self._seed)
         # Seeded on purpose: reproducible IDs, not secrets.
         self._id_rng = random.Random(self._seed + 1)  # noqa: S311
@@ -147,6 +183,9 @@ class _DirectoryState(ControlApi):
         obj = _Object(object_id, kind, props, self._bump())
         self._objects[object_id] = obj
         self._tombstones.pop(object_id, None)
+        if kind is _USER:
+            self._user_count += 1
+        self._remember(lambda at: _Change(at, "created", obj.id))
         return obj
 
     def _insert_user(self, fields: Mapping[str, Any]) -> str:
@@ -184,11 +223,13 @@ class _DirectoryState(ControlApi):
     def _forget_user(self, object_id: str) -> None:
         obj = self._objects.pop(object_id, None)
         if obj is not None:
+            self._user_count -= 1
             upn = obj.props.get("userPrincipalName")
             if isinstance(upn, str):
                 self._by_upn.pop(upn.lower(), None)
 
     def _delete_object(self, obj: _Object) -> None:
+        had = tuple(self._members[obj.id]) if obj.kind is _GROUP else None
         for group_id, members in self._members.items():
             if obj.id in members:
                 del members[obj.id]
@@ -201,7 +242,10 @@ class _DirectoryState(ControlApi):
         if isinstance(upn, str):
             self._by_upn.pop(upn.lower(), None)
         del self._objects[obj.id]
+        if obj.kind is _USER:
+            self._user_count -= 1
         self._tombstones[obj.id] = _Tombstone(obj.kind, obj.created, self._bump())
+        self._remember(lambda at: _Change(at, "deleted", obj.id, before=obj, members=had))
 
     def _group_members(self, group_id: str) -> dict[str, None]:
         members = self._members.get(group_id)
@@ -228,6 +272,20 @@ class _DirectoryState(ControlApi):
         # query costs no log at all.
         if self._delta_floor is not None:
             self._membership_log.append((version, group_id, member_id, added))
+        self._remember(lambda at: _Change(at, "member", member_id, group_id=group_id, added=added))
+
+    def _remember(self, change: Callable[[float], _Change]) -> None:
+        """Keep a change for the lagging advanced queries (only while there is a lag: big fixtures built
+        without one keep nothing), and let go of those every query shows by now."""
+        if self.eventual_lag_s <= 0:
+            if self._recent:
+                self._recent.clear()
+            return
+        now = self.clock()
+        self._recent.append(change(now))
+        cutoff = now - self.eventual_lag_s
+        if self._recent[0].at <= cutoff:
+            self._recent = [c for c in self._recent if c.at > cutoff]
 
     def _odata_type(self, object_id: str) -> str:
         obj = self._objects.get(object_id)
@@ -250,29 +308,8 @@ class _DirectoryState(ControlApi):
         elif not transitive:
             result = list(self._members[group_id])
         else:
-            result = self._closure(group_id)
+            result = _closure(self._members, group_id)
         self._closures[key] = result
-        return result
-
-    def _closure(self, group_id: str) -> list[str]:
-        """Transitive members, depth first in insertion order, each object once; cycles are safe and the
-        group itself is never its own member."""
-        groups = self._members
-        seen = {group_id}
-        result: list[str] = []
-        stack = [iter(groups[group_id])]
-        while stack:
-            for member_id in stack[-1]:
-                if member_id in seen:
-                    continue
-                seen.add(member_id)
-                result.append(member_id)
-                nested = groups.get(member_id)
-                if nested:
-                    stack.append(iter(nested))
-                    break
-            else:
-                stack.pop()
         return result
 
     def _projection(self, select: tuple[str, ...] | None, *, with_type: bool) -> _Projection:
@@ -301,3 +338,24 @@ class _DirectoryState(ControlApi):
         except (binascii.Error, ValueError, UnicodeError):
             return None
         return payload if isinstance(payload, dict) else None
+
+
+def _closure(groups: Mapping[str, Mapping[str, None]], group_id: str) -> list[str]:
+    """Transitive members of `group_id` in `groups` (group ID -> its direct members), depth first in
+    insertion order, each object once; cycles are safe and the group itself is never its own member."""
+    seen = {group_id}
+    result: list[str] = []
+    stack = [iter(groups[group_id])]
+    while stack:
+        for member_id in stack[-1]:
+            if member_id in seen:
+                continue
+            seen.add(member_id)
+            result.append(member_id)
+            nested = groups.get(member_id)
+            if nested:
+                stack.append(iter(nested))
+                break
+        else:
+            stack.pop()
+    return result

@@ -93,6 +93,8 @@ class _Incoming:
     consistency_level: str | None
     client_request_id: str | None
     body: bytes
+    graph: bool
+    """Whether it came to the Graph host (else to the Entra login host)."""
 
     def option(self, name: str) -> str | None:
         """An OData system query option, with or without its "$" (Graph v1.0 accepts both)."""
@@ -101,6 +103,11 @@ class _Incoming:
 
     @property
     def is_graph(self) -> bool:
+        return self.graph
+
+    @property
+    def graph_path(self) -> bool:
+        """Whether the path is under Graph's version prefix (`/v1.0`)."""
         return self.path == GRAPH_PREFIX or self.path.startswith(GRAPH_PREFIX + "/")
 
 
@@ -112,7 +119,7 @@ class _Reply:
     content_type: str = _GRAPH_JSON
 
 
-def _incoming(scope: Scope, body: bytes) -> _Incoming:
+def _incoming(scope: Scope, body: bytes, *, graph: bool) -> _Incoming:
     authorization = consistency = client_request_id = host = None
     for name, value in scope["headers"]:
         lowered = name.lower()
@@ -140,6 +147,7 @@ def _incoming(scope: Scope, body: bytes) -> _Incoming:
         consistency_level=consistency,
         client_request_id=client_request_id,
         body=body,
+        graph=graph,
     )
 
 

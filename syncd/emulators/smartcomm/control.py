@@ -6,6 +6,7 @@ and the account to the shared control routes, for a test or a tool in another pr
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Required
 
 import pydantic
@@ -15,7 +16,7 @@ from typing_extensions import TypedDict  # pydantic validates only this TypedDic
 
 from syncd.emulators.common import ControlError, Faults, ScriptedFault, control_body, validate_control
 from syncd.emulators.smartcomm.auth import _Auth
-from syncd.emulators.smartcomm.store import AgentData, AgentStatus, _Agent, _AgentStore
+from syncd.emulators.smartcomm.store import AgentData, AgentStatus, _Agent, _AgentStore, is_e164
 from syncd.emulators.smartcomm.wire import RecordedRequest
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class _ControlRoutes(_AgentStore, _Auth):
     # Set by `SmartCommEmulator.__init__`, declared here so that this mixin type-checks on its own.
     _initial_token_lifetime_s: float
     _initial_account: tuple[int, str, str]
+    _initial_require_json: bool
+    require_json: bool
 
     # --- public controls -------------------------------------------------------------------------------
 
@@ -167,6 +170,26 @@ class _ControlRoutes(_AgentStore, _Auth):
         with self._lock:
             return self._data.get(user_object_id, AgentData()).snapshot()
 
+    def register_tenants(self, tenant_ids: Iterable[str]) -> None:
+        """Register Entra tenants with the account (no-op while every tenant counts as registered)."""
+        with self._lock:
+            if self.registered_tenants is not None:
+                self.registered_tenants.update(tenant_ids)
+
+    def register_numbers(self, numbers: Iterable[str]) -> None:
+        """10DLC-register numbers (E.164; ValueError for another form, and then none is registered);
+        no-op while every number counts as registered."""
+        checked = _e164_numbers(numbers)
+        with self._lock:
+            if self.ten_dlc_numbers is not None:
+                self.ten_dlc_numbers.update(checked)
+
+    def unregister_numbers(self, numbers: Iterable[str]) -> None:
+        """Take numbers out of the 10DLC registry (a test of the unregistered path)."""
+        with self._lock:
+            if self.ten_dlc_numbers is not None:
+                self.ten_dlc_numbers.difference_update(numbers)
+
     def agents(self) -> list[dict[str, object]]:
         """Every agent (active and offboarded) with every field, in order of creation."""
         with self._lock:
@@ -176,8 +199,8 @@ class _ControlRoutes(_AgentStore, _Auth):
         """Back to the state after construction, except that issued tokens stay valid.
 
         Clears agents, the request log (seq restarts at 1), faults, scripted faults and revocations, and
-        restores the account (customer ID, username, password), the registries, the token lifetime and the
-        RNG seed given to the constructor.
+        restores the account (customer ID, username, password), the registries, the token lifetime,
+        `require_json` and the RNG seed given to the constructor.
         """
         with self._lock:
             self.customer_id, self.username, self._password = self._initial_account
@@ -186,6 +209,7 @@ class _ControlRoutes(_AgentStore, _Auth):
                 token.revoked = False
             self.faults = Faults()
             self.token_lifetime_s = self._initial_token_lifetime_s
+            self.require_json = self._initial_require_json
 
     # --- the control API --------------------------------------------------------------------------------
 
@@ -258,12 +282,24 @@ class _ControlRoutes(_AgentStore, _Auth):
                 self.registered_tenants = None if tenants is None else set(tenants)
             if "ten_dlc_numbers" in registries:
                 numbers = registries["ten_dlc_numbers"]
-                self.ten_dlc_numbers = None if numbers is None else set(numbers)
+                try:
+                    self.ten_dlc_numbers = None if numbers is None else set(_e164_numbers(numbers))
+                except ValueError as exc:
+                    return JSONResponse({"error": str(exc)}, status_code=400)
             current = {
                 "registered_tenants": _sorted_or_none(self.registered_tenants),
                 "ten_dlc_numbers": _sorted_or_none(self.ten_dlc_numbers),
             }
         return JSONResponse(current)
+
+
+def _e164_numbers(numbers: Iterable[str]) -> frozenset[str]:
+    """The numbers, checked: the 10DLC registry holds E.164 numbers only (ValueError for another form)."""
+    checked = frozenset(numbers)
+    wrong = sorted(n for n in checked if not is_e164(n))
+    if wrong:
+        raise ValueError(f"10DLC numbers must be E.164 (+ and digits): {', '.join(wrong[:5])}")
+    return checked
 
 
 def _sorted_or_none(values: set[str] | None) -> list[str] | None:

@@ -20,24 +20,28 @@ from starlette.routing import Mount, Route
 from syncd.emulators.common import Faults, RecordedFault, read_body
 from syncd.emulators.smartcomm.agents import _AgentsApi
 from syncd.emulators.smartcomm.auth import _Auth, _Token
-from syncd.emulators.smartcomm.control import _ControlRoutes
+from syncd.emulators.smartcomm.control import _ControlRoutes, _e164_numbers
 from syncd.emulators.smartcomm.wire import (
     _FORBIDDEN,
     _NO_RECORDS,
     _UNAUTHORIZED,
     AUTH_PATH,
     SMARTCOMM_PREFIX,
+    _accepts_json,
     _Entry,
     _fault_status_reply,
     _Incoming,
     _incoming,
+    _json_media_type,
     _logged_body,
     _method_not_allowed,
+    _not_acceptable,
     _not_found,
     _Reply,
     _send_reply,
     _send_truncated_and_drop,
     _throttle_reply,
+    _unsupported_media_type,
 )
 
 if TYPE_CHECKING:
@@ -87,14 +91,19 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
         username: str = DEFAULT_USERNAME,
         password: str = DEFAULT_PASSWORD,
         token_lifetime_s: float = 86400.0,
-        registered_tenants: Iterable[str] | None = None,
-        ten_dlc_numbers: Iterable[str] | None = None,
+        registered_tenants: Iterable[str] | None = (),
+        ten_dlc_numbers: Iterable[str] | None = (),
+        require_json: bool = True,
         seed: int = 0,
     ) -> None:
         """Set up an empty account.
 
-        `registered_tenants` / `ten_dlc_numbers`: None means every tenant / number is registered.
-        `seed` makes random faults and agent IDs reproducible.
+        `registered_tenants` / `ten_dlc_numbers`: the Entra tenants registered with SmartCommunicator and
+        the 10DLC-registered numbers (E.164). Empty by default, as a new account is: onboarding refuses
+        every tenant and number until they are registered (`register_tenants`, `register_numbers`, or
+        `syncd.emulators.tenant.build_tenant` with this emulator as its registry). None means every tenant /
+        number (in E.164) counts as registered: leniency a test asks for explicitly.
+        `require_json`: see the attribute. `seed` makes random faults and agent IDs reproducible.
         """
         self.customer_id = customer_id
         self.username = username
@@ -103,7 +112,12 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
         self._seed = seed
         self._initial_token_lifetime_s = token_lifetime_s
         self._initial_tenants = None if registered_tenants is None else frozenset(registered_tenants)
-        self._initial_numbers = None if ten_dlc_numbers is None else frozenset(ten_dlc_numbers)
+        self._initial_numbers = None if ten_dlc_numbers is None else _e164_numbers(ten_dlc_numbers)
+        self.require_json = require_json
+        """Whether requests must say `Content-Type: application/json` (those with a body) and take JSON
+        (`Accept`), as the API documents: 415 and 406 otherwise. False: anything goes (leniency a test asks
+        for explicitly)."""
+        self._initial_require_json = require_json
         # HS256 key: random per emulator so no other emulator's (or a forged) token verifies here.
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
@@ -177,14 +191,27 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
 
     # --- the emulated service ---------------------------------------------------------------------------
 
+    def _media_problem(self, incoming: _Incoming) -> _Reply | None:
+        """415 for a body that is not said to be JSON, 406 for a client that does not take JSON."""
+        if not self.require_json:
+            return None
+        if incoming.method in ("POST", "PATCH", "PUT") and not _json_media_type(incoming.content_type):
+            return _unsupported_media_type()
+        if not _accepts_json(incoming.accept):
+            return _not_acceptable()
+        return None
+
     def _handle(self, incoming: _Incoming) -> _Reply:
         """Answer one request as the real service would. Called with the lock held."""
         if incoming.path == AUTH_PATH:
             if incoming.method != "POST":
                 return _method_not_allowed("POST")
-            return self._authenticate(incoming.body)
+            return self._media_problem(incoming) or self._authenticate(incoming.body)
         if not incoming.path.startswith(SMARTCOMM_PREFIX):
             return _not_found("Not Found")
+        problem = self._media_problem(incoming)
+        if problem is not None:
+            return problem
         # The gateway checks the token before it routes, so any path under smartcomm/ needs one.
         token = self._valid_token(incoming.authorization)
         if token is None:

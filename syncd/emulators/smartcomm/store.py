@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import threading
 from dataclasses import dataclass
 from typing import Literal
@@ -19,6 +20,13 @@ from syncd.emulators.smartcomm.wire import _Entry
 
 AgentStatus = Literal["active", "offboarded"]
 KeyId = Literal["user_object_id", "agent_id", "upn", "phone_number", "consistency_id"]
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+def is_e164(number: str) -> bool:
+    """Whether `number` is written in E.164 ("+" and up to 15 digits, no spaces), as the API takes numbers."""
+    return _E164.fullmatch(number) is not None
 
 
 @dataclass
@@ -120,6 +128,10 @@ class _AgentStore(ControlApi):
         return self.registered_tenants is None or tenant_id in self.registered_tenants
 
     def _number_registered(self, phone_number: str) -> bool:
+        """Whether the number is E.164 and 10DLC registered (the registry holds E.164 numbers only, so a
+        number in any other form is never registered)."""
+        if not is_e164(phone_number):
+            return False
         return self.ten_dlc_numbers is None or phone_number in self.ten_dlc_numbers
 
     def _find_active(self, key_id: KeyId, value: str) -> _Agent | None:

@@ -94,6 +94,8 @@ class _Incoming:
     query: dict[str, str]
     authorization: str | None
     body: bytes
+    content_type: str | None = None
+    accept: str | None = None
 
 
 @dataclass(frozen=True)
@@ -183,10 +185,15 @@ def _logged_body(path: str, body: bytes) -> object | None:
 
 
 def _incoming(scope: Scope, body: bytes) -> _Incoming:
-    authorization: str | None = None
+    authorization = content_type = accept = None
     for name, value in scope["headers"]:
-        if name.lower() == b"authorization":
+        lowered = name.lower()
+        if lowered == b"authorization":
             authorization = value.decode("latin-1")
+        elif lowered == b"content-type":
+            content_type = value.decode("latin-1")
+        elif lowered == b"accept":
+            accept = value.decode("latin-1")
     query_string: bytes = scope.get("query_string", b"")
     query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
     return _Incoming(
@@ -195,4 +202,43 @@ def _incoming(scope: Scope, body: bytes) -> _Incoming:
         query=query,
         authorization=authorization,
         body=body,
+        content_type=content_type,
+        accept=accept,
     )
+
+
+def _json_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type says JSON (`application/json`, parameters such as charset allowed)."""
+    if content_type is None:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def _accepts_json(accept: str | None) -> bool:
+    """Whether an Accept header takes JSON: `application/json`, `application/*` or `*/*`, not at q=0. A
+    missing header does not: the API asks clients to say `Accept: application/json`."""
+    if accept is None:
+        return False
+    for media_range in accept.split(","):
+        kind, _, params = media_range.partition(";")
+        if kind.strip().lower() not in ("application/json", "application/*", "*/*"):
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            return True
+    return False
+
+
+def _unsupported_media_type() -> _Reply:
+    return _Reply(415, {"message": "Unsupported Media Type"})
+
+
+def _not_acceptable() -> _Reply:
+    return _Reply(406, {"message": "Not Acceptable"})
