@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,24 +35,12 @@ from syncd.emulators.smartcomm import (
 from syncd.reports.status import print_status, status_document
 from syncd.store import Store
 from tests import observed, postgres
+from tests.clocks import FakeClock
 
 GRAPH_ORIGIN = "https://graph.test"
 """Graph and its Entra login on one host, as with the e2e emulator: tokens are issued for the login
 request's origin and checked against the Graph request's. The transports ignore hosts: any name works."""
 SMARTCOMM_ORIGIN = "https://smartcomm.test"
-
-
-class FakeClock:
-    """The engine's "now" (epoch seconds): starts at the real time and moves only when a test says so."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class AsgiSyncTransport(httpx.BaseTransport):
