@@ -21,7 +21,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
@@ -114,7 +114,10 @@ class SmartCommClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`transport` replaces the network (tests: an in-process emulator); `clock` is the wall clock the
+        token's renewal is timed by (epoch seconds; tests move it instead of sleeping)."""
         self._settings = settings
         if transport is None:
             limits = httpx.Limits(
@@ -136,6 +139,7 @@ class SmartCommClient:
             self._fetch_token,
             renew_margin_s=settings.token_renew_margin_s,
             failure_cooldown_s=settings.auth_failure_cooldown_s,
+            clock=clock,
         )
         self._agents_path = f"/rest/v1/smartcomm/{settings.customer_id}/agents"
 
