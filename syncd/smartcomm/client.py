@@ -115,8 +115,11 @@ class SmartCommClient:
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
         on_throttled: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`on_throttled` is called for every 429 answer, retried ones included (the daemon counts them)."""
+        """`transport` replaces the network (tests: an in-process emulator); `on_throttled` is called for
+        every 429 answer, retried ones included (the daemon counts them); `clock` is the wall clock the
+        token's renewal is timed by (epoch seconds; tests move it instead of sleeping)."""
         self._settings = settings
         self._on_throttled = on_throttled
         if transport is None:
@@ -139,6 +142,7 @@ class SmartCommClient:
             self._fetch_token,
             renew_margin_s=settings.token_renew_margin_s,
             failure_cooldown_s=settings.auth_failure_cooldown_s,
+            clock=clock,
         )
         self._agents_path = f"/rest/v1/smartcomm/{settings.customer_id}/agents"
 

@@ -145,7 +145,6 @@ def rows(driver: webdriver.Chrome, selector: str) -> list[WebElement]:
     return list(driver.find_elements(By.CSS_SELECTOR, selector))
 
 
-@pytest.mark.timeout(150)
 def test_the_admin_signs_in_and_reads_the_state(
     world: World, daemons: list[Daemon], browser: webdriver.Chrome
 ) -> None:
@@ -253,7 +252,6 @@ def test_the_admin_signs_in_and_reads_the_state(
 # -- the protocol, without a browser -------------------------------------------------------------------
 
 
-@pytest.mark.timeout(90)
 def test_sign_in_cookie_and_forms_over_http(world: World, daemons: list[Daemon]) -> None:
     world.add_user("a", "+1 415 555 0001")
     # The name a reverse proxy uses is allowed (admin.allowed_hosts); any other host is refused.
@@ -337,7 +335,6 @@ def test_sign_in_cookie_and_forms_over_http(world: World, daemons: list[Daemon])
     assert daemon.stop()[0] == 0
 
 
-@pytest.mark.timeout(60)
 def test_without_a_token_the_pages_are_disabled(world: World, daemons: list[Daemon]) -> None:
     daemons.append(daemon := Daemon(world, interval="1h", token=None))
     for answer in (

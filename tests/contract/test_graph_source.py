@@ -5,11 +5,13 @@ Assertions read what the emulator received (its request log) and what the source
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
 from pathlib import Path
 
+import msal
+import msal.application
+import msal.token_cache
 import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
@@ -33,6 +35,7 @@ from syncd.graph.errors import (
     GroupNotFound,
 )
 from syncd.graph.source import GraphSource
+from tests.clocks import ShiftedTime
 from tests.contract.conftest import graph_settings_for
 
 MEMBERS_PATH = "/transitiveMembers/graph.user"
@@ -360,19 +363,43 @@ async def test_a_token_rejected_midway_is_renewed_once(
     assert len(token_requests(graph)) == 2
 
 
-async def test_short_lived_tokens_are_fetched_again(graph: GraphEmulator, graph_server: GraphServer) -> None:
+@pytest.fixture
+def msal_clock(monkeypatch: pytest.MonkeyPatch) -> ShiftedTime:
+    clock = ShiftedTime()
+    monkeypatch.setattr(msal.application, "time", clock)
+    monkeypatch.setattr(msal.token_cache, "time", clock)
+    return clock
+
+
+async def test_a_cached_token_that_expires_mid_read_is_fetched_again(
+    graph: GraphEmulator, graph_server: GraphServer, msal_clock: ShiftedTime
+) -> None:
+    """msal treats a token with under 5 minutes left as expired, so the token lives just over that: 310 s.
+    Cached while more than 300 s are left (by 10 s), expired once fewer are (by 1 s): the read's third
+    page needs a new token, and its fourth uses the new one from the cache."""
     _, server = graph_server
-    graph.token_lifetime_s = 2.0
+    graph.token_lifetime_s = 310.0
+    graph.page_cap = 2
     group = graph.add_group()
-    add_users(graph, group, 2)
-    settings = graph_settings_for(server, [group])
-    async with GraphSource(settings) as source:
-        await source.read()
-        await asyncio.sleep(2.1)
-        state = await source.read()
-    assert len(state.members) == 2
-    assert all(p.status == 200 for p in member_pages(graph))
-    assert len(token_requests(graph)) >= 2
+    ids = add_users(graph, group, 8)
+    async with GraphSource(graph_settings_for(server, [group])) as source:
+        pages = source.group_pages(group)
+        read = [await anext(pages), await anext(pages)]
+        msal_clock.offset_s = 11.0  # 299 s of the first token left: msal's cache says it has expired
+        read += [page async for page in pages]
+    assert sorted(m.object_id for page in read for m in page if isinstance(m, Member)) == sorted(ids)
+    tokens = token_requests(graph)
+    assert [r.status for r in tokens] == [200, 200]
+    pages_seen = member_pages(graph)
+    assert [p.status for p in pages_seen] == [200, 200, 200, 200]
+    first, second = pages_seen[0].token_id, pages_seen[2].token_id
+    assert first is not None
+    assert second is not None
+    assert first != second
+    assert [p.token_id for p in pages_seen] == [first, first, second, second]
+    # Each token was fetched before the page that first used it, and no page went out in between.
+    assert tokens[0].seq < pages_seen[0].seq
+    assert pages_seen[1].seq < tokens[1].seq < pages_seen[2].seq
 
 
 async def test_tokens_go_only_to_the_graph_host(graph_server: GraphServer) -> None:

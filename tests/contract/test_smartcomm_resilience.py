@@ -27,6 +27,7 @@ from syncd.smartcomm import (
     TokenRejected,
     TransportFailure,
 )
+from tests.clocks import FakeClock
 from tests.contract.conftest import variant
 
 TENANT = "f67efc8f-df44-47c5-8b50-fe86d1858420"
@@ -50,21 +51,31 @@ def calls(emulator: SmartCommEmulator) -> list[tuple[str, str, int | None]]:
     return [(r.method, r.path, r.status) for r in emulator.requests]
 
 
-async def test_short_lived_token_is_renewed_before_it_expires(
-    client: SmartCommClient, emulator: SmartCommEmulator
+async def test_a_token_is_renewed_before_it_expires_and_then_reused(
+    settings: SmartCommSettings, emulator: SmartCommEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emulator.token_lifetime_s = 2.0
+    """A 100 s token is renewed a tenth of its lifetime (10 s) before its `exp`. The client and the
+    emulator share a clock the test moves, with seconds of margin on either side of each moment."""
+    clock = FakeClock()
+    monkeypatch.setattr(emulator, "clock", clock)
+    emulator.token_lifetime_s = 100.0
     emulator.add_agent(user_object_id=OID, tenant_id=TENANT, phone_number=PHONE)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 4.5
-    while loop.time() < deadline:
+    async with SmartCommClient(settings, clock=clock) as client:
+        await client.get_agent(OID)  # the first token, issued now: it expires 100-101 s from now
+        clock.advance(80)  # 10 s before its renewal is due
         await client.get_agent(OID)
-        await asyncio.sleep(0.1)
+        clock.advance(15)  # renewal due, and the first token still valid for 5-6 s
+        await client.get_agent(OID)
+        clock.advance(50)  # the first token has expired; the second is 45 s old
+        await client.get_agent(OID)
     log = emulator.requests
+    # Logins: before the first call and before the third (the renewal), no other.
+    assert [r.path == AUTH for r in log] == [True, False, False, True, False, False]
     api = [r for r in log if r.path != AUTH]
-    assert all(r.status == 200 for r in api), "a request went out with an expired token"
-    assert sum(r.path == AUTH for r in log) >= 2
-    assert len({r.token_id for r in api}) >= 2
+    assert [r.status for r in api] == [200] * 4, "a request went out with an expired token"
+    first, second = api[0].token_id, api[2].token_id
+    assert first != second
+    assert [r.token_id for r in api] == [first, first, second, second]
 
 
 async def test_revoked_token_is_renewed_once_on_401(
@@ -177,8 +188,9 @@ async def test_authentication_itself_is_retried(client: SmartCommClient, emulato
 
 async def test_timeout_then_retry_is_safe(settings: SmartCommSettings, emulator: SmartCommEmulator) -> None:
     """The first POST is applied but its answer comes too late; the retry must not create a second agent."""
-    emulator.inject(ScriptedFault(kind="delay_after", delay_s=1.5, method="POST", path_contains="/agents"))
-    async with SmartCommClient(variant(settings, timeout_s=0.5)) as client:
+    # The answer comes 4 s after the 1 s timeout (it is never waited for); the retry has the whole second.
+    emulator.inject(ScriptedFault(kind="delay_after", delay_s=5.0, method="POST", path_contains="/agents"))
+    async with SmartCommClient(variant(settings, timeout_s=1.0)) as client:
         with pytest.raises(AgentExists) as caught:
             await client.onboard(NewAgent(OID, TENANT, PHONE))
     assert caught.value.outcome_was_unknown

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from syncd.emulators.smartcomm import (
 from syncd.reports.status import print_status, status_document
 from syncd.store import Store
 from tests import observed, postgres
+from tests.clocks import FakeClock
 from tests.registry import register_directory
 
 LOGIN_ORIGIN = "https://login.test"
@@ -62,19 +62,6 @@ class Hosts:
         if app is None:
             raise httpx.ConnectError(f"nothing serves {host!r} in the test network")
         await app(scope, receive, send)
-
-
-class FakeClock:
-    """The engine's "now" (epoch seconds): starts at the real time and moves only when a test says so."""
-
-    def __init__(self, start: float | None = None) -> None:
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class AsgiSyncTransport(httpx.BaseTransport):

@@ -848,7 +848,7 @@ async def test_a_failed_write_is_retried_by_a_later_delta_cycle_once_its_backoff
     # Someone waiting for a retry is not converged: exit 1, as in any cycle (README, exit codes).
     assert (waiting.exit_code, waiting.deferred) == (1, 1)
 
-    world.clock.now = failed_at + retry_s + 0.2
+    world.clock.now = failed_at + retry_s + 1  # a second after
     clear(world)
     retried = await sync(world, env=env)
     assert_read(retried, "delta")

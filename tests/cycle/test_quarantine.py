@@ -99,10 +99,10 @@ async def test_a_failed_user_is_not_retried_before_its_time_then_once(world: Wor
     assert waiting["attempts"] == 1
     assert waiting["next_attempt_at"] == pytest.approx(failed_at + 10, abs=0.01)
 
-    world.clock.now = waiting["next_attempt_at"] - 0.5  # just before its time: still not sent
+    world.clock.now = waiting["next_attempt_at"] - 1  # a second before its time: still not sent
     assert expect(await world.cycle(env=env), 1).deferred == 1
     assert posts(world) == []
-    world.clock.now = waiting["next_attempt_at"] + 0.1
+    world.clock.now = waiting["next_attempt_at"] + 1
     expect(await world.cycle(env=env), 1)
     assert posts(world) == [conflicted]  # retried exactly once
     again = next(m for m in world.status()["attention"] if m["object_id"] == conflicted)

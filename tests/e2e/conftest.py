@@ -31,6 +31,7 @@ from syncd.emulators.smartcomm import (
     DEFAULT_CUSTOMER_ID,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
+    ScriptedFault,
     SmartCommEmulator,
 )
 from syncd.store import Store
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
     from tests.e2e.test_daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[2]
+CONCURRENCY = 4
+"""`sync.concurrency` in the tests' configuration: the writes a `syncd` process has in flight at most."""
+HOLD_S = 10.0
+"""How long `World.hold_writes` keeps answers back: far longer than a test takes to act on them."""
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +147,22 @@ class World:
             cwd=self.config.parent,
         )
 
+    def hold_writes(self, method: str, count: int = CONCURRENCY, *, hold_s: float = HOLD_S) -> None:
+        """The next `count` `method` requests to the agents API are applied, and their answers held back
+        for `hold_s`. With `count` = sync.concurrency a `syncd` process then has every write slot taken and
+        sends nothing more: a test that kills it once `held(method) == count` knows what was applied."""
+        self.smartcomm.inject(
+            ScriptedFault("delay_after", method=method, path_contains="/agents", times=count, delay_s=hold_s)
+        )
+
+    def held(self, method: str) -> int:
+        """How many `method` requests to the agents API were applied with their answers held back."""
+        return sum(
+            1
+            for r in self.smartcomm.requests
+            if r.method == method and "/agents" in r.path and r.fault == "delay_after" and r.applied
+        )
+
     def writes(self) -> list[tuple[str, str, object]]:
         """POST/PATCH/DELETE calls SmartCommunicator received (authentication excluded), in order."""
         return observed.writes(self.smartcomm)
@@ -167,7 +188,7 @@ def write_config(
     **sync: object,
 ) -> None:
     """A config file for both emulators; the database is SQLite next to it unless `database_url` is given."""
-    sync_values = {"max_offboard": 10, "concurrency": 4} | sync
+    sync_values = {"max_offboard": 10, "concurrency": CONCURRENCY} | sync
     sync_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in sync_values.items())
     url = database_url or f"sqlite:///{path.parent / 'syncd.db'}"
     path.write_text(

@@ -7,7 +7,6 @@ import contextlib
 import json
 import socket
 import sqlite3
-import time
 from pathlib import Path
 
 import httpx
@@ -16,8 +15,9 @@ from syncd.emulators.server import TestCA
 from tests.e2e.conftest import World
 from tests.e2e.test_daemon import TOKEN, Daemon, onboarded, wait_for
 
-MARGIN_S = 3.0
-"""Slack on top of a timeout for a loaded machine (two cores shared)."""
+MARGIN_S = 15.0
+"""Slack on top of a timeout for a loaded machine (two cores shared): what it bounds would otherwise never
+happen, so a generous bound catches the fault as well as a tight one."""
 
 
 class TlsDaemon(Daemon):
@@ -38,7 +38,7 @@ class TlsDaemon(Daemon):
         self.url = f"https://127.0.0.1:{self.port}"
 
     def healthy(self) -> bool:
-        assert self.process.poll() is None, self.process.communicate()[1]
+        assert self.process.poll() is None, self.log()[-3000:]
         try:
             answer = httpx.get(
                 f"https://127.0.0.1:{self.port}/healthz", verify=self.ca.ssl_context(), timeout=1
@@ -73,9 +73,29 @@ def still_open(socks: list[socket.socket]) -> int:
     return sum(not closed(sock) for sock in socks)
 
 
-def test_slow_clients_are_cut_off_and_healthz_keeps_answering(world: World, daemons: list[Daemon]) -> None:
-    header_timeout_s, max_connections = 2.0, 100
-    env = {"SYNCD_ADMIN__HEADER_TIMEOUT": "2s", "SYNCD_ADMIN__MAX_CONNECTIONS": str(max_connections)}
+def test_slow_clients_beyond_the_limit_are_closed_and_healthz_keeps_answering(
+    world: World, daemons: list[Daemon]
+) -> None:
+    max_connections = 100
+    # A header timeout far beyond the test: only the connection limit can close anything here.
+    env = {"SYNCD_ADMIN__HEADER_TIMEOUT": "5m", "SYNCD_ADMIN__MAX_CONNECTIONS": str(max_connections)}
+    daemons.append(daemon := Daemon(world, interval="1h", env=env))
+    slow = [connect(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n") for _ in range(300)]
+    try:
+        # The probe gets through while they are all (or the newest of them) still waiting.
+        assert httpx.get(f"{daemon.url}/healthz", timeout=5).status_code == 200
+        # The connection limit: no more than max_connections of them stay open.
+        wait_for(lambda: still_open(slow) <= max_connections, what="the connection limit")
+        assert httpx.get(f"{daemon.url}/healthz", timeout=5).status_code == 200
+    finally:
+        for sock in slow:
+            sock.close()
+    assert daemon.stop()[0] == 0
+
+
+def test_slow_clients_are_cut_off_by_the_header_timeout(world: World, daemons: list[Daemon]) -> None:
+    header_timeout_s = 2.0
+    env = {"SYNCD_ADMIN__HEADER_TIMEOUT": f"{header_timeout_s:g}s", "SYNCD_ADMIN__MAX_CONNECTIONS": "100"}
     daemons.append(daemon := Daemon(world, interval="1h", env=env))
     # A kept-alive connection that trickles its next request head, one byte at a time.
     trickler = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
@@ -83,14 +103,8 @@ def test_slow_clients_are_cut_off_and_healthz_keeps_answering(world: World, daem
     assert trickler.recv(65536).startswith(b"HTTP/1.1 200")
     trickler.setblocking(False)
     next_head = iter(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"z" * 200)
-    slow = [connect(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n") for _ in range(300)]
-    connected = time.monotonic()
+    slow = [connect(daemon.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n") for _ in range(50)]
     try:
-        # The probe gets through while they are all (or the newest of them) still waiting.
-        assert httpx.get(f"{daemon.url}/healthz", timeout=5).status_code == 200
-        # The connection limit: no more than max_connections of them stay open.
-        wait_for(lambda: still_open(slow) <= max_connections, timeout=1.5, what="the connection limit")
-        assert httpx.get(f"{daemon.url}/healthz", timeout=5).status_code == 200
 
         def all_cut_off() -> bool:
             if not closed(trickler):
@@ -98,9 +112,9 @@ def test_slow_clients_are_cut_off_and_healthz_keeps_answering(world: World, daem
                     trickler.send(bytes([next(next_head)]))
             return still_open(slow) == 0 and closed(trickler)
 
-        # The header timeout: every one of them is closed, the trickling one included.
+        # The header timeout: every one of them is closed, the trickling one included (without the timeout
+        # none would ever be: the bound only needs to be finite).
         wait_for(all_cut_off, timeout=header_timeout_s + MARGIN_S, what="the header timeout")
-        assert time.monotonic() - connected <= header_timeout_s + MARGIN_S
         assert httpx.get(f"{daemon.url}/healthz", timeout=5).status_code == 200
     finally:
         for sock in [*slow, trickler]:

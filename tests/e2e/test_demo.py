@@ -55,7 +55,6 @@ def assert_demo_output(code: int, stdout: str, stderr: str) -> None:
         assert not JWT.search(text), "a JWT reached the output"
 
 
-@pytest.mark.timeout(90)
 def test_demo_runs_two_cycles_and_prints_the_status_table(tmp_path: Path) -> None:
     process = subprocess.run(
         [sys.executable, "-m", "syncd", "demo"],
@@ -69,7 +68,6 @@ def test_demo_runs_two_cycles_and_prints_the_status_table(tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []  # everything it made lived in its own temporary directory
 
 
-@pytest.mark.timeout(90)
 @pytest.mark.skipif(MAKE is None, reason="make is not installed")
 def test_make_demo() -> None:
     # `make demo` reuses .venv while .venv/.installed is newer than pyproject.toml (as after `make test`).
@@ -102,7 +100,6 @@ def kill(process: subprocess.Popen[str]) -> None:
         process.kill()
 
 
-@pytest.mark.timeout(120)
 def test_emulate_serves_both_emulators_and_a_config_syncd_can_use(tmp_path: Path) -> None:
     state = tmp_path / "emulators"
     config = state / "syncd.toml"
@@ -166,7 +163,6 @@ def test_emulate_serves_both_emulators_and_a_config_syncd_can_use(tmp_path: Path
             kill(process)
 
 
-@pytest.mark.timeout(90)
 def test_emulate_on_a_busy_port_says_so_and_exits_1(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

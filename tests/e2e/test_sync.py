@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 import signal
-import time
 
 import pytest
 
 from syncd.emulators.graph import DEFAULT_CLIENT_SECRET
-from syncd.emulators.smartcomm import DEFAULT_PASSWORD, Faults
+from syncd.emulators.smartcomm import DEFAULT_PASSWORD
 from syncd.store.schema import SCHEMA_HEAD
-from tests.e2e.conftest import World
+from tests.e2e.conftest import CONCURRENCY, World
+from tests.e2e.test_daemon import wait_for
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
 
@@ -83,16 +83,12 @@ def test_missing_config_file_exits_2(world: World) -> None:
 
 def test_kill_mid_apply_then_rerun_converges_without_duplicates(world: World) -> None:
     ids = seed(world, 16)
-    world.smartcomm.faults = Faults(latency_s=0.25)
+    world.hold_writes("POST")  # the first 4 onboardings are applied, their answers held back
     process = world.start("sync")
-    deadline = time.monotonic() + 30
-    while sum(1 for r in world.smartcomm.requests if r.method == "POST" and r.path.endswith("/agents")) < 5:
-        assert time.monotonic() < deadline, "the sync never got going"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
+    wait_for(lambda: world.held("POST") == CONCURRENCY, what="the first writes")
+    process.send_signal(signal.SIGKILL)  # with 4 writes applied and unanswered, and 12 never sent
     process.communicate(timeout=10)
-    assert 0 < len(world.agents()) < 16
-    world.smartcomm.faults = Faults()
+    assert len(world.agents()) == CONCURRENCY
     result = world.run("sync", "--json")
     assert result.code == 0, result.stderr
     assert sorted(world.agents()) == sorted(ids)

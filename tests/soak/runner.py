@@ -3,11 +3,12 @@
 Each cycle applies a seeded batch of changes to the Graph emulator (joiners, leavers, rejoiners, phone
 changes, UPN renames), sets random faults on both emulators (latency, 503s, 429s with Retry-After, dropped
 connections, writes applied and then dropped, token lifetimes of a few seconds), runs `syncd sync` as a
-subprocess and, in a seeded share of cycles, kills it with SIGKILL once its writes have begun. Then the
-faults stop, two clean cycles run (the second one full) and the invariants are checked from the emulators'
-request logs and state and from our operations log:
+subprocess and, in a seeded share of cycles, kills it with SIGKILL the moment its k-th write (k = 1..3,
+seeded) reaches SmartCommunicator. Then the faults stop, two clean cycles run (the second one full) and the
+invariants are checked from the emulators' request logs and state and from our operations log:
 
-1. the remote active agents equal the desired state computed from the final directory (`map_user`);
+1. the remote active agents equal what the soak's own log of the directory says they should be
+   (tests/soak/directory.py, not syncd's mapping);
 2. no object is onboarded (an applied POST) while an earlier agent for it is still active;
 3. no applied DELETE hits an object that was in scope at the start of the cycle that sent it;
 4. every write the emulator applied was made under an operation in our log for the same object and a
@@ -32,14 +33,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syncd.core.model import Member
 from syncd.emulators.common import Faults, ScriptedFault
 from syncd.emulators.graph import DEFAULT_TENANT_ID, GraphEmulator, GraphServers, serve_graph_https
 from syncd.emulators.server import RunningServer, TestCA, serve_https
 from syncd.emulators.smartcomm import AUTH_PATH, SmartCommEmulator
-from syncd.emulators.tenant import TenantSpec, build_tenant
-from syncd.graph.mapping import map_user
 from syncd.store import Store
+from tests.soak.directory import AgentKey, Directory
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS_MARK = "/agents"
@@ -49,9 +48,6 @@ WRITE_METHODS = {"POST": "onboard", "PATCH": "update", "DELETE": "offboard"}
 COMPATIBLE = {"POST": {"onboard", "update"}, "PATCH": {"update", "onboard"}, "DELETE": {"offboard"}}
 # Our operations are timed by the syncd process's wall clock, the emulator's requests by ours: same host.
 CLOCK_TOLERANCE_S = 0.05
-
-AgentKey = tuple[str, str | None, str | None, str]
-"""An agent as compared: (phone_number, upn, consistency_id, tenant_id)."""
 
 
 # --- what the checkers read ----------------------------------------------------------------------------
@@ -195,6 +191,8 @@ class SoakOptions:
 class SoakReport:
     cycles: int = 0
     kills: int = 0
+    planned_kills: int = 0
+    """Cycles drawn to be killed; a cycle that finishes before its k-th write is not."""
     exit_codes: Counter[int] = field(default_factory=Counter)
     changes: Counter[str] = field(default_factory=Counter)
     operations: Counter[str] = field(default_factory=Counter)
@@ -208,7 +206,8 @@ class SoakReport:
             return ", ".join(f"{k}={v}" for k, v in sorted(counter.items(), key=str)) or "none"
 
         lines = [
-            f"soak: {self.cycles} cycles (+2 clean), {self.kills} kill -9, {self.duration_s:.0f} s",
+            f"soak: {self.cycles} cycles (+2 clean), {self.kills} kill -9 ({self.planned_kills} drawn), "
+            f"{self.duration_s:.0f} s",
             f"  exit codes:  {counts(self.exit_codes)}",
             f"  churn:       {counts(self.changes)}",
             f"  operations:  {sum(self.operations.values())} ({counts(self.operations)})",
@@ -218,115 +217,6 @@ class SoakReport:
         ]
         lines.extend(f"    - {v}" for v in self.violations)
         return "\n".join(lines)
-
-
-class Directory:
-    """Drives the Graph emulator's churn and answers who is in scope (as syncd maps users)."""
-
-    def __init__(
-        self, graph: GraphEmulator, rng: random.Random, users: int, seed: int, registry: SmartCommEmulator
-    ) -> None:
-        self.graph = graph
-        self.rng = rng
-        self.registry = registry
-        """The SmartCommunicator account: every number given out is 10DLC registered there first."""
-        built = build_tenant(graph, TenantSpec(users=users, seed=seed), registry=registry)
-        self.top = built.top_group_id
-        self.groups = [built.top_group_id, *built.nested_group_ids]
-        self.leavers: list[tuple[str, str]] = []  # (group, user) removed, to rejoin later
-        self._numbers = 0
-        self._names = 0
-
-    def _fresh_phone(self) -> str:
-        # Area code 801 is not among the tenant builder's: these never collide with its numbers.
-        self._numbers += 1
-        exchange = 200 + (self._numbers // 10_000) % 700
-        if exchange % 100 == 11:
-            exchange += 1
-        number = f"+1801{exchange}{self._numbers % 10_000:04d}"
-        self.registry.register_numbers([number])
-        return number
-
-    def _direct_user_members(self) -> list[tuple[str, str]]:
-        with self.graph._lock:
-            return [
-                (group, member)
-                for group in self.groups
-                for member in self.graph._members[group]
-                if member not in self.graph._members  # users (and non-users), not nested groups
-            ]
-
-    def churn(self, n: int, tally: Counter[str]) -> None:
-        for _ in range(n):
-            kind = self.rng.choices(["join", "leave", "rejoin", "phone", "rename"], weights=[3, 3, 1, 3, 2])[
-                0
-            ]
-            if kind == "rejoin" and not self.leavers:
-                kind = "join"
-            if kind == "join":
-                self._names += 1
-                upn = f"joiner{self._names}.s{self.rng.randrange(10**6)}@contoso.com"
-                guid = None
-                if self.rng.random() < 0.7:
-                    guid = _b64(self.rng.getrandbits(128).to_bytes(16, "little"))
-                object_id = self.graph.add_user(
-                    upn=upn, business_phones=[self._fresh_phone()], on_premises_immutable_id=guid
-                )
-                self.graph.add_member(self.rng.choice(self.groups), object_id)
-            elif kind == "rejoin":
-                group, object_id = self.leavers.pop(self.rng.randrange(len(self.leavers)))
-                self.graph.add_member(group, object_id)
-            else:
-                members = [(g, m) for g, m in self._direct_user_members() if self._is_user(m)]
-                group, object_id = self.rng.choice(members)
-                if kind == "leave":
-                    self.graph.remove_member(group, object_id)
-                    self.leavers.append((group, object_id))
-                elif kind == "phone":
-                    self.graph.update_user(object_id, business_phones=[self._fresh_phone()])
-                else:
-                    self._names += 1
-                    self.graph.update_user(object_id, upn=f"renamed{self._names}.{self._upn(object_id)}")
-            tally[kind] += 1
-
-    def _is_user(self, object_id: str) -> bool:
-        with self.graph._lock:
-            return self.graph._objects[object_id].kind.odata_type == "#microsoft.graph.user"
-
-    def _upn(self, object_id: str) -> str:
-        with self.graph._lock:
-            return str(self.graph._objects[object_id].props["userPrincipalName"])
-
-    def desired(self) -> dict[str, AgentKey]:
-        """Who should be an agent now, with what, as a correct sync maps the directory."""
-        graph = self.graph
-        with graph._lock:
-            members = graph._member_ids(self.top, transitive=True, kind=None)
-            objects = [
-                {"id": o.id, "@odata.type": o.kind.odata_type, **o.props, **(o.raw or {})}
-                for o in (graph._objects[m] for m in members)
-            ]
-        desired: dict[str, AgentKey] = {}
-        for obj in objects:
-            if obj["@odata.type"] == "#microsoft.graph.group":
-                continue
-            mapped = map_user(
-                obj, tenant_id=DEFAULT_TENANT_ID, phone_sources="businessPhones", default_region="US"
-            )
-            if isinstance(mapped, Member):
-                desired[mapped.object_id] = (
-                    mapped.phone_number,
-                    mapped.upn,
-                    mapped.consistency_id,
-                    mapped.tenant_id,
-                )
-        return desired
-
-
-def _b64(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(data).decode("ascii")
 
 
 def remote_agents(smartcomm: SmartCommEmulator) -> dict[str, AgentKey]:
@@ -445,6 +335,8 @@ class Soak:
         self.report = SoakReport()
         self.windows: list[CycleWindow] = []
         self.config = workdir / "syncd.toml"
+        self._expected: dict[str, AgentKey] = {}
+        """The agents expected at the start of the previous cycle."""
 
     def run(self) -> SoakReport:
         started = time.monotonic()
@@ -504,7 +396,12 @@ class Soak:
             self.smartcomm._injector._scripted.clear()
 
     def _cycle(self, index: int, directory: Directory, *, kill: bool, full: bool = False) -> None:
-        in_scope = frozenset(directory.desired())
+        expected = directory.expected()
+        in_scope = frozenset(expected)
+        changes = sum(
+            expected.get(key) != self._expected.get(key) for key in expected.keys() | self._expected.keys()
+        )
+        self._expected = expected
         args = [sys.executable, "-m", "syncd", "--config", str(self.config), "sync", "--json"]
         if full:
             args.append("--full")
@@ -519,22 +416,25 @@ class Soak:
         )
         killed = False
         if kill:
-            # Longer latency so the process dies with writes in flight; kill once its writes have begun.
+            # Longer latency, so writes are in flight when it dies: it is killed the moment the k-th write
+            # of this process arrives (k no more than the people whose agent should change, so it comes).
             self.smartcomm.faults.latency_s = self.rng.uniform(0.05, 0.15)
-            delay = self.rng.uniform(0.0, 0.6)
-            deadline = time.monotonic() + 30
+            nth = self.rng.randint(1, max(1, min(3, changes)))
+            self.report.planned_kills += 1
+            deadline = time.monotonic() + 60
             while process.poll() is None and time.monotonic() < deadline:
-                if any(
-                    r.method in WRITE_METHODS and AGENTS_MARK in r.path
-                    for r in self.smartcomm.requests[seen:]
+                if (
+                    sum(
+                        r.method in WRITE_METHODS and AGENTS_MARK in r.path
+                        for r in self.smartcomm.requests[seen:]
+                    )
+                    >= nth
                 ):
+                    os.kill(process.pid, signal.SIGKILL)
+                    killed = True
+                    self.report.kills += 1
                     break
-                time.sleep(0.02)
-            time.sleep(delay)
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                killed = True
-                self.report.kills += 1
+                time.sleep(0.02)  # each look copies the whole log: not too often
         try:
             stdout, stderr = process.communicate(timeout=300)
         except subprocess.TimeoutExpired:
@@ -561,7 +461,7 @@ class Soak:
         report = self.report
         writes = emulator_writes(self.smartcomm, wall_offset)
         operations = our_operations(self.workdir / "syncd.db")
-        report.violations += check_converged(remote_agents(self.smartcomm), directory.desired())
+        report.violations += check_converged(remote_agents(self.smartcomm), directory.expected())
         report.violations += check_no_double_onboard(writes)
         report.violations += check_no_in_scope_offboard(writes, self.windows)
         report.violations += check_writes_logged(writes, operations)

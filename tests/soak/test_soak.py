@@ -25,7 +25,7 @@ A, B = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-00000000
 T = "tenant"
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_short_soak_has_faults_and_kills_and_no_violations(tmp_path: Path) -> None:
     report = run_soak(SoakOptions(cycles=12, seed=3, users=200, kill_share=0.3), tmp_path)
     print(report.render())

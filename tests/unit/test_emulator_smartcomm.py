@@ -7,11 +7,9 @@ faults that look like the real failures to a client, and a request log that tell
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
-import math
 import re
 import socket
 import ssl
@@ -34,6 +32,7 @@ from syncd.emulators.smartcomm import (
 )
 from syncd.emulators.smartcomm.store import is_e164
 from syncd.emulators.tenant import TenantSpec, build_tenant
+from tests.clocks import FakeClock
 from tests.registry import e164
 
 if TYPE_CHECKING:
@@ -183,17 +182,16 @@ async def test_a_token_from_another_emulator_is_rejected(client: httpx.AsyncClie
 
 
 async def test_a_token_lives_until_its_exp_claim(emu: SmartCommEmulator, client: httpx.AsyncClient) -> None:
-    emu.token_lifetime_s = 0.2
+    emu.clock = clock = FakeClock(start=1_800_000_000.4)
+    emu.token_lifetime_s = 60.2
     emu.add_agent(user_object_id=OID_1, tenant_id=TENANT, phone_number=TN_1)
-    before = time.time()
     token = await login(client)
-    after = time.time()
-    exp = jwt_part(token, 1)["exp"]
-    assert isinstance(exp, int)
-    assert math.ceil(before + 0.2) <= exp <= math.ceil(after + 0.2)
+    claims = jwt_part(token, 1)
+    assert (claims["crt"], claims["exp"]) == (1_800_000_000, 1_800_000_061)  # crt rounds down, exp up
     headers = {"Authorization": f"Bearer {token}"}
+    clock.now = 1_800_000_060.9  # the lifetime has run out (at .6), the exp claim not yet
     assert (await client.get(AGENTS, headers=headers)).status_code == 200
-    await asyncio.sleep(exp - time.time() + 0.01)
+    clock.now = 1_800_000_061.0
     response = await client.get(AGENTS, headers=headers)
     assert response.status_code == 401
     assert response.json() == UNAUTHORIZED

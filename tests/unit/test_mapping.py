@@ -24,6 +24,9 @@ from syncd.graph.mapping import (
     to_e164,
 )
 
+SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+"""Health checks these property tests do without (too_slow: a timing check; see tests/conftest.py)."""
+
 TENANT = "11111111-2222-3333-4444-555555555555"
 OBJECT_ID = "0b9e3d6a-7c4f-4a8e-9d2b-1f6e5c4b3a29"
 EXT7 = "onPremisesExtensionAttributes.extensionAttribute7"
@@ -336,7 +339,7 @@ def test_decode_consistency_guid(value: object, expected: str | None) -> None:
 
 
 @given(st.binary(min_size=16, max_size=16))
-@settings(max_examples=200, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, database=None, suppress_health_check=SUPPRESSED)
 def test_consistency_guid_is_uuid_bytes_le(raw: bytes) -> None:
     assert decode_consistency_guid(base64.b64encode(raw).decode()) == str(uuid.UUID(bytes_le=raw))
 
@@ -721,7 +724,7 @@ PROPERTY = settings(
     max_examples=200,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=SUPPRESSED,
 )
 
 
@@ -762,7 +765,7 @@ def test_to_e164_never_raises(raw: str, region: str) -> None:
         )
 
 
-@settings(max_examples=300, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, database=None, suppress_health_check=SUPPRESSED)
 @given(
     country=st.sampled_from([1, 44, 49, 33, 61, 81, 91, 7, 39, 34]),
     national=st.integers(min_value=1, max_value=10**12),

@@ -22,6 +22,9 @@ from syncd.core.model import (
 )
 from syncd.core.reconcile import changed_fields, plan, retry_delay_s, settle, settle_moved_from
 
+SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+"""Health checks these property tests do without (too_slow: a timing check; see tests/conftest.py)."""
+
 T = "tenant"
 G1, G2 = "group-1", "group-2"
 NOW = 1_000_000.0
@@ -267,7 +270,7 @@ def apply_all(result: object, recorded: dict[str, Recorded], state: DesiredState
     return after
 
 
-@settings(max_examples=300, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, database=None, suppress_health_check=SUPPRESSED)
 @given(st.lists(members, max_size=8), st.lists(records, max_size=8))
 def test_applying_a_plan_converges_and_planning_again_is_a_no_op(
     wanted: list[Member], history: list[Recorded]
@@ -286,7 +289,7 @@ def test_applying_a_plan_converges_and_planning_again_is_a_no_op(
     assert second.unchanged == len(state.members)
 
 
-@settings(max_examples=200, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, database=None, suppress_health_check=SUPPRESSED)
 @given(st.lists(members, max_size=8), st.lists(records, max_size=8), st.integers(min_value=0, max_value=5))
 def test_guard_never_lets_more_offboards_through(
     wanted: list[Member], history: list[Recorded], limit: int

@@ -782,8 +782,20 @@ def test_a_misspelt_key_does_not_hide_the_real_one(tmp_path: Path) -> None:
     assert [key for key, _ in error.problems] == ["graph.tenantid", "graph.tenant_id"]
 
 
-def test_other_syncd_variables_are_not_keys() -> None:
-    assert load_settings(None, {"SYNCD_CONFIG": "", "SYNCD_SOMETHING_ELSE": "1", "XSYNCD_GRAPH__X": "1"})
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SYNCD_CONFIG": "elsewhere.toml"},
+        {"SYNCD_SOMETHING_ELSE": "1"},
+        {"XSYNCD_GRAPH__X": "1"},
+        # Each would set a real key if the prefix were matched anywhere but at the start, or in any case.
+        {"XSYNCD_SYNC__MAX_OFFBOARD": "1"},
+        {"MY_SYNCD_SYNC__INTERVAL": "1s"},
+        {"syncd_sync__max_offboard": "1"},
+    ],
+)
+def test_other_syncd_variables_are_not_keys(env: dict[str, str]) -> None:
+    assert load_settings(None, env) == Settings()
 
 
 # --- the file itself -------------------------------------------------------------------------------------

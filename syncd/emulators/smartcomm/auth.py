@@ -9,6 +9,7 @@ import hmac
 import math
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.emulators.common import ControlApi, sign_hs256, verify_hs256
@@ -33,8 +34,12 @@ class _Auth(ControlApi):
     _key: bytes
     _tokens: dict[str, _Token]
 
+    clock: Callable[[], float] = time.time
+    """The wall clock (epoch seconds) tokens are issued and checked by: tests put a clock of their own here
+    to move time instead of sleeping."""
+
     def _issue_token(self) -> str:
-        now = time.time()
+        now = self.clock()
         # crt rounds down and exp up, as in the documented token (exp - crt = 86401 for 24 hours). The token
         # dies exactly at its exp claim, as a real JWT check does: a client that renews ahead of `exp` must
         # never see a 401, even if the lifetime is fractional (a 2 s token then lives 2 to 3 s).
@@ -70,7 +75,7 @@ class _Auth(ControlApi):
         if jti is None:
             return None
         token = self._tokens[jti]
-        if token.revoked or time.time() >= token.expires_at:
+        if token.revoked or self.clock() >= token.expires_at:
             return None
         return token
 
