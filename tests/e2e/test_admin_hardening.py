@@ -143,8 +143,9 @@ def test_the_listener_speaks_tls_only_and_the_cookie_is_secure(
     assert resync.code == 0, resync.stderr
     with httpx.Client(base_url=daemon.url, verify=verify, timeout=5) as client:
         runs = client.get("/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()["runs"]
-    assert sum(run["trigger"] == "manual" for run in runs) == manual_before + 1
-    assert runs[0]["trigger"] == "manual"
+    manual = [run for run in runs if run["trigger"] == "manual"]
+    assert len(manual) == manual_before + 1
+    assert manual[0]["requested_by"] == "bearer token from 127.0.0.1"  # `syncd resync` signs in with it
     plain = None
     with contextlib.suppress(httpx.HTTPError):
         plain = httpx.get(f"http://127.0.0.1:{daemon.port}/healthz", timeout=5)
