@@ -38,6 +38,7 @@ from syncd.core.model import (
     Recorded,
     Skipped,
 )
+from syncd.core.pacing import PacingTuning
 from syncd.core.reconcile import GuardStop, Plan, plan
 
 # The apply step lives in `apply`; what moved there is still importable from here (`__all__`).
@@ -105,6 +106,9 @@ class CycleResult:
     phase_cpu_s: dict[str, float] = field(default_factory=dict)
     """Process CPU seconds per phase of the cycle: "read" (Graph, the agents list, our records), "plan",
     "apply" (writes and their records)."""
+    write_concurrency: int | None = None
+    """The adaptive write concurrency after this cycle's apply step (1 .. `sync.concurrency`; None: the cycle
+    stopped before it, or the concurrency is fixed)."""
     quarantine: quarantine.QuarantineState | None = None
     """The quarantine after this cycle (None: not quarantined, or a dry run or `--user` cycle, which neither
     read nor change it)."""
@@ -165,16 +169,19 @@ class Engine:
         smartcomm_transport: httpx.AsyncBaseTransport | None = None,
         login_transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        write_pacing: PacingTuning | None = PacingTuning(),  # noqa: B008 - frozen, shared harmlessly
     ) -> None:
         """The transports replace the network for Graph, SmartCommunicator and msal's Entra login (the cycle
-        tests run both emulators in-process); `clock` gives "now" to plans, backoff and the quarantine."""
+        tests run both emulators in-process); `clock` gives "now" to plans, backoff and the quarantine.
+        `write_pacing` tunes the adaptive write concurrency (`syncd.core.pacing`); None turns it off (a fixed
+        `sync.concurrency`, as the benchmark compares)."""
         self._settings = settings
         self._store = store
         self._graph_transport = graph_transport
         self._smartcomm_transport = smartcomm_transport
         self._login_transport = login_transport
         self._clock = clock
-        self._applier = Applier(settings, store, clock)
+        self._applier = Applier(settings, store, clock, write_pacing)
         """The apply step (`syncd.cycle.apply`): settling pending writes and sending the plan's."""
         self._graph_tokens: MsalTokenProvider | None = None
         """msal's app and token cache, kept across cycles: a daemon logs in when its token runs out, not
