@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all venv browser test test-under-load check lint demo bench soak clean
+.PHONY: all venv browser test test-under-load check lint demo bench bench-1m soak clean
 
 all: lint test
 
@@ -89,6 +89,16 @@ SOAK_ARGS ?= --cycles 200 --seed 7
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.runner $(SOAK_ARGS)
 
+# Benchmarks run by hand (docs/benchmarks.md): whole cycles at 10k and 100k users, the 1M read, writes
+# against a rate-limited account, the start-up of one-shot commands. Each prints its targets with PASS/FAIL.
 bench: $(STAMP)
 	$(BIN)/python bench/sync_cycles.py --users 10000 100000
 	$(BIN)/python bench/sync_cycles.py --read-1m
+	$(BIN)/python bench/rate_limit.py
+	$(BIN)/python bench/startup.py
+
+# The scale curve to one million users (long: run it on a quiet machine). BENCH_1M_ARGS adds options, e.g.
+# --latency-ms 5 if the emulators make the 1M run too slow.
+BENCH_1M_ARGS ?=
+bench-1m: $(STAMP)
+	$(BIN)/python bench/scale.py --users 10000 100000 1000000 $(BENCH_1M_ARGS)

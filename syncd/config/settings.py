@@ -135,7 +135,8 @@ class SyncSettings(BaseModel):
     At most 7776000 ("90d"). TOML `offboard_grace`; default 0 (offboard in the cycle that finds them out of
     scope)."""
     concurrency: int = Field(default=8, ge=1, le=256)
-    """SmartCommunicator writes in flight at once, 1..256. A count of requests; default 8."""
+    """SmartCommunicator writes in flight at once at most, 1..256; fewer while 429 or 503 answers have cut the
+    adaptive write concurrency. A count of requests; default 8."""
     retry_initial_s: Annotated[float, at_most(7 * DAY)] = Field(default=60.0, gt=0, alias="retry_initial")
     """Seconds before the first retry of a user whose change failed (a conflict, a rejected number); the
     delay doubles per failure up to `retry_max`. At most 604800 ("7d"). TOML `retry_initial`; default 60

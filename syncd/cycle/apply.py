@@ -1,7 +1,9 @@
 """The apply step of a cycle: settle the writes a crash left pending, then send the plan's writes (onboard,
 adopt, update, offboard) `sync.concurrency` at a time, each recorded as pending before it is sent and
-settled after its answer. `syncd.cycle.engine` runs it; it writes what happened into the cycle's result
-(`ApplyReport`, which `CycleResult` is).
+settled after its answer. Their requests pass a gate that adapts the concurrency and pace to the answers
+(`syncd.core.pacing`: cut on 429 and 503, grown back slowly), learnt from cycle to cycle.
+`syncd.cycle.engine` runs it; it writes what happened into the cycle's result (`ApplyReport`, which
+`CycleResult` is).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from syncd.core.model import (
     Recorded,
     WriteKey,
 )
+from syncd.core.pacing import PacingTuning, WritePacer
 from syncd.core.reconcile import Plan, changed_fields, settle, settle_moved_from
 from syncd.smartcomm import (
     AgentExists,
@@ -40,6 +43,7 @@ from syncd.smartcomm import (
     SmartCommError,
     TenantNotRegistered,
 )
+from syncd.smartcomm.gate import RequestGate
 from syncd.store import PendingOperation, Settlement, Store
 
 # The engine's logger: the apply step's events are the cycle's, as they were before it had a module.
@@ -70,6 +74,7 @@ class ApplyReport(Protocol):
     outcomes: dict[str, dict[str, int]]
     error: str | None
     relinked: list[tuple[str, str, str | None]]
+    write_concurrency: int | None
 
 
 Progress = Callable[[int, int], None]
@@ -78,10 +83,18 @@ Progress = Callable[[int, int], None]
 class Applier:
     """Settles pending writes and applies plans for one configuration and store (the engine keeps one)."""
 
-    def __init__(self, settings: Settings, store: Store, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Callable[[], float],
+        pacing: PacingTuning | None = PacingTuning(),  # noqa: B008 - frozen, shared harmlessly
+    ) -> None:
         self._settings = settings
         self._store = store
         self._clock = clock
+        self.pacer = None if pacing is None else WritePacer(settings.sync.concurrency, pacing)
+        """The adaptive write concurrency, learnt across cycles; None sends `sync.concurrency` at a time."""
 
     # -- crash recovery -----------------------------------------------------------------------------
 
@@ -241,10 +254,27 @@ class Applier:
                 if progress is not None:
                     progress(done, total)
 
+        pacer = self.pacer
+        client.gate = None if pacer is None else RequestGate(pacer)
+        if pacer is not None:
+            cuts, pacer.min_limit = pacer.cuts, pacer.limit
         try:
             await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
         finally:
+            client.gate = None
             flush()
+        if pacer is not None:
+            result.write_concurrency = pacer.limit
+            if pacer.cuts > cuts:  # throttled this cycle: say how far it went
+                rate = pacer.rate_per_s
+                log.info(
+                    "sync.write_pace",
+                    write_concurrency=pacer.limit,
+                    lowest=pacer.min_limit,
+                    cap=sync.concurrency,
+                    cuts=pacer.cuts - cuts,
+                    rate_per_s=None if rate is None else round(rate, 1),
+                )
         if halted:
             # Staged but never sent: settled as skipped, the record as it was (a newcomer's says why).
             for change, op_id in staged:

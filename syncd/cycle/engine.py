@@ -38,6 +38,7 @@ from syncd.core.model import (
     Recorded,
     Skipped,
 )
+from syncd.core.pacing import PacingTuning
 from syncd.core.reconcile import Plan, plan
 from syncd.core.setting_changes import SettingChange, changed_settings, describe_changes, values_from_json
 
@@ -96,11 +97,13 @@ class Engine:
         login_transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         on_throttled: Callable[[str], None] | None = None,
+        write_pacing: PacingTuning | None = PacingTuning(),  # noqa: B008 - frozen, shared harmlessly
     ) -> None:
         """The transports replace the network for Graph, SmartCommunicator and msal's Entra login (the cycle
         tests run both emulators in-process); `clock` gives "now" to plans, backoff and the quarantine;
         `on_throttled` is told of every 429 answer with the API's name, "graph" or "smartcomm" (the daemon
-        counts them)."""
+        counts them). `write_pacing` tunes the adaptive write concurrency (`syncd.core.pacing`); None turns
+        it off (a fixed `sync.concurrency`, as the benchmark compares)."""
         self._settings = settings
         self._store = store
         self._graph_transport = graph_transport
@@ -108,7 +111,7 @@ class Engine:
         self._login_transport = login_transport
         self._clock = clock
         self._on_throttled = on_throttled
-        self._applier = Applier(settings, store, clock)
+        self._applier = Applier(settings, store, clock, write_pacing)
         """The apply step (`syncd.cycle.apply`): settling pending writes and sending the plan's."""
         self._graph_tokens: MsalTokenProvider | None = None
         """msal's app and token cache, kept across cycles: a daemon logs in when its token runs out, not

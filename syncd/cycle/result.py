@@ -46,6 +46,9 @@ class CycleResult:
     phase_cpu_s: dict[str, float] = field(default_factory=dict)
     """Process CPU seconds per phase of the cycle: "read" (Graph, the agents list, our records), "plan",
     "apply" (writes and their records)."""
+    write_concurrency: int | None = None
+    """The adaptive write concurrency after this cycle's apply step (1 .. `sync.concurrency`; None: the cycle
+    stopped before it, or the concurrency is fixed)."""
     quarantine: quarantine.QuarantineState | None = None
     """The quarantine after this cycle (None: not quarantined, or a dry run or `--user` cycle, which neither
     read nor change it)."""

@@ -128,6 +128,12 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.write_concurrency = Gauge(
+            "syncd_write_concurrency",
+            "SmartCommunicator requests allowed in flight after the last cycle's writes: sync.concurrency, "
+            "less while 429 or 503 answers have cut it (it grows back while answers are clean).",
+            registry=self.registry,
+        )
         self.duration = Histogram(
             "syncd_cycle_duration_seconds",
             "Wall time of sync cycles.",
@@ -158,6 +164,8 @@ class Metrics:
         for action, outcomes in result.outcomes.items():
             for name, count in outcomes.items():
                 self.operations.labels(action=action, outcome=name).inc(count)
+        if result.write_concurrency is not None:
+            self.write_concurrency.set(result.write_concurrency)
         self.managed.set(by_status.get("active", 0))
         for status, count in by_status.items():
             self.members.labels(status=status).set(count)

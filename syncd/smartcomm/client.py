@@ -3,7 +3,8 @@
 Every call goes through `SmartCommClient._request`, which owns the bearer token, retries with jittered
 exponential backoff (timeouts, connection errors, 500/502/503/504, 429 honouring Retry-After), the single
 re-authentication on 401, and the logging of each attempt. Failures leave as `syncd.smartcomm.errors`
-types only.
+types only. While a `gate` is set (`syncd.smartcomm.gate`: the apply step's adaptive concurrency and pace),
+every attempt of an authenticated call passes it.
 
 Writes are retried too, because none of them can double-apply: the service keys agents by object ID, so a
 POST repeated after a lost answer gets "already exists" (raised as `AgentExists` with
@@ -48,6 +49,7 @@ from syncd.smartcomm.errors import (
     classify,
     is_retryable_status,
 )
+from syncd.smartcomm.gate import RequestGate
 from syncd.smartcomm.tokens import TokenSource
 
 log = structlog.get_logger("syncd.smartcomm")
@@ -78,16 +80,32 @@ def parse_agent(item: object) -> Agent | None:
     """Pure: an `Agent` from one JSON object of the API, or None if it lacks a required field."""
     if not isinstance(item, dict):
         return None
-    required = {key: item.get(key) for key in ("user_object_id", "tenant_id", "phone_number", "status")}
-    if not all(isinstance(value, str) and value for value in required.values()):
+    # Spelt out, not looped over: a full cycle parses every agent of the account (the list's CPU).
+    get = item.get
+    object_id, tenant_id, phone_number, status = (
+        get("user_object_id"),
+        get("tenant_id"),
+        get("phone_number"),
+        get("status"),
+    )
+    if not (
+        isinstance(object_id, str)
+        and object_id
+        and isinstance(tenant_id, str)
+        and tenant_id
+        and isinstance(phone_number, str)
+        and phone_number
+        and isinstance(status, str)
+        and status
+    ):
         return None
-    upn, consistency_id = item.get("upn"), item.get("consistency_id")
+    upn, consistency_id = get("upn"), get("consistency_id")
     return Agent(
-        user_object_id=str(required["user_object_id"]),
+        user_object_id=object_id,
         # A full cycle holds every agent at once: the few distinct values share one string.
-        tenant_id=sys.intern(str(required["tenant_id"])),
-        phone_number=str(required["phone_number"]),
-        status=sys.intern(str(required["status"])),
+        tenant_id=sys.intern(tenant_id),
+        phone_number=phone_number,
+        status=sys.intern(status),
         upn=upn if isinstance(upn, str) and upn else None,
         consistency_id=consistency_id if isinstance(consistency_id, str) and consistency_id else None,
     )
@@ -145,6 +163,8 @@ class SmartCommClient:
             clock=clock,
         )
         self._agents_path = f"/rest/v1/smartcomm/{settings.customer_id}/agents"
+        self.gate: RequestGate | None = None
+        """When set, every attempt of an authenticated call waits for its place and pace in it."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -251,7 +271,7 @@ class SmartCommClient:
                 headers["Authorization"] = f"Bearer {token}"
             started = time.monotonic()
             try:
-                response = await self._exchange(method, path, params, body, headers)
+                response = await self._paced_exchange(method, path, params, body, headers, authenticated)
             except Exception as exc:
                 # httpx errors, and what a transport lets through unmapped (httpx-aiohttp passes some aiohttp
                 # errors on as they are): either way the answer was lost, and nothing but our types leaves.
@@ -313,6 +333,28 @@ class SmartCommClient:
                 outcome_was_unknown=outcome_unknown,
                 retry_after_s=retry_after,
             )
+
+    async def _paced_exchange(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: object,
+        headers: dict[str, str],
+        authenticated: bool,
+    ) -> httpx.Response:
+        """`_exchange` through the gate, if one is set (logins never wait in it)."""
+        gate = self.gate
+        if gate is None or not authenticated:
+            return await self._exchange(method, path, params, body, headers)
+        sent_at = await gate.enter()
+        status: int | None = None
+        try:
+            response = await self._exchange(method, path, params, body, headers)
+            status = response.status_code
+            return response
+        finally:
+            gate.leave(sent_at, status)
 
     async def _exchange(
         self, method: str, path: str, params: Mapping[str, str] | None, body: object, headers: dict[str, str]

@@ -7,9 +7,10 @@ import itertools
 import sys
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, select
+from sqlalchemy import Connection, Select, Table, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert
 
@@ -23,7 +24,6 @@ from syncd.store.common import (
     member_row,
     to_datetime,
     to_epoch,
-    to_epoch_or_none,
     upsert,
 )
 
@@ -47,6 +47,11 @@ _RECORDED_COLUMNS = tuple(
     )
 )
 """The columns `_recorded` decodes, in its order."""
+_ALL_RECORDED = select(*_RECORDED_COLUMNS)
+_FETCH_ROWS = 2000
+"""Rows fetched from the driver at a time by a full load."""
+_STATUSES = {status.value: status for status in MemberStatus}
+_SKIP_REASONS = {reason.value: reason for reason in SkipReason}
 
 
 class MembersMixin(StorePart):
@@ -58,9 +63,8 @@ class MembersMixin(StorePart):
         """Every member row by object ID, or only those of `object_ids` (read in batches, never one SELECT
         per person)."""
         if object_ids is None:
-            query = select(*_RECORDED_COLUMNS)
             with self._read("loading members") as connection:
-                return {row[0]: _recorded(row) for row in connection.execute(query)}
+                return {row[0]: _recorded(row) for row in _driver_rows(connection, _ALL_RECORDED)}
         m = tables.members
         found: dict[str, Recorded] = {}
         wanted = list(object_ids)
@@ -328,8 +332,32 @@ def _insert_ignore(connection: Connection, table: Table) -> Insert:
     return postgresql.insert(table).on_conflict_do_nothing()
 
 
+def _driver_rows(connection: Connection, query: Select[Any]) -> Iterator[Sequence[Any]]:
+    """The rows of a query without parameters, as the DBAPI driver returns them, a few at a time.
+
+    A full cycle loads every member: SQLAlchemy's per-row processing (and its row-at-a-time fetching) cost
+    more than the fetch itself, and `_recorded` reads the driver's values as they are (see `_epoch_of`).
+    Fetched in slices, so the raw rows of a large table are never all held beside the records.
+    """
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(str(query.compile(dialect=connection.dialect)))
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+def _epoch_of(value: datetime | str | None) -> float | None:
+    """A `DateTime` column's value as epoch seconds, from SQLAlchemy or straight from the driver (SQLite
+    keeps the text SQLAlchemy wrote, "2026-12-07 00:51:00.000000", in UTC)."""
+    if value is None:
+        return None
+    return to_epoch(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
 def _recorded(row: Sequence[Any]) -> Recorded:
-    """A Recorded from a row of `_RECORDED_COLUMNS`."""
+    """A Recorded from a row of `_RECORDED_COLUMNS` (processed by SQLAlchemy or not: `_driver_rows`)."""
     (
         object_id,
         status,
@@ -359,13 +387,13 @@ def _recorded(row: Sequence[Any]) -> Recorded:
     )
     return Recorded(
         object_id=object_id,
-        status=MemberStatus(status),
+        status=_STATUSES[status],
         agent=agent,
         upn=upn,
-        skip_reason=SkipReason(skip_reason) if skip_reason is not None else None,
+        skip_reason=_SKIP_REASONS[skip_reason] if skip_reason is not None else None,
         detail=detail,
         attempts=attempts,
-        next_attempt_at=to_epoch_or_none(next_attempt_at),
+        next_attempt_at=_epoch_of(next_attempt_at),
         phone_source=sys.intern(phone_source) if phone_source is not None else None,
-        left_scope_at=to_epoch_or_none(left_scope_at),
+        left_scope_at=_epoch_of(left_scope_at),
     )

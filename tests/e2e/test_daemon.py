@@ -217,6 +217,7 @@ def test_metrics_expose_the_named_series(world: World, daemons: list[Daemon]) ->
     assert 'syncd_cycles_total{outcome="ok"} 1.0' in text
     assert 'syncd_operations_total{action="onboard",outcome="ok"} 2.0' in text
     assert "syncd_managed_agents 2.0" in text
+    assert "syncd_write_concurrency 4.0" in text  # sync.concurrency: nothing throttled
     assert 'syncd_skipped_users{reason="no_phone"} 1.0' in text
     assert "syncd_last_success_timestamp_seconds " in text
     assert "syncd_cycle_duration_seconds_count 1.0" in text

@@ -12,8 +12,8 @@ same controls to another process.
 
 `SmartCommEmulator` (in `emulator`) is put together from mixins, one per module, over the shared state:
 `store` (agents, registries, lookups, the request log), `auth` (authenticate and tokens), `agents` (the
-agents endpoints) and `control` (the public methods and the /_emulator/ routes). `wire` below them holds the
-paths, requests, replies and error bodies.
+agents endpoints), `control` (the public methods and the /_emulator/ routes) and `ratelimit` (an optional
+token bucket answering 429). `wire` below them holds the paths, requests, replies and error bodies.
 """
 
 from syncd.emulators.common import Faults, ScriptedFault
@@ -23,6 +23,7 @@ from syncd.emulators.smartcomm.emulator import (
     DEFAULT_USERNAME,
     SmartCommEmulator,
 )
+from syncd.emulators.smartcomm.ratelimit import RateLimit
 from syncd.emulators.smartcomm.store import AgentStatus, KeyId
 from syncd.emulators.smartcomm.wire import AUTH_PATH, SMARTCOMM_PREFIX, RecordedRequest
 
@@ -35,6 +36,7 @@ __all__ = [
     "AgentStatus",
     "Faults",
     "KeyId",
+    "RateLimit",
     "RecordedRequest",
     "ScriptedFault",
     "SmartCommEmulator",

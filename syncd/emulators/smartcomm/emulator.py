@@ -21,6 +21,7 @@ from syncd.emulators.common import Faults, RecordedFault, read_body
 from syncd.emulators.smartcomm.agents import _AgentsApi
 from syncd.emulators.smartcomm.auth import _Auth, _Token
 from syncd.emulators.smartcomm.control import _ControlRoutes, _e164_numbers
+from syncd.emulators.smartcomm.ratelimit import RateLimit, _RateLimits
 from syncd.emulators.smartcomm.wire import (
     _FORBIDDEN,
     _NO_RECORDS,
@@ -76,7 +77,7 @@ class _ServiceApp:
         await self._emulator._serve(scope, receive, send)
 
 
-class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
+class SmartCommEmulator(_RateLimits, _ControlRoutes, _AgentsApi, _Auth):
     """The SmartCommunicator agents API of one customer account, with fault injection and a request log.
 
     Thread-safe: under `serve_https` the app runs in the server thread while tests call these methods from
@@ -95,6 +96,7 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
         ten_dlc_numbers: Iterable[str] | None = (),
         require_json: bool = True,
         seed: int = 0,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         """Set up an empty account.
 
@@ -104,6 +106,8 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
         `syncd.emulators.tenant.build_tenant` with this emulator as its registry). None means every tenant /
         number (in E.164) counts as registered: leniency a test asks for explicitly.
         `require_json`: see the attribute. `seed` makes random faults and agent IDs reproducible.
+        `rate_limit`: a token bucket over the agents endpoints (`syncd.emulators.smartcomm.ratelimit`);
+        None, the default, limits nothing.
         """
         self.customer_id = customer_id
         self.username = username
@@ -127,9 +131,11 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
         self.registered_tenants: set[str] | None = None
         self.ten_dlc_numbers: set[str] | None = None
         self._clear_state()
+        self._initial_rate_limit = rate_limit
+        self.set_rate_limit(rate_limit)
         self.app: ASGIApp = Starlette(
             routes=[
-                Mount("/_emulator", routes=self._control_routes()),
+                Mount("/_emulator", routes=[*self._control_routes(), *self._rate_limit_routes()]),
                 Route("/{path:path}", endpoint=_ServiceApp(self)),
             ]
         )
@@ -178,7 +184,11 @@ class SmartCommEmulator(_ControlRoutes, _AgentsApi, _Auth):
         await _send_reply(send, reply)
 
     def _plan(self, incoming: _Incoming) -> _Plan:
-        """Pick this request's fault: the first matching scripted fault, else the random ones."""
+        """Pick this request's fault: the rate limit's 429, else the first matching scripted fault, else the
+        random ones."""
+        wait_s = self._rate_limit_wait(incoming.path)
+        if wait_s is not None:
+            return _Plan("throttle", self.faults.latency_s, reply=_throttle_reply(wait_s))
         decision = self._injector.decide(
             self.faults, method=incoming.method, target=incoming.path, is_auth=incoming.path == AUTH_PATH
         )
