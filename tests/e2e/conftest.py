@@ -5,6 +5,7 @@ tests/registry.py does), a tenant, a config file, and the real `syncd` command."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import pytest
 
@@ -136,16 +137,25 @@ class World:
 
         return asyncio.run(cycle())
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen[str]:
+        """`syncd ARGS` running. With `log`, its stderr (the logs) goes to that file, which tests read while
+        it runs (a long-lived daemon would fill a pipe nobody reads), and its stdout is dropped."""
         self.register()
-        return subprocess.Popen(
-            [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env(env),
-            cwd=self.config.parent,
-        )
+        with contextlib.ExitStack() as files:
+            stdout: int = subprocess.PIPE
+            stderr: int | IO[str] = subprocess.PIPE
+            if log is not None:
+                stdout, stderr = subprocess.DEVNULL, files.enter_context(log.open("w"))
+            return subprocess.Popen(
+                [sys.executable, "-m", "syncd", "--config", str(self.config), *args],
+                stdout=stdout,
+                stderr=stderr,
+                text=True,
+                env=clean_env(env),
+                cwd=self.config.parent,
+            )
 
     def hold_writes(self, method: str, count: int = CONCURRENCY, *, hold_s: float = HOLD_S) -> None:
         """The next `count` `method` requests to the agents API are applied, and their answers held back

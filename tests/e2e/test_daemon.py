@@ -9,8 +9,6 @@ import itertools
 import json
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +23,7 @@ from syncd.emulators.smartcomm import Faults
 from syncd.service.daemon import Daemon as DaemonService
 from syncd.service.daemon import DaemonError
 from syncd.store import Store
-from tests.e2e.conftest import CONCURRENCY, World, clean_env
+from tests.e2e.conftest import CONCURRENCY, World
 
 TOKEN = "admin-token-for-tests-0123456789"
 
@@ -69,15 +67,7 @@ class Daemon:
         self.env |= env or {}
         self.world = world
         self.log_path = world.config.parent / f"syncd-run-{self.port}.log"
-        with self.log_path.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "syncd", "--config", str(world.config), "run"],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                text=True,
-                env=clean_env(self.env),
-                cwd=world.config.parent,
-            )
+        self.process = world.start("run", env=self.env, log=self.log_path)
         wait_for(self.healthy, what="/healthz")
 
     def log(self) -> str:

@@ -7,8 +7,6 @@ import json
 import re
 import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from syncd.service.leader import PostgresLeadership
 from syncd.store import Store
 from syncd.store.schema import LEADER_KEY, lock_key
 from tests import postgres
-from tests.e2e.conftest import CONCURRENCY, World, clean_env
+from tests.e2e.conftest import CONCURRENCY, World
 from tests.e2e.test_daemon import TOKEN, free_port, wait_for
 
 TAKEOVER_S = 3.0
@@ -49,15 +47,7 @@ class Replica:
             "SYNCD_SYNC__JITTER": "0",
             "SYNCD_SYNC__LEADER_TAKEOVER": f"{TAKEOVER_S:g}s",
         }
-        with self.log_path.open("w") as stderr:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "syncd", "--config", str(world.config), "run"],
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                text=True,
-                env=clean_env(self.env),
-                cwd=world.config.parent,
-            )
+        self.process = world.start("run", env=self.env, log=self.log_path)
         wait_for(self.healthy, what=f"/healthz of {name}")
 
     @property
