@@ -156,8 +156,9 @@ class Engine:
                 read = await self._read_desired(full=full, track=not dry_run and user is None)
                 desired = read.desired
                 result.graph_read, result.graph_read_reason = read.kind, read.reason
-                remote = await self._remote(client) if full else None
-                recorded = store.load_recorded(read.subset)
+                # Given the desired members, the agents and records share their strings (memory, at 1M).
+                remote = await self._remote(client, desired.members) if full else None
+                recorded = store.load_recorded(read.subset, like=desired.members)
                 cpu = self._phase(result, "read", cpu)
                 only = self._resolve(user, desired, recorded) if user else None
                 sync = self._settings.sync
@@ -370,9 +371,9 @@ class Engine:
         return now
 
     @staticmethod
-    async def _remote(client: SmartCommClient) -> dict[str, Agent]:
+    async def _remote(client: SmartCommClient, like: Mapping[str, Member]) -> dict[str, Agent]:
         agents: dict[str, Agent] = {}
-        for agent in await client.list_agents():
+        for agent in await client.list_agents(like=like):
             # An object may appear twice (an old offboarded record and a new one): the active one wins.
             if agent.active or agent.user_object_id not in agents:
                 agents[agent.user_object_id] = agent

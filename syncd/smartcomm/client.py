@@ -37,7 +37,7 @@ from syncd.config.logs import debug_enabled
 from syncd.config.settings import SmartCommSettings
 from syncd.config.tls import is_tls_verification_failure, ssl_context
 from syncd.core.backoff import backoff_delay_s
-from syncd.core.model import Agent, AgentPatch, NewAgent, ReadKey, WriteKey
+from syncd.core.model import Agent, AgentPatch, Member, NewAgent, ReadKey, WriteKey
 from syncd.smartcomm.errors import (
     AgentNotFound,
     BadCredentials,
@@ -76,8 +76,10 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(when.timestamp() - now, 0.0)
 
 
-def parse_agent(item: object) -> Agent | None:
-    """Pure: an `Agent` from one JSON object of the API, or None if it lacks a required field."""
+def parse_agent(item: object, like: Member | None = None) -> Agent | None:
+    """Pure: an `Agent` from one JSON object of the API, or None if it lacks a required field. Its values
+    equal to those of `like` (the person's desired state, when known) are `like`'s own strings: a full cycle
+    holds both, and pays for each value once."""
     if not isinstance(item, dict):
         return None
     # Spelt out, not looped over: a full cycle parses every agent of the account (the list's CPU).
@@ -100,6 +102,13 @@ def parse_agent(item: object) -> Agent | None:
     ):
         return None
     upn, consistency_id = get("upn"), get("consistency_id")
+    if like is not None:
+        object_id = like.object_id if like.object_id == object_id else object_id
+        phone_number = like.phone_number if like.phone_number == phone_number else phone_number
+        if consistency_id is not None and like.consistency_id == consistency_id:
+            consistency_id = like.consistency_id
+        if upn is not None and like.upn == upn:
+            upn = like.upn
     return Agent(
         user_object_id=object_id,
         # A full cycle holds every agent at once: the few distinct values share one string.
@@ -111,13 +120,20 @@ def parse_agent(item: object) -> Agent | None:
     )
 
 
-def _agent_or_object(item: dict[str, Any]) -> object:
-    """`json.loads` object hook: an agent record as an `Agent`, anything else as it is."""
-    if "user_object_id" in item:
-        agent = parse_agent(item)
-        if agent is not None:
-            return agent
-    return item
+def _agent_or_object(like: Mapping[str, Member] | None) -> Callable[[dict[str, Any]], object]:
+    """A `json.loads` object hook: an agent record as an `Agent` (sharing strings with `like`, the desired
+    members by object ID, when given), anything else as it is."""
+
+    def hook(item: dict[str, Any]) -> object:
+        if "user_object_id" in item:
+            object_id = item["user_object_id"]
+            known = like.get(object_id) if like is not None and isinstance(object_id, str) else None
+            agent = parse_agent(item, known)
+            if agent is not None:
+                return agent
+        return item
+
+    return hook
 
 
 class SmartCommClient:
@@ -187,10 +203,11 @@ class SmartCommClient:
         """Make sure a valid token is held (fetching one if needed): a cheap check of the credentials."""
         await self._tokens.token()
 
-    async def list_agents(self) -> list[Agent]:
+    async def list_agents(self, *, like: Mapping[str, Member] | None = None) -> list[Agent]:
         """Every agent of the account, active and offboarded (the list has no UPNs).
 
         The API answers an account with no agents by 404 "No Records found": that is an empty list here.
+        `like` (a cycle's desired members by object ID) only saves memory (`parse_agent`).
         """
         try:
             response = await self._request("GET", self._agents_path)
@@ -199,7 +216,7 @@ class SmartCommClient:
         try:
             # Each agent object becomes an Agent as soon as it is decoded: 100,000 agents never exist as
             # dicts all at once (they would take about 100 MB more at the peak).
-            body = json.loads(response.content, object_hook=_agent_or_object)
+            body = json.loads(response.content, object_hook=_agent_or_object(like))
         except ValueError as exc:
             raise self._unexpected(response, "the answer is not JSON") from exc
         items = body.get("data") if isinstance(body, dict) else None

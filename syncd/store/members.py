@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Select, Table, bindparam, delete, func, selec
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert
 
-from syncd.core.model import AgentFields, MemberStatus, Recorded, SkipReason
+from syncd.core.model import AgentFields, Member, MemberStatus, Recorded, SkipReason
 from syncd.store import tables
 from syncd.store.common import (
     BATCH_SIZE,
@@ -59,20 +59,30 @@ class MembersMixin(StorePart):
 
     # members
 
-    def load_recorded(self, object_ids: Collection[str] | None = None) -> dict[str, Recorded]:
+    def load_recorded(
+        self, object_ids: Collection[str] | None = None, *, like: Mapping[str, Member] | None = None
+    ) -> dict[str, Recorded]:
         """Every member row by object ID, or only those of `object_ids` (read in batches, never one SELECT
-        per person)."""
+        per person).
+
+        `like` (a cycle's desired members) only saves memory: a recorded value equal to the desired one
+        is the same string object, so a full cycle holding both pays for each value once."""
+        found: dict[str, Recorded] = {}
+        shared = like.get if like is not None else _nothing
         if object_ids is None:
             with self._read("loading members") as connection:
-                return {row[0]: _recorded(row) for row in _driver_rows(connection, _ALL_RECORDED)}
+                for row in _driver_rows(connection, _ALL_RECORDED):
+                    record = _recorded(row, shared(row[0]))
+                    found[record.object_id] = record
+            return found
         m = tables.members
-        found: dict[str, Recorded] = {}
         wanted = list(object_ids)
         with self._read("loading members") as connection:
             for start in range(0, len(wanted), IN_BATCH):
                 batch = wanted[start : start + IN_BATCH]
-                rows = connection.execute(select(*_RECORDED_COLUMNS).where(m.c.object_id.in_(batch)))
-                found.update((row[0], _recorded(row)) for row in rows)
+                for row in connection.execute(select(*_RECORDED_COLUMNS).where(m.c.object_id.in_(batch))):
+                    record = _recorded(row, shared(row[0]))
+                    found[record.object_id] = record
         return found
 
     def unsettled(self, now: float) -> tuple[list[str], list[str]]:
@@ -332,6 +342,10 @@ def _insert_ignore(connection: Connection, table: Table) -> Insert:
     return postgresql.insert(table).on_conflict_do_nothing()
 
 
+def _nothing(_object_id: str) -> None:
+    return None
+
+
 def _driver_rows(connection: Connection, query: Select[Any]) -> Iterator[Sequence[Any]]:
     """The rows of a query without parameters, as the DBAPI driver returns them, a few at a time.
 
@@ -356,8 +370,9 @@ def _epoch_of(value: datetime | str | None) -> float | None:
     return to_epoch(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
-def _recorded(row: Sequence[Any]) -> Recorded:
-    """A Recorded from a row of `_RECORDED_COLUMNS` (processed by SQLAlchemy or not: `_driver_rows`)."""
+def _recorded(row: Sequence[Any], like: Member | None = None) -> Recorded:
+    """A Recorded from a row of `_RECORDED_COLUMNS` (processed by SQLAlchemy or not: `_driver_rows`); its
+    values equal to those of `like` (the person's desired state) are `like`'s own strings."""
     (
         object_id,
         status,
@@ -376,6 +391,13 @@ def _recorded(row: Sequence[Any]) -> Recorded:
     ) = row
     # A full cycle holds every row at once: repeated values share one string (the tenant, the source,
     # the UPN when it is the one we pushed).
+    if like is not None:
+        object_id = like.object_id if like.object_id == object_id else object_id
+        upn = like.upn if upn is not None and like.upn == upn else upn
+        if phone_number is not None and like.phone_number == phone_number:
+            phone_number = like.phone_number
+        if consistency_id is not None and like.consistency_id == consistency_id:
+            consistency_id = like.consistency_id
     if upn_pushed is not None and upn_pushed == upn:
         upn_pushed = upn
     agent = (

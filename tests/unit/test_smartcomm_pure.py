@@ -11,7 +11,7 @@ from email.utils import format_datetime
 import pytest
 
 from syncd.core.backoff import backoff_delay_s
-from syncd.core.model import Agent, AgentPatch, NewAgent
+from syncd.core.model import Agent, AgentPatch, Member, NewAgent
 from syncd.smartcomm.client import parse_agent, parse_retry_after
 from syncd.smartcomm.tokens import DEFAULT_LIFETIME_S, jwt_claims, token_times
 
@@ -136,6 +136,27 @@ def test_tokens_without_issue_time_count_from_now() -> None:
 )
 def test_parse_agent(item: object, expected: Agent | None) -> None:
     assert parse_agent(item) == expected
+
+
+def test_parse_agent_shares_the_desired_members_strings() -> None:
+    """`like` only saves memory: equal values become the desired member's own strings, others stay."""
+    member = Member("o-1", "t", "a@contoso.com", "+14155550100", "c-1")
+    item = {
+        "user_object_id": "".join(["o-", "1"]),
+        "tenant_id": "t",
+        "phone_number": "".join(["+1415", "5550100"]),
+        "status": "active",
+        "consistency_id": "".join(["c-", "1"]),
+    }
+    agent = parse_agent(item, member)
+    assert agent == parse_agent(item) == Agent("o-1", "t", "+14155550100", "active", None, "c-1")
+    assert agent is not None
+    assert agent.user_object_id is member.object_id
+    assert agent.phone_number is member.phone_number
+    assert agent.consistency_id is member.consistency_id
+    moved = parse_agent(item | {"phone_number": "+14155550199"}, member)
+    assert moved is not None
+    assert moved.phone_number == "+14155550199"
 
 
 def test_agent_status() -> None:
