@@ -46,7 +46,10 @@ def agents_list(where: Json) -> Json:
     wall, cpu = time.perf_counter(), time.process_time()
     credentials = json.dumps({"username": where["username"], "password": where["password"]})
     connection.request(
-        "POST", "/rest/v1/authenticate", body=credentials, headers={"Content-Type": "application/json"}
+        "POST",
+        "/rest/v1/authenticate",
+        body=credentials,
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
     token = json.loads(connection.getresponse().read())["token"]
     connection.request(
