@@ -2,7 +2,8 @@
 one million users.
 
     .venv/bin/python bench/scale.py [--users 10000 100000 1000000] [--latency-ms 20] [--concurrency 32]
-                                    [--churn 0.01] [--json-out bench/results/scale.json]
+                                    [--churn 0.01] [--graph-budget tenant|off]
+                                    [--json-out bench/results/scale.json]
 
 For each size, bench/sync_cycles.py's harness (bench/cycles/harness.py: the same emulator processes, tenant,
 configuration and fresh worker per scenario; its baselines are skipped) runs the four scenarios: a. an
@@ -147,6 +148,12 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--churn", type=float, default=0.01)
+    parser.add_argument(
+        "--graph-budget",
+        choices=["tenant", "off"],
+        default="tenant",
+        help="Graph's resource unit budget: the tenant size's (default) or none",
+    )
     parser.add_argument("--json-out", default=DEFAULT_JSON_OUT)
     args = parser.parse_args()
 
