@@ -263,6 +263,8 @@ format = "json"
         """The bare aiohttp loop for `posts` POSTs (the initial sync's number of writes): its wall."""
         print(f"  baseline: bare aiohttp, {posts:,} POSTs (the initial sync's writes) ...", flush=True)
         control(spare, "POST", "/reset")  # no agents from the first loop (their numbers would clash)
+        # /reset restores the registries too: open them again, as for the first loop (else all POSTs get 400).
+        control(spare, "PUT", "/registries", {"registered_tenants": None, "ten_dlc_numbers": None})
         control(spare, "PUT", "/faults", {"latency_s": self.latency_s})
         out = self.write_loop("bare writes", spare, posts)
         print(f"    wall {out['wall_s']:.2f} s, statuses {out['statuses']}", flush=True)
