@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import json
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import sync_cycles as sc
+from cycles.common import ROOT, BenchError, interrupted, wait_for_parent
+from cycles.emulators import Child, control
+from cycles.harness import Harness
+from cycles.tallies import smartcomm_kind
 
 DEFAULT_JSON_OUT = "bench/results/rate_limit.json"
 Json = dict[str, Any]
@@ -84,7 +86,7 @@ def serve_graph(users: int, directory: Path) -> None:
             "group_id": group,
         }
         print(json.dumps(info), flush=True)
-        sc.wait_for_parent()
+        wait_for_parent()
 
 
 def cycle_worker(config: str, adaptive: bool) -> Json:
@@ -128,33 +130,18 @@ def cycle_worker(config: str, adaptive: bool) -> Json:
     }
 
 
-class Child(sc.Child):
-    """sc.Child, started from this script."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.info = {}
-
-
 # --- the harness -------------------------------------------------------------------------------------------
 
 
-def run_one(harness: sc.Harness, graph: Json, smartcomm: Json, limit: int, adaptive: bool, n: int) -> Json:
+def run_one(harness: Harness, graph: Json, smartcomm: Json, limit: int, adaptive: bool, n: int) -> Json:
     args = harness.args
     label = f"{'adaptive' if adaptive else f'fixed {args.concurrency}'} @ {limit} req/s"
     print(f"  {label}: {n:,} onboardings ...", flush=True)
-    sc.control(smartcomm, "POST", "/reset")  # no agents, an empty log, no faults, no rate limit
+    control(smartcomm, "POST", "/reset")  # no agents, an empty log, no faults, no rate limit
     # This bench measures pacing, not registries: every tenant and number counts as registered.
-    sc.control(smartcomm, "PUT", "/registries", {"registered_tenants": None, "ten_dlc_numbers": None})
-    sc.control(smartcomm, "PUT", "/faults", {"latency_s": harness.latency_s})
-    sc.control(smartcomm, "PUT", "/rate_limit", {"rate_per_s": limit, "burst": limit})
+    control(smartcomm, "PUT", "/registries", {"registered_tenants": None, "ten_dlc_numbers": None})
+    control(smartcomm, "PUT", "/faults", {"latency_s": harness.latency_s})
+    control(smartcomm, "PUT", "/rate_limit", {"rate_per_s": limit, "burst": limit})
     directory = harness.directory / f"{limit}-{'adaptive' if adaptive else 'fixed'}"
     directory.mkdir(parents=True)
     harness.directory = directory  # config() writes syncd.toml and the database here
@@ -163,10 +150,10 @@ def run_one(harness: sc.Harness, graph: Json, smartcomm: Json, limit: int, adapt
         label,
         [__file__, "--worker", "--config", str(config), *([] if adaptive else ["--fixed"])],
     )
-    log: list[Json] = sc.control(smartcomm, "GET", "/requests")
-    agents: list[Json] = sc.control(smartcomm, "GET", "/agents")
+    log: list[Json] = control(smartcomm, "GET", "/requests")
+    agents: list[Json] = control(smartcomm, "GET", "/agents")
     during = [
-        r for r in log if out["t0"] <= r["at"] <= out["t1"] and sc.smartcomm_kind(r) not in ("login", "list")
+        r for r in log if out["t0"] <= r["at"] <= out["t1"] and smartcomm_kind(r) not in ("login", "list")
     ]
     throttled = sum(1 for r in during if r["status"] == 429)
     accepted = [r for r in during if r["status"] is not None and r["status"] < 400]
@@ -311,18 +298,24 @@ def main() -> int:
         print(json.dumps(cycle_worker(args.config, adaptive=not args.fixed)))
         return 0
 
-    signal.signal(signal.SIGTERM, sc.interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     with tempfile.TemporaryDirectory(prefix="syncd-bench-rate-") as tmp:
-        harness = sc.Harness(args, args.onboardings, Path(tmp))
+        harness = Harness(args, args.onboardings, Path(tmp))
         try:
-            graph_child = Child("Graph", ["--serve-graph", "--onboardings", str(args.onboardings),
-                                          "--dir", str(Path(tmp) / "graph-ca")], harness.env)  # fmt: skip
+            serve = [
+                "--serve-graph",
+                "--onboardings",
+                str(args.onboardings),
+                "--dir",
+                str(Path(tmp) / "graph-ca"),
+            ]
+            graph_child = Child("Graph", serve, harness.env, script=Path(__file__))  # this script's Graph
             harness.children.append(graph_child)
             graph = graph_child.ready()
             smartcomm = harness.start(
                 "SmartCommunicator", ["--serve", "smartcomm", "--dir", str(Path(tmp) / "sc")]
             )
-            sc.control(graph, "PUT", "/faults", {"latency_s": harness.latency_s})
+            control(graph, "PUT", "/faults", {"latency_s": harness.latency_s})
             print(f"=== {args.onboardings:,} onboardings against rate limits {args.limits} ===", flush=True)
             runs = []
             base = harness.directory
@@ -330,7 +323,7 @@ def main() -> int:
                 for adaptive in (True, False) if not args.no_fixed else (True,):
                     harness.directory = base
                     runs.append(run_one(harness, graph, smartcomm, limit, adaptive, args.onboardings))
-        except sc.BenchError as exc:
+        except BenchError as exc:
             print(f"\nrate_limit: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
@@ -341,7 +334,7 @@ def main() -> int:
     rows = targets(runs, args.onboardings)
     print_report(runs, rows, args)
     out = Path(args.json_out)
-    out = out if out.is_absolute() else sc.ROOT / out
+    out = out if out.is_absolute() else ROOT / out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "runs": runs, "targets": rows}, indent=2, default=str))
     print(f"figures written to {out}")

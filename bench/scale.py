@@ -2,13 +2,15 @@
 one million users.
 
     .venv/bin/python bench/scale.py [--users 10000 100000 1000000] [--latency-ms 20] [--concurrency 32]
-                                    [--churn 0.01] [--json-out bench/results/scale.json]
+                                    [--churn 0.01] [--graph-budget tenant|off]
+                                    [--json-out bench/results/scale.json]
 
-For each size, bench/sync_cycles.py's harness (the same emulator processes, tenant, configuration and fresh
-worker per scenario; its baselines are skipped) runs the four scenarios: a. an initial sync, b. a full cycle
-with no change (the first cycle of its worker is the one judged), c. an incremental cycle with no change
-(the second of its worker), d. an incremental cycle after 1% churn. Printed per size and scenario: CPU per
-user (the cycle's CPU / users), CPU, wall, peak RSS of the worker and the requests each emulator received.
+For each size, bench/sync_cycles.py's harness (bench/cycles/harness.py: the same emulator processes, tenant,
+configuration and fresh worker per scenario; its baselines are skipped) runs the four scenarios: a. an
+initial sync, b. a full cycle with no change (the first cycle of its worker is the one judged), c. an
+incremental cycle with no change (the second of its worker), d. an incremental cycle after 1% churn. Printed
+per size and scenario: CPU per user (the cycle's CPU / users), CPU, wall, peak RSS of the worker and the
+requests each emulator received.
 
 Targets (stated for 1,000,000 against 100,000; with other sizes, the largest against the one below it):
   - CPU per user of each scenario at the largest size <= 1.2x that at the size below (linear cost);
@@ -32,7 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sync_cycles as sc
+from cycles.common import ROOT, BenchError, interrupted
+from cycles.harness import Harness
+from cycles.report import print_targets
+from cycles.tallies import graph_reads
 
 DEFAULT_JSON_OUT = "bench/results/scale.json"
 TARGET_BIG, TARGET_SMALL = 1_000_000, 100_000
@@ -59,7 +64,7 @@ def figures(result: Json) -> dict[str, Json]:
             "cpu_per_user_us": cycle["cpu_s"] / n * 1e6,
             "wall_s": cycle["wall_s"],
             "peak_rss_mb": cycle["peak_rss_mb"],
-            "graph_requests": sc.graph_reads(cycle["graph"]),
+            "graph_requests": graph_reads(cycle["graph"]),
             "smartcomm_requests": cycle["smartcomm"]["total"] - cycle["smartcomm"]["by_kind"].get("login", 0),
             "writes": sum(cycle["writes"].values()),
             "exit_code": cycle["exit_code"],
@@ -132,12 +137,7 @@ def print_table(by_size: dict[int, dict[str, Json]], rows: list[Json], args: arg
                 f" {f['peak_rss_mb']:>7.0f} {f['graph_requests']:>9,} {f['smartcomm_requests']:>8,}"
                 f" {f['writes']:>8,}  {f['exit_code']}{' ' + f['error'] if f['error'] else ''}"
             )
-    print(f"\n{'target':<86} {'figure':>10} {'limit':>10} {'unit':<6} {'fig/lim':>7}  result")
-    for r in rows:
-        print(
-            f"{r['target']:<86} {r['figure']:>10.3f} {r['bound']:>10.3f} {r['unit']:<6} {r['ratio']:>7.2f}  "
-            f"{'PASS' if r['pass'] else 'FAIL'}"
-        )
+    print_targets(rows, sys.stdout)
 
 
 def main() -> int:
@@ -148,17 +148,23 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--churn", type=float, default=0.01)
+    parser.add_argument(
+        "--graph-budget",
+        choices=["tenant", "off"],
+        default="tenant",
+        help="Graph's resource unit budget: the tenant size's (default) or none",
+    )
     parser.add_argument("--json-out", default=DEFAULT_JSON_OUT)
     args = parser.parse_args()
 
-    signal.signal(signal.SIGTERM, sc.interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     by_size: dict[int, dict[str, Json]] = {}
     raw: dict[int, Json] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="syncd-bench-scale-") as tmp:
         try:
             for n in args.users:
-                harness = sc.Harness(args, n, Path(tmp) / f"n{n}")
+                harness = Harness(args, n, Path(tmp) / f"n{n}")
                 t0 = time.monotonic()
                 try:
                     raw[n] = harness.run(baselines=False)
@@ -167,7 +173,7 @@ def main() -> int:
                 raw[n]["harness_wall_s"] = time.monotonic() - t0
                 by_size[n] = figures(raw[n])
                 print(f"  {n:,} users done in {raw[n]['harness_wall_s']:.0f} s", flush=True)
-        except sc.BenchError as exc:
+        except BenchError as exc:
             print(f"\nscale: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
@@ -177,7 +183,7 @@ def main() -> int:
     print_table(by_size, rows, args)
     print(f"whole run: {time.monotonic() - started:.0f} s")
     out = Path(args.json_out)
-    out = out if out.is_absolute() else sc.ROOT / out
+    out = out if out.is_absolute() else ROOT / out
     out.parent.mkdir(parents=True, exist_ok=True)
     document = {"args": vars(args), "figures": by_size, "targets": rows, "runs": raw}
     out.write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")

@@ -4,8 +4,8 @@
   Markdown link or a `Path(__file__).parents[N]` that climbs above the root): users and contributors get
   this repository and nothing beside it.
 - Every relative link of the Markdown manual (README.md, CHANGELOG.md, docs/) leads to a file that exists.
-- No module of `syncd` is over 600 lines, and `syncd`'s modules import each other without cycles
-  (docs/architecture.md).
+- No module of `syncd` or of `bench` (the benchmark scripts and the packages beside them) is over 600 lines,
+  and `syncd`'s modules import each other without cycles (docs/architecture.md).
 - README.md stays a front page of at most 250 lines; the manual is docs/.
 
 The files checked are the ones git tracks plus the new ones it would track (not ignored), so a file about to
@@ -27,6 +27,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_MODULE_LINES = 600
+LENGTH_CHECKED = ("syncd", "bench")
+"""The folders whose Python modules are held to MAX_MODULE_LINES, subpackages included."""
 MAX_README_LINES = 250
 
 # Written so that this file does not match its own patterns.
@@ -240,9 +242,10 @@ def test_every_relative_markdown_link_leads_to_a_file() -> None:
     assert not broken, "Markdown links that lead nowhere:\n" + "\n".join(broken)
 
 
-def test_no_module_is_over_600_lines() -> None:
-    lengths = module_lengths(ROOT / "syncd")
-    assert lengths, "no module found under syncd/"
+@pytest.mark.parametrize("folder", LENGTH_CHECKED)
+def test_no_module_is_over_600_lines(folder: str) -> None:
+    lengths = module_lengths(ROOT / folder)
+    assert lengths, f"no module found under {folder}/"
     over = {path: lines for path, lines in lengths.items() if lines > MAX_MODULE_LINES}
     assert not over, f"modules over {MAX_MODULE_LINES} lines (split them): " + ", ".join(
         f"{path} ({lines})" for path, lines in sorted(over.items(), key=lambda item: -item[1])

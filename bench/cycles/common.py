@@ -1,0 +1,56 @@
+"""What every part of bench/sync_cycles.py shares: where things are, the error that ends a run, peak RSS,
+and how a child process waits for its parent and how a run stops on SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+COMMAND = BENCH / "sync_cycles.py"
+"""The command: the emulator children and the workers are this script again, with --serve or --worker."""
+GRAPH_READ = BENCH / "graph_read.py"
+FLOORS = BENCH / "floors.py"
+
+Json = dict[str, Any]
+
+
+class BenchError(Exception):
+    """The benchmark cannot go on; the message says why."""
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM from /proc (Linux), else ru_maxrss.
+
+    Not ru_maxrss where /proc has VmHWM: Linux keeps ru_maxrss across execve, and as subprocess starts its
+    children with vfork, a worker's ru_maxrss starts at the harness's own peak (which holds the request logs
+    of 100,000 writes); VmHWM belongs to the new process image only.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return ru_maxrss_mb()
+
+
+def ru_maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def wait_for_parent() -> None:
+    """Block until the parent closes our stdin (or dies); Ctrl-C ends the wait quietly."""
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.stdin.read()
+
+
+def interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM handler: like Ctrl-C, so that the finally blocks stop every child."""
+    raise KeyboardInterrupt
