@@ -20,11 +20,13 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
     """Worker: `Engine.run_cycle` for each of `cycles` ("full"/"incremental") in this fresh process."""
     from syncd.config.loader import load_settings
     from syncd.config.logs import configure_logging
+    from syncd.cycle.collector import collect_after_cycle, tune_collector
     from syncd.cycle.engine import Engine
     from syncd.store import Store
 
     configure_logging(level="warning", json=True)  # to stderr: stdout carries the figures
     settings = load_settings(Path(config), {})  # no environment: SYNCD_* of the caller must not leak in
+    tune_collector()  # as `syncd sync` and `syncd run` do once their settings are read
     imports_rss_mb = peak_rss_mb()
     store = Store(settings.database.url)
     results: list[Json] = []
@@ -45,6 +47,7 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
             if profiler is not None:
                 profiler.disable()
             t1, c1 = time.monotonic(), time.process_time()
+            collect_after_cycle()  # as the daemon does between cycles (outside the cycle's figures)
             if profiler is not None and profile_dir:
                 profiler.dump_stats(Path(profile_dir) / f"{os.getpid()}-{number}-{cycle}.prof")
             phase_cpu: dict[str, float] = dict(getattr(result, "phase_cpu_s", None) or {})

@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"syncd: configuration error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        from syncd.cycle.collector import tune_collector
+
+        tune_collector()
     try:
         store = Store(settings.database.url, read_only=args.command in READ_ONLY_COMMANDS)
         try:

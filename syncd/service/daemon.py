@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from syncd.config.settings import Settings
 from syncd.core.quarantine import QuarantineState, describe, may_run_scheduled
 from syncd.core.quarantine import load as load_quarantine
+from syncd.cycle.collector import collect_after_cycle
 from syncd.cycle.engine import EXIT_FAILURES, CycleResult, Engine
 from syncd.reports.history import PRUNE_EVERY_S, prune
 from syncd.service.admin import build_app
@@ -174,6 +175,7 @@ class Daemon:
             log.exception("daemon.cycle_crashed")
             result = CycleResult(run_id=None, kind="full" if request.full else "incremental", dry_run=False)
             result.error, result.exit_code = f"the cycle crashed: {exc!r}", EXIT_FAILURES
+        collect_after_cycle()  # cyclic garbage never outlives its cycle (syncd.cycle.collector)
         try:
             self._observe(result)
         except Exception:  # metrics or the status query failing must not wedge the daemon

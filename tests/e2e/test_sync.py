@@ -10,11 +10,13 @@ schema of its own; skipped unless SYNCD_TEST_POSTGRES_URL is set, see tests/post
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 
 import pytest
 
+from syncd.cycle.collector import THRESHOLDS
 from syncd.emulators.graph import DEFAULT_CLIENT_SECRET
 from syncd.emulators.smartcomm import DEFAULT_PASSWORD
 from syncd.store.schema import SCHEMA_HEAD
@@ -49,6 +51,23 @@ def test_deletion_guard_stops_and_force_proceeds(world: World) -> None:
     assert forced.code == 0
     assert [m for m, _, _ in world.writes()].count("DELETE") == 11
     assert list(world.agents()) == [ids[11]]
+
+
+def test_sync_sets_up_the_collector_for_a_large_cycle(world: World) -> None:
+    """`syncd sync` freezes its import-time objects and raises the collector's thresholds before its cycle
+    (syncd.cycle.collector; a third or more of a large full cycle's CPU otherwise), and still converges."""
+    ids = seed(world, 3)
+    result = world.run("sync", env={"SYNCD_LOG__LEVEL": "debug", "SYNCD_LOG__FORMAT": "json"})
+    assert result.code == 0, result.stderr
+    tuned = [
+        json.loads(line)
+        for line in (result.stdout + result.stderr).splitlines()
+        if '"process.collector_tuned"' in line
+    ]
+    assert len(tuned) == 1
+    assert tuned[0]["thresholds"] == list(THRESHOLDS)
+    assert tuned[0]["frozen"] > 10_000  # the imports: msgraph-sdk, SQLAlchemy, pydantic, ...
+    assert sorted(world.agents()) == sorted(ids)
 
 
 def test_dry_run_reads_both_sides_and_writes_nothing(world: World) -> None:
