@@ -16,6 +16,7 @@ valid number gives it, and the member records which source that was.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import reprlib
 import unicodedata
@@ -63,6 +64,13 @@ _PARSE_ERRORS = {
 
 def _canonical(phone_attribute: str) -> str:
     return _CANONICAL.get(phone_attribute) or parse_phone_attribute(phone_attribute)
+
+
+@functools.cache
+def _chain(phone_sources: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The canonical names of a phone source chain (worked out once per chain, not once per user)."""
+    sources = (phone_sources,) if isinstance(phone_sources, str) else phone_sources
+    return tuple(_canonical(source) if source != TEAMS else TEAMS for source in sources)
 
 
 def select_fields(phone_sources: str | Sequence[str], scope_filter: ScopeFilter | None = None) -> list[str]:
@@ -318,10 +326,7 @@ def map_user(
     what each source held. "teams" looks the user up in `teams` (by lower-case object ID). A source that
     `parse_phone_source` refuses raises its ValueError (it is a configuration value).
     """
-    chain = [
-        _canonical(source) if source != TEAMS else TEAMS
-        for source in ([phone_sources] if isinstance(phone_sources, str) else phone_sources)
-    ]
+    chain = _chain(phone_sources if isinstance(phone_sources, str) else tuple(phone_sources))
     if not isinstance(user, dict):
         return Skipped("", None, SkipReason.INVALID_RECORD, f"not a JSON object: {_shown(user)}")
     upn = user.get("userPrincipalName")
