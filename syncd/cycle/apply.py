@@ -34,6 +34,7 @@ from syncd.core.model import (
 )
 from syncd.core.pacing import PacingTuning, WritePacer
 from syncd.core.reconcile import Plan, changed_fields, settle, settle_moved_from
+from syncd.cycle.lane import StoreLane
 from syncd.smartcomm import (
     AgentExists,
     AgentNotFound,
@@ -181,8 +182,9 @@ class Applier:
         """Send the plan's writes, `sync.concurrency` at a time, with no barrier between batches.
 
         Operations are recorded as pending in batches (one transaction each) before any of their requests
-        is sent, and settled in batches after their answers: a crash leaves at most two batches pending,
-        which the next start settles by reading the agents back.
+        is sent, and settled in batches after their answers, on the store's own thread (`StoreLane`): the
+        next batch is recorded while the last half of the current one is being sent. A crash leaves at
+        most three batches pending, which the next start settles by reading the agents back.
         """
         sync, store = self._settings.sync, self._store
         assert result.run_id is not None  # begin_run came first
@@ -194,107 +196,150 @@ class Applier:
         waiting = iter(the_plan.changes)
         staged: deque[tuple[Change, int]] = deque()
         settled: list[Settlement] = []
+        refill: asyncio.Future[None] | None = None
+        """The next batch being recorded as pending; None when none is."""
+        flushes: list[asyncio.Future[None]] = []
+        """Settlements sent to the store and not yet known to be written."""
+        with StoreLane(store) as lane:
 
-        def take() -> tuple[Change, int] | None:
-            # Synchronous (no await): one worker stages the next batch while the others are not running.
-            if not staged:
-                chunk = list(itertools.islice(waiting, batch))
-                if not chunk:
-                    return None
-                staged.extend(zip(chunk, store.start_operations(run_id, chunk), strict=True))
-            return staged.popleft()
+            async def stage(chunk: list[Change]) -> None:
+                nonlocal refill
+                ids = await lane.run(store.start_operations, run_id, chunk)
+                staged.extend(zip(chunk, ids, strict=True))
+                refill = None
 
-        def flush() -> None:
-            if settled:
-                store.settle_operations(settled)
-                settled.clear()
+            async def take() -> tuple[Change, int] | None:
+                nonlocal refill
+                while True:
+                    for flushed in [f for f in flushes if f.done()]:
+                        flushes.remove(flushed)
+                        flushed.result()  # a store failure stops the writes, as it would have on the loop
+                    if refill is None and len(staged) <= batch // 2 and not halted:
+                        chunk = list(itertools.islice(waiting, batch))
+                        if chunk:
+                            refill = asyncio.ensure_future(stage(chunk))
+                    if staged:
+                        return staged.popleft()
+                    if refill is None:
+                        return None
+                    await asyncio.shield(refill)
 
-        async def worker() -> None:
-            nonlocal done, judged, failed
-            while not halted and (item := take()) is not None:
-                change, op_id = item
-                try:
-                    outcome = await self._write(
-                        client, change, op_id, desired, recorded, result, halted, settled, the_plan.conflicts
-                    )
-                except Exception as exc:
-                    # A bug or an unmapped library error: the operation stays pending (settled by reading the
-                    # agent back at the next start) and the other writes go on.
-                    log.exception(
-                        "sync.write_crashed", object_id=change.object_id, action=change.action.value
-                    )
-                    result.failures.append(
-                        Failure(
-                            change.object_id, None, change.action, f"unexpected error: {exc!r}", "unexpected"
+            def flush() -> None:
+                if settled:
+                    flushes.append(asyncio.ensure_future(lane.run(store.settle_operations, list(settled))))
+                    settled.clear()
+
+            async def drain() -> None:
+                """Wait for the batch being recorded and every settlement sent to the store."""
+                if refill is not None:
+                    await refill
+                flush()
+                while flushes:
+                    await flushes.pop(0)
+
+            async def worker() -> None:
+                nonlocal done, judged, failed
+                while not halted and (item := await take()) is not None:
+                    change, op_id = item
+                    try:
+                        outcome = await self._write(
+                            client,
+                            change,
+                            op_id,
+                            desired,
+                            recorded,
+                            result,
+                            halted,
+                            settled,
+                            the_plan.conflicts,
                         )
-                    )
-                    outcome = Outcome.PENDING
-                if len(settled) >= batch:
-                    flush()
-                tally[(change.action.value, outcome.value)] += 1
-                done += 1
-                previous = recorded.get(change.object_id)
-                # Retries of people who already failed (a conflict waiting for an admin) are per-person
-                # trouble: a wave of them coming due together must not quarantine everyone else's writes.
-                if previous is None or previous.status is not MemberStatus.FAILED:
-                    judged += 1
-                    # A pending outcome here is a failure too: its answer was lost or the write crashed.
-                    failed += outcome in (Outcome.FAILED, Outcome.PENDING)
-                if not halted and quarantine.share_exceeded(
-                    judged, failed, share=sync.quarantine_failure_share, min_writes=sync.quarantine_min_writes
-                ):
-                    reason = quarantine.share_reason(
+                    except Exception as exc:
+                        # A bug or an unmapped library error: the operation stays pending (settled by
+                        # reading the agent back at the next start) and the other writes go on.
+                        log.exception(
+                            "sync.write_crashed", object_id=change.object_id, action=change.action.value
+                        )
+                        result.failures.append(
+                            Failure(
+                                change.object_id,
+                                None,
+                                change.action,
+                                f"unexpected error: {exc!r}",
+                                "unexpected",
+                            )
+                        )
+                        outcome = Outcome.PENDING
+                    if len(settled) >= batch:
+                        flush()
+                    tally[(change.action.value, outcome.value)] += 1
+                    done += 1
+                    previous = recorded.get(change.object_id)
+                    # Retries of people who already failed (a conflict waiting for an admin) are per-person
+                    # trouble: a wave of them coming due together must not quarantine everyone else's writes.
+                    if previous is None or previous.status is not MemberStatus.FAILED:
+                        judged += 1
+                        # A pending outcome here is a failure too: its answer was lost or the write crashed.
+                        failed += outcome in (Outcome.FAILED, Outcome.PENDING)
+                    if not halted and quarantine.share_exceeded(
                         judged,
                         failed,
                         share=sync.quarantine_failure_share,
-                        errors=[f.error for f in result.failures],
-                    )
-                    halted.append(reason)
-                    log.error("sync.failure_share_exceeded", finished=judged, failed=failed, reason=reason)
-                if progress is not None:
-                    progress(done, total)
+                        min_writes=sync.quarantine_min_writes,
+                    ):
+                        reason = quarantine.share_reason(
+                            judged,
+                            failed,
+                            share=sync.quarantine_failure_share,
+                            errors=[f.error for f in result.failures],
+                        )
+                        halted.append(reason)
+                        log.error(
+                            "sync.failure_share_exceeded", finished=judged, failed=failed, reason=reason
+                        )
+                    if progress is not None:
+                        progress(done, total)
 
-        pacer = self.pacer
-        client.gate = None if pacer is None else RequestGate(pacer)
-        if pacer is not None:
-            cuts, pacer.min_limit = pacer.cuts, pacer.limit
-        try:
-            await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
-        finally:
-            client.gate = None
-            flush()
-        if pacer is not None:
-            result.write_concurrency = pacer.limit
-            if pacer.cuts > cuts:  # throttled this cycle: say how far it went
-                rate = pacer.rate_per_s
-                log.info(
-                    "sync.write_pace",
-                    write_concurrency=pacer.limit,
-                    lowest=pacer.min_limit,
-                    cap=sync.concurrency,
-                    cuts=pacer.cuts - cuts,
-                    rate_per_s=None if rate is None else round(rate, 1),
-                )
-        if halted:
-            # Staged but never sent: settled as skipped, the record as it was (a newcomer's says why).
-            for change, op_id in staged:
-                previous = recorded.get(change.object_id)
-                record = previous or Recorded(
-                    change.object_id,
-                    MemberStatus.FAILED,
-                    None,
-                    upn=change.desired.upn if change.desired is not None else None,
-                    detail=f"not sent: {halted[0]}",
-                )
-                settled.append(Settlement(op_id, Outcome.SKIPPED, record, error=f"not sent: {halted[0]}"))
-                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
-            staged.clear()
-            flush()
-            for change in waiting:
-                tally[(change.action.value, Outcome.SKIPPED.value)] += 1
-            result.error = halted[0]
-        for (action, outcome), n in sorted(tally.items()):
-            result.outcomes.setdefault(action, {})[outcome] = n
+            pacer = self.pacer
+            client.gate = None if pacer is None else RequestGate(pacer)
+            if pacer is not None:
+                cuts, pacer.min_limit = pacer.cuts, pacer.limit
+            try:
+                await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
+            finally:
+                client.gate = None
+                await drain()
+            if pacer is not None:
+                result.write_concurrency = pacer.limit
+                if pacer.cuts > cuts:  # throttled this cycle: say how far it went
+                    rate = pacer.rate_per_s
+                    log.info(
+                        "sync.write_pace",
+                        write_concurrency=pacer.limit,
+                        lowest=pacer.min_limit,
+                        cap=sync.concurrency,
+                        cuts=pacer.cuts - cuts,
+                        rate_per_s=None if rate is None else round(rate, 1),
+                    )
+            if halted:
+                # Staged but never sent: settled as skipped, the record as it was (a newcomer's says why).
+                for change, op_id in staged:
+                    previous = recorded.get(change.object_id)
+                    record = previous or Recorded(
+                        change.object_id,
+                        MemberStatus.FAILED,
+                        None,
+                        upn=change.desired.upn if change.desired is not None else None,
+                        detail=f"not sent: {halted[0]}",
+                    )
+                    settled.append(Settlement(op_id, Outcome.SKIPPED, record, error=f"not sent: {halted[0]}"))
+                    tally[(change.action.value, Outcome.SKIPPED.value)] += 1
+                staged.clear()
+                await drain()
+                for change in waiting:
+                    tally[(change.action.value, Outcome.SKIPPED.value)] += 1
+                result.error = halted[0]
+            for (action, outcome), n in sorted(tally.items()):
+                result.outcomes.setdefault(action, {})[outcome] = n
 
     async def _write(
         self,

@@ -186,6 +186,12 @@ class Store(MembersMixin, OperationsMixin, RunsMixin):
         return self._engine
 
     @property
+    def shares_one_connection(self) -> bool:
+        """An in-memory SQLite database: every caller shares its one connection, so calls must not overlap
+        from several threads."""
+        return isinstance(self._engine.pool, StaticPool)
+
+    @property
     def read_only(self) -> bool:
         """Whether this store was opened for reading only (never migrated, never written)."""
         return self._read_only
