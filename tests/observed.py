@@ -1,6 +1,6 @@
 """What the emulators received, read the same way by the cycle and end-to-end tiers: the writes and active
 agents of SmartCommunicator, and the Graph API requests classified by kind (delta rounds, member pages,
-single users)."""
+single users, a user's direct groups)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ _USERS_DELTA = re.compile(r"^/v1\.0/users/delta(\(\))?$", re.IGNORECASE)
 _MEMBERS = re.compile(r"/transitiveMembers/(microsoft\.)?graph\.user$", re.IGNORECASE)
 _NESTED = re.compile(r"/transitiveMembers/(microsoft\.)?graph\.group$", re.IGNORECASE)
 _ONE_USER = re.compile(r"^/v1\.0/users/([^/]+)$", re.IGNORECASE)
+_MEMBER_OF = re.compile(r"^/v1\.0/users/([^/]+)/memberOf$", re.IGNORECASE)
 
 
 class HasGraph(Protocol):
@@ -66,6 +67,9 @@ def kind(request: RecordedRequest) -> str:
     one = _ONE_USER.match(path)
     if one:
         return f"user:{one.group(1).lower()}"
+    groups_of = _MEMBER_OF.match(path)
+    if groups_of:
+        return f"member_of:{groups_of.group(1).lower()}"
     return f"other:{request.method} {path}"
 
 

@@ -2,12 +2,26 @@
 
 A full read is `GraphSource.read()`: every transitive user member of every configured group (and of every
 excluded group). When the cycle may track changes (not a dry run, not `--user`, no Teams numbers in the
-phone chain), it first starts tracking: the nested groups of each configured and each excluded group, an
-initial groups delta round over that tree (its direct memberships go to the store's `graph_edges`) and a
-users delta link for the tenant's current state.
-Tracking starts *before* the members are read, so a change made during the read is reported again by the
-next delta instead of being lost. The member read is an advanced query, which may lag writes the delta round
-already saw: people the two disagree about are planned again by the next cycle (`DeltaState.recheck`).
+phone chain), the read keeps tracking going, in one of two ways:
+
+- **Following the stored links** (links stored for this configuration): the groups delta of each tracked
+  tree and the users delta, as an incremental cycle reads them (their deleted users only: the read maps
+  everyone). After the read, the stored direct memberships with these changes on top are checked against
+  it, tree by tree (configured and excluded: `syncd.graph.repair`). The people the two disagree about are
+  read again one by one (their direct groups, `GET /users/{id}/memberOf`, a standard query that does not
+  lag as the read may) and their stored memberships become what Graph says; those who still disagree with
+  the read are the read's lag, planned again by the next cycle (`DeltaState.recheck`). More disagreements
+  than `repair_limit` and tracking restarts after the read instead (the users link followed before the
+  read is kept).
+- **Starting tracking** (the first cycle, a changed configuration, or a link that cannot be followed: a
+  structural change, an expired link, any other failure): the nested groups of each configured and each
+  excluded group, an initial groups delta round over that tree (its direct memberships go to the store's
+  `graph_edges`) and a users delta link for the tenant's current state.
+
+The links are followed (or tracking starts) *before* the members are read, so a change made during the read
+is reported again by the next delta instead of being lost. The member read is an advanced query, which may
+lag writes the delta already saw: people the two disagree about are planned again by the next cycle
+(`DeltaState.recheck`).
 
 An incremental read follows the stored links: the groups delta of each configured and excluded group's tree
 and the tenant's users delta (which selects the attributes `graph.filter` names, so a user whose filtered
@@ -17,10 +31,13 @@ grace (`sync.offboard_grace`) has run out are mapped and planned; their fields c
 when it gave them all, else from `GET /users/{id}`. With relinking on, a changed person's consistency GUID
 held by the agent of someone not among them brings that someone in too (read the same way), so that the
 plan knows whether the holder is still in scope. A structural change (a group joining or leaving a tracked
-tree) or a link Graph no longer takes (410) falls back to a full read in the same cycle.
+tree) or a link Graph no longer takes (410) falls back to a full read that starts tracking, in the same
+cycle.
 
 The new links are handed back to the engine, which stores them only when the cycle ends without an error or
-a guard stop: a cycle that did not apply its changes reads them again next time.
+a guard stop: a cycle that did not apply its changes reads them again next time. So are the membership
+changes of a delta read or of a full read that followed its links (stored after the guards passed); a full
+read that starts tracking stores its memberships at once, after forgetting the old links.
 """
 
 from __future__ import annotations
@@ -46,6 +63,7 @@ from syncd.graph.delta import (
     users_after,
 )
 from syncd.graph.errors import DeltaExpired, GraphError
+from syncd.graph.repair import disagreeing, holds_after, repair_limit, repaired, still_disagreeing
 from syncd.graph.source import GraphSource
 from syncd.store import Store
 
@@ -72,9 +90,10 @@ class Read:
     """The links to store if the cycle ends well; None: store nothing (and, after a full read that could not
     start tracking, the next cycle reads everything again)."""
     changes: GroupChanges | None = None
-    """A delta read: the membership changes to store."""
+    """A delta read, or a full read that followed its links: the membership changes to store."""
     deleted: set[str] | None = None
-    """A delta read: users deleted from the directory (their memberships are forgotten)."""
+    """A delta read, or a full read that followed its links: users deleted from the directory (their
+    memberships are forgotten)."""
     waiting: int = 0
     """A delta read: people outside `subset` whose failed write waits out its backoff (not converged)."""
 
@@ -116,28 +135,35 @@ async def read_desired(
             reason = "a dry run or --user cycle reads everything and tracks nothing"
         return Read(await source.read(), FULL, reason)
     expected = state_signature(settings, source)
-    reason = "full cycle"
-    if not full:
-        stored = DeltaState.from_json(store.get_value(DELTA_KEY), expected_signature=expected)
-        if stored is None:
-            reason = "no delta state stored yet (first cycle, or the configuration changed)"
+    stored = DeltaState.from_json(store.get_value(DELTA_KEY), expected_signature=expected)
+    if stored is None:
+        reason = (
+            "full cycle" if full else "no delta state stored yet (first cycle, or the configuration changed)"
+        )
+        return await _read_everything(source, settings, store, expected, reason)
+    try:
+        if full:
+            followed = await _follow(source, settings, stored)
         else:
-            try:
-                return await _read_changes(
-                    source,
-                    settings,
-                    store,
-                    stored,
-                    now=now,
-                    offboard_grace_s=offboard_grace_s,
-                    relink=relink,
-                )
-            except DeltaExpired as exc:
-                reason = f"a delta link expired: {exc.message}"
-            except _Structural as exc:
-                reason = f"nested group changed: {exc}"
-            log.info("graph.delta_fallback", reason=reason)
-    return await _read_everything(source, settings, store, expected, reason)
+            return await _read_changes(
+                source,
+                settings,
+                store,
+                stored,
+                now=now,
+                offboard_grace_s=offboard_grace_s,
+                relink=relink,
+            )
+    except (DeltaExpired, _Structural) as exc:
+        why = _why(exc)
+    except GraphError as exc:
+        if not full:
+            raise
+        why = f"the delta links could not be followed: {exc}"
+    else:
+        return await _read_and_repair(source, settings, store, stored, followed)
+    log.info("graph.delta_fallback", reason=why)
+    return await _read_everything(source, settings, store, expected, _restarted(full, why))
 
 
 _TEAMS_REASON = "teams is in graph.phone_source: Graph has no delta query for Teams number assignments"
@@ -145,6 +171,46 @@ _TEAMS_REASON = "teams is in graph.phone_source: Graph has no delta query for Te
 
 class _Structural(Exception):
     """The tracked tree changed: read everything."""
+
+
+def _why(exc: DeltaExpired | _Structural) -> str:
+    if isinstance(exc, DeltaExpired):
+        return f"a delta link expired: {exc.message}"
+    return f"nested group changed: {exc}"
+
+
+def _restarted(full: bool, why: str) -> str:
+    """The reason of a full read that restarts tracking because of `why`."""
+    return f"full cycle (tracking restarted: {why})" if full else why
+
+
+@dataclass
+class _Followed:
+    """What the stored links reported."""
+
+    changes: GroupChanges
+    group_links: dict[str, list[str]]
+    users: UserChanges
+    users_link: str
+
+
+async def _follow(source: GraphSource, settings: GraphSettings, stored: DeltaState) -> _Followed:
+    """The changes since the stored links: the groups delta of each tracked tree, then the users delta.
+    Raises `DeltaExpired` for a link Graph no longer takes (or none stored), `_Structural` for a tree that
+    changed."""
+    changes = GroupChanges()
+    group_links: dict[str, list[str]] = {}
+    for group_id in [*settings.group_ids, *settings.exclude_group_ids]:
+        links = stored.group_links.get(group_id)
+        if not links:
+            raise DeltaExpired(f"no delta link stored for group {group_id}")
+        group_links[group_id] = [await source.group_delta(changes.fold, link=link) for link in links]
+    reasons = structural_changes(changes)
+    if reasons:
+        raise _Structural(reasons[0])
+    users = UserChanges(source.select)
+    users_link = await source.users_delta(users.fold, link=stored.users_link)
+    return _Followed(changes, group_links, users, users_link)
 
 
 async def _read_everything(
@@ -159,41 +225,140 @@ async def _read_everything(
     state: DeltaState | None
     try:
         users_link = await source.users_delta(lambda _page: None)
-        group_links: dict[str, list[str]] = {}
-        trees: dict[str, list[str]] = {}
-        excluded: dict[str, list[str]] = {}
-        for group_id in [*settings.group_ids, *settings.exclude_group_ids]:
-            tree = list(dict.fromkeys([group_id.lower(), *await source.nested_groups(group_id)]))
-            group_links[group_id] = [
-                await source.group_delta(collected.fold, ids=ids) for ids in chunks(tree)
-            ]
-            (trees if group_id in settings.group_ids else excluded)[group_id] = tree
+        group_links, trees, excluded = await _start_groups(source, settings, collected)
         state = DeltaState(expected, users_link, group_links, trees, excluded)
     except GraphError as exc:
         # The member read below raises its own, clearer error if Graph is really failing; if it does not,
         # this cycle simply cannot track changes and the next one reads everything again.
         log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
         state = None
-    tracked: set[str] = set()
-    if state is not None:
-        # Taken first: storing the memberships consumes them. Only the configured trees: the read does not
-        # return who is only in an excluded group.
-        configured = {group for tree in state.trees.values() for group in tree}
-        tracked = {
-            member
-            for (group, member), kind in collected.added.items()
-            if kind == USER and group in configured
-        }
-        store.delete_values([DELTA_KEY])
-        store.replace_edges(collected.added)
+    tracked = _store_start(store, state, collected) if state is not None else set()
     del collected
     desired = await source.read()
     if state is not None:
-        recheck = disagreements(tracked, [*desired.members, *desired.skipped], desired.members)
-        if recheck:
-            log.info("graph.read_lags_delta", recheck=len(recheck))
-            state = replace(state, recheck=recheck)
+        state = _lagging(state, tracked, desired)
     return Read(desired, FULL, reason, state=state)
+
+
+async def _start_groups(
+    source: GraphSource, settings: GraphSettings, collected: GroupChanges
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict[str, list[str]]]:
+    """Start tracking the groups: the tree of each configured and excluded group (its nested groups) and an
+    initial groups delta round over it, folded into `collected`; the links, the configured trees and the
+    excluded trees."""
+    group_links: dict[str, list[str]] = {}
+    trees: dict[str, list[str]] = {}
+    excluded: dict[str, list[str]] = {}
+    for group_id in [*settings.group_ids, *settings.exclude_group_ids]:
+        tree = list(dict.fromkeys([group_id.lower(), *await source.nested_groups(group_id)]))
+        group_links[group_id] = [await source.group_delta(collected.fold, ids=ids) for ids in chunks(tree)]
+        (trees if group_id in settings.group_ids else excluded)[group_id] = tree
+    return group_links, trees, excluded
+
+
+def _store_start(store: Store, state: DeltaState, collected: GroupChanges) -> set[str]:
+    """Store the memberships tracking starts with, forgetting the old links first; returns the user members
+    of the configured trees (taken first: storing the memberships consumes them; only the configured trees,
+    as the read does not return who is only in an excluded group)."""
+    configured = {group for tree in state.trees.values() for group in tree}
+    tracked = {
+        member for (group, member), kind in collected.added.items() if kind == USER and group in configured
+    }
+    store.delete_values([DELTA_KEY])
+    store.replace_edges(collected.added)
+    return tracked
+
+
+def _lagging(state: DeltaState, tracked: set[str], desired: DesiredState) -> DeltaState:
+    """`state` with the people the read and the memberships tracking started with disagree about."""
+    recheck = disagreements(tracked, [*desired.members, *desired.skipped], desired.members)
+    if not recheck:
+        return state
+    log.info("graph.read_lags_delta", recheck=len(recheck))
+    return replace(state, recheck=recheck)
+
+
+async def _read_and_repair(
+    source: GraphSource, settings: GraphSettings, store: Store, stored: DeltaState, followed: _Followed
+) -> Read:
+    """The full read after following the links, and the check of the stored memberships against it (the
+    module docstring): the repaired memberships and the new links go to the engine with the read."""
+    read_ids: dict[str, set[str]] = {}
+    desired = await source.read(member_ids=read_ids)
+    trees = {**stored.trees, **stored.excluded}
+    changes, deleted = followed.changes, followed.users.removed
+    touched = changes.members() | deleted
+    after = memberships_after(touched, store.memberships(touched), changes, deleted)
+    wrong: set[str] = set()
+    for root, tree in trees.items():
+        holds = holds_after(tree, touched, after)
+        wrong |= disagreeing(store.users_in(tree), read_ids.get(root, set()), holds)
+    state = DeltaState(
+        stored.signature, followed.users_link, followed.group_links, stored.trees, stored.excluded
+    )
+    limit = repair_limit(len(desired.members) + len(desired.skipped))
+    why = None
+    found: dict[str, set[str]] = {}
+    if len(wrong) > limit:
+        why = f"{len(wrong)} people's stored memberships disagree with the read, over {limit}"
+    else:
+        try:
+            found = await source.direct_groups(sorted(wrong))
+        except GraphError as exc:
+            why = f"the groups of the people to repair could not be read: {exc}"
+    if why is not None:
+        del read_ids, after
+        log.info("graph.delta_fallback", reason=why)
+        return await _restart_after_read(source, settings, store, state, desired, why)
+    tracked = {group for tree in trees.values() for group in tree}
+    found = {person: groups & tracked for person, groups in found.items()}
+    before = store.memberships(wrong)
+    # People whose memberships (this cycle's changes on top) differ from what Graph says now: drift, or a
+    # change made while the members were read (the next delta reports it again, harmlessly).
+    current = memberships_after(wrong, before, changes, deleted)
+    differ = sum(current.get(person, set()) != found.get(person, set()) for person in wrong)
+    recheck = still_disagreeing(found, wrong, trees=trees, read=read_ids)
+    log.info(
+        "graph.memberships_checked",
+        membership_changes=len(changes.added) + len(changes.removed),
+        users_deleted=len(deleted),
+        disagreeing=len(wrong),
+        repaired=differ,
+        recheck=len(recheck),
+    )
+    return Read(
+        desired,
+        FULL,
+        "full cycle",
+        state=replace(state, recheck=recheck),
+        changes=repaired(changes, before, found, wrong),
+        deleted=deleted - wrong,
+    )
+
+
+async def _restart_after_read(
+    source: GraphSource,
+    settings: GraphSettings,
+    store: Store,
+    state: DeltaState,
+    desired: DesiredState,
+    why: str,
+) -> Read:
+    """Start tracking the groups again after the read (keeping the users link followed before it): a group
+    change made since the read is in the new memberships, and planned again by the next cycle if the read
+    missed it (`DeltaState.recheck`)."""
+    reason = _restarted(True, why)
+    collected = GroupChanges()
+    try:
+        group_links, trees, excluded = await _start_groups(source, settings, collected)
+    except GraphError as exc:
+        log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
+        store.delete_values([DELTA_KEY])  # the stored memberships are wrong: the next cycle starts again
+        return Read(desired, FULL, reason)
+    state = replace(state, group_links=group_links, trees=trees, excluded=excluded)
+    tracked = _store_start(store, state, collected)
+    del collected
+    return Read(desired, FULL, reason, state=_lagging(state, tracked, desired))
 
 
 async def _read_changes(
@@ -206,19 +371,8 @@ async def _read_changes(
     offboard_grace_s: float,
     relink: bool,
 ) -> Read:
-    changes = GroupChanges()
-    group_links: dict[str, list[str]] = {}
-    for group_id in [*settings.group_ids, *settings.exclude_group_ids]:
-        links = stored.group_links.get(group_id)
-        if not links:
-            raise DeltaExpired(f"no delta link stored for group {group_id}")
-        group_links[group_id] = [await source.group_delta(changes.fold, link=link) for link in links]
-    reasons = structural_changes(changes)
-    if reasons:
-        raise _Structural(reasons[0])
-    users = UserChanges(source.select)
-    users_link = await source.users_delta(users.fold, link=stored.users_link)
-
+    followed = await _follow(source, settings, stored)
+    changes, users = followed.changes, followed.users
     touched = changes.members() | set(users.entries) | users.removed | set(stored.recheck)
     due, waiting = store.unsettled(now)
     candidates = touched | set(due) | set(store.offboards_due(now - offboard_grace_s))
@@ -265,7 +419,9 @@ async def _read_changes(
         None,
         subset=candidates,
         waiting=len(set(waiting) - touched),
-        state=DeltaState(stored.signature, users_link, group_links, stored.trees, stored.excluded),
+        state=DeltaState(
+            stored.signature, followed.users_link, followed.group_links, stored.trees, stored.excluded
+        ),
         changes=changes,
         deleted=users.removed,
     )

@@ -357,8 +357,8 @@ class Engine:
             )
 
     def _record_memberships(self, read: Read) -> None:
-        """Store the membership changes a delta read found (a full read stored its memberships itself; the
-        links come after the writes)."""
+        """Store the membership changes a delta read found, or a full read that followed its links (one that
+        restarted tracking stored its memberships itself); the links come after the writes."""
         if read.changes is not None:
             self._store.apply_edge_changes(read.changes.edges(), list(read.changes.removed))
         if read.deleted:

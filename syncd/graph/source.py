@@ -58,6 +58,11 @@ PageFold = Callable[[list[Any]], None]
 """Takes one delta page's `value` (parsed JSON, any shape)."""
 
 
+def _lower(object_id: str) -> str:
+    """An object ID in lower case, the same string when it already is (Graph's always are)."""
+    return object_id if object_id.islower() else object_id.lower()
+
+
 def _lower_id(user: object) -> str:
     """A user object's `id` in lower case ("" when it has none)."""
     object_id = user.get("id") if isinstance(user, dict) else None
@@ -123,17 +128,22 @@ class GraphSource:
         if self._own_tokens:
             await asyncio.to_thread(self._tokens.close)
 
-    async def read(self) -> DesiredState:
+    async def read(self, *, member_ids: dict[str, set[str]] | None = None) -> DesiredState:
         """Every configured group's transitive user members, mapped, deduplicated by object ID.
 
         With "teams" in the phone source chain, the tenant's Teams number assignments are read first, and
         so are the transitive user members of the excluded groups (`graph.exclude_group_ids`).
+        `member_ids`, when given, is filled with the object IDs (lower case) each configured and each excluded
+        group returned, by group ID: a full cycle checks its stored memberships against them.
         """
         if self._settings.uses_teams:
             self._teams = await self.teams_numbers()
         self._excluded = {}
         for group_id in self._settings.exclude_group_ids:
-            for object_id in await self.excluded_members(group_id):
+            found = await self.excluded_members(group_id)
+            if member_ids is not None:
+                member_ids[group_id] = found
+            for object_id in found:
                 self._excluded.setdefault(object_id, group_id)
         members: dict[str, Member] = {}
         skipped: dict[str, Skipped] = {}
@@ -141,8 +151,11 @@ class GraphSource:
         in_scope: dict[str, int] = {}
         for group_id in self._settings.group_ids:
             count = scope = 0
+            seen = member_ids.setdefault(group_id, set()) if member_ids is not None else None
             async for page in self.group_pages(group_id):
                 count += len(page)
+                if seen is not None:
+                    seen.update(_lower(item.object_id) for item in page if item.object_id)
                 for item in page:
                     if isinstance(item, Member):
                         members[item.object_id] = item
@@ -342,6 +355,42 @@ class GraphSource:
                 user = await self.get_user(object_id)
             if user is not None:
                 found[object_id] = user
+
+        await asyncio.gather(*(one(object_id) for object_id in object_ids))
+        return found
+
+    async def direct_groups(self, object_ids: Sequence[str], *, concurrency: int = 16) -> dict[str, set[str]]:
+        """The IDs (lower case) of the groups each user is a direct member of, `concurrency` users at a time;
+        users Graph no longer has are left out.
+
+        A standard query (`GET /users/{id}/memberOf?$select=id`, no `ConsistencyLevel`), so that it shows the
+        directory as the delta queries do, not the lagging index of advanced queries (`member_of`'s cast)."""
+        semaphore = asyncio.Semaphore(concurrency)
+        found: dict[str, set[str]] = {}
+
+        async def one(object_id: str) -> None:
+            builder = self._graph.users.by_user_id(object_id).member_of
+            query = builder.MemberOfRequestBuilderGetQueryParameters(
+                select=["id"], top=self._settings.page_size
+            )
+            configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
+            request = builder.to_get_request_information(configuration)
+            what = f"the groups of user {object_id}"
+            async with semaphore:
+                try:
+                    items = await self._all_pages(
+                        builder, request, what, lambda exc: classify_person(exc, what=what), advanced=False
+                    )
+                except GraphReadError as exc:
+                    if exc.status == 404:
+                        return
+                    raise
+            found[object_id] = {
+                item["id"].lower()
+                for item in items
+                if str(item.get("@odata.type", "")).lower() == "#microsoft.graph.group"
+                and isinstance(item.get("id"), str)
+            }
 
         await asyncio.gather(*(one(object_id) for object_id in object_ids))
         return found

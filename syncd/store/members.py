@@ -290,6 +290,21 @@ class MembersMixin(StorePart):
                     found.setdefault(member_id, set()).add(group_id)
         return found
 
+    def users_in(self, tree: Collection[str]) -> set[str]:
+        """The direct members of the groups of `tree` that are not groups of `tree` themselves: for a whole
+        tree (a group and every group nested in it), its users (checked against a full read). Read from the
+        primary key alone, without the rows' `member_kind`."""
+        table = tables.graph_edges
+        wanted = list(tree)
+        found: set[str] = set()
+        with self._read("reading group members") as connection:
+            for start in range(0, len(wanted), IN_BATCH):
+                batch = wanted[start : start + IN_BATCH]
+                found.update(
+                    connection.execute(select(table.c.member_id).where(table.c.group_id.in_(batch))).scalars()
+                )
+        return found.difference(wanted)
+
     def count_users_in(self, group_ids: Collection[str]) -> int:
         """How many distinct users are direct members of any of `group_ids`."""
         table = tables.graph_edges

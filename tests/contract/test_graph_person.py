@@ -98,6 +98,43 @@ async def test_member_of_reads_every_page_of_direct_groups_as_an_advanced_query(
     assert "$skiptoken" in pages[1].query
 
 
+async def test_direct_groups_are_a_standard_query_that_does_not_lag_and_skip_deleted_users(
+    graph: GraphEmulator, graph_server: GraphServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a full cycle repairing its stored memberships reads per person: every page of the user's direct
+    groups, without `ConsistencyLevel: eventual`, so a membership written a moment ago is there (advanced
+    queries lag it); a user Graph no longer has is left out."""
+    _, server = graph_server
+    now = [1_000_000.0]
+    monkeypatch.setattr(graph, "clock", lambda: now[0])  # the emulator outlives the test: put back after
+    graph.eventual_lag_s = 30.0
+    graph.page_cap = 2
+    ada = graph.add_user(upn="ada@contoso.com")
+    bob = graph.add_user(upn="bob@contoso.com")
+    gone = graph.add_user(upn="gone@contoso.com")
+    groups = [graph.add_group(display_name=f"Team {i}") for i in range(4)]
+    for group in groups:
+        graph.add_member(group, ada)
+    graph.add_member(groups[0], gone)
+    outer = graph.add_group(display_name="Outer")
+    graph.add_member(outer, groups[0])  # transitive only: not a direct membership
+    now[0] += 60  # the index has caught up
+    graph.remove_member(groups[3], ada)  # just now: advanced queries still show it
+    graph.add_member(groups[1], bob)
+    graph.delete_user(gone)
+    async with source_for(server, groups[0]) as source:
+        found = await source.direct_groups([ada, bob, gone])
+        lagging = await source.member_of(ada)
+    assert found == {ada: set(groups[:3]), bob: {groups[1]}}
+    assert [g["id"] for g in lagging] == groups  # the advanced query does not show the removal yet
+    reads = [r for r in graph_reads(graph) if r.path.endswith("/memberOf")]
+    assert sorted({r.path for r in reads}) == sorted(f"/v1.0/users/{u}/memberOf" for u in (ada, bob, gone))
+    assert all(r.consistency_level is None for r in reads)
+    assert {r.query.get("$select") for r in reads} == {"id"}
+    assert [r.status for r in reads if r.path == f"/v1.0/users/{ada}/memberOf"] == [200, 200]  # 2 a page
+    assert [r.status for r in reads if r.path == f"/v1.0/users/{gone}/memberOf"] == [404]
+
+
 async def test_child_groups_and_get_group(graph: GraphEmulator, graph_server: GraphServer) -> None:
     _, server = graph_server
     agents = graph.add_group(display_name="Agents")

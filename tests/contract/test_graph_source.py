@@ -245,6 +245,30 @@ async def test_union_across_groups_deduplicates(graph: GraphEmulator, graph_serv
     assert state.group_counts == {sales: 2, support: 2}
 
 
+async def test_the_read_names_who_each_configured_and_excluded_group_returned(
+    graph: GraphEmulator, graph_server: GraphServer
+) -> None:
+    """What a full cycle checks its stored memberships against: per group, every user it returned, skipped
+    ones included (no phone, excluded)."""
+    _, server = graph_server
+    sales, support, contractors = graph.add_group(), graph.add_group(), graph.add_group()
+    shared = add_users(graph, sales, 2)
+    graph.add_member(support, shared[0])
+    nophone = graph.add_user(upn="nophone@contoso.com")
+    graph.add_member(support, nophone)
+    graph.add_member(contractors, shared[1])
+    elsewhere = graph.add_user(upn="elsewhere@contoso.com")  # in no configured group
+    graph.add_member(contractors, elsewhere)
+    ids: dict[str, set[str]] = {}
+    settings = graph_settings_for(server, [sales, support], exclude_group_ids=[contractors])
+    async with GraphSource(settings) as source:
+        state = await source.read(member_ids=ids)
+    assert sorted(state.members) == [shared[0]]
+    assert ids[sales] == set(shared)
+    assert ids[support] == {shared[0], nophone}
+    assert ids[contractors] == {shared[1], elsewhere}
+
+
 async def test_an_empty_group_reads_as_zero_not_as_an_error(
     graph: GraphEmulator, graph_server: GraphServer
 ) -> None:

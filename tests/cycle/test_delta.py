@@ -711,12 +711,13 @@ async def test_full_reads_everything_and_restarts_tracking(world: World) -> None
     ids = seed(world, 3)
     await start_tracking(world)
     world.graph.update_user(ids[0], business_phones=["+1 415 555 0190"])
-    world.graph.expire_delta_links()  # a full cycle needs no old link
+    world.graph.expire_delta_links()  # a full cycle whose links expired starts tracking again
 
     report = await sync(world, full=True)
-    assert_read(report, "full", "full cycle")
+    assert_read(report, "full", "full cycle (tracking restarted: a delta link expired")
     kinds = graph_kinds(world)
     assert "members" in kinds
+    assert set(kinds) >= FULL_KINDS, kinds
     assert len(agents_list_reads(world)) >= 1
     assert world.writes() == [("PATCH", f"/{ids[0]}", {"phone_number": "+14155550190"})]
 
@@ -726,9 +727,10 @@ async def test_full_reads_everything_and_restarts_tracking(world: World) -> None
     assert_no_change_cycle(world)
     assert world.writes() == []
 
-    # And --full again reads everything even with live links.
+    # And --full again reads everything with live links (following them: tests/cycle/test_delta_full.py).
     clear(world)
-    assert_read(await sync(world, full=True), "full", "full cycle")
+    again = await sync(world, full=True)
+    assert again.graph_read_reason == "full cycle"
     assert "members" in graph_kinds(world)
     assert len(agents_list_reads(world)) >= 1
 
@@ -737,7 +739,8 @@ async def test_a_full_read_lagging_its_delta_round_converges_on_the_next_cycle(w
     """Graph's member read is an advanced query (`ConsistencyLevel: eventual`), which lags writes; its delta
     queries do not. A full cycle whose read misses a joiner and still shows a leaver, while the delta round it
     starts tracking with already counts both, leaves them to the next cycle, which plans them from the
-    delta's memberships: no later delta would ever report those changes again."""
+    delta's memberships: no later delta would ever report those changes again. (Its links expired, so it
+    starts tracking; one that follows its links: tests/cycle/test_delta_full.py.)"""
     world.graph.clock = world.clock
     world.graph.eventual_lag_s = 30.0
     stays, leaver = seed(world, 2)
@@ -745,9 +748,11 @@ async def test_a_full_read_lagging_its_delta_round_converges_on_the_next_cycle(w
     await start_tracking(world)
     world.graph.remove_member(world.group, leaver)
     joiner = world.add_user("joiner", "+1 415 555 0100")
+    world.graph.expire_delta_links()
 
     raced = await sync(world, full=True)  # at once: the read sees the groups as they were 30 s ago
-    assert_read(raced, "full", "full cycle")
+    assert_read(raced, "full", "tracking restarted")
+    assert set(graph_kinds(world)) >= FULL_KINDS
     assert world.writes() == []
     assert sorted(world.agents()) == sorted([stays, leaver])
 

@@ -868,6 +868,18 @@ def test_group_memberships_are_replaced_changed_and_read_in_batches(store: Store
     assert store.memberships(["x", "y"]) == {"y": {"g"}}
 
 
+def test_the_users_of_a_tree_are_read_in_batches_of_groups(store: Store) -> None:
+    tree = [f"g{n}" for n in range(1200)]  # more groups than one IN (...) takes
+    edges = {(group, f"u{n % 700}"): "user" for n, group in enumerate(tree)}
+    edges |= {("g0", "g1"): "group", ("g1", "g1199"): "group", ("g1199", "u0"): "user"}
+    edges |= {("elsewhere", "x"): "user", ("elsewhere", "g0"): "group"}
+    store.replace_edges(edges)
+    assert store.users_in(tree) == {f"u{n}" for n in range(700)}  # each once; the nested groups left out
+    assert store.users_in(["g1199"]) == {"u0", "u499"}
+    assert store.users_in(["elsewhere"]) == {"x", "g0"}  # g0 is not nested in it: not a tree
+    assert store.users_in([]) == set()
+
+
 def test_members_are_loaded_by_id_in_batches_and_failures_come_due(store: Store) -> None:
     now = time.time()
     store.save_members(
