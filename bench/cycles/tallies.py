@@ -12,6 +12,7 @@ from cycles.common import Json
 
 _SC_AGENTS = re.compile(r"^/rest/v1/smartcomm/[^/]+/agents(?:/([^/]+))?$")
 _GRAPH_USER = re.compile(r"^/v1\.0/users/[^/]+$", re.IGNORECASE)
+_GRAPH_MEMBER_OF = re.compile(r"^/v1\.0/users/[^/]+/memberOf$", re.IGNORECASE)
 _GRAPH_GROUP_MEMBERS = re.compile(r"^/v1\.0/groups/[^/]+/members", re.IGNORECASE)
 
 
@@ -31,6 +32,8 @@ def graph_kind(request: Json) -> str:
         return "user_get"
     if _GRAPH_GROUP_MEMBERS.match(path):
         return "direct_member_pages"
+    if _GRAPH_MEMBER_OF.match(path):
+        return "member_of"  # a full cycle repairing someone's stored memberships
     if "numberassignments" in lowered:
         return "teams"
     return "other"
