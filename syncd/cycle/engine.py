@@ -45,6 +45,7 @@ from syncd.core.setting_changes import SettingChange, changed_settings, describe
 # The apply step lives in `apply`; what moved there is still importable from here (`__all__`).
 from syncd.cycle.apply import APPLY_BATCH, SYSTEMIC, AnchorConflict, Applier, Failure, Progress
 from syncd.cycle.desired import DELTA_KEY, FULL, Read, read_desired
+from syncd.cycle.mappings import StoreMappingCache
 from syncd.cycle.relink import RelinkRefused, RelinkResult, object_id_of, relink_by_hand
 from syncd.cycle.result import CycleResult
 from syncd.graph.auth import MsalTokenProvider
@@ -153,7 +154,8 @@ class Engine:
                 if not dry_run:
                     await self._applier.settle_pending(client)
                 cpu = time.process_time()
-                read = await self._read_desired(full=full, track=not dry_run and user is None)
+                traced = not dry_run and user is None  # a cycle that may leave traces of its read
+                read = await self._read_desired(full=full, track=traced, cache_mappings=traced)
                 desired = read.desired
                 result.graph_read, result.graph_read_reason = read.kind, read.reason
                 # Given the desired members, the agents and records share their strings (memory, at 1M).
@@ -301,7 +303,7 @@ class Engine:
                 await client.authenticate()
                 if not dry_run:
                     await self._applier.settle_pending(client)
-                read = await self._read_desired(full=True, track=False)
+                read = await self._read_desired(full=True, track=False, cache_mappings=not dry_run)
                 return await relink_by_hand(
                     self._settings, self._store, client, read.desired, result, now=self._clock()
                 )
@@ -336,14 +338,20 @@ class Engine:
         if tokens is not None:
             await asyncio.to_thread(tokens.close)
 
-    async def _read_desired(self, *, full: bool, track: bool) -> Read:
+    async def _read_desired(self, *, full: bool, track: bool, cache_mappings: bool) -> Read:
+        """Desired state (`read_desired`). A full read takes unchanged users' mappings from the store's
+        mapping cache, and writes the new ones there only with `cache_mappings` (`syncd.cycle.mappings`)."""
         settings = self._settings.require_graph()
         if self._graph_tokens is None:
             self._graph_tokens = MsalTokenProvider(settings, transport=self._login_transport)
         tokens = self._graph_tokens
         sync = self._settings.sync
         async with GraphSource(
-            settings, transport=self._graph_transport, tokens=tokens, on_throttled=self._throttled("graph")
+            settings,
+            transport=self._graph_transport,
+            tokens=tokens,
+            on_throttled=self._throttled("graph"),
+            mapping_cache=StoreMappingCache(self._store, writable=cache_mappings),
         ) as source:
             return await read_desired(
                 source,

@@ -203,6 +203,52 @@ def to_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
     return answer
 
 
+def phones_parsed(user: object, phone_sources: Sequence[str], default_region: str) -> bool:
+    """Whether `map_user` would parse no phone text that `to_e164` does not remember: true when `user` holds
+    none, or is no JSON object, or `to_e164` remembers each text `phone_sources` hold up to the first one that
+    reads as a valid number ("teams" is passed over). `map_user` then costs a few microseconds, less than
+    looking its result up in the mapping cache (`syncd.graph.mapping_cache`)."""
+    if not isinstance(user, dict):
+        return True
+    cache = _phone_cache.get(default_region, {})
+    for source in phone_sources:
+        if source == TEAMS:
+            continue
+        raw = raw_phone(user, source)
+        if raw is None:
+            continue
+        answer = cache.get(raw)
+        if answer is None:
+            return False
+        if isinstance(answer, str):
+            return True
+    return True
+
+
+def learn_phone(user: Mapping[str, object], member: Member, default_region: str) -> None:
+    """Let `to_e164` remember, without parsing it, the phone text `member`'s number comes from: `member` is
+    what `map_user` gave for `user` with `default_region` (a mapping taken from the mapping cache), so the
+    text at its phone source is known to read as its number."""
+    source = member.phone_source
+    if source is None or source == TEAMS:
+        return
+    raw = raw_phone(user, source)
+    if raw is None:
+        return
+    cache = _phone_cache.get(default_region)
+    if cache is None:
+        cache = _phone_cache[default_region] = {}
+    if raw not in cache:
+        if len(cache) >= PHONE_CACHE_SIZE:
+            cache.clear()
+        cache[raw] = member.phone_number
+
+
+def forget_phones() -> None:
+    """Forget every phone text `to_e164` remembers, as a fresh process starts (for tests and benchmarks)."""
+    _phone_cache.clear()
+
+
 def parse_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
     """Pure: E.164 for a raw phone text, or (SkipReason.INVALID_PHONE, why) - never raises.
 

@@ -7,10 +7,13 @@ user, JSON about 8 us (docs/spec/graph-and-msal.md, "Measured costs"). Pages str
 dropped before the next is fetched.
 
 A read either returns every member of every configured group or raises a `GraphError`; it never returns
-a partial set. The single-person reads (`get_user`, `member_of`, `get_group`, `child_groups`,
-`teams_assignments`) serve `syncd explain`: small answers, read whole through the same request path.
-msgraph-sdk percent-encodes the keys it puts in paths ("a/b" is sent as `a%2Fb`; quoting them here too would
-send `%2540` for a UPN's "@"); `_fetch_page` refuses the keys it cannot encode (`path_segment`).
+a partial set. Given a `MappingCache`, member pages are mapped through it (`syncd.graph.mapping_cache`):
+users unchanged since an earlier read are taken from it instead of mapped again.
+
+The single-person reads (`get_user`, `member_of`, `get_group`, `child_groups`, `teams_assignments`) serve
+`syncd explain`: small answers, read whole through the same request path. msgraph-sdk percent-encodes the
+keys it puts in paths ("a/b" is sent as `a%2Fb`; quoting them here too would send `%2540` for a UPN's "@");
+`_fetch_page` refuses the keys it cannot encode (`path_segment`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from syncd.graph.classify import (
 from syncd.graph.delta import id_filter
 from syncd.graph.errors import GraphError, GraphPermissionError, GraphReadError, GraphUnavailable
 from syncd.graph.mapping import map_user, select_fields
+from syncd.graph.mapping_cache import MappingCache, PageMapper, lower_id
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
 from syncd.graph.transport import graph_transport
 
@@ -63,12 +67,6 @@ def _lower(object_id: str) -> str:
     return object_id if object_id.islower() else object_id.lower()
 
 
-def _lower_id(user: object) -> str:
-    """A user object's `id` in lower case ("" when it has none)."""
-    object_id = user.get("id") if isinstance(user, dict) else None
-    return object_id.lower() if isinstance(object_id, str) else ""
-
-
 class GraphSource:
     """Reads desired state for one tenant. Use as `async with GraphSource(settings) as source:`."""
 
@@ -80,8 +78,11 @@ class GraphSource:
         rng: random.Random | None = None,
         tokens: MsalTokenProvider | None = None,
         on_throttled: Callable[[], None] | None = None,
+        mapping_cache: MappingCache | None = None,
     ) -> None:
-        """`on_throttled` is called for every 429 Graph answers (`syncd.graph.transport`)."""
+        """`on_throttled` is called for every 429 Graph answers (`syncd.graph.transport`). `mapping_cache`
+        holds earlier mappings of member pages (unused with "teams" in the phone chain: Teams numbers come
+        from another read than the user object)."""
         self._settings = settings
         # A caller's token provider outlives this source (a daemon keeps its token across cycles).
         self._own_tokens = tokens is None
@@ -109,6 +110,11 @@ class GraphSource:
         self._excluded: dict[str, str] = {}
         """Lower-case object ID -> the excluded group that holds the user (read by `read`)."""
         self._teams: dict[str, TeamsNumber] | None = None
+        self._pages_mapper = (
+            PageMapper(mapping_cache, settings, self.map)
+            if mapping_cache is not None and not settings.uses_teams
+            else None
+        )
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._graph_host = urlsplit(settings.base_url).hostname
@@ -149,6 +155,9 @@ class GraphSource:
         skipped: dict[str, Skipped] = {}
         counts: dict[str, int] = {}
         in_scope: dict[str, int] = {}
+        pages_mapper = self._pages_mapper
+        if pages_mapper is not None:
+            pages_mapper.take_counts()
         for group_id in self._settings.group_ids:
             count = scope = 0
             seen = member_ids.setdefault(group_id, set()) if member_ids is not None else None
@@ -163,7 +172,11 @@ class GraphSource:
                     else:
                         skipped[item.object_id or f"(no id #{len(skipped)})"] = item
             counts[group_id], in_scope[group_id] = count, scope
-            log.info("graph.group_read", group_id=group_id, users=count, in_scope=scope)
+            # With a mapping cache: how many users were mapped, how many taken from the cache.
+            cached = pages_mapper.take_counts() if pages_mapper is not None else {}
+            log.info("graph.group_read", group_id=group_id, users=count, in_scope=scope, **cached)
+        if pages_mapper is not None:
+            pages_mapper.prune(members, skipped)
         return DesiredState(
             members=members,
             skipped=skipped,
@@ -243,10 +256,13 @@ class GraphSource:
                     group_id=group_id,
                 )
             excluded = self._excluded
-            mapped: list[Member | Skipped] = [
-                self.map(user, excluded_by=excluded.get(_lower_id(user))) if excluded else self.map(user)
-                for user in users
-            ]
+            if self._pages_mapper is not None:
+                mapped = self._pages_mapper.map_page(users, excluded)
+            else:
+                mapped = [
+                    self.map(user, excluded_by=excluded.get(lower_id(user))) if excluded else self.map(user)
+                    for user in users
+                ]
             next_link = page.get("@odata.nextLink")
             # Let the raw page go before anyone works on the mapped one: at most one is alive at a time.
             del page, users

@@ -1,5 +1,5 @@
 """The schema of syncd's database as SQLAlchemy Core tables: members, runs, operations (the audit log), kv,
-graph_edges (direct group memberships for Graph delta).
+graph_edges (direct group memberships for Graph delta), mapping_cache (earlier mappings of Graph users).
 
 These tables are the reference the migrations must produce: a test migrates an empty database and asks
 Alembic's autogenerate comparison for differences against `metadata`, on SQLite and on PostgreSQL. Change a
@@ -12,6 +12,7 @@ enum types, so a new value needs no migration); JSON is stored as text so both b
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -122,3 +123,20 @@ graph_edges = Table(
 """Direct memberships of the configured groups and every group nested in them, as Graph's groups delta
 reported them (`member_kind` "user" or "group"): what an incremental cycle needs to tell whether a user who
 left one group is still in scope through another."""
+
+mapping_cache = Table(
+    "mapping_cache",
+    metadata,
+    Column("object_id", String(64), primary_key=True),
+    Column("fingerprint", BigInteger, nullable=False),
+    Column("tenant_id", String, nullable=True),
+    Column("upn", String, nullable=True),
+    Column("phone_number", String, nullable=True),
+    Column("consistency_id", String, nullable=True),
+    Column("phone_source", String(200), nullable=True),
+    Column("skip_reason", String(_CODE), nullable=True),
+    Column("detail", Text, nullable=True),
+)
+"""A cache of the mapping of Graph users (`syncd.graph.mapping_cache`): a user object whose fingerprint
+(`syncd.graph.fingerprint`: the object and every input of its mapping) is `fingerprint` maps to this Member
+(`skip_reason` NULL) or Skipped. Written by full reads, whatever their writes do; never a source of truth."""

@@ -75,6 +75,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
                 "operations",
                 "kv",
                 "graph_edges",
+                "mapping_cache",
                 "alembic_version",
             }
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
