@@ -30,7 +30,6 @@ import difflib
 import json
 import math
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -305,6 +304,8 @@ def _meant(section: str, key: str, given: Mapping[str, object]) -> str:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only when there is a file: the default configuration comes from the environment
+
     problem = ""
     document: dict[str, Any] = {}
     try:

@@ -5,6 +5,9 @@ Each check opens the file the way its user later will (`ssl` for CA bundles and 
 as msal does for the app's credential), so a bad file is a configuration error naming its key rather than a
 traceback at the first request. Messages name the file and what is wrong with it; never key material, never
 a passphrase, and never the text of a library's exception that could quote either.
+
+`cryptography` is imported by the checks that open a certificate or a key, when such a key is given: a
+configuration without one (or a command that only reads the database) does without it.
 """
 
 from __future__ import annotations
@@ -12,11 +15,6 @@ from __future__ import annotations
 import re
 import ssl
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 
 from syncd.config.fields import existing_file
 
@@ -64,6 +62,9 @@ def ca_bundle(path: str) -> str:
 def _key_state(data: bytes) -> str:
     """Pure: "plain" for an unencrypted PEM private key that loads, "encrypted" for one that needs a
     passphrase, "none" when there is no private key that loads."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         serialization.load_pem_private_key(data, password=None)
     except TypeError:  # "Password was not given but private key is encrypted"
@@ -84,6 +85,8 @@ def app_certificate(path: str) -> str:
         if not data.startswith(_DER_SEQUENCE):
             raise ValueError(f"{path} is not a PKCS#12 (.pfx/.p12) file")
         return path
+    from cryptography import x509
+
     try:
         x509.load_pem_x509_certificate(data)
     except ValueError:
@@ -96,6 +99,10 @@ def app_certificate(path: str) -> str:
 def app_certificate_password(path: str, password: str) -> None:
     """`graph.certificate_password` (`password`, "" for none) against the credential at `path`, which
     `app_certificate` accepted: None when msal will open it with that passphrase, else ValueError."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     data = _read(path)
     passphrase = password.encode("utf-8") if password else None
     if Path(path).suffix.lower() in PFX_SUFFIXES:
@@ -133,6 +140,8 @@ def server_certificate(path: str) -> str:
     listener's, then its chain); else ValueError."""
     if not path:
         return path
+    from cryptography import x509
+
     data = _read(path)
     try:
         x509.load_pem_x509_certificates(data)

@@ -3,20 +3,29 @@ Graph) and `[smartcomm]` (where and how to reach the SmartCommunicator agents AP
 
 Every duration is a float of seconds with an upper bound (`at_most`); the TLS material they name (CA bundles,
 the app's certificate and its passphrase) is opened when the configuration loads (`syncd.config.material`).
+
+phonenumbers (its region list) and the filter's grammar (lark) are imported by the validators of the keys
+that need them, when those keys are given (a `default_region` other than the default, a `filter`): a command
+that only reads the database (`syncd status`) then does without them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
-import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from syncd.config import material
 from syncd.config.fields import DAY, GUID, HOUR, MINUTE, at_most, https_url
 from syncd.core.model import TEAMS, TEAMS_CATEGORIES, parse_phone_attribute, parse_phone_source
-from syncd.core.scope_filter import ScopeFilter, parse_filter
+
+if TYPE_CHECKING:
+    from syncd.core.scope_filter import ScopeFilter
+
+
+DEFAULT_REGION = "US"
+"""`graph.default_region` when it is not given."""
 
 
 class SmartCommSettings(BaseModel):
@@ -126,7 +135,7 @@ class GraphSettings(BaseModel):
     alternate). Default ["primary"]."""
     teams_page_size: int = Field(default=1000, ge=1, le=1000)
     """Teams number assignments per page (`$top`), a count, 1..1000 (Graph's limit). Default 1000."""
-    default_region: str = "US"
+    default_region: str = DEFAULT_REGION
     """ISO 3166 region for numbers written without a country code, e.g. "(415) 555-0123". Default "US"."""
     ca_bundle: str = ""
     """PEM file of CA certificates to trust for login and Graph, loaded when the configuration loads; empty
@@ -178,6 +187,8 @@ class GraphSettings(BaseModel):
     @classmethod
     def _filter(cls, value: str) -> str:
         if value.strip():
+            from syncd.core.scope_filter import parse_filter
+
             parse_filter(value)  # FilterError (a ValueError) says where and what
         return value
 
@@ -226,6 +237,11 @@ class GraphSettings(BaseModel):
     @classmethod
     def _region(cls, value: str) -> str:
         region = value.strip().upper()
+        # The region used when the key is absent needs no check (tests/unit/test_config.py: it is supported).
+        if region == DEFAULT_REGION:
+            return region
+        import phonenumbers
+
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise ValueError(f"unknown region {value!r}: use an ISO 3166 code such as US, GB or DE")
         return region
@@ -265,7 +281,11 @@ class GraphSettings(BaseModel):
     @property
     def scope_filter(self) -> ScopeFilter | None:
         """The parsed `filter`, or None without one."""
-        return parse_filter(self.filter) if self.filter.strip() else None
+        if not self.filter.strip():
+            return None
+        from syncd.core.scope_filter import parse_filter
+
+        return parse_filter(self.filter)
 
     @property
     def uses_teams(self) -> bool:

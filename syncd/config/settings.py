@@ -28,8 +28,7 @@ from syncd.config.fields import (
 from syncd.config.limits import GuardLimit, GuardLimitOrOff
 from syncd.config.remotes import GraphSettings, SmartCommSettings
 from syncd.config.service import AdminSettings, LogSettings, NotifySettings
-from syncd.core.limits import Limit
-from syncd.core.reconcile import DEFAULT_MAX_RELINK
+from syncd.core.limits import DEFAULT_MAX_RELINK, Limit
 
 __all__ = [
     "AdminSettings",

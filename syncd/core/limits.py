@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+DEFAULT_MAX_RELINK = 50
+"""`sync.max_relink` when it is not given: the planner's default (`syncd.core.reconcile.plan`), kept here so
+that loading the settings does not load the planner."""
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:

@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from syncd.core.limits import NO_LIMIT, Allowance, Limit
+from syncd.core.limits import DEFAULT_MAX_RELINK, NO_LIMIT, Allowance, Limit
 from syncd.core.model import (
     TEAMS,
     Action,
@@ -32,9 +32,6 @@ from syncd.core.setting_changes import SettingChange, describe_changes
 
 COMPARED_FIELDS = ("phone_number", "upn", "consistency_id", "tenant_id")
 """Agent fields we push and compare, in the order they are reported."""
-
-DEFAULT_MAX_RELINK = 50
-"""`sync.max_relink` when it is not given."""
 
 Guard = Literal["max_offboard", "max_update", "max_relink", "empty_group", "teams_numbers"]
 

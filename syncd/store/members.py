@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Select, Table, bindparam, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Insert
 
 from syncd.core.model import AgentFields, Member, MemberStatus, Recorded, SkipReason
@@ -21,6 +20,7 @@ from syncd.store.common import (
     IN_BATCH,
     MEMBER_COLUMNS,
     StorePart,
+    dialect_insert,
     member_row,
     to_datetime,
     to_epoch,
@@ -352,9 +352,7 @@ def _drain(edges: dict[tuple[str, str], str]) -> Iterator[tuple[str, str, str]]:
 
 def _insert_ignore(connection: Connection, table: Table) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING (on the primary key)."""
-    if connection.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return postgresql.insert(table).on_conflict_do_nothing()
+    return dialect_insert(connection, table).on_conflict_do_nothing()
 
 
 def _nothing(_object_id: str) -> None:

@@ -250,7 +250,7 @@ class Store(MembersMixin, MappingsMixin, OperationsMixin, RunsMixin):
     def check_schema(self) -> None:
         """What a read-only command does instead of `upgrade`: nothing when the database is at this syncd's
         revision; an UnusableDatabase saying what to do when it is behind (migrate it) or newer (upgrade
-        syncd). A database never created reads as empty: an in-memory one at this syncd's revision stands in
+        syncd). A database never created reads as empty: an in-memory one with this syncd's tables stands in
         for it, and nothing is created where the URL points.
         """
         if self._file is not None and not self._file.exists():
@@ -260,20 +260,24 @@ class Store(MembersMixin, MappingsMixin, OperationsMixin, RunsMixin):
             heads = stamped_revisions(connection)
             if heads == (SCHEMA_HEAD,):
                 return
-            heads, tables_exist = current_heads(connection), has_tables(connection)
+            tables_exist = has_tables(connection)
         if not heads and not tables_exist:
             self._stand_in_for_empty()
             return
         require_head(heads, alembic_config(str(migrations_directory())), self._safe_url)
 
     def _stand_in_for_empty(self) -> None:
+        """An empty in-memory database with this syncd's tables in place of one never created. The tables come
+        from `tables.metadata`, which the migrations produce exactly (tests/store compare them), so reading
+        commands load no Alembic even then."""
         self._engine.dispose()
         memory = {"check_same_thread": False}
         self._engine = create_engine("sqlite://", poolclass=StaticPool, connect_args=memory)
         _install_sqlite_hooks(self._engine, None, read_only=False)
         self._reader = self._engine.execution_options(**{_READ_ONLY: True})
         self._file = None
-        self._migrate(STARTUP_TIMEOUT_S)
+        with self._write("creating the tables of an empty database") as connection:
+            tables.metadata.create_all(connection)
 
     @contextmanager
     def _migration_lock(self, deadline: float, timeout_s: float) -> Iterator[None]:

@@ -4,7 +4,8 @@ needs.
 msgraph-sdk costs about half a second to import and tens of MB before it does anything, and the HTTP stack
 (httpx, aiohttp) comes with it: commands that only read our database must not pay for them. `--help` (and
 a usage error) loads no package but structlog, and rich (the drawing: tables and progress bar) is loaded
-only by a command whose output is a terminal.
+only by a command whose output is a terminal. `syncd status` goes further (its start-up is a benchmark
+target, bench/startup.py): no Alembic, and nothing that only some keys or the other backend need.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ def probe_env(tmp_path: Path) -> dict[str, str]:
     return {"SYNCD_DATABASE__URL": f"sqlite:///{tmp_path / 'syncd.db'}", "PATH": "/usr/bin:/bin"}
 
 
-def probe(tmp_path: Path, *args: str) -> dict[str, Any]:
+def probe(tmp_path: Path, *args: str, watched: list[str] | None = None) -> dict[str, Any]:
     process = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(HEAVY + DRAWING), *args],
+        [sys.executable, "-c", PROBE, json.dumps(HEAVY + DRAWING if watched is None else watched), *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -124,6 +125,80 @@ def test_on_a_terminal_status_and_history_draw_with_rich_and_load_no_cycle(
     assert report["code"] == 0
     assert report["loaded"] == DRAWING
     assert [line for line in shown.text.splitlines() if line] == drawn
+
+
+NOT_FOR_STATUS = [
+    *HEAVY,
+    "kiota_abstractions",
+    *DRAWING,
+    "alembic",
+    "mako",
+    "jinja2",
+    "phonenumbers",
+    "lark",
+    "syncd.core.scope_filter",
+    "cryptography",
+    "sqlalchemy.dialects.postgresql",
+    "sqlalchemy.orm",
+]
+"""What `syncd status` (piped) on SQLite never loads: besides the cycle, the HTTP stack and the drawing,
+Alembic (loaded only to migrate, or to say why a database's revision is wrong) and its templates (mako), the
+status page's templates (jinja2: the daemon's), what only some keys' checks need when those keys are given
+(phonenumbers for a graph.default_region other than the default, lark for graph.filter, cryptography for
+certificates and keys), SQLAlchemy's PostgreSQL dialect and its ORM."""
+
+STATUS_CONFIG = """
+[graph]
+tenant_id = "00000000-0000-0000-0000-000000000001"
+client_id = "00000000-0000-0000-0000-000000000002"
+client_secret = "not-used"
+group_ids = ["00000000-0000-0000-0000-000000000003"]
+default_region = "US"
+
+[smartcomm]
+customer_id = 1
+username = "nobody"
+password = "not-used"
+
+[sync]
+interval = "10m"
+max_offboard = [200, "10%"]
+"""
+"""A configuration like a deployment's (both remote sections, the example's default_region, durations, a
+guard limit), without the keys whose checks need more (another region, a filter, certificates)."""
+
+
+@pytest.mark.parametrize("database", ["never created", "migrated"])
+@pytest.mark.parametrize(
+    "args",
+    [("--config", "", "status"), ("--config", "", "status", "--json"), ("--config", "{config}", "status")],
+)
+def test_status_loads_no_alembic_nor_what_other_keys_or_backends_need(
+    tmp_path: Path, database: str, args: tuple[str, ...]
+) -> None:
+    """`syncd status` reads a database never created (an empty one stands in) or one at this syncd's
+    revision, with the default configuration (no file) or a deployment's, loading none of NOT_FOR_STATUS."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(STATUS_CONFIG + f'\n[database]\nurl = "sqlite:///{tmp_path / "syncd.db"}"\n')
+    if database == "migrated":
+        assert run(tmp_path, "--config", "", "db", "upgrade")[0] == 0
+    report = probe(tmp_path, *(arg.format(config=config) for arg in args), watched=NOT_FOR_STATUS)
+    assert report["code"] == 0
+    assert report["loaded"] == []
+    assert (tmp_path / "syncd.db").exists() == (database == "migrated")  # reading never creates it
+
+
+def test_the_status_probe_sees_what_other_keys_load(tmp_path: Path) -> None:
+    """The check above means something: the keys whose checks need phonenumbers and lark do load them."""
+    config = tmp_path / "syncd.toml"
+    config.write_text(
+        STATUS_CONFIG.replace(
+            'default_region = "US"', 'default_region = "GB"\nfilter = "department eq \'Sales\'"'
+        )
+    )
+    report = probe(tmp_path, "--config", str(config), "status", watched=NOT_FOR_STATUS)
+    assert report["code"] == 0
+    assert report["loaded"] == ["phonenumbers", "lark", "syncd.core.scope_filter"]
 
 
 def test_the_probe_sees_what_a_cycle_loads(tmp_path: Path) -> None:

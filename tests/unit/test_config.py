@@ -76,6 +76,17 @@ def test_graph_defaults_and_normalisation() -> None:
     assert "s" not in repr(settings.client_secret)
 
 
+def test_the_default_region_needs_no_check_because_phonenumbers_supports_it() -> None:
+    """`default_region` equal to the default is accepted without loading phonenumbers' region list (its
+    validator's shortcut), which is sound only while phonenumbers supports that region."""
+    import phonenumbers
+
+    from syncd.config.remotes import DEFAULT_REGION
+
+    assert DEFAULT_REGION in phonenumbers.SUPPORTED_REGIONS
+    assert GraphSettings.model_validate(GRAPH | {"default_region": " us "}).default_region == DEFAULT_REGION
+
+
 def test_sovereign_cloud_by_configuration() -> None:
     settings = GraphSettings.model_validate(
         GRAPH
