@@ -108,34 +108,21 @@ class MembersMixin(StorePart):
     def anchor_holders(self, consistency_ids: Collection[str]) -> dict[str, list[str]]:
         """The object IDs whose active agent has each of `consistency_ids` (as recorded), by GUID; GUIDs
         nobody holds are absent. Read in batches."""
-        m = tables.members
         wanted = sorted(set(consistency_ids))
         found: dict[str, list[str]] = {}
         with self._read("finding agents by consistency GUID") as connection:
             for start in range(0, len(wanted), IN_BATCH):
-                query = (
-                    select(m.c.consistency_id, m.c.object_id)
-                    .where(
-                        m.c.agent_active.is_(True), m.c.consistency_id.in_(wanted[start : start + IN_BATCH])
-                    )
-                    .order_by(m.c.object_id)
-                )
+                query = anchors_query(wanted[start : start + IN_BATCH])
                 for consistency_id, object_id in connection.execute(query):
                     found.setdefault(consistency_id, []).append(object_id)
-        return found
+        return {guid: sorted(holders) for guid, holders in found.items()}
 
     def offboards_due(self, left_before: float) -> list[str]:
         """Object IDs whose agent waits out the offboarding grace and who left scope at or before
         `left_before` (now minus `sync.offboard_grace`): an incremental cycle plans them although Graph
         reported no change."""
-        m = tables.members
-        query = (
-            select(m.c.object_id)
-            .where(m.c.agent_active.is_(True), m.c.left_scope_at <= to_datetime(left_before))
-            .order_by(m.c.object_id)
-        )
         with self._read("finding offboards due") as connection:
-            return list(connection.scalars(query))
+            return sorted(connection.scalars(offboards_due_query(left_before)))
 
     def members_leaving(self) -> list[Recorded]:
         """Members out of scope whose agent waits out the offboarding grace, longest out first."""
@@ -353,6 +340,26 @@ def _drain(edges: dict[tuple[str, str], str]) -> Iterator[tuple[str, str, str]]:
 def _insert_ignore(connection: Connection, table: Table) -> Insert:
     """INSERT ... ON CONFLICT DO NOTHING (on the primary key)."""
     return dialect_insert(connection, table).on_conflict_do_nothing()
+
+
+# Neither query has an ORDER BY (their callers sort): with one, SQLite walks the primary key, the whole
+# table, instead of the index (tests/store/test_query_plans.py).
+
+
+def anchors_query(consistency_ids: Sequence[str]) -> Select[Any]:
+    """(consistency GUID, object ID) of the active agents holding any of `consistency_ids`."""
+    m = tables.members
+    return select(m.c.consistency_id, m.c.object_id).where(
+        m.c.agent_active.is_(True), m.c.consistency_id.in_(consistency_ids)
+    )
+
+
+def offboards_due_query(left_before: float) -> Select[Any]:
+    """The object IDs of the active agents whose person left scope at or before `left_before`."""
+    m = tables.members
+    return select(m.c.object_id).where(
+        m.c.agent_active.is_(True), m.c.left_scope_at <= to_datetime(left_before)
+    )
 
 
 def _nothing(_object_id: str) -> None:

@@ -50,7 +50,7 @@ members = Table(
     Column("tenant_id", String, nullable=True),
     Column("phone_number", String, nullable=True),
     Column("upn_pushed", String, nullable=True),
-    Column("consistency_id", String, nullable=True),
+    Column("consistency_id", String, nullable=True, index=True),
     Column("upn", String, nullable=True),
     Column("skip_reason", String(_CODE), nullable=True),
     Column("detail", Text, nullable=True),
