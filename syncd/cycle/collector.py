@@ -1,15 +1,16 @@
 """How a process that runs cycles sets up CPython's garbage collector.
 
-A full cycle builds hundreds of thousands of long-lived objects (the desired members, our records, the
-agents list), and with CPython's default thresholds (700, 10, 10) the collector walks every one of them
-again and again while they are being built: a third to nearly half of a 100,000-user full cycle's CPU
-(docs/benchmarks.md). Almost none of that data is cyclic garbage: reference counting frees it.
+The objects alive once a process has imported what it needs (modules, classes: msgraph-sdk alone brings many
+thousands; SQLAlchemy's tables, the settings models) live as long as the process. The cyclic collector would
+walk them again at every full collection, for nothing. `tune_collector` runs once, after the imports, in
+every process that runs cycles (`syncd sync`, `run`, `relink`, the benchmarks' workers): it freezes them out
+of the collector's walks (`gc.freeze`). The daemon then collects fully after each cycle
+(`collect_after_cycle`), when the cycle's data is gone and the walk is cheap, so that cyclic garbage never
+outlives the cycle that made it.
 
-`tune_collector` runs once, after the imports, in every process that runs cycles (`syncd sync`, `run`,
-`relink`, the benchmarks' workers): the objects alive at that point (modules, classes: msgraph-sdk alone
-brings many thousands) are frozen out of the collector's walks, and collections become rarer. The daemon
-then collects fully after each cycle (`collect_after_cycle`), when the cycle's data is gone and the walk is
-cheap, so that cyclic garbage never outlives the cycle that made it.
+The thresholds stay CPython's: raising them (100,000, 50, 100) saved little of a 100,000-user full cycle's
+CPU (3.62 s against 3.76 s) and held some 40 MB more at the peak of its initial sync, about 400 MB at a
+million (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -20,23 +21,16 @@ import structlog
 
 log = structlog.get_logger("syncd.collector")
 
-THRESHOLDS = (100_000, 50, 100)
-"""Allocations before a young collection, young collections before a middle one, middle ones before a
-full one (CPython also waits for a quarter of the old objects to be new)."""
-
-
 _tuned = False
 
 
 def tune_collector() -> None:
-    """Freeze the objects alive now and raise the collector's thresholds (see the module docstring).
-    Idempotent."""
+    """Collect, then freeze the objects alive now (see the module docstring). Idempotent."""
     global _tuned
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*THRESHOLDS)
     _tuned = True
-    log.debug("process.collector_tuned", thresholds=list(gc.get_threshold()), frozen=gc.get_freeze_count())
+    log.debug("process.collector_tuned", frozen=gc.get_freeze_count(), thresholds=list(gc.get_threshold()))
 
 
 def collect_after_cycle() -> int | None:
