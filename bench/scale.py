@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cycles.common import ROOT, BenchError, interrupted
+from cycles.common import ROOT, BenchError, add_scenario_arguments, interrupted
 from cycles.harness import Harness
 from cycles.report import print_targets
 from cycles.tallies import graph_reads
@@ -144,16 +144,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--churn", type=float, default=0.01)
-    parser.add_argument(
-        "--graph-budget",
-        choices=["tenant", "off"],
-        default="tenant",
-        help="Graph's resource unit budget: the tenant size's (default) or none",
-    )
+    add_scenario_arguments(parser, users=[10_000, 100_000, 1_000_000])
     parser.add_argument("--json-out", default=DEFAULT_JSON_OUT)
     args = parser.parse_args()
 

@@ -69,7 +69,7 @@ import tempfile
 from pathlib import Path
 
 # The parts live in bench/cycles/ (this script's folder is on sys.path, as for any script).
-from cycles.common import ROOT, BenchError, interrupted
+from cycles.common import ROOT, BenchError, add_scenario_arguments, interrupted
 from cycles.emulators import serve_graph, serve_smartcomm
 from cycles.harness import Harness
 from cycles.read_1m import run_read_1m
@@ -83,16 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--latency-ms", type=float, default=20.0)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--churn", type=float, default=0.01)
-    parser.add_argument(
-        "--graph-budget",
-        choices=["tenant", "off"],
-        default="tenant",
-        help="Graph's resource unit budget: the tenant size's (default) or none",
-    )
+    add_scenario_arguments(parser, users=[10_000, 100_000])
     parser.add_argument("--json-out", default=DEFAULT_JSON_OUT, help='"{n}" is replaced by the size')
     parser.add_argument("--read-1m", action="store_true", help="only the 1,000,000-user read (separate mode)")
     # Internal: how the harness starts its children and workers.

@@ -3,6 +3,7 @@ and how a child process waits for its parent and how a run stops on SIGTERM."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import resource
 import sys
@@ -22,6 +23,21 @@ Json = dict[str, Any]
 
 class BenchError(Exception):
     """The benchmark cannot go on; the message says why."""
+
+
+def add_scenario_arguments(parser: argparse.ArgumentParser, *, users: list[int]) -> None:
+    """The options sync_cycles.py and scale.py share: the sizes, the emulators' latency, the write
+    concurrency, the churn and Graph's budget."""
+    parser.add_argument("--users", type=int, nargs="+", default=users)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--churn", type=float, default=0.01)
+    parser.add_argument(
+        "--graph-budget",
+        choices=["tenant", "off"],
+        default="tenant",
+        help="Graph's resource unit budget: the tenant size's (default) or none",
+    )
 
 
 def peak_rss_mb() -> float:
