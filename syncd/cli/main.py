@@ -161,6 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"syncd: configuration error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
+        # The modules the cycles run on (msgraph-sdk's thousands of classes among them) are imported first, so
+        # that the collector freezes them with the rest (syncd.cycle.collector).
+        if args.command == "run":
+            import syncd.service.daemon
+        else:
+            import syncd.cycle.engine  # noqa: F401
         from syncd.cycle.collector import tune_collector
 
         tune_collector()
