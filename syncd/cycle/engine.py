@@ -50,8 +50,10 @@ from syncd.cycle.relink import RelinkRefused, RelinkResult, object_id_of, relink
 from syncd.cycle.result import CycleResult
 from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.errors import GraphCredentialError, GraphError, GraphPermissionError, GroupNotFound
+from syncd.graph.page_memo import PageMemo
 from syncd.graph.source import GraphSource
 from syncd.smartcomm import AuthError, SmartCommClient, SmartCommError, TlsVerificationError
+from syncd.smartcomm.memo import AgentsMemo
 from syncd.store import Store
 
 __all__ = [
@@ -117,6 +119,11 @@ class Engine:
         self._graph_tokens: MsalTokenProvider | None = None
         """msal's app and token cache, kept across cycles: a daemon logs in when its token runs out, not
         every cycle."""
+        self._page_memo = PageMemo()
+        """The member pages of the last full read, as mapped (`syncd.graph.page_memo`): a daemon's next full
+        read takes the pages Graph sends again unchanged instead of mapping their users again."""
+        self._agents_memo = AgentsMemo()
+        """The agents list of the last full cycle (`syncd.smartcomm.client.AgentsMemo`)."""
 
     async def run_cycle(
         self,
@@ -352,6 +359,7 @@ class Engine:
             tokens=tokens,
             on_throttled=self._throttled("graph"),
             mapping_cache=StoreMappingCache(self._store, writable=cache_mappings),
+            page_memo=self._page_memo,
         ) as source:
             return await read_desired(
                 source,
@@ -378,10 +386,9 @@ class Engine:
         result.phase_cpu_s[name] = round(now - started, 4)
         return now
 
-    @staticmethod
-    async def _remote(client: SmartCommClient, like: Mapping[str, Member]) -> dict[str, Agent]:
+    async def _remote(self, client: SmartCommClient, like: Mapping[str, Member]) -> dict[str, Agent]:
         agents: dict[str, Agent] = {}
-        for agent in await client.list_agents(like=like):
+        for agent in await client.list_agents(like=like, memo=self._agents_memo):
             # An object may appear twice (an old offboarded record and a new one): the active one wins.
             if agent.active or agent.user_object_id not in agents:
                 agents[agent.user_object_id] = agent

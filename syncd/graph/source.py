@@ -39,7 +39,7 @@ from msgraph_core import GraphClientFactory
 
 from syncd.config.settings import GraphSettings
 from syncd.core.backoff import backoff_delay_s
-from syncd.core.model import TEAMS, DesiredState, Member, Skipped
+from syncd.core.model import DesiredState, Member, Skipped
 from syncd.core.text import path_segment
 from syncd.graph.auth import MsalTokenProvider
 from syncd.graph.classify import (
@@ -51,9 +51,11 @@ from syncd.graph.classify import (
 )
 from syncd.graph.delta import id_filter
 from syncd.graph.errors import GraphError, GraphPermissionError, GraphReadError, GraphUnavailable
+from syncd.graph.lookups import PersonReads
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.mapping_cache import MappingCache, PageMapper, lower_id
-from syncd.graph.teams import TeamsIndexer, TeamsNumber, assignment_filter
+from syncd.graph.page_memo import PageMemo, mapping_inputs, page_digest
+from syncd.graph.teams import TeamsIndexer, TeamsNumber, ambiguous, assignment_filter
 from syncd.graph.transport import graph_transport
 
 log = structlog.get_logger("syncd.graph")
@@ -67,7 +69,7 @@ def _lower(object_id: str) -> str:
     return object_id if object_id.islower() else object_id.lower()
 
 
-class GraphSource:
+class GraphSource(PersonReads):
     """Reads desired state for one tenant. Use as `async with GraphSource(settings) as source:`."""
 
     def __init__(
@@ -79,10 +81,12 @@ class GraphSource:
         tokens: MsalTokenProvider | None = None,
         on_throttled: Callable[[], None] | None = None,
         mapping_cache: MappingCache | None = None,
+        page_memo: PageMemo | None = None,
     ) -> None:
         """`on_throttled` is called for every 429 Graph answers (`syncd.graph.transport`). `mapping_cache`
-        holds earlier mappings of member pages (unused with "teams" in the phone chain: Teams numbers come
-        from another read than the user object)."""
+        holds earlier mappings of member pages, `page_memo` the pages of a long-lived process's last full
+        read (both unused with "teams" in the phone chain: Teams numbers come from another read than the
+        user object)."""
         self._settings = settings
         # A caller's token provider outlives this source (a daemon keeps its token across cycles).
         self._own_tokens = tokens is None
@@ -115,6 +119,7 @@ class GraphSource:
             if mapping_cache is not None and not settings.uses_teams
             else None
         )
+        self._memo = page_memo if not settings.uses_teams else None
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._graph_host = urlsplit(settings.base_url).hostname
@@ -158,6 +163,44 @@ class GraphSource:
         pages_mapper = self._pages_mapper
         if pages_mapper is not None:
             pages_mapper.take_counts()
+        memo = self._memo
+        if memo is not None:
+            memo.begin(mapping_inputs(self._mapping_settings(), self._excluded))
+        try:
+            await self._read_groups(members, skipped, counts, in_scope, member_ids)
+        except BaseException:
+            if memo is not None:
+                memo.abandon()
+            raise
+        if memo is not None:
+            memo.end()
+        if pages_mapper is not None:
+            pages_mapper.prune(members, skipped)
+        return DesiredState(
+            members=members,
+            skipped=skipped,
+            group_counts=counts,
+            group_in_scope=in_scope,
+            teams_numbers=len(self._teams) if self._teams is not None else None,
+            ambiguous=self._ambiguous(members),
+        )
+
+    def _mapping_settings(self) -> str:
+        """The settings every user's mapping depends on, as text (`PageMemo`'s inputs)."""
+        settings = self._settings
+        return repr((settings.tenant_id, self._chain, settings.default_region, settings.filter))
+
+    async def _read_groups(
+        self,
+        members: dict[str, Member],
+        skipped: dict[str, Skipped],
+        counts: dict[str, int],
+        in_scope: dict[str, int],
+        member_ids: dict[str, set[str]] | None,
+    ) -> None:
+        """Every configured group's pages into `members` and `skipped`, with the users (`counts`) and members
+        in scope (`in_scope`) of each group."""
+        pages_mapper = self._pages_mapper
         for group_id in self._settings.group_ids:
             count = scope = 0
             seen = member_ids.setdefault(group_id, set()) if member_ids is not None else None
@@ -174,32 +217,16 @@ class GraphSource:
             counts[group_id], in_scope[group_id] = count, scope
             # With a mapping cache: how many users were mapped, how many taken from the cache.
             cached = pages_mapper.take_counts() if pages_mapper is not None else {}
+            if self._memo is not None:
+                cached["pages_unchanged"] = self._memo.take_recalled()
             log.info("graph.group_read", group_id=group_id, users=count, in_scope=scope, **cached)
-        if pages_mapper is not None:
-            pages_mapper.prune(members, skipped)
-        return DesiredState(
-            members=members,
-            skipped=skipped,
-            group_counts=counts,
-            group_in_scope=in_scope,
-            teams_numbers=len(self._teams) if self._teams is not None else None,
-            ambiguous=self._ambiguous(members),
-        )
 
     def _ambiguous(self, members: Mapping[str, Member]) -> dict[str, str]:
         """Members whose Teams number was chosen among tied assignments, with how (also logged)."""
-        teams = self._teams
-        if not teams:
-            return {}
-        ambiguous: dict[str, str] = {}
-        for object_id, member in members.items():
-            if member.phone_source != TEAMS:
-                continue
-            assigned = teams.get(object_id.lower())
-            if assigned is not None and assigned.note is not None:
-                ambiguous[object_id] = assigned.note
-                log.warning("graph.teams_number_tie", object_id=object_id, upn=member.upn, note=assigned.note)
-        return ambiguous
+        found = ambiguous(members, self._teams) if self._teams else {}
+        for object_id, note in found.items():
+            log.warning("graph.teams_number_tie", object_id=object_id, upn=members[object_id].upn, note=note)
+        return found
 
     async def teams_numbers(self) -> dict[str, TeamsNumber]:
         """The tenant's Teams numbers assigned to users, by lower-case object ID (one per user).
@@ -229,7 +256,7 @@ class GraphSource:
         )
         return numbers
 
-    async def group_pages(self, group_id: str) -> AsyncIterator[list[Member | Skipped]]:
+    async def group_pages(self, group_id: str) -> AsyncIterator[Sequence[Member | Skipped]]:
         """The group's transitive user members, one mapped page at a time."""
         builder = self._graph.groups.by_group_id(group_id).transitive_members.graph_user
         query = builder.GraphUserRequestBuilderGetQueryParameters(
@@ -241,38 +268,57 @@ class GraphSource:
         def classify_members(exc: APIError) -> GraphError:
             return classify(exc, group_id=group_id)
 
+        memo = self._memo
+        what = f"group {group_id}"
         while True:
-            page = await self._fetch_page(request, f"group {group_id}", classify_members, group_id=group_id)
+            body = await self._fetch_body(request, what, classify_members, group_id=group_id)
             pages += 1
-            users = page.get("value")
-            if not isinstance(users, list):
-                raise GraphReadError(f"page {pages} has no `value` array", group_id=group_id)
-            if users and not any(isinstance(u, dict) and u.get("userPrincipalName") for u in users):
-                # Every user has a UPN: a page without any is Graph's "limited information" answer, which
-                # would make everyone look out of scope.
-                raise GraphPermissionError(
-                    "Graph returned users without their properties (limited information): grant the app "
-                    "the application permission User.Read.All with admin consent",
-                    group_id=group_id,
-                )
-            excluded = self._excluded
-            if self._pages_mapper is not None:
-                mapped = self._pages_mapper.map_page(users, excluded)
+            # A long-lived process takes a page it read last time, byte for byte, as it mapped it then.
+            digest = page_digest(body) if memo is not None else b""
+            known = memo.recall(group_id, pages, digest) if memo is not None else None
+            if known is not None:
+                mapped, next_link = known.mapped, known.next_link
             else:
-                mapped = [
-                    self.map(user, excluded_by=excluded.get(lower_id(user))) if excluded else self.map(user)
-                    for user in users
-                ]
-            next_link = page.get("@odata.nextLink")
+                mapped, next_link = self._map_page(self._parse(body, what, group_id), pages, group_id)
+                if memo is not None:
+                    memo.keep(group_id, pages, digest, mapped, next_link)
             # Let the raw page go before anyone works on the mapped one: at most one is alive at a time.
-            del page, users
+            del body
             yield mapped
             if next_link is None:
                 return
-            if not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host:
-                raise GraphReadError(f"page {pages} has an unusable @odata.nextLink", group_id=group_id)
             # The next link carries the whole query; only the headers must be sent again.
             request = builder.with_url(next_link).to_get_request_information(self._configuration(None))
+
+    def _map_page(
+        self, page: dict[str, Any], number: int, group_id: str
+    ) -> tuple[list[Member | Skipped], str | None]:
+        """One member page's users, mapped, and its next link (None on the last page)."""
+        users = page.get("value")
+        if not isinstance(users, list):
+            raise GraphReadError(f"page {number} has no `value` array", group_id=group_id)
+        if users and not any(isinstance(u, dict) and u.get("userPrincipalName") for u in users):
+            # Every user has a UPN: a page without any is Graph's "limited information" answer, which
+            # would make everyone look out of scope.
+            raise GraphPermissionError(
+                "Graph returned users without their properties (limited information): grant the app "
+                "the application permission User.Read.All with admin consent",
+                group_id=group_id,
+            )
+        excluded = self._excluded
+        if self._pages_mapper is not None:
+            mapped = self._pages_mapper.map_page(users, excluded)
+        else:
+            mapped = [
+                self.map(user, excluded_by=excluded.get(lower_id(user))) if excluded else self.map(user)
+                for user in users
+            ]
+        next_link = page.get("@odata.nextLink")
+        if next_link is not None and (
+            not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host
+        ):
+            raise GraphReadError(f"page {number} has an unusable @odata.nextLink", group_id=group_id)
+        return mapped, next_link
 
     # -- delta queries (incremental cycles) -------------------------------------------------------------
 
@@ -424,74 +470,6 @@ class GraphSource:
         log.debug("graph.delta_round", reading=what, pages=pages)
         return delta_link
 
-    # -- one person (syncd explain) -------------------------------------------------------------------
-
-    async def get_user(self, key: str) -> dict[str, Any] | None:
-        """One user by object ID or UPN, with the fields the mapping reads and `displayName`; None when Graph
-        has no such user (404)."""
-        builder = self._graph.users.by_user_id(key)
-        query = builder.UserItemRequestBuilderGetQueryParameters(select=[*self._select, "displayName"])
-        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
-        return await self._fetch_entity(builder.to_get_request_information(configuration), f"user {key}")
-
-    async def get_group(self, group_id: str) -> dict[str, Any] | None:
-        """A group's `id` and `displayName`; None when Graph has no such group (404)."""
-        builder = self._graph.groups.by_group_id(group_id)
-        query = builder.GroupItemRequestBuilderGetQueryParameters(select=["id", "displayName"])
-        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
-        return await self._fetch_entity(
-            builder.to_get_request_information(configuration), f"group {group_id}"
-        )
-
-    async def _fetch_entity(self, request: RequestInformation, what: str) -> dict[str, Any] | None:
-        """One object about a person as parsed JSON; None when Graph has no such object (404)."""
-        try:
-            return await self._fetch_page(request, what, lambda exc: classify_person(exc, what=what))
-        except GraphReadError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    async def member_of(self, object_id: str) -> list[dict[str, Any]]:
-        """The groups (`id`, `displayName`) the user is a direct member of, every page."""
-        builder = self._graph.users.by_user_id(object_id).member_of.graph_group
-        query = builder.GraphGroupRequestBuilderGetQueryParameters(
-            select=["id", "displayName"], top=self._settings.page_size, count=True
-        )
-        request = builder.to_get_request_information(self._configuration(query))
-        what = f"the groups of user {object_id}"
-        return await self._all_pages(
-            builder, request, what, lambda exc: classify_person(exc, what=what), advanced=True
-        )
-
-    async def child_groups(self, group_id: str) -> list[dict[str, Any]]:
-        """The groups (`id`, `displayName`) that are direct members of a group, every page."""
-        builder = self._graph.groups.by_group_id(group_id).members.graph_group
-        query = builder.GraphGroupRequestBuilderGetQueryParameters(
-            select=["id", "displayName"], top=self._settings.page_size, count=True
-        )
-        request = builder.to_get_request_information(self._configuration(query))
-        return await self._all_pages(
-            builder,
-            request,
-            f"the nested groups of group {group_id}",
-            lambda exc: classify(exc, group_id=group_id),
-            advanced=True,
-        )
-
-    async def teams_assignments(self, odata_filter: str) -> list[dict[str, Any]]:
-        """The Teams number assignments matching a `$filter` (e.g. `assignmentTargetId eq '<id>'`), raw,
-        every page."""
-        builder = self._graph.admin.teams.telephone_number_management.number_assignments
-        query = builder.NumberAssignmentsRequestBuilderGetQueryParameters(
-            filter=odata_filter, top=self._settings.teams_page_size
-        )
-        configuration: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
-        request = builder.to_get_request_information(configuration)
-        return await self._all_pages(
-            builder, request, "Teams number assignments", classify_teams, advanced=False
-        )
-
     async def _all_pages(
         self,
         builder: Any,
@@ -551,7 +529,29 @@ class GraphSource:
         *,
         group_id: str | None = None,
     ) -> dict[str, Any]:
-        """One page of `what` as parsed JSON: our retries for transport failures, one token refresh on 401;
+        """One page of `what` as parsed JSON (`_fetch_body`)."""
+        body = await self._fetch_body(request, what, classify_error, group_id=group_id)
+        return self._parse(body, what, group_id)
+
+    @staticmethod
+    def _parse(body: bytes, what: str, group_id: str | None) -> dict[str, Any]:
+        try:
+            page = json.loads(body)
+        except ValueError:
+            page = None
+        if not isinstance(page, dict):
+            raise GraphReadError(f"a page of {what} is not a JSON object", group_id=group_id)
+        return page
+
+    async def _fetch_body(
+        self,
+        request: RequestInformation,
+        what: str,
+        classify_error: Callable[[APIError], GraphError],
+        *,
+        group_id: str | None = None,
+    ) -> bytes:
+        """One page of `what` as Graph sent it: our retries for transport failures, one token refresh on 401;
         Graph's refusals become `classify_error(exc)`; a path key `path_segment` refuses is never sent."""
         keys = [str(v) for k, v in request.path_parameters.items() if k.endswith("%2Did")]  # by_user_id(...)
         if any(path_segment(key) is None for key in keys):  # "..": /users/.. would be sent as /v1.0
@@ -591,10 +591,6 @@ class GraphSource:
                 )
                 await asyncio.sleep(delay)
                 continue
-            try:
-                page = json.loads(body) if isinstance(body, bytes | bytearray) else None
-            except ValueError:
-                page = None
-            if not isinstance(page, dict):
+            if not isinstance(body, bytes | bytearray):
                 raise GraphReadError(f"a page of {what} is not a JSON object", group_id=group_id)
-            return page
+            return bytes(body)

@@ -14,8 +14,10 @@ number as text) and reported on the chosen entry's `note`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from syncd.core.model import TEAMS, Member
 
 USER_ASSIGNED = "userAssigned"
 NOT_LIVE = frozenset({"assignmentPending", "assignmentFailed"})
@@ -107,3 +109,16 @@ class TeamsIndexer:
                 )
             chosen[target] = TeamsNumber(number, category, note)
         return chosen
+
+
+def ambiguous(members: Mapping[str, Member], teams: Mapping[str, TeamsNumber]) -> dict[str, str]:
+    """Pure: the members whose Teams number was chosen among tied assignments (`TeamsNumber.note`), with
+    how, by object ID."""
+    found: dict[str, str] = {}
+    for object_id, member in members.items():
+        if member.phone_source != TEAMS:
+            continue
+        assigned = teams.get(object_id.lower())
+        if assigned is not None and assigned.note is not None:
+            found[object_id] = assigned.note
+    return found

@@ -22,7 +22,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
@@ -50,6 +50,7 @@ from syncd.smartcomm.errors import (
     is_retryable_status,
 )
 from syncd.smartcomm.gate import RequestGate
+from syncd.smartcomm.memo import AgentsMemo, body_digest
 from syncd.smartcomm.tokens import TokenSource
 
 log = structlog.get_logger("syncd.smartcomm")
@@ -203,16 +204,24 @@ class SmartCommClient:
         """Make sure a valid token is held (fetching one if needed): a cheap check of the credentials."""
         await self._tokens.token()
 
-    async def list_agents(self, *, like: Mapping[str, Member] | None = None) -> list[Agent]:
+    async def list_agents(
+        self, *, like: Mapping[str, Member] | None = None, memo: AgentsMemo | None = None
+    ) -> Sequence[Agent]:
         """Every agent of the account, active and offboarded (the list has no UPNs).
 
         The API answers an account with no agents by 404 "No Records found": that is an empty list here.
-        `like` (a cycle's desired members by object ID) only saves memory (`parse_agent`).
+        `like` (a cycle's desired members by object ID) only saves memory (`parse_agent`); with a `memo`,
+        a body the memo saw last time is not parsed again (`syncd.smartcomm.memo`).
         """
         try:
             response = await self._request("GET", self._agents_path)
         except AgentNotFound:
             return []
+        digest = body_digest(response.content) if memo is not None else b""
+        known = memo.recall(digest) if memo is not None else None
+        if known is not None:
+            log.info("smartcomm.agents_listed", agents=len(known), unchanged=True)
+            return known
         try:
             # Each agent object becomes an Agent as soon as it is decoded: 100,000 agents never exist as
             # dicts all at once (they would take about 100 MB more at the peak).
@@ -229,6 +238,9 @@ class SmartCommClient:
         ]
         if len(agents) != len(items):
             log.warning("smartcomm.unreadable_agents", skipped=len(items) - len(agents), listed=len(items))
+        if memo is not None:
+            memo.keep(digest, agents)
+            log.info("smartcomm.agents_listed", agents=len(agents), unchanged=False)
         return agents
 
     async def get_agent(self, agent_id: str, *, key_id: ReadKey = "user_object_id") -> Agent:
