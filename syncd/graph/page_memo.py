@@ -15,8 +15,10 @@ group holding each user. `begin` is handed a digest of those (`mapping_inputs`);
 previous read's, everything kept is forgotten. Teams numbers come from another read, so a read with "teams"
 in the phone chain uses no memo (as for the mapping cache).
 
-Only a read that went through to its end replaces the memo (`end`): pages kept during a read that failed are
-dropped (`abandon`), and pages not read again are forgotten. Holding the pages costs what the read's mapped
+A page leaves the memo as soon as its place is read again (taken, or replaced by the page just mapped), so a
+read that changes every page never holds two mappings of the tenant. A read that went through to its end
+forgets the pages it did not reach (`end`); one that failed keeps what it mapped beside what it did not reach
+(`abandon`: every page is checked against its digest anyway). Holding the pages costs what the read's mapped
 users cost (the desired state of the last full read stays alive between cycles); a one-shot `syncd sync`
 reads once and never uses it. Pure: no I/O.
 """
@@ -78,7 +80,7 @@ class PageMemo:
     def recall(self, group_id: str, number: int, digest: bytes) -> MemoPage | None:
         """The page kept at this place when it was mapped from a body of this `page_digest` (kept for the next
         read as well); None otherwise (then map it and `keep` it)."""
-        page = self._kept.get((group_id, number))
+        page = self._kept.pop((group_id, number), None)  # taken or replaced: never held twice
         if page is None or page.digest != digest:
             return None
         self._reading[(group_id, number)] = page
@@ -97,7 +99,8 @@ class PageMemo:
         self._kept, self._reading = self._reading, {}
 
     def abandon(self) -> None:
-        """The read failed: forget what it kept, and keep what the last whole read kept."""
+        """The read failed: what it kept joins what it did not reach."""
+        self._kept.update(self._reading)
         self._reading = {}
 
     def take_recalled(self) -> int:

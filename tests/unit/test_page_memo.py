@@ -55,25 +55,28 @@ def test_mapping_inputs_cover_the_settings_and_who_is_excluded_by_which_group() 
     assert mapping_inputs("s", {"a1": "g", "b2": "g"}) == mapping_inputs("s", {"b2": "g", "a1": "g"})
 
 
-def test_only_what_a_whole_read_kept_survives_it() -> None:
+def test_a_read_keeps_each_place_once_and_a_whole_read_forgets_what_it_did_not_reach() -> None:
     memo = PageMemo()
     memo.begin(INPUTS)
     memo.keep("g1", 1, page_digest(b"one"), [ADA], "next")
     memo.keep("g1", 2, page_digest(b"two"), [BOB], None)
     memo.end()
 
-    # A read that fails after its first page: what the last whole read kept stays.
+    # A read that fails at its second page, whose first changed: the new first page is kept (the old one
+    # let go of when its place was read), and the second page, not reached, stays.
     memo.begin(INPUTS)
-    assert memo.recall("g1", 1, page_digest(b"one")) is not None
-    memo.keep("g1", 2, page_digest(b"changed"), [ADA], None)
+    assert memo.recall("g1", 1, page_digest(b"one, changed")) is None
+    assert len(memo) == 1
+    memo.keep("g1", 1, page_digest(b"one, changed"), [BOB], "next")
     memo.abandon()
     memo.begin(INPUTS)
     assert memo.recall("g1", 2, page_digest(b"two")) is not None
-    assert memo.recall("g1", 2, page_digest(b"changed")) is None
+    assert memo.recall("g1", 1, page_digest(b"one, changed")) is not None
+    memo.end()
 
-    # A whole read of one page only: the page it did not read is forgotten.
+    # A whole read of the first page only: the page it did not reach is forgotten.
     memo.begin(INPUTS)
-    memo.recall("g1", 1, page_digest(b"one"))
+    assert memo.recall("g1", 1, page_digest(b"one, changed")) is not None
     memo.end()
     assert len(memo) == 1
     memo.begin(INPUTS)
