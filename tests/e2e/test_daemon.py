@@ -348,3 +348,27 @@ async def test_a_schedule_the_scheduler_rejects_stops_the_daemon_before_it_start
         ):
             await asyncio.wait_for(daemon.run(), timeout=10)
         assert not (tmp_path / "syncd.db.lock").exists()  # refused before it took the instance lock
+
+
+def test_a_daemons_next_full_cycle_takes_unchanged_pages_and_still_sees_a_change(
+    world: World, daemons: list[Daemon]
+) -> None:
+    """The page and agents list memos of a real `syncd run` (default settings: one page of 999), through
+    `syncd resync --full --wait`: an unchanged page and list are taken as kept, a changed page is not."""
+    ids = [world.add_user(f"user{i}", f"+1 415 555 {i:04d}") for i in range(3)]
+    daemons.append(daemon := Daemon(world, interval="1h", jitter=None))
+    wait_for(lambda: onboarded(world) == 3, what="the first cycle")
+    for _ in range(2):  # the first lists the agents the first cycle made; the second finds the same list
+        result = world.run("resync", "--full", "--wait", env=daemon.env)
+        assert result.code == 0, result.stderr
+    reads, listed = daemon.events("graph.group_read"), daemon.events("smartcomm.agents_listed")
+    assert reads[-1]["pages_unchanged"] == 1
+    assert reads[-1]["mapped"] == 0
+    assert listed[-1]["unchanged"] is True
+
+    world.graph.update_user(ids[1], business_phones=["+1 415 555 0101"])
+    result = world.run("resync", "--full", "--wait", env=daemon.env)
+    assert result.code == 0, result.stderr
+    assert world.agents()[ids[1]][0] == "+14155550101"
+    assert daemon.events("graph.group_read")[-1]["pages_unchanged"] == 0
+    assert daemon.stop()[0] == 0
