@@ -23,6 +23,7 @@ from syncd.core.model import (
     AgentFields,
     Change,
     DesiredState,
+    Member,
     MemberStatus,
     Outcome,
     Recorded,
@@ -121,6 +122,27 @@ def _believed(
     return AgentFields.of_agent(agent, upn)
 
 
+def _in_step(member: Member, record: Recorded, agent: Agent | None) -> bool:
+    """Whether a person in scope, with a record and an active agent in the agents list, needs nothing: in
+    scope all along (`left_scope_at` unset), not waiting out a retry backoff, and every field `changed_fields`
+    compares equal where `member` gives it (`_believed`'s fields: the agent's, its UPN or the one we pushed).
+    The plan's common case at a full cycle, decided without building `AgentFields`."""
+    if agent is None or agent.status != "active" or record.left_scope_at is not None:
+        return False
+    if record.status is MemberStatus.FAILED:
+        return False  # perhaps waiting out a backoff: the slow path decides
+    if member.phone_number != agent.phone_number or (
+        member.tenant_id is not None and member.tenant_id != agent.tenant_id
+    ):
+        return False
+    if member.consistency_id is not None and member.consistency_id != agent.consistency_id:
+        return False
+    if member.upn is None:
+        return True
+    pushed = record.agent.upn if record.agent is not None else None
+    return member.upn == (agent.upn or pushed)
+
+
 def _has_agent(object_id: str, record: Recorded | None, remote: Mapping[str, Agent] | None) -> bool:
     """Whether `_believed` would find an agent (without building its fields: a full cycle asks for each)."""
     if remote is None:
@@ -197,6 +219,19 @@ def plan(
     for object_id in candidates:
         record = recorded.get(object_id)
         member = members.get(object_id)
+        if (
+            remote is not None
+            and member is not None
+            and record is not None
+            and _in_step(member, record, remote.get(object_id))
+            and object_id not in moving
+            and object_id not in kept
+        ):
+            # What the slow path below concludes for them, without building the fields it compares.
+            result.unchanged += 1
+            if record.agent is not None and member.phone_source != record.phone_source:
+                result.resourced.append(object_id)
+            continue
         if object_id in moving:
             if only is not None and only != moving[object_id]:
                 result.kept.append(object_id)  # its relink is not planned here (`only` another person)
