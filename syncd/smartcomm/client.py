@@ -110,14 +110,15 @@ def parse_agent(item: object, like: Member | None = None) -> Agent | None:
             consistency_id = like.consistency_id
         if upn is not None and like.upn == upn:
             upn = like.upn
+    # Positional, in the order of Agent's fields (a frozen dataclass takes keywords at half the speed). A
+    # full cycle holds every agent at once: the few distinct values (tenant, status) share one string.
     return Agent(
-        user_object_id=object_id,
-        # A full cycle holds every agent at once: the few distinct values share one string.
-        tenant_id=sys.intern(tenant_id),
-        phone_number=phone_number,
-        status=sys.intern(status),
-        upn=upn if isinstance(upn, str) and upn else None,
-        consistency_id=consistency_id if isinstance(consistency_id, str) and consistency_id else None,
+        object_id,
+        sys.intern(tenant_id),
+        phone_number,
+        sys.intern(status),
+        upn if isinstance(upn, str) and upn else None,
+        consistency_id if isinstance(consistency_id, str) and consistency_id else None,
     )
 
 

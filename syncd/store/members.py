@@ -427,15 +427,16 @@ def _recorded(row: Sequence[Any], like: Member | None = None) -> Recorded:
         if agent_active
         else None
     )
+    # Positional, in the order of Recorded's fields: a frozen dataclass takes keywords at half the speed.
     return Recorded(
-        object_id=object_id,
-        status=_STATUSES[status],
-        agent=agent,
-        upn=upn,
-        skip_reason=_SKIP_REASONS[skip_reason] if skip_reason is not None else None,
-        detail=detail,
-        attempts=attempts,
-        next_attempt_at=_epoch_of(next_attempt_at),
-        phone_source=sys.intern(phone_source) if phone_source is not None else None,
-        left_scope_at=_epoch_of(left_scope_at),
+        object_id,
+        _STATUSES[status],
+        agent,
+        upn,
+        _SKIP_REASONS[skip_reason] if skip_reason is not None else None,
+        detail,
+        attempts,
+        _epoch_of(next_attempt_at) if next_attempt_at is not None else None,
+        sys.intern(phone_source) if phone_source is not None else None,
+        _epoch_of(left_scope_at) if left_scope_at is not None else None,
     )
