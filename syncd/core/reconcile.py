@@ -123,10 +123,9 @@ def _believed(
 
 
 def _in_step(member: Member, record: Recorded, agent: Agent | None) -> bool:
-    """Whether a person in scope, with a record and an active agent in the agents list, needs nothing: in
-    scope all along (`left_scope_at` unset), not waiting out a retry backoff, and every field `changed_fields`
-    compares equal where `member` gives it (`_believed`'s fields: the agent's, its UPN or the one we pushed).
-    The plan's common case at a full cycle, decided without building `AgentFields`."""
+    """Whether a person in scope all along, not failed, with an active agent needs nothing: every field
+    `changed_fields` compares equal to `_believed`'s, decided without building them (a full cycle's common
+    case)."""
     if agent is None or agent.status != "active" or record.left_scope_at is not None:
         return False
     if record.status is MemberStatus.FAILED:
@@ -227,8 +226,7 @@ def plan(
             and object_id not in moving
             and object_id not in kept
         ):
-            # What the slow path below concludes for them, without building the fields it compares.
-            result.unchanged += 1
+            result.unchanged += 1  # what the slow path below concludes for them
             if record.agent is not None and member.phone_source != record.phone_source:
                 result.resourced.append(object_id)
             continue
