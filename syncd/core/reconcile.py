@@ -128,18 +128,16 @@ def _in_step(member: Member, record: Recorded, agent: Agent | None) -> bool:
     case)."""
     if agent is None or agent.status != "active" or record.left_scope_at is not None:
         return False
-    if record.status is MemberStatus.FAILED:
-        return False  # perhaps waiting out a backoff: the slow path decides
-    if member.phone_number != agent.phone_number or (
-        member.tenant_id is not None and member.tenant_id != agent.tenant_id
+    # A failed one may wait out a backoff: the slow path decides. Member's tenant and number are never None.
+    if record.status is MemberStatus.FAILED or (member.phone_number, member.tenant_id) != (
+        agent.phone_number,
+        agent.tenant_id,
     ):
         return False
     if member.consistency_id is not None and member.consistency_id != agent.consistency_id:
         return False
-    if member.upn is None:
-        return True
     pushed = record.agent.upn if record.agent is not None else None
-    return member.upn == (agent.upn or pushed)
+    return member.upn is None or member.upn == (agent.upn or pushed)
 
 
 def _has_agent(object_id: str, record: Recorded | None, remote: Mapping[str, Agent] | None) -> bool:
