@@ -67,13 +67,18 @@ class MappingsMixin(StorePart):
         if not object_ids:
             return found
         with self._read("reading cached mappings") as connection:
-            for start in range(0, len(object_ids), LOOKUP_BATCH):
-                batch = tuple(object_ids[start : start + LOOKUP_BATCH])
-                rows = connection.exec_driver_sql(_sql(connection, _SELECT, len(batch)), batch).fetchall()
-                for row in rows:
-                    mapped = _mapped(row)
-                    if mapped is not None:
-                        found[row[0]] = (row[1], mapped)
+            # The DBAPI cursor itself: SQLAlchemy's processing of each row cost more than the query.
+            cursor = connection.connection.cursor()
+            try:
+                for start in range(0, len(object_ids), LOOKUP_BATCH):
+                    batch = tuple(object_ids[start : start + LOOKUP_BATCH])
+                    cursor.execute(_sql(connection, _SELECT, len(batch)), batch)
+                    for row in cursor.fetchall():
+                        mapped = _mapped(row)
+                        if mapped is not None:
+                            found[row[0]] = (row[1], mapped)
+            finally:
+                cursor.close()
         return found
 
     def remember_mappings(self, rows: Sequence[tuple[str, int, Member | Skipped]]) -> None:

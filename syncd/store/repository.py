@@ -382,7 +382,9 @@ class Store(MembersMixin, MappingsMixin, OperationsMixin, RunsMixin):
         try:
             yield
         except Exception as exc:
-            if not isinstance(exc, SQLAlchemyError) and not _alembic_error(exc):
+            # The driver's own errors too: the full cycle's bulk reads use the DBAPI cursor directly.
+            driver_error = getattr(self._engine.dialect.loaded_dbapi, "Error", SQLAlchemyError)
+            if not isinstance(exc, SQLAlchemyError | driver_error) and not _alembic_error(exc):
                 raise
             raise StoreError(f"{doing} failed on {self._safe_url}: {self._describe(exc)}") from exc
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert
 
 from syncd.core.model import Member, Skipped, SkipReason
-from syncd.store import Store, tables
+from syncd.store import Store, StoreError, tables
 from syncd.store.mappings import LOOKUP_BATCH, PRUNE_SHARE
 
 TENANT = "8c0a6f64-0e7d-4b1e-9a55-4d0c8bb6a1f0"
@@ -104,3 +104,18 @@ def test_prune_forgets_the_people_not_read_once_they_are_enough(store: Store, st
         assert forgotten == 0
         assert store.count_mappings() == len(read) + stale
     assert sorted(store.known_mappings(read)) == sorted(read)
+
+
+def test_a_database_failure_under_the_bulk_reads_is_a_store_error(store: Store) -> None:
+    """`known_mappings` and a full cycle's `load_recorded` read through the DBAPI cursor itself: the driver's
+    own errors must still come out as StoreError (the mapping cache turns itself off on one; a cycle reports
+    it), never as sqlite3's or psycopg's."""
+    store.remember_mappings([(oid(1), 1, member(1))])
+    with store.engine.begin() as connection:
+        connection.execute(tables.mapping_cache.delete())
+        tables.mapping_cache.drop(connection)
+        tables.members.drop(connection)
+    with pytest.raises(StoreError, match="reading cached mappings failed"):
+        store.known_mappings([oid(1)])
+    with pytest.raises(StoreError, match="loading members failed"):
+        store.load_recorded()
