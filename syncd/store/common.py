@@ -50,6 +50,13 @@ class StorePart:
         raise NotImplementedError
 
 
+def driver_sql(connection: Connection, template: str, count: int) -> str:
+    """`template` with `count` placeholders in the driver's style (sqlite3 "?", psycopg "%s") for its
+    "{marks}": SQL run on the DBAPI cursor itself."""
+    mark = "?" if connection.dialect.name == "sqlite" else "%s"
+    return template.format(marks=", ".join([mark] * count))
+
+
 def dialect_insert(connection: Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
     """An INSERT into `table` in the dialect of `connection` (SQLite or PostgreSQL), which has ON CONFLICT."""
     if connection.dialect.name == "sqlite":

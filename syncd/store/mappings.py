@@ -11,11 +11,11 @@ import sys
 from collections.abc import Container, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import delete, func, select
 
 from syncd.core.model import Member, Skipped, SkipReason
 from syncd.store import tables
-from syncd.store.common import IN_BATCH, StorePart
+from syncd.store.common import IN_BATCH, StorePart, driver_sql
 
 PRUNE_SHARE = 0.1
 """Rows of people a whole read did not find are forgotten once they are more than this share of the people
@@ -52,12 +52,6 @@ _SCAN_ROWS = 5000
 """Keys fetched at a time by the scan of a prune."""
 
 
-def _sql(connection: Connection, template: str, count: int) -> str:
-    """`template` with `count` placeholders in the driver's style (sqlite3 "?", psycopg "%s")."""
-    mark = "?" if connection.dialect.name == "sqlite" else "%s"
-    return template.format(marks=", ".join([mark] * count))
-
-
 class MappingsMixin(StorePart):
     """`Store`'s methods on the mapping cache."""
 
@@ -72,7 +66,7 @@ class MappingsMixin(StorePart):
             try:
                 for start in range(0, len(object_ids), LOOKUP_BATCH):
                     batch = tuple(object_ids[start : start + LOOKUP_BATCH])
-                    cursor.execute(_sql(connection, _SELECT, len(batch)), batch)
+                    cursor.execute(driver_sql(connection, _SELECT, len(batch)), batch)
                     for row in cursor.fetchall():
                         mapped = _mapped(row)
                         if mapped is not None:
@@ -93,7 +87,7 @@ class MappingsMixin(StorePart):
         if not values:
             return
         with self._write("caching mappings") as connection:
-            connection.exec_driver_sql(_sql(connection, _UPSERT, len(_COLUMNS)), list(values.values()))
+            connection.exec_driver_sql(driver_sql(connection, _UPSERT, len(_COLUMNS)), list(values.values()))
 
     def prune_mappings(self, read: Container[str], users: int) -> int:
         """After a whole read that found `users` people (`read` holds their object IDs): forget the rows of

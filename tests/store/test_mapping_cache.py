@@ -107,7 +107,7 @@ def test_prune_forgets_the_people_not_read_once_they_are_enough(store: Store, st
 
 
 def test_a_database_failure_under_the_bulk_reads_is_a_store_error(store: Store) -> None:
-    """`known_mappings` and a full cycle's `load_recorded` read through the DBAPI cursor itself: the driver's
+    """`known_mappings`, `users_in` and a full cycle's `load_recorded` read through the DBAPI cursor itself: the driver's
     own errors must still come out as StoreError (the mapping cache turns itself off on one; a cycle reports
     it), never as sqlite3's or psycopg's."""
     store.remember_mappings([(oid(1), 1, member(1))])
@@ -115,7 +115,10 @@ def test_a_database_failure_under_the_bulk_reads_is_a_store_error(store: Store) 
         connection.execute(tables.mapping_cache.delete())
         tables.mapping_cache.drop(connection)
         tables.members.drop(connection)
+        tables.graph_edges.drop(connection)
     with pytest.raises(StoreError, match="reading cached mappings failed"):
         store.known_mappings([oid(1)])
     with pytest.raises(StoreError, match="loading members failed"):
         store.load_recorded()
+    with pytest.raises(StoreError, match="reading group members failed"):
+        store.users_in({"a-group"})
