@@ -3,8 +3,8 @@
 Requests are built by msgraph-sdk's request builders (URL templates, query parameters, auth, the Graph retry
 middleware for 429/503/504 with Retry-After) on our own pooled httpx client (aiohttp transport, our TLS
 context). Member pages are taken as raw bytes and parsed as plain JSON: SDK models cost about 10 ms per
-user, JSON about 8 us (docs/spec/graph-and-msal.md, "Measured costs"). Pages stream: each is mapped and
-dropped before the next is fetched.
+user, JSON about 8 us (docs/spec/graph-and-msal.md, "Measured costs"). Pages stream: the next one is fetched
+while one is mapped, and each is dropped once mapped (at most two raw pages alive).
 
 A read either returns every member of every configured group or raises a `GraphError`; it never returns
 a partial set. Given a `MappingCache`, member pages are mapped through it (`syncd.graph.mapping_cache`):
@@ -19,7 +19,6 @@ keys it puts in paths ("a/b" is sent as `a%2Fb`; quoting them here too would sen
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
@@ -50,11 +49,12 @@ from syncd.graph.classify import (
     classify_teams,
 )
 from syncd.graph.delta import id_filter
-from syncd.graph.errors import GraphError, GraphPermissionError, GraphReadError, GraphUnavailable
+from syncd.graph.errors import GraphError, GraphReadError, GraphUnavailable
 from syncd.graph.lookups import PersonReads
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.mapping_cache import MappingCache, PageMapper, lower_id
 from syncd.graph.page_memo import PageMemo, mapping_inputs, page_digest
+from syncd.graph.pages import page_users, parse_page
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, ambiguous, assignment_filter
 from syncd.graph.transport import graph_transport
 
@@ -270,55 +270,57 @@ class GraphSource(PersonReads):
 
         memo = self._memo
         what = f"group {group_id}"
-        while True:
-            body = await self._fetch_body(request, what, classify_members, group_id=group_id)
-            pages += 1
-            # A long-lived process takes a page it read last time, byte for byte, as it mapped it then.
-            digest = page_digest(body) if memo is not None else b""
-            known = memo.recall(group_id, pages, digest) if memo is not None else None
-            if known is not None:
-                mapped, next_link = known.mapped, known.next_link
-            else:
-                mapped, next_link = self._map_page(self._parse(body, what, group_id), pages, group_id)
-                if memo is not None:
-                    memo.keep(group_id, pages, digest, mapped, next_link)
-            # Let the raw page go before anyone works on the mapped one: at most one is alive at a time.
-            del body
-            yield mapped
-            if next_link is None:
-                return
-            # The next link carries the whole query; only the headers must be sent again.
-            request = builder.with_url(next_link).to_get_request_information(self._configuration(None))
 
-    def _map_page(
-        self, page: dict[str, Any], number: int, group_id: str
-    ) -> tuple[list[Member | Skipped], str | None]:
-        """One member page's users, mapped, and its next link (None on the last page)."""
-        users = page.get("value")
-        if not isinstance(users, list):
-            raise GraphReadError(f"page {number} has no `value` array", group_id=group_id)
-        if users and not any(isinstance(u, dict) and u.get("userPrincipalName") for u in users):
-            # Every user has a UPN: a page without any is Graph's "limited information" answer, which
-            # would make everyone look out of scope.
-            raise GraphPermissionError(
-                "Graph returned users without their properties (limited information): grant the app "
-                "the application permission User.Read.All with admin consent",
-                group_id=group_id,
-            )
+        def fetch(request: RequestInformation) -> asyncio.Task[bytes]:
+            return asyncio.ensure_future(self._fetch_body(request, what, classify_members, group_id=group_id))
+
+        fetching = fetch(request)
+        try:
+            while True:
+                body = await fetching
+                pages += 1
+                # A long-lived process takes a page it read last time, byte for byte, as it mapped it then.
+                digest = page_digest(body) if memo is not None else b""
+                known = memo.recall(group_id, pages, digest) if memo is not None else None
+                if known is not None:
+                    users, next_link = None, known.next_link
+                else:
+                    users, next_link = page_users(
+                        parse_page(body, what, group_id), pages, group_id, self._graph_host
+                    )
+                del body  # at most two raw pages alive: this one's users and the next one coming in
+                if next_link is not None:
+                    # The next page is on its way while this one is mapped. Its link carries the whole
+                    # query; only the headers must be sent again.
+                    request = builder.with_url(next_link).to_get_request_information(
+                        self._configuration(None)
+                    )
+                    fetching = fetch(request)
+                if known is not None:
+                    mapped: Sequence[Member | Skipped] = known.mapped
+                else:
+                    mapped = self._map_users(users or [])
+                    if memo is not None:
+                        memo.keep(group_id, pages, digest, mapped, next_link)
+                del users
+                yield mapped
+                if next_link is None:
+                    return
+        finally:
+            if not fetching.done():
+                fetching.cancel()  # the reader stopped (a failure): the next page is not wanted
+            elif not fetching.cancelled():
+                fetching.exception()  # retrieved: a failure of an unwanted page is not logged as lost
+
+    def _map_users(self, users: list[Any]) -> list[Member | Skipped]:
+        """One member page's users, mapped (through the mapping cache when there is one)."""
         excluded = self._excluded
         if self._pages_mapper is not None:
-            mapped = self._pages_mapper.map_page(users, excluded)
-        else:
-            mapped = [
-                self.map(user, excluded_by=excluded.get(lower_id(user))) if excluded else self.map(user)
-                for user in users
-            ]
-        next_link = page.get("@odata.nextLink")
-        if next_link is not None and (
-            not isinstance(next_link, str) or urlsplit(next_link).hostname != self._graph_host
-        ):
-            raise GraphReadError(f"page {number} has an unusable @odata.nextLink", group_id=group_id)
-        return mapped, next_link
+            return self._pages_mapper.map_page(users, excluded)
+        return [
+            self.map(user, excluded_by=excluded.get(lower_id(user))) if excluded else self.map(user)
+            for user in users
+        ]
 
     # -- delta queries (incremental cycles) -------------------------------------------------------------
 
@@ -531,17 +533,7 @@ class GraphSource(PersonReads):
     ) -> dict[str, Any]:
         """One page of `what` as parsed JSON (`_fetch_body`)."""
         body = await self._fetch_body(request, what, classify_error, group_id=group_id)
-        return self._parse(body, what, group_id)
-
-    @staticmethod
-    def _parse(body: bytes, what: str, group_id: str | None) -> dict[str, Any]:
-        try:
-            page = json.loads(body)
-        except ValueError:
-            page = None
-        if not isinstance(page, dict):
-            raise GraphReadError(f"a page of {what} is not a JSON object", group_id=group_id)
-        return page
+        return parse_page(body, what, group_id)
 
     async def _fetch_body(
         self,

@@ -5,6 +5,7 @@ Assertions read what the emulator received (its request log) and what the source
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from pathlib import Path
@@ -216,6 +217,34 @@ async def test_follows_every_next_link_across_many_pages(
     assert all(p.consistency_level == "eventual" and p.query["$count"] == "true" for p in pages)
     assert all(p.status == 200 for p in pages)
     assert len(token_requests(graph)) == 1  # msal's cache serves the other pages
+
+
+async def test_the_next_page_is_on_its_way_while_the_reader_works_on_one(
+    graph: GraphEmulator, graph_server: GraphServer
+) -> None:
+    """Mapping a page and fetching the next overlap: once a page is handed over, the next is requested
+    without waiting for the reader to ask; after the last page nothing more is; a reader that stops cancels
+    the page on its way."""
+    _, server = graph_server
+    graph.page_cap = 2
+    group = graph.add_group()
+    ids = add_users(graph, group, 5)
+    async with GraphSource(graph_settings_for(server, [group])) as source:
+        pages = source.group_pages(group)
+        first = await anext(pages)
+        await asyncio.sleep(0.5)  # the reader is busy with the first page
+        assert len(member_pages(graph)) == 2  # the second page came meanwhile
+        read = [*first, *[item async for page in pages for item in page]]
+    assert sorted(item.object_id for item in read) == sorted(ids)
+    assert [p.status for p in member_pages(graph)] == [200, 200, 200]
+
+    graph.clear_requests()
+    async with GraphSource(graph_settings_for(server, [group])) as source:
+        pages = source.group_pages(group)
+        await anext(pages)
+        await pages.aclose()  # the reader stops at once: the second page, not yet sent, never is
+        await asyncio.sleep(0.2)
+    assert len(member_pages(graph)) == 1
 
 
 async def test_nested_groups_and_cycles_count_each_user_once(
