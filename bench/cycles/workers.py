@@ -51,6 +51,7 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
             if profiler is not None and profile_dir:
                 profiler.dump_stats(Path(profile_dir) / f"{os.getpid()}-{number}-{cycle}.prof")
             phase_cpu: dict[str, float] = dict(getattr(result, "phase_cpu_s", None) or {})
+            phase_wall: dict[str, float] = dict(getattr(result, "phase_wall_s", None) or {})
             results.append(
                 {
                     "full": full,
@@ -71,6 +72,7 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
                         f"{f.action.value} {f.object_id}: {f.error}" for f in result.failures[:3]
                     ],
                     "phase_cpu_s": phase_cpu,
+                    "phase_wall_s": phase_wall,
                 }
             )
     finally:
