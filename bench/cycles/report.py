@@ -199,6 +199,10 @@ def print_report(result: Json, rows: list[Json], out: IO[str]) -> None:
                 + (f" | other: {others}" if others else ""),
                 file=out,
             )
+            gc = cycle.get("gc")
+            if gc:
+                counts = ", ".join(f"{k} {n}" for k, n in gc["collections"].items())
+                print(f"  {'':<20} garbage collector {gc['total_s']:.2f} s ({counts} collections)", file=out)
             b = cycle["bound"]
             print(
                 f"  {'':<20} latency bound {b['seconds']:.2f} s = {b['writes']} writes x {b['latency_s']} s"
