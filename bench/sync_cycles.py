@@ -11,9 +11,10 @@ login and Graph on two hosts) and the SmartCommunicator emulator (the tenant and
 HTTPS with a throw-away test CA, both answering every request after --latency-ms (the emulators' `Faults`
 latency; their login endpoints are spared, as `Faults.auth_too` is off: Entra's token and SmartCommunicator's
 /authenticate answer at once). Each scenario then runs `Engine.run_cycle` in a fresh worker process of its
-own, all on one SQLite file, and measures that process only: wall and CPU time of each `run_cycle`, the
-whole process's CPU (interpreter start and imports included), peak RSS, and the requests each emulator
-received during each cycle, by kind (request logs cleared before each scenario, split by cycle time):
+own, all on one SQLite file, and measures that process only: wall and CPU time of each `run_cycle` and of its
+phases (`CycleResult.phase_cpu_s` and `phase_wall_s`: read, plan, apply), the garbage collector's pauses
+during it, the whole process's CPU (interpreter start and imports included), peak RSS, and the requests each
+emulator received during each cycle, by kind (request logs cleared before each scenario, split by cycle time):
 
   a. initial sync       run_cycle(full=True) on an empty database and an empty SmartCommunicator
   b. full no-change     run_cycle(full=True) again: no writes expected

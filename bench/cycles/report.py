@@ -14,10 +14,18 @@ TARGET_USERS = 100_000
 """The size the targets are stated for (they are printed for every size)."""
 
 
+def describe_phases(cycle: Json) -> str:
+    """A cycle's phases as "read 1.29/3.40, plan ...": CPU/wall seconds (CPU only in older figures)."""
+    walls = cycle.get("phase_wall_s") or {}
+    return ", ".join(
+        f"{k} {v:.2f}" + (f"/{walls[k]:.2f}" if k in walls else "") for k, v in cycle["phase_cpu_s"].items()
+    )
+
+
 def describe_cycle(cycle: Json) -> str:
     writes = cycle["writes"]
     phases = cycle["phase_cpu_s"]
-    phase_text = " phases " + ", ".join(f"{k} {v:.2f}" for k, v in phases.items()) if phases else ""
+    phase_text = f" phases (CPU/wall s) {describe_phases(cycle)}" if phases else ""
     error = f" error={cycle['error']!r}" if cycle["error"] else ""
     stop = f" stopped_by={cycle['stopped_by']}" if cycle["stopped_by"] else ""
     return (
@@ -177,14 +185,11 @@ def print_report(result: Json, rows: list[Json], out: IO[str]) -> None:
                 f"{cycle['exit_code']}{' ' + cycle['error'] if cycle['error'] else ''}",
                 file=out,
             )
-    print("requests per cycle (Graph | SmartCommunicator), phase CPU:", file=out)
+    print("requests per cycle (Graph | SmartCommunicator), phase CPU/wall seconds:", file=out)
     for key, names in labels.items():
         scenario = result["scenarios"][key]
         for name, cycle in zip(names, scenario["cycles"], strict=True):
-            phases = cycle["phase_cpu_s"]
-            phase_text = (
-                ", ".join(f"{k} {v:.2f}" for k, v in phases.items()) if phases else "n/a (no phase_cpu_s)"
-            )
+            phase_text = describe_phases(cycle) if cycle["phase_cpu_s"] else "n/a (no phase_cpu_s)"
             others = cycle["graph"]["others"] + cycle["smartcomm"]["others"]
             print(
                 f"  {name:<20} {fmt_kinds(cycle['graph']['by_kind'])}"
@@ -194,6 +199,10 @@ def print_report(result: Json, rows: list[Json], out: IO[str]) -> None:
                 + (f" | other: {others}" if others else ""),
                 file=out,
             )
+            gc = cycle.get("gc")
+            if gc:
+                counts = ", ".join(f"{k} {n}" for k, n in gc["collections"].items())
+                print(f"  {'':<20} garbage collector {gc['total_s']:.2f} s ({counts} collections)", file=out)
             b = cycle["bound"]
             print(
                 f"  {'':<20} latency bound {b['seconds']:.2f} s = {b['writes']} writes x {b['latency_s']} s"

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cycles.common import Json, peak_rss_mb, ru_maxrss_mb
+from cycles.gcpauses import GcPauses
 
 
 def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
@@ -43,7 +44,8 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
             t0, c0 = time.monotonic(), time.process_time()
             if profiler is not None:
                 profiler.enable()
-            result = asyncio.run(engine.run_cycle(full=full, trigger="bench"))
+            with GcPauses() as pauses:
+                result = asyncio.run(engine.run_cycle(full=full, trigger="bench"))
             if profiler is not None:
                 profiler.disable()
             t1, c1 = time.monotonic(), time.process_time()
@@ -51,6 +53,7 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
             if profiler is not None and profile_dir:
                 profiler.dump_stats(Path(profile_dir) / f"{os.getpid()}-{number}-{cycle}.prof")
             phase_cpu: dict[str, float] = dict(getattr(result, "phase_cpu_s", None) or {})
+            phase_wall: dict[str, float] = dict(getattr(result, "phase_wall_s", None) or {})
             results.append(
                 {
                     "full": full,
@@ -71,6 +74,8 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
                         f"{f.action.value} {f.object_id}: {f.error}" for f in result.failures[:3]
                     ],
                     "phase_cpu_s": phase_cpu,
+                    "phase_wall_s": phase_wall,
+                    "gc": pauses.figures(),
                 }
             )
     finally:

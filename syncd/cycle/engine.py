@@ -160,7 +160,7 @@ class Engine:
                 await client.authenticate()
                 if not dry_run:
                     await self._applier.settle_pending(client)
-                cpu = time.process_time()
+                mark = (time.process_time(), time.monotonic())
                 traced = not dry_run and user is None  # a cycle that may leave traces of its read
                 read = await self._read_desired(full=full, track=traced, cache_mappings=traced)
                 desired = read.desired
@@ -168,7 +168,7 @@ class Engine:
                 # Given the desired members, the agents and records share their strings (memory, at 1M).
                 remote = await self._remote(client, desired.members) if full else None
                 recorded = store.load_recorded(read.subset, like=desired.members)
-                cpu = self._phase(result, "read", cpu)
+                mark = self._phase(result, "read", mark)
                 only = self._resolve(user, desired, recorded) if user else None
                 sync = self._settings.sync
                 the_plan = plan(
@@ -188,7 +188,7 @@ class Engine:
                     relink=sync.relink == "auto",
                     offboard_grace_s=sync.offboard_grace_s,
                 )
-                cpu = self._phase(result, "plan", cpu)
+                mark = self._phase(result, "plan", mark)
                 self._report_plan(result, the_plan)
                 self._report_pending(result, the_plan, sync.offboard_grace_s)
                 result.deferred += read.waiting
@@ -207,7 +207,7 @@ class Engine:
                 self._record_scope(recorded, the_plan, desired, only)
                 self._record_memberships(read)
                 await self._applier.apply(client, the_plan, desired, recorded, result, progress)
-                cpu = self._phase(result, "apply", cpu)
+                mark = self._phase(result, "apply", mark)
                 if only is None:
                     if read.kind == FULL:  # a delta read counts only the groups it saw lose members
                         self._remember_in_scope(desired)
@@ -381,10 +381,12 @@ class Engine:
             self._store.remove_member_edges(read.deleted)
 
     @staticmethod
-    def _phase(result: CycleResult, name: str, started: float) -> float:
-        now = time.process_time()
-        result.phase_cpu_s[name] = round(now - started, 4)
-        return now
+    def _phase(result: CycleResult, name: str, started: tuple[float, float]) -> tuple[float, float]:
+        """Record the process CPU and wall seconds of phase `name`, begun at `started` (CPU, monotonic)."""
+        cpu, wall = time.process_time(), time.monotonic()
+        result.phase_cpu_s[name] = round(cpu - started[0], 4)
+        result.phase_wall_s[name] = round(wall - started[1], 4)
+        return cpu, wall
 
     async def _remote(self, client: SmartCommClient, like: Mapping[str, Member]) -> dict[str, Agent]:
         agents: dict[str, Agent] = {}

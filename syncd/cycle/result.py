@@ -46,6 +46,8 @@ class CycleResult:
     phase_cpu_s: dict[str, float] = field(default_factory=dict)
     """Process CPU seconds per phase of the cycle: "read" (Graph, the agents list, our records), "plan",
     "apply" (writes and their records)."""
+    phase_wall_s: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of the same phases (a phase waits on Graph, SmartCommunicator and the database too)."""
     write_concurrency: int | None = None
     """The adaptive write concurrency after this cycle's apply step (1 .. `sync.concurrency`; None: the cycle
     stopped before it, or the concurrency is fixed)."""
@@ -83,6 +85,7 @@ class CycleResult:
             "graph_read": self.graph_read,
             "graph_read_reason": self.graph_read_reason,
             "phase_cpu_s": self.phase_cpu_s,
+            "phase_wall_s": self.phase_wall_s,
             "ambiguous_numbers": [
                 {"object_id": object_id, "note": note} for object_id, note in sorted(self.ambiguous.items())
             ],

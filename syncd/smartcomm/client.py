@@ -58,6 +58,8 @@ log = structlog.get_logger("syncd.smartcomm")
 AUTHENTICATE_PATH = "/rest/v1/authenticate"
 URL_CACHE_SIZE = 16
 """Parsed URLs kept for paths without parameters (the agents list, onboarding, authentication)."""
+JSON_BODY = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+"""Request bodies as httpx encodes `json=` (compact, UTF-8, no NaN): the bytes sent are the same."""
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
@@ -170,7 +172,14 @@ class SmartCommClient:
         self._timeout = httpx.Timeout(
             settings.timeout_s, connect=settings.connect_timeout_s, pool=settings.pool_timeout_s
         ).as_dict()
-        self._headers = {"Accept": "application/json", "User-Agent": f"syncd/{__version__}"}
+        self._fixed_headers = [
+            (b"Host", httpx.URL(self._base_url).netloc),
+            (b"Accept", b"application/json"),
+            (b"User-Agent", f"syncd/{__version__}".encode("ascii")),
+        ]
+        """The headers of every request, raw, as httpx would set them (`_headers`)."""
+        self._bearer: tuple[str, list[tuple[bytes, bytes]]] = ("", self._fixed_headers)
+        """The last token seen and the headers carrying it: a token serves many requests."""
         self._urls: dict[str, httpx.URL] = {}
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
@@ -292,16 +301,13 @@ class SmartCommClient:
         attempt = 0
         renewed = False
         outcome_unknown = False  # whether an earlier attempt of this write may have been applied
+        content = b"" if body is None else JSON_BODY.encode(body).encode()  # once for every attempt
         while True:
             attempt += 1
-            headers: dict[str, str] = {}
-            token = ""
-            if authenticated:
-                token = await self._tokens.token()
-                headers["Authorization"] = f"Bearer {token}"
+            token = await self._tokens.token() if authenticated else ""
             started = time.monotonic()
             try:
-                response = await self._paced_exchange(method, path, params, body, headers, authenticated)
+                response = await self._paced_exchange(method, path, params, content, token)
             except Exception as exc:
                 # httpx errors, and what a transport lets through unmapped (httpx-aiohttp passes some aiohttp
                 # errors on as they are): either way the answer was lost, and nothing but our types leaves.
@@ -365,35 +371,32 @@ class SmartCommClient:
             )
 
     async def _paced_exchange(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        body: object,
-        headers: dict[str, str],
-        authenticated: bool,
+        self, method: str, path: str, params: Mapping[str, str] | None, content: bytes, token: str
     ) -> httpx.Response:
-        """`_exchange` through the gate, if one is set (logins never wait in it)."""
+        """`_exchange` through the gate, if one is set (logins, which have no `token`, never wait in it)."""
         gate = self.gate
-        if gate is None or not authenticated:
-            return await self._exchange(method, path, params, body, headers)
+        if gate is None or not token:
+            return await self._exchange(method, path, params, content, token)
         sent_at = await gate.enter()
         status: int | None = None
         try:
-            response = await self._exchange(method, path, params, body, headers)
+            response = await self._exchange(method, path, params, content, token)
             status = response.status_code
             return response
         finally:
             gate.leave(sent_at, status)
 
     async def _exchange(
-        self, method: str, path: str, params: Mapping[str, str] | None, body: object, headers: dict[str, str]
+        self, method: str, path: str, params: Mapping[str, str] | None, content: bytes, token: str
     ) -> httpx.Response:
         """One HTTP exchange: an httpx Request handed straight to the transport, the Response read whole.
 
         httpx.AsyncClient would add URL merging, a cookie jar, auth and redirect handling that this API
         never uses: a third of the CPU of a write (measured in bench/sync_cycles.py). Timeouts travel in the
-        request's extensions, as the client would put them.
+        request's extensions, as the client would put them. The request is built from its body's bytes as a
+        stream, with the headers httpx would set (`_headers`), rather than from `json=`, which builds the
+        headers three times over: 20 us of CPU a request instead of 45 (the body is encoded once for all
+        attempts, by `_request`).
         """
         url = self._urls.get(path) if not params else None
         if url is None:
@@ -403,10 +406,11 @@ class SmartCommClient:
         request = httpx.Request(
             method,
             url,
-            headers=self._headers | headers,
-            json=body,
+            headers=self._headers(token, content),
+            stream=httpx.ByteStream(content),
             extensions={"timeout": self._timeout},
         )
+        request.read()  # the body is in memory: `request.content` is what the transport sends
         response = await self._transport.handle_async_request(request)
         try:
             await response.aread()
@@ -468,6 +472,20 @@ class SmartCommClient:
         return token
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _headers(self, token: str, content: bytes) -> list[tuple[bytes, bytes]]:
+        """The raw headers of a request with `token` (none: "") and body `content` (none: b""): those httpx
+        sets for `json=` (Host, Content-Length and Content-Type with a body), ours and the bearer token."""
+        if not token:
+            headers = self._fixed_headers
+        elif token == self._bearer[0]:
+            headers = self._bearer[1]
+        else:
+            headers = [*self._fixed_headers, (b"Authorization", f"Bearer {token}".encode("ascii"))]
+            self._bearer = (token, headers)
+        if not content:
+            return headers
+        return [*headers, (b"Content-Length", b"%d" % len(content)), (b"Content-Type", b"application/json")]
 
     def _agent_path(self, agent_id: str) -> str:
         # UPNs hold "@", numbers "+": quote everything so the segment means exactly the value.

@@ -107,10 +107,18 @@ class OperationsMixin(StorePart):
                 "updated_at": now,
             }
         with self._write("starting operations") as connection:
-            returned = connection.execute(
-                insert(o).returning(o.c.id, sort_by_parameter_order=True), operations
-            ).scalars()
-            ids = [int(op_id) for op_id in returned]
+            if len(members) == len(changes):
+                # One object ID per change (as in any plan): the IDs come back in any order, matched by object
+                # ID. SQLite cannot return them in order from one INSERT, so asking for that order would send
+                # one INSERT per row (a third of the CPU of recording a write).
+                returned = connection.execute(insert(o).returning(o.c.object_id, o.c.id), operations)
+                by_object = {object_id: int(op_id) for object_id, op_id in returned}
+                ids = [by_object[change.object_id] for change in changes]
+            else:
+                ordered = connection.execute(
+                    insert(o).returning(o.c.id, sort_by_parameter_order=True), operations
+                ).scalars()
+                ids = [int(op_id) for op_id in ordered]
             # An existing row keeps its believed agent until the outcome is known: only its status changes.
             mark_pending = upsert(connection, tables.members, "object_id", ("status", "updated_at"))
             connection.execute(mark_pending, list(members.values()))

@@ -363,6 +363,25 @@ async def test_concurrent_writes_share_one_token_and_pool(
     assert sum(r.path == "/rest/v1/authenticate" for r in emulator.requests) == 1
 
 
+async def test_bodies_are_utf8_json_over_either_transport(
+    client: SmartCommClient, settings: SmartCommSettings, emulator: SmartCommEmulator
+) -> None:
+    """The client encodes bodies itself (compact UTF-8 JSON, as httpx's `json=`) and sets the headers the
+    service requires (`Content-Type`, checked by the emulator); values outside ASCII arrive as they are."""
+    await client.onboard(NewAgent(OID, TENANT, PHONE, upn="zoë.ørsted@x.com"))
+    async with SmartCommClient(settings, transport=httpx.ASGITransport(app=emulator.app)) as in_process:
+        await in_process.update(OID, AgentPatch(upn="renée@x.com"))
+    assert writes(emulator) == [
+        (
+            "POST",
+            AGENTS,
+            {"user_object_id": OID, "tenant_id": TENANT, "phone_number": PHONE, "upn": "zoë.ørsted@x.com"},
+        ),
+        ("PATCH", f"{AGENTS}/{OID}", {"upn": "renée@x.com"}),
+    ]
+    assert [a["upn"] for a in emulator.agents()] == ["renée@x.com"]
+
+
 async def test_in_process_transport_works_too(
     settings: SmartCommSettings, emulator: SmartCommEmulator
 ) -> None:

@@ -40,6 +40,20 @@ async def test_initial_sync_onboards_everyone_in_scope(world: World) -> None:
     assert all(body["tenant_id"] == TENANT for _, _, body in posts)  # type: ignore[index]
 
 
+async def test_a_cycle_reports_the_cpu_and_wall_time_of_each_phase(world: World) -> None:
+    seed(world, 3)
+    result = expect(await world.cycle())
+    phases = ["read", "plan", "apply"]
+    assert list(result.phase_cpu_s) == phases
+    assert list(result.phase_wall_s) == phases
+    assert all(seconds >= 0 for seconds in [*result.phase_cpu_s.values(), *result.phase_wall_s.values()])
+    # The phases are consecutive parts of the cycle: together no longer than it.
+    assert sum(result.phase_wall_s.values()) <= result.duration_s
+    document = result.to_json()
+    assert document["phase_wall_s"] == result.phase_wall_s
+    assert document["phase_cpu_s"] == result.phase_cpu_s
+
+
 async def test_second_sync_sends_exactly_the_changes_and_a_third_sends_nothing(world: World) -> None:
     ids = seed(world, 5)
     expect(await world.cycle())

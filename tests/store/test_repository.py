@@ -383,6 +383,21 @@ def test_starting_an_operation_records_it_and_marks_a_new_member_pending(store: 
     assert store.pending_operations() == []
 
 
+@pytest.mark.parametrize("repeated", [False, True], ids=["one change a person", "a person twice"])
+def test_a_batch_of_operations_gets_the_id_of_each_change_in_order(store: Store, repeated: bool) -> None:
+    run_id = store.begin_run(trigger="cli", kind="full", dry_run=False)
+    people = [f"m-{n:03d}" for n in range(300, 0, -1)]  # not in the order the database would sort them
+    if repeated:
+        people.insert(150, people[10])
+    changes = [onboard(object_id, BOB if n % 2 else ALICE) for n, object_id in enumerate(people)]
+    ids = store.start_operations(run_id, changes)
+    assert len(set(ids)) == len(changes)
+    by_id = {operation.id: operation for operation in store.operations(run_id=run_id, limit=1000)}
+    assert [(by_id[op_id].object_id, by_id[op_id].desired) for op_id in ids] == [
+        (change.object_id, change.desired) for change in changes
+    ]
+
+
 def test_starting_an_update_keeps_the_believed_agent_until_it_settles(store: Store) -> None:
     store.save_members([Recorded("m-1", MemberStatus.ACTIVE, ALICE, upn=ALICE.upn)])
     run_id = store.begin_run(trigger="schedule", kind="incremental", dry_run=False)
