@@ -107,9 +107,9 @@ def test_prune_forgets_the_people_not_read_once_they_are_enough(store: Store, st
 
 
 def test_a_database_failure_under_the_bulk_reads_is_a_store_error(store: Store) -> None:
-    """`known_mappings`, `users_in` and a full cycle's `load_recorded` read through the DBAPI cursor itself: the driver's
-    own errors must still come out as StoreError (the mapping cache turns itself off on one; a cycle reports
-    it), never as sqlite3's or psycopg's."""
+    """`known_mappings`, `users_in` and a full cycle's `load_recorded` read through the DBAPI cursor itself:
+    the driver's own errors must still come out as StoreError (the mapping cache turns itself off on one; a
+    cycle reports it), never as sqlite3's or psycopg's."""
     store.remember_mappings([(oid(1), 1, member(1))])
     with store.engine.begin() as connection:
         connection.execute(tables.mapping_cache.delete())
