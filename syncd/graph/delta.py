@@ -245,10 +245,19 @@ def disagreements(tracked: Iterable[str], read: Iterable[str], in_scope: Iterabl
     does not. A write the read missed but the delta round already counted would never be reported by a later
     delta, so the next cycle plans these people again from the delta's memberships.
     """
-    tracked_ids = {object_id.lower() for object_id in tracked}
-    read_ids = {object_id.lower() for object_id in read}
-    scoped = {object_id.lower() for object_id in in_scope}
-    return sorted((tracked_ids - read_ids) | (scoped - tracked_ids))
+    # A full read holds everyone: no lower-case copy of an ID that is lower case already (Graph's are), and
+    # no set of the people in scope (40 MB at 100,000 people, at the peak of an initial sync).
+    tracked_ids = {_lower(object_id) for object_id in tracked}
+    read_ids = {_lower(object_id) for object_id in read}
+    found = [object_id for object_id in tracked_ids if object_id not in read_ids]
+    del read_ids
+    found.extend({lower for object_id in in_scope if (lower := _lower(object_id)) not in tracked_ids})
+    return sorted(found)
+
+
+def _lower(object_id: str) -> str:
+    """An object ID in lower case: the same string when it is lower case already."""
+    return object_id if object_id.islower() else object_id.lower()
 
 
 def users_after(
