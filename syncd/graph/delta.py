@@ -247,17 +247,10 @@ def disagreements(tracked: Iterable[str], read: Iterable[str], in_scope: Iterabl
     """
     # A full read holds everyone: no lower-case copy of an ID that is lower case already (Graph's are), and
     # no set of the people in scope (40 MB at 100,000 people, at the peak of an initial sync).
-    tracked_ids = {_lower(object_id) for object_id in tracked}
-    read_ids = {_lower(object_id) for object_id in read}
-    found = [object_id for object_id in tracked_ids if object_id not in read_ids]
-    del read_ids
-    found.extend({lower for object_id in in_scope if (lower := _lower(object_id)) not in tracked_ids})
+    tracked_ids = {i if i.islower() else i.lower() for i in tracked}
+    found = tracked_ids - {i if i.islower() else i.lower() for i in read}
+    found.update(lower for i in in_scope if (lower := i if i.islower() else i.lower()) not in tracked_ids)
     return sorted(found)
-
-
-def _lower(object_id: str) -> str:
-    """An object ID in lower case: the same string when it is lower case already."""
-    return object_id if object_id.islower() else object_id.lower()
 
 
 def users_after(
