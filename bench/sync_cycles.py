@@ -49,7 +49,8 @@ Printed per size: the scenarios' figures, then each target beside its bound with
   - churn: the writes SmartCommunicator received by method == the expected ones, and no transitiveMembers
     user page read.
 With SYNCD_BENCH_PROFILE=<folder>, each worker cycle is profiled (cProfile; its CPU figures grow with it)
-and dumped there as <pid>-<n>-<kind>.prof.
+and dumped there as <pid>-<n>-<kind>.prof. SYNCD_BENCH_RSS_STACKS=<file> and SYNCD_BENCH_TRACEMALLOC=<folder>
+say what a worker holds at its peak (bench/cycles/memory.py).
 Graph throttles each app to the documented resource unit budget of the tenant's size (over 500 users: the
 large tenant's 8,000 units per 10 s), answering 429 with Retry-After when it is spent; `--graph-budget off`
 turns that off, to measure its effect. The 429s each cycle met are counted with its Graph requests.

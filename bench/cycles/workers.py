@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import cProfile
 import os
 import ssl
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from cycles import memory
 from cycles.common import Json, peak_rss_mb, ru_maxrss_mb
 from cycles.gcpauses import GcPauses
 
@@ -26,6 +28,8 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
     from syncd.store import Store
 
     configure_logging(level="warning", json=True)  # to stderr: stdout carries the figures
+    # SYNCD_BENCH_RSS_STACKS, SYNCD_BENCH_TRACEMALLOC: what the cycles hold at their peak (cycles.memory).
+    trace_dir = memory.start_from_environment()
     settings = load_settings(Path(config), {})  # no environment: SYNCD_* of the caller must not leak in
     tune_collector()  # as `syncd sync` and `syncd run` do once their settings are read
     imports_rss_mb = peak_rss_mb()
@@ -42,16 +46,20 @@ def run_cycles_worker(config: str, cycles: Sequence[str]) -> Json:
             full = cycle == "full"
             profiler = cProfile.Profile() if profile_dir else None
             t0, c0 = time.monotonic(), time.process_time()
+            name = f"{os.getpid()}-{number}-{cycle}"
+            snapshots = (
+                contextlib.nullcontext() if trace_dir is None else memory.PeakSnapshots(trace_dir, name)
+            )
             if profiler is not None:
                 profiler.enable()
-            with GcPauses() as pauses:
+            with GcPauses() as pauses, snapshots:
                 result = asyncio.run(engine.run_cycle(full=full, trigger="bench"))
             if profiler is not None:
                 profiler.disable()
             t1, c1 = time.monotonic(), time.process_time()
             collect_after_cycle()  # as the daemon does between cycles (outside the cycle's figures)
             if profiler is not None and profile_dir:
-                profiler.dump_stats(Path(profile_dir) / f"{os.getpid()}-{number}-{cycle}.prof")
+                profiler.dump_stats(Path(profile_dir) / f"{name}.prof")
             phase_cpu: dict[str, float] = dict(getattr(result, "phase_cpu_s", None) or {})
             phase_wall: dict[str, float] = dict(getattr(result, "phase_wall_s", None) or {})
             results.append(

@@ -245,10 +245,12 @@ def disagreements(tracked: Iterable[str], read: Iterable[str], in_scope: Iterabl
     does not. A write the read missed but the delta round already counted would never be reported by a later
     delta, so the next cycle plans these people again from the delta's memberships.
     """
-    tracked_ids = {object_id.lower() for object_id in tracked}
-    read_ids = {object_id.lower() for object_id in read}
-    scoped = {object_id.lower() for object_id in in_scope}
-    return sorted((tracked_ids - read_ids) | (scoped - tracked_ids))
+    # A full read holds everyone: no lower-case copy of an ID that is lower case already (Graph's are), and
+    # no set of the people in scope (40 MB at 100,000 people, at the peak of an initial sync).
+    tracked_ids = {i if i.islower() else i.lower() for i in tracked}
+    found = tracked_ids - {i if i.islower() else i.lower() for i in read}
+    found.update(lower for i in in_scope if (lower := i if i.islower() else i.lower()) not in tracked_ids)
+    return sorted(found)
 
 
 def users_after(

@@ -236,6 +236,7 @@ def test_the_state_keeps_whom_to_recheck_and_reads_older_states_without() -> Non
         (["a", "joiner"], ["a"], ["a"], ["joiner"]),  # the read lags a join the delta saw
         (["a"], ["a", "leaver"], ["a", "leaver"], ["leaver"]),  # the read lags a leave the delta saw
         (["a"], ["a", "x"], ["a"], []),  # read, out of scope, in no tracked group: nothing to plan
+        (["a", "Joiner"], ["A", "Leaver"], ["A", "Leaver"], ["joiner", "leaver"]),  # named in lower case
         ([], [], [], []),
     ],
 )
