@@ -10,8 +10,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, bindparam, delete, func, select
-from sqlalchemy.sql import Insert
+from sqlalchemy import Connection, Select, bindparam, delete, func, select
 
 from syncd.core.model import AgentFields, Member, MemberStatus, Recorded, SkipReason
 from syncd.store import tables
@@ -20,7 +19,6 @@ from syncd.store.common import (
     IN_BATCH,
     MEMBER_COLUMNS,
     StorePart,
-    dialect_insert,
     driver_sql,
     member_row,
     to_datetime,
@@ -323,16 +321,22 @@ def _delete_edges(connection: Connection, pairs: Sequence[tuple[str, str]]) -> N
 
 
 def _insert_edges(connection: Connection, edges: Iterable[tuple[str, str, str]]) -> None:
-    """Insert memberships (group ID, member ID, kind), a batch per statement; stored pairs are kept."""
-    statement = _insert_ignore(connection, tables.graph_edges)
-    batch: dict[tuple[str, str], dict[str, str]] = {}  # by pair: one statement must not touch a row twice
-    for group_id, member_id, kind in edges:
-        batch[(group_id, member_id)] = {"group_id": group_id, "member_id": member_id, "member_kind": kind}
-        if len(batch) >= BATCH_SIZE:
-            connection.execute(statement, list(batch.values()))
-            batch = {}
-    if batch:
-        connection.execute(statement, list(batch.values()))
+    """Insert memberships (group ID, member ID, kind), a batch at a time; stored pairs are kept. Through the
+    DBAPI cursor itself (`executemany`): the start of tracking stores a whole tree's memberships, and
+    SQLAlchemy's per-row parameter processing cost more than the database's own work."""
+    cursor = connection.connection.cursor()
+    sql = driver_sql(connection, _INSERT_EDGE, 3)
+    try:
+        batch: list[tuple[str, str, str]] = []
+        for edge in edges:
+            batch.append(edge)
+            if len(batch) >= BATCH_SIZE:
+                cursor.executemany(sql, batch)
+                batch = []
+        if batch:
+            cursor.executemany(sql, batch)
+    finally:
+        cursor.close()
 
 
 def _drain(edges: dict[tuple[str, str], str]) -> Iterator[tuple[str, str, str]]:
@@ -340,11 +344,6 @@ def _drain(edges: dict[tuple[str, str], str]) -> Iterator[tuple[str, str, str]]:
     while edges:
         (group_id, member_id), kind = edges.popitem()
         yield group_id, member_id, kind
-
-
-def _insert_ignore(connection: Connection, table: Table) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING (on the primary key)."""
-    return dialect_insert(connection, table).on_conflict_do_nothing()
 
 
 # Neither query has an ORDER BY (their callers sort): with one, SQLite walks the primary key, the whole
@@ -367,6 +366,10 @@ def offboards_due_query(left_before: float) -> Select[Any]:
     )
 
 
+_INSERT_EDGE = (
+    "INSERT INTO graph_edges (group_id, member_id, member_kind) VALUES ({marks}) ON CONFLICT DO NOTHING"
+)
+"""`_insert_edges`' statement (a pair already stored is kept), placeholders formatted in by `driver_sql`."""
 _USERS_IN = "SELECT member_id FROM graph_edges WHERE group_id IN ({marks})"
 """`users_in`'s query, placeholders formatted in by `driver_sql` (every value a bound parameter)."""
 
