@@ -18,10 +18,13 @@ phone chain), the read keeps tracking going, in one of two ways:
   excluded group, an initial groups delta round over that tree (its direct memberships go to the store's
   `graph_edges`) and a users delta link for the tenant's current state.
 
-The links are followed (or tracking starts) *before* the members are read, so a change made during the read
-is reported again by the next delta instead of being lost. The member read is an advanced query, which may
-lag writes the delta already saw: people the two disagree about are planned again by the next cycle
-(`DeltaState.recheck`).
+Stored links are followed, and a starting users delta link is taken, *before* the members are read, so a
+change made during the read is reported again by the next delta instead of being lost. The groups of a
+tracking that starts are read alongside the member read instead (their delta round is a snapshot whose link
+reports every later change). Either way the member read is an
+advanced query, which may lag writes the delta already saw, and may see a change the snapshot did not:
+people the two disagree about, in either direction, are planned again by the next cycle from the tracked
+memberships (`DeltaState.recheck`).
 
 An incremental read follows the stored links: the groups delta of each configured and excluded group's tree
 and the tenant's users delta (which selects the attributes `graph.filter` names, so a user whose filtered
@@ -42,6 +45,8 @@ read that starts tracking stores its memberships at once, after forgetting the o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -216,28 +221,61 @@ async def _follow(source: GraphSource, settings: GraphSettings, stored: DeltaSta
 async def _read_everything(
     source: GraphSource, settings: GraphSettings, store: Store, expected: str, reason: str
 ) -> Read:
-    """A full read that starts tracking first; if tracking fails, the read still happens (and says why).
+    """A full read that starts tracking; if tracking fails, the read still happens (and says why).
 
-    The memberships are stored at once (and the old links forgotten first, so no stored link ever goes
-    with other memberships): holding them until the end of the cycle would add a copy of the whole tree to
-    the cycle's peak memory. If this cycle then stops, the next one simply reads everything again."""
-    collected = GroupChanges()
-    state: DeltaState | None
+    The users delta link is taken first (one request), so a property changed during the read is reported by
+    it. The groups are tracked (`_start_groups`) alongside the member read: the groups delta round is a
+    snapshot taken at its first page, its link reports every change made after it, and whatever the read
+    and that snapshot disagree about, in either direction, is planned again by the next cycle from the
+    tracked memberships (`_lagging`, `DeltaState.recheck`); so it does not matter which of the two saw a
+    membership change made while both were under way. If the read fails, tracking is cancelled
+    (memberships it already stored go without links: the next cycle starts again)."""
+    tracking: asyncio.Task[tuple[DeltaState | None, set[str]]] | None = None
     try:
         users_link = await source.users_delta(lambda _page: None)
-        group_links, trees, excluded = await _start_groups(source, settings, collected)
-        state = DeltaState(expected, users_link, group_links, trees, excluded)
     except GraphError as exc:
-        # The member read below raises its own, clearer error if Graph is really failing; if it does not,
-        # this cycle simply cannot track changes and the next one reads everything again.
-        log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
-        state = None
-    tracked = _store_start(store, state, collected) if state is not None else set()
-    del collected
-    desired = await source.read()
+        _delta_unavailable(exc)
+    else:
+        tracking = asyncio.create_task(_start_tracking(source, settings, store, expected, users_link))
+    try:
+        desired = await source.read()
+    except BaseException:
+        if tracking is not None:
+            tracking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # the read's error is the one told
+                await tracking
+        raise
+    state, tracked = await tracking if tracking is not None else (None, set[str]())
     if state is not None:
         state = _lagging(state, tracked, desired)
     return Read(desired, FULL, reason, state=state)
+
+
+def _delta_unavailable(exc: GraphError) -> None:
+    """Log that tracking could not start: the member read raises its own, clearer error if Graph is really
+    failing; if it does not, this cycle simply cannot track changes and the next one reads everything
+    again."""
+    log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
+
+
+async def _start_tracking(
+    source: GraphSource, settings: GraphSettings, store: Store, expected: str, users_link: str
+) -> tuple[DeltaState | None, set[str]]:
+    """Start tracking the groups (`_start_groups`) and store the memberships at once (`_store_start`); the
+    links (None when Graph refused, logged) and the tracked user members.
+
+    The memberships are stored as soon as the round ends (and the old links forgotten first, so no stored
+    link ever goes with other memberships): holding them until the end of the cycle would add a copy of the
+    whole tree to the cycle's peak memory. If this cycle then stops, the next one simply reads everything
+    again."""
+    collected = GroupChanges()
+    try:
+        group_links, trees, excluded = await _start_groups(source, settings, collected)
+    except GraphError as exc:
+        _delta_unavailable(exc)
+        return None, set()
+    state = DeltaState(expected, users_link, group_links, trees, excluded)
+    return state, _store_start(store, state, collected)
 
 
 async def _start_groups(
@@ -352,7 +390,7 @@ async def _restart_after_read(
     try:
         group_links, trees, excluded = await _start_groups(source, settings, collected)
     except GraphError as exc:
-        log.warning("graph.delta_unavailable", error=str(exc), error_type=type(exc).__name__)
+        _delta_unavailable(exc)
         store.delete_values([DELTA_KEY])  # the stored memberships are wrong: the next cycle starts again
         return Read(desired, FULL, reason)
     state = replace(state, group_links=group_links, trees=trees, excluded=excluded)
