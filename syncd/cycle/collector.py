@@ -4,9 +4,19 @@ The objects alive once a process has imported what it needs (modules, classes: m
 thousands; SQLAlchemy's tables, the settings models) live as long as the process. The cyclic collector would
 walk them again at every full collection, for nothing. `tune_collector` runs once, after the imports, in
 every process that runs cycles (`syncd sync`, `run`, `relink`, the benchmarks' workers): it freezes them out
-of the collector's walks (`gc.freeze`). The daemon then collects fully after each cycle
-(`collect_after_cycle`), when the cycle's data is gone and the walk is cheap, so that cyclic garbage never
-outlives the cycle that made it.
+of the collector's walks (`gc.freeze`).
+
+The same holds, for the length of a cycle, of what the cycle's read gathered (the desired members, our
+records, the agents list: a few objects per person, a million objects at 100,000 people), and, between a
+daemon's cycles, of what it keeps from one cycle to the next (the page and agents list memos). So:
+
+- `freeze_cycle_state`, called by the engine once a cycle's read phase is over, freezes everything alive
+  then (after a young-generation collection), so the full collections of planning and applying walk only
+  what those make. A frozen object is still freed as soon as nothing refers to it (reference counting);
+  only cyclic garbage among them waits for the next step.
+- `collect_after_cycle`, called by the daemon after each cycle, unfreezes, collects fully (the cycle's data
+  is gone, so the walk is cheap and cyclic garbage never outlives the cycle that made it) and freezes what
+  is left: the imports and the memos, which the next cycle's collections then skip.
 
 The thresholds stay CPython's: raising them (100,000, 50, 100) saved little of a 100,000-user full cycle's
 CPU (3.62 s against 3.76 s) and held some 40 MB more at the peak of its initial sync, about 400 MB at a
@@ -33,7 +43,21 @@ def tune_collector() -> None:
     log.debug("process.collector_tuned", frozen=gc.get_freeze_count(), thresholds=list(gc.get_threshold()))
 
 
+def freeze_cycle_state() -> None:
+    """In a process `tune_collector` set up, once a cycle's read is over: collect the young generations,
+    then freeze what is alive (see the module docstring). Nothing in any other process (a test run)."""
+    if _tuned:
+        gc.collect(1)
+        gc.freeze()
+
+
 def collect_after_cycle() -> int | None:
-    """A full collection between cycles in a process whose collector `tune_collector` set up (how many
-    unreachable objects it found); None, doing nothing, in any other (a test process keeps the defaults)."""
-    return gc.collect() if _tuned else None
+    """Between cycles, in a process `tune_collector` set up: unfreeze, collect fully and freeze what is left
+    (see the module docstring); how many unreachable objects the collection found. None, doing nothing, in
+    any other process (a test process keeps the defaults)."""
+    if not _tuned:
+        return None
+    gc.unfreeze()
+    found = gc.collect()
+    gc.freeze()
+    return found

@@ -44,6 +44,7 @@ from syncd.core.setting_changes import SettingChange, changed_settings, describe
 
 # The apply step lives in `apply`; what moved there is still importable from here (`__all__`).
 from syncd.cycle.apply import APPLY_BATCH, SYSTEMIC, AnchorConflict, Applier, Failure, Progress
+from syncd.cycle.collector import freeze_cycle_state
 from syncd.cycle.desired import DELTA_KEY, FULL, Read, read_desired
 from syncd.cycle.mappings import StoreMappingCache
 from syncd.cycle.relink import RelinkRefused, RelinkResult, object_id_of, relink_by_hand
@@ -168,6 +169,7 @@ class Engine:
                 # Given the desired members, the agents and records share their strings (memory, at 1M).
                 remote = await self._remote(client, desired.members) if full else None
                 recorded = store.load_recorded(read.subset, like=desired.members)
+                freeze_cycle_state()  # what the read gathered lives on: later collections skip it
                 mark = self._phase(result, "read", mark)
                 only = self._resolve(user, desired, recorded) if user else None
                 sync = self._settings.sync

@@ -11,23 +11,46 @@ _PROBE = """
 import gc, json
 from syncd.cycle import collector
 before = collector.collect_after_cycle()
+collector.freeze_cycle_state()
+untuned_frozen = gc.get_freeze_count()
 defaults = list(gc.get_threshold())
 collector.tune_collector()
 collector.tune_collector()
+frozen = gc.get_freeze_count()
+
+class Node:
+    def __init__(self):
+        self.me = self
+
+state = [[i] for i in range(5000)]  # what a cycle's read gathered
+garbage = Node()
+gc.collect()  # alive: now in the oldest generation
+del garbage  # cyclic garbage there when the cycle's state is frozen
+collector.freeze_cycle_state()
+cycle_frozen = gc.get_freeze_count()
+del state  # the cycle ends: freed by reference counting, frozen or not
+after = collector.collect_after_cycle()  # finds the cyclic garbage the freeze held
 print(json.dumps({
     "before": before,
+    "untuned_frozen": untuned_frozen,
     "thresholds": list(gc.get_threshold()),
     "defaults": defaults,
-    "frozen": gc.get_freeze_count(),
-    "after": collector.collect_after_cycle(),
+    "frozen": frozen,
+    "cycle_frozen": cycle_frozen,
+    "after": after,
+    "frozen_after": gc.get_freeze_count(),
 }))
 """
 
 
-def test_tuning_freezes_the_imports_and_cycles_then_collect() -> None:
+def test_tuning_freezes_the_imports_and_the_cycle_state_and_cycles_then_collect() -> None:
     done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True)
     figures = json.loads(done.stdout.splitlines()[-1])  # after any log line of an unconfigured structlog
     assert figures["before"] is None  # an untuned process (a test run) never collects between cycles
     assert figures["thresholds"] == figures["defaults"]  # CPython's: see the module docstring
+    assert figures["untuned_frozen"] == 0  # nor freezes anything
     assert figures["frozen"] > 1_000
-    assert isinstance(figures["after"], int)
+    assert figures["cycle_frozen"] >= figures["frozen"] + 5_000  # the cycle's state joined the imports
+    assert figures["after"] >= 1  # the Node, held by the freeze until after the cycle
+    # What is left is frozen again (the imports), without the cycle's state.
+    assert 1_000 < figures["frozen_after"] < figures["cycle_frozen"] - 5_000
