@@ -125,6 +125,9 @@ class Engine:
         read takes the pages Graph sends again unchanged instead of mapping their users again."""
         self._agents_memo = AgentsMemo()
         """The agents list of the last full cycle (`syncd.smartcomm.client.AgentsMemo`)."""
+        self._records_memo: tuple[int, dict[str, Recorded]] | None = None
+        """The records the last full cycle loaded, with the members table's change counter read before
+        (`_load_recorded`)."""
 
     async def run_cycle(
         self,
@@ -168,7 +171,7 @@ class Engine:
                 result.graph_read, result.graph_read_reason = read.kind, read.reason
                 # Given the desired members, the agents and records share their strings (memory, at 1M).
                 remote = await self._remote(client, desired.members) if full else None
-                recorded = store.load_recorded(read.subset, like=desired.members)
+                recorded = self._load_recorded(read.subset, desired.members)
                 freeze_cycle_state()  # what the read gathered lives on: later collections skip it
                 mark = self._phase(result, "read", mark)
                 only = self._resolve(user, desired, recorded) if user else None
@@ -381,6 +384,25 @@ class Engine:
             self._store.apply_edge_changes(read.changes.edges(), list(read.changes.removed))
         if read.deleted:
             self._store.remove_member_edges(read.deleted)
+
+    def _load_recorded(self, subset: set[str] | None, like: Mapping[str, Member]) -> Mapping[str, Recorded]:
+        """Our records of `subset` (a delta read's people), or of everyone: those the last full cycle loaded
+        while the members table's change counter has not moved since (a write by anyone, this process's
+        cycles included, moves it: `Store.members_version`), else loaded again. Records are frozen and the
+        cycle only reads the mapping, so the same one serves the next cycle."""
+        store = self._store
+        if subset is not None:
+            return store.load_recorded(subset, like=like)
+        version = store.members_version()
+        memo = self._records_memo
+        if memo is not None and memo[0] == version:
+            log.info("store.records_reused", records=len(memo[1]), version=version)
+            return memo[1]
+        self._records_memo = None  # the stale records go before the new ones come (peak memory)
+        del memo
+        records = store.load_recorded(like=like)
+        self._records_memo = (version, records)
+        return records
 
     @staticmethod
     def _phase(result: CycleResult, name: str, started: tuple[float, float]) -> tuple[float, float]:

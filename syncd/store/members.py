@@ -25,6 +25,7 @@ from syncd.store.common import (
     to_epoch,
     upsert,
 )
+from syncd.store.records import StoreError
 
 _RECORDED_COLUMNS = tuple(
     tables.members.c[name]
@@ -83,6 +84,18 @@ class MembersMixin(StorePart):
                     record = _recorded(row, shared(row[0]))
                     found[record.object_id] = record
         return found
+
+    def members_version(self) -> int:
+        """The members table's change counter: it moves on with every committed transaction that inserts,
+        updates or deletes member rows, whoever wrote them (triggers, migration 0010). Read it before
+        `load_recorded`: records loaded after reading version v are the table's as long as it still reads v
+        (a write committed in between makes it read more, never less)."""
+        c = tables.change_counters.c
+        with self._read("reading the members' change counter") as connection:
+            value = connection.scalar(select(c.value).where(c.name == "members"))
+        if value is None:
+            raise StoreError("the members' change counter is missing: run `syncd db upgrade`")
+        return int(value)
 
     def unsettled(self, now: float) -> tuple[list[str], list[str]]:
         """Object IDs whose last write failed (or was never settled): those whose backoff has run out at

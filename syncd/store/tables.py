@@ -124,6 +124,16 @@ graph_edges = Table(
 reported them (`member_kind` "user" or "group"): what an incremental cycle needs to tell whether a user who
 left one group is still in scope through another."""
 
+change_counters = Table(
+    "change_counters",
+    metadata,
+    Column("name", String(_CODE), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+"""Counters the database itself moves on by triggers (migration 0010): "members" moves on with every
+committed transaction that inserts, updates or deletes member rows, whoever wrote them, so a process that
+holds the records it loaded can tell whether they are still the table's (`Store.members_version`)."""
+
 mapping_cache = Table(
     "mapping_cache",
     metadata,

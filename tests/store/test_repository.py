@@ -76,6 +76,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
                 "kv",
                 "graph_edges",
                 "mapping_cache",
+                "change_counters",
                 "alembic_version",
             }
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
