@@ -21,10 +21,9 @@ phone chain), the read keeps tracking going, in one of two ways:
 Stored links are followed, and a starting users delta link is taken, *before* the members are read, so a
 change made during the read is reported again by the next delta instead of being lost. The groups of a
 tracking that starts are read alongside the member read instead (their delta round is a snapshot whose link
-reports every later change). Either way the member read is an
-advanced query, which may lag writes the delta already saw, and may see a change the snapshot did not:
-people the two disagree about, in either direction, are planned again by the next cycle from the tracked
-memberships (`DeltaState.recheck`).
+reports every later change). Either way the member read is an advanced query, which may lag writes the delta
+already saw, and may see a change the snapshot did not: people the two disagree about, in either direction,
+are planned again by the next cycle from the tracked memberships (`DeltaState.recheck`).
 
 An incremental read follows the stored links: the groups delta of each configured and excluded group's tree
 and the tenant's users delta (which selects the attributes `graph.filter` names, so a user whose filtered

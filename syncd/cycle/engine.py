@@ -171,8 +171,9 @@ class Engine:
                 result.graph_read, result.graph_read_reason = read.kind, read.reason
                 # Given the desired members, the agents and records share their strings (memory, at 1M).
                 remote = await self._remote(client, desired.members) if full else None
-                recorded = self._load_recorded(read.subset, desired.members)
                 freeze_cycle_state()  # what the read gathered lives on: later collections skip it
+                recorded = self._load_recorded(read.subset, desired.members)
+                freeze_cycle_state()
                 mark = self._phase(result, "read", mark)
                 only = self._resolve(user, desired, recorded) if user else None
                 sync = self._settings.sync
@@ -365,6 +366,7 @@ class Engine:
             on_throttled=self._throttled("graph"),
             mapping_cache=StoreMappingCache(self._store, writable=cache_mappings),
             page_memo=self._page_memo,
+            after_page=freeze_cycle_state,
         ) as source:
             return await read_desired(
                 source,

@@ -82,11 +82,13 @@ class GraphSource(PersonReads):
         on_throttled: Callable[[], None] | None = None,
         mapping_cache: MappingCache | None = None,
         page_memo: PageMemo | None = None,
+        after_page: Callable[[], None] | None = None,
     ) -> None:
         """`on_throttled` is called for every 429 Graph answers (`syncd.graph.transport`). `mapping_cache`
         holds earlier mappings of member pages, `page_memo` the pages of a long-lived process's last full
         read (both unused with "teams" in the phone chain: Teams numbers come from another read than the
-        user object)."""
+        user object). `after_page` is called once the reader took each mapped member page (the engine
+        freezes what the read holds so far out of the garbage collector's walks)."""
         self._settings = settings
         # A caller's token provider outlives this source (a daemon keeps its token across cycles).
         self._own_tokens = tokens is None
@@ -120,6 +122,7 @@ class GraphSource(PersonReads):
             else None
         )
         self._memo = page_memo if not settings.uses_teams else None
+        self._after_page = after_page
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._graph_host = urlsplit(settings.base_url).hostname
@@ -304,6 +307,8 @@ class GraphSource(PersonReads):
                         memo.keep(group_id, pages, digest, mapped, next_link)
                 del users
                 yield mapped
+                if self._after_page is not None:
+                    self._after_page()
                 if next_link is None:
                     return
         finally:

@@ -247,6 +247,27 @@ async def test_the_next_page_is_on_its_way_while_the_reader_works_on_one(
     assert len(member_pages(graph)) == 1
 
 
+async def test_after_page_is_called_once_the_reader_took_each_page(
+    graph: GraphEmulator, graph_server: GraphServer
+) -> None:
+    """The engine freezes what the read holds after each page (`syncd.cycle.collector`): the call comes when
+    the reader asks for the next page, never before it took the one it has."""
+    _, server = graph_server
+    graph.page_cap = 2
+    group = graph.add_group()
+    add_users(graph, group, 5)
+    taken: list[int] = []
+    async with GraphSource(
+        graph_settings_for(server, [group]), after_page=lambda: taken.append(len(member_pages(graph)))
+    ) as source:
+        pages = source.group_pages(group)
+        await anext(pages)
+        assert taken == []  # the reader is still on the first page
+        rest = [page async for page in pages]
+    assert len(rest) == 2
+    assert len(taken) == 3  # once per page, the last one included
+
+
 async def test_nested_groups_and_cycles_count_each_user_once(
     graph: GraphEmulator, graph_server: GraphServer
 ) -> None:
