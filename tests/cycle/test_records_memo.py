@@ -8,13 +8,11 @@ again, and it plans from the rows as they are.
 
 from __future__ import annotations
 
-import pytest
 import structlog
 from sqlalchemy import text
 
 from tests.cycle.conftest import World, expect
-
-BOTH = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+from tests.cycle.test_delta_full import BOTH
 
 
 async def full_cycle(world: World) -> tuple[dict[str, int], bool]:

@@ -12,6 +12,7 @@ before the read starts (a property change has no such recheck).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from syncd.cycle.result import CycleResult
@@ -31,14 +32,13 @@ async def _when_the_read_is_answered(world: World) -> None:
     raise AssertionError(f"no member page was read: {[kind(r) for r in graph_api(world)]}")
 
 
-async def _first_cycle_with_a_change_between(world: World, change: object) -> CycleResult:
+async def _first_cycle_with_a_change_between(world: World, change: Callable[[], None]) -> CycleResult:
     """The first cycle (tracking starts), with `change()` made after the member read was answered and before
     the groups delta round's first page is (the round's first request is throttled once)."""
     world.graph.inject(ScriptedFault(kind="throttle", path_contains="groups/delta", retry_after_s=1.0))
     cycle = asyncio.create_task(sync(world))
     await _when_the_read_is_answered(world)
     assert cycle.done() is False
-    assert callable(change)
     change()
     report = await cycle
     assert_read(report, "full", "no delta state")
