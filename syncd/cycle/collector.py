@@ -47,8 +47,9 @@ def tune_collector() -> None:
 
 
 def freeze_cycle_state() -> None:
-    """In a process `tune_collector` set up, once a cycle's read is over: collect the young generations,
-    then freeze what is alive (see the module docstring). Nothing in any other process (a test run)."""
+    """In a process `tune_collector` set up, as a cycle's read gathers its state (after each member page, the
+    agents list and our records): collect the young generations, then freeze what is alive (see the module
+    docstring). Nothing in any other process (a test run)."""
     if _tuned:
         gc.collect(1)
         gc.freeze()
