@@ -121,8 +121,9 @@ class Engine:
         """msal's app and token cache, kept across cycles: a daemon logs in when its token runs out, not
         every cycle."""
         self._page_memo = PageMemo()
-        """The member pages of the last full read, as mapped (`syncd.graph.page_memo`): a daemon's next full
-        read takes the pages Graph sends again unchanged instead of mapping their users again."""
+        """The member pages of the last full read, as mapped (`syncd.graph.page_memo`): the next full read
+        takes the pages Graph sends again unchanged instead of mapping their users again (from memory in a
+        daemon, from the store's page memo in a fresh process)."""
         self._agents_memo = AgentsMemo()
         """The agents list of the last full cycle (`syncd.smartcomm.client.AgentsMemo`)."""
         self._records_memo: tuple[int, dict[str, Recorded]] | None = None
@@ -352,20 +353,23 @@ class Engine:
             await asyncio.to_thread(tokens.close)
 
     async def _read_desired(self, *, full: bool, track: bool, cache_mappings: bool) -> Read:
-        """Desired state (`read_desired`). A full read takes unchanged users' mappings from the store's
-        mapping cache, and writes the new ones there only with `cache_mappings` (`syncd.cycle.mappings`)."""
+        """Desired state (`read_desired`). A full read takes unchanged pages and users' mappings from the
+        store's page memo and mapping cache, and writes the new ones there only with `cache_mappings`
+        (`syncd.cycle.mappings`)."""
         settings = self._settings.require_graph()
         if self._graph_tokens is None:
             self._graph_tokens = MsalTokenProvider(settings, transport=self._login_transport)
         tokens = self._graph_tokens
         sync = self._settings.sync
+        caches = StoreMappingCache(self._store, writable=cache_mappings)
         async with GraphSource(
             settings,
             transport=self._graph_transport,
             tokens=tokens,
             on_throttled=self._throttled("graph"),
-            mapping_cache=StoreMappingCache(self._store, writable=cache_mappings),
+            mapping_cache=caches,
             page_memo=self._page_memo,
+            page_store=caches,
             after_page=freeze_cycle_state,
         ) as source:
             return await read_desired(

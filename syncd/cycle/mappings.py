@@ -1,14 +1,17 @@
-"""The store as the mapping cache of a cycle's Graph read (`syncd.graph.mapping_cache.MappingCache`).
+"""The store as the caches of a cycle's Graph read: the mapping cache
+(`syncd.graph.mapping_cache.MappingCache`) and the pages kept across processes
+(`syncd.graph.page_memo.PageStore`).
 
 Read-only for a cycle that must leave no trace of itself (a dry run, `--user`, `relink --dry-run`): it
-takes earlier mappings but writes and prunes none. The cache is an optimisation, never a reason for a cycle
-to fail: a store error turns it off for the rest of the read (logged once) and the users are mapped as they
-would be without it; the cycle's own store calls then report the database if it is really failing.
+takes earlier mappings and pages but writes and prunes none. The caches are an optimisation, never a reason
+for a cycle to fail: a store error turns them off for the rest of the read (logged once) and the users are
+mapped as they would be without them; the cycle's own store calls then report the database if it is really
+failing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 
 import structlog
 
@@ -19,7 +22,7 @@ log = structlog.get_logger("syncd.cycle")
 
 
 class StoreMappingCache:
-    """`MappingCache` over a `Store`; `writable=False` only reads."""
+    """`MappingCache` and `PageStore` over a `Store`; `writable=False` only reads."""
 
     def __init__(self, store: Store, *, writable: bool) -> None:
         self._store = store
@@ -48,6 +51,43 @@ class StoreMappingCache:
             return 0
         try:
             return self._store.prune_mappings(read, users)
+        except StoreError as exc:
+            self._turn_off(exc)
+            return 0
+
+    def stored_page(
+        self, group_id: str, number: int, digest: str, inputs: str
+    ) -> tuple[list[Member | Skipped], str | None] | None:
+        if self._off:
+            return None
+        try:
+            return self._store.stored_page(group_id, number, digest, inputs)
+        except StoreError as exc:
+            self._turn_off(exc)
+            return None
+
+    def store_page(
+        self,
+        group_id: str,
+        number: int,
+        digest: str,
+        inputs: str,
+        mapped: Sequence[Member | Skipped],
+        next_link: str | None,
+    ) -> bool:
+        if not self._writable or self._off:
+            return False
+        try:
+            return self._store.store_page(group_id, number, digest, inputs, mapped, next_link)
+        except StoreError as exc:
+            self._turn_off(exc)
+            return False
+
+    def trim_pages(self, last_pages: Mapping[str, int]) -> int:
+        if not self._writable or self._off:
+            return 0
+        try:
+            return self._store.trim_pages(last_pages)
         except StoreError as exc:
             self._turn_off(exc)
             return 0

@@ -53,7 +53,7 @@ from syncd.graph.errors import GraphError, GraphReadError, GraphUnavailable
 from syncd.graph.lookups import PersonReads
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.mapping_cache import MappingCache, PageMapper, lower_id
-from syncd.graph.page_memo import PageMemo, mapping_inputs, page_digest
+from syncd.graph.page_memo import PageMemo, PageStore, mapping_inputs, page_digest
 from syncd.graph.pages import page_users, parse_page
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, ambiguous, assignment_filter
 from syncd.graph.transport import graph_transport
@@ -82,13 +82,15 @@ class GraphSource(PersonReads):
         on_throttled: Callable[[], None] | None = None,
         mapping_cache: MappingCache | None = None,
         page_memo: PageMemo | None = None,
+        page_store: PageStore | None = None,
         after_page: Callable[[], None] | None = None,
     ) -> None:
         """`on_throttled` is called for every 429 Graph answers (`syncd.graph.transport`). `mapping_cache`
-        holds earlier mappings of member pages, `page_memo` the pages of a long-lived process's last full
-        read (both unused with "teams" in the phone chain: Teams numbers come from another read than the
-        user object). `after_page` is called once the reader took each mapped member page (the engine
-        freezes what the read holds so far out of the garbage collector's walks)."""
+        holds earlier mappings of member pages, `page_memo` the pages of the last full read, `page_store`
+        keeps those pages across processes (all three unused with "teams" in the phone chain: Teams
+        numbers come from another read than the user object). `after_page` is called once the reader took
+        each mapped member page (the engine freezes what the read holds so far out of the garbage
+        collector's walks)."""
         self._settings = settings
         # A caller's token provider outlives this source (a daemon keeps its token across cycles).
         self._own_tokens = tokens is None
@@ -122,6 +124,7 @@ class GraphSource(PersonReads):
             else None
         )
         self._memo = page_memo if not settings.uses_teams else None
+        self._page_store = page_store
         self._after_page = after_page
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
@@ -168,7 +171,7 @@ class GraphSource(PersonReads):
             pages_mapper.take_counts()
         memo = self._memo
         if memo is not None:
-            memo.begin(mapping_inputs(self._mapping_settings(), self._excluded))
+            memo.begin(mapping_inputs(self._mapping_settings(), self._excluded), self._page_store)
         try:
             await self._read_groups(members, skipped, counts, in_scope, member_ids)
         except BaseException:
@@ -189,9 +192,12 @@ class GraphSource(PersonReads):
         )
 
     def _mapping_settings(self) -> str:
-        """The settings every user's mapping depends on, as text (`PageMemo`'s inputs)."""
+        """The settings every user's mapping depends on, and the host a next link must name, as text
+        (`PageMemo`'s inputs, to which `mapping_inputs` adds the versions of the code)."""
         settings = self._settings
-        return repr((settings.tenant_id, self._chain, settings.default_region, settings.filter))
+        return repr(
+            (settings.tenant_id, self._chain, settings.default_region, settings.filter, self._graph_host)
+        )
 
     async def _read_groups(
         self,
@@ -221,7 +227,7 @@ class GraphSource(PersonReads):
             # With a mapping cache: how many users were mapped, how many taken from the cache.
             cached = pages_mapper.take_counts() if pages_mapper is not None else {}
             if self._memo is not None:
-                cached["pages_unchanged"] = self._memo.take_recalled()
+                cached.update(self._memo.take_recalled())
             log.info("graph.group_read", group_id=group_id, users=count, in_scope=scope, **cached)
 
     def _ambiguous(self, members: Mapping[str, Member]) -> dict[str, str]:

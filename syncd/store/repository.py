@@ -2,9 +2,9 @@
 in SQLite (the embedded default) or PostgreSQL (shared by replicas) through SQLAlchemy Core.
 
 `Store` is the facade: it sets up the engine, opens the transactions, runs the migrations and keeps the
-key/values; its methods on members and group memberships (`members`), the mapping cache (`mappings`),
-operations and the history (`operations`) and runs (`runs`) come from one mixin each, so every method is
-still `store.x(...)`.
+key/values; its methods on members and group memberships (`members`), the mapping cache (`mappings`), the
+page memo (`pages`), operations and the history (`operations`) and runs (`runs`) come from one mixin each,
+so every method is still `store.x(...)`.
 
 Every public method is one short transaction and is synchronous: the transactions are small and local, so
 the engine calls them straight from its event loop. The Python side speaks epoch seconds and the model's
@@ -42,6 +42,7 @@ from syncd.store.files import beside, create_private, ensure_folder, lock_within
 from syncd.store.mappings import MappingsMixin
 from syncd.store.members import MembersMixin
 from syncd.store.operations import HISTORY_PAGE_SIZE, OperationsMixin
+from syncd.store.pages import PagesMixin
 from syncd.store.records import (
     HistoryEntry,
     OperationRecord,
@@ -112,7 +113,7 @@ _ERROR_LIMIT = 500
 """Characters of a driver's message kept in a StoreError."""
 
 
-class Store(MembersMixin, MappingsMixin, OperationsMixin, RunsMixin):
+class Store(MembersMixin, MappingsMixin, PagesMixin, OperationsMixin, RunsMixin):
     """The state store on one database URL (`sqlite:///path`, `sqlite://` in memory, or
     `postgresql+psycopg://...`).
 

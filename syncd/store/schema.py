@@ -61,7 +61,7 @@ def migration_lock_key(schema: str) -> int:
     return int.from_bytes(hashlib.sha256(f"syncd-migrations:{schema}".encode()).digest()[:8], "big") >> 2
 
 
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 """This syncd's newest revision (migrations/versions): a database stamped with it needs nothing from Alembic,
 so `Store` loads Alembic only to migrate or to say why a revision is wrong. A new migration updates it
 (tests/store/test_schema_head.py compares it with the scripts)."""

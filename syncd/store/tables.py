@@ -1,5 +1,6 @@
 """The schema of syncd's database as SQLAlchemy Core tables: members, runs, operations (the audit log), kv,
-graph_edges (direct group memberships for Graph delta), mapping_cache (earlier mappings of Graph users).
+graph_edges (direct group memberships for Graph delta), mapping_cache (earlier mappings of Graph users),
+page_memo (the member pages of the last full read, as mapped).
 
 These tables are the reference the migrations must produce: a test migrates an empty database and asks
 Alembic's autogenerate comparison for differences against `metadata`, on SQLite and on PostgreSQL. Change a
@@ -150,3 +151,18 @@ mapping_cache = Table(
 """A cache of the mapping of Graph users (`syncd.graph.mapping_cache`): a user object whose fingerprint
 (`syncd.graph.fingerprint`: the object and every input of its mapping) is `fingerprint` maps to this Member
 (`skip_reason` NULL) or Skipped. Written by full reads, whatever their writes do; never a source of truth."""
+
+page_memo = Table(
+    "page_memo",
+    metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("page_number", Integer, primary_key=True),
+    Column("digest", String(32), nullable=False),
+    Column("inputs", String(32), nullable=False),
+    Column("next_link", Text, nullable=True),
+    Column("mapped", Text, nullable=False),
+)
+"""The member pages of the last full read (`syncd.graph.page_memo`): the `page_number`-th page (from 1) of a
+configured group's transitive members, whose whole body had the blake2b digest `digest` (hex) and was mapped,
+under mapping inputs of digest `inputs` (hex), to `mapped` (JSON, `syncd.store.pages`) with this next link.
+Written by full reads, whatever their writes do; never a source of truth."""

@@ -77,6 +77,7 @@ def test_upgrade_from_empty_is_idempotent_and_matches_the_tables(database: Datab
                 "graph_edges",
                 "mapping_cache",
                 "change_counters",
+                "page_memo",
                 "alembic_version",
             }
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
