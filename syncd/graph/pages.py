@@ -1,15 +1,21 @@
 """The checks of one page as Graph sent it, before anyone reads its users: it is a JSON object, a member
 page has a `value` array with the users' properties (not Graph's "limited information" answer), and its
-`@odata.nextLink`, if any, stays on the Graph host (our token goes with it). Pure: no I/O.
+`@odata.nextLink`, if any, stays on the Graph host (our token goes with it); and the object IDs of a mapped
+page as a full read collects them. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
+from syncd.core.model import Member, Skipped
 from syncd.graph.errors import GraphPermissionError, GraphReadError
+
+_object_id = attrgetter("object_id")
 
 
 def parse_page(body: bytes, what: str, group_id: str | None) -> dict[str, Any]:
@@ -44,3 +50,12 @@ def page_users(
     ):
         raise GraphReadError(f"page {number} has an unusable @odata.nextLink", group_id=group_id)
     return users, next_link
+
+
+def lower_ids(page: Sequence[Member | Skipped]) -> list[str]:
+    """The object IDs of a mapped page in lower case, the same strings where they already are (Graph's
+    always are: then the whole page is taken in C loops), without the empty IDs of users Graph gave none."""
+    ids = list(map(_object_id, page))
+    if all(map(str.islower, ids)):
+        return ids
+    return [object_id if object_id.islower() else object_id.lower() for object_id in ids if object_id]

@@ -54,7 +54,7 @@ from syncd.graph.lookups import PersonReads
 from syncd.graph.mapping import map_user, select_fields
 from syncd.graph.mapping_cache import MappingCache, PageMapper, lower_id
 from syncd.graph.page_memo import PageMemo, PageStore, mapping_inputs, page_digest
-from syncd.graph.pages import page_users, parse_page
+from syncd.graph.pages import lower_ids, page_users, parse_page
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, ambiguous, assignment_filter
 from syncd.graph.transport import graph_transport
 
@@ -62,11 +62,6 @@ log = structlog.get_logger("syncd.graph")
 
 PageFold = Callable[[list[Any]], None]
 """Takes one delta page's `value` (parsed JSON, any shape)."""
-
-
-def _lower(object_id: str) -> str:
-    """An object ID in lower case, the same string when it already is (Graph's always are)."""
-    return object_id if object_id.islower() else object_id.lower()
 
 
 class GraphSource(PersonReads):
@@ -216,7 +211,7 @@ class GraphSource(PersonReads):
             async for page in self.group_pages(group_id):
                 count += len(page)
                 if seen is not None:
-                    seen.update(_lower(item.object_id) for item in page if item.object_id)
+                    seen.update(lower_ids(page))
                 for item in page:
                     if isinstance(item, Member):
                         members[item.object_id] = item

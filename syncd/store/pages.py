@@ -28,6 +28,11 @@ from syncd.store.common import StorePart, dialect_insert
 Mapped = Member | Skipped
 
 _SKIP_REASONS = {reason.value: reason for reason in SkipReason}
+_SELECT = (
+    "SELECT next_link, mapped FROM page_memo "
+    "WHERE group_id = {0} AND page_number = {0} AND digest = {0} AND inputs = {0}"
+)
+"""`stored_page`'s query; {0} is the driver's placeholder (every value a bound parameter)."""
 _FORMAT = 1
 """The version of `encode_page`'s JSON; a row of another is a miss."""
 
@@ -41,19 +46,20 @@ class PagesMixin(StorePart):
         """The mapped users and next link kept for the `number`-th page of `group_id` when its body had
         `digest` under mapping inputs `inputs` (both hex); None when the row is missing, was kept for
         another body or other inputs, or cannot be read."""
-        table = tables.page_memo
-        query = select(table.c.next_link, table.c.mapped).where(
-            table.c.group_id == group_id,
-            table.c.page_number == number,
-            table.c.digest == digest,
-            table.c.inputs == inputs,
-        )
         with self._read("reading a remembered page") as connection:
-            row = connection.execute(query).first()
+            # The DBAPI cursor itself: one short query per page, where SQLAlchemy's statement handling cost
+            # more than the database's own work.
+            cursor = connection.connection.cursor()
+            try:
+                mark = "?" if connection.dialect.name == "sqlite" else "%s"
+                cursor.execute(_SELECT.format(mark), (group_id, number, digest, inputs))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
         if row is None:
             return None
-        mapped = decode_page(row.mapped)
-        return None if mapped is None else (mapped, row.next_link)
+        mapped = decode_page(row[1])
+        return None if mapped is None else (mapped, row[0])
 
     def store_page(
         self,

@@ -4,7 +4,7 @@ mapping setting maps everyone again, unchanged users come from the cache (the `g
 them), and cycles that must leave no trace (dry runs, `--user`) write no cache row.
 
 A fresh process has parsed no phone text yet; the tests start one by forgetting the texts `to_e164`
-remembers (`forget_phones`). Without that, users whose phone text the process parsed before are mapped
+remembers (`forget_phones`), and empty the page memo, which would otherwise take unchanged pages whole. Without that, users whose phone text the process parsed before are mapped
 without a lookup, as a daemon's next full cycle does (also tested). Every test runs with SQLite and with
 PostgreSQL (skipped unless SYNCD_TEST_POSTGRES_URL is set, see tests/postgres.py).
 """
@@ -40,10 +40,14 @@ async def full_cycle(
     world: World, *, fresh: bool = True, code: int = 0, **options: Any
 ) -> tuple[CycleResult, dict[str, int]]:
     """A full cycle (in a fresh process unless `fresh` is false), and how many users its read mapped and
-    took from the cache (summed over the `graph.group_read` events)."""
+    took from the cache (summed over the `graph.group_read` events).
+
+    A fresh process here also finds no stored page (`syncd.graph.page_memo`), as when every page shifted
+    (someone joined near the start of the group): each page is mapped through the mapping cache."""
     if fresh:
         forget_phones()
-        await world.aclose()  # a new engine: no page kept from an earlier read (syncd.graph.page_memo)
+        await world.aclose()  # a new engine: no page kept in memory from an earlier read
+        world.store.trim_pages({})  # nor in the store
     with structlog.testing.capture_logs() as logs:
         result = expect(await world.cycle(full=True, **options), code)
     reads = [event for event in logs if event["event"] == "graph.group_read"]
@@ -189,8 +193,10 @@ async def test_dry_runs_and_single_user_cycles_write_no_cache_row(world: World) 
     for options in ({"dry_run": True}, {"user": ids[0]}):
         await full_cycle(world, **options)
         assert world.store.count_mappings() == 0
+        assert world.store.count_pages() == 0  # nor a page (syncd.graph.page_memo)
     await full_cycle(world)
     assert world.store.count_mappings() == 4
+    assert world.store.count_pages() == 1
     cached = world.store.known_mappings(ids)
 
     # A dry run takes what is cached, and maps and reports what changed, but remembers none of it.
@@ -227,5 +233,7 @@ async def test_with_teams_in_the_phone_chain_nothing_is_cached(world: World) -> 
         expect(await world.cycle(full=True))
     assert world.agents() == {ada: ("+14155550150", "ada@contoso.com")}
     assert world.store.count_mappings() == 0
+    assert world.store.count_pages() == 0
     [read] = [event for event in logs if event["event"] == "graph.group_read"]
     assert "from_cache" not in read
+    assert "pages_from_store" not in read
