@@ -4,8 +4,9 @@ mapping setting maps everyone again, unchanged users come from the cache (the `g
 them), and cycles that must leave no trace (dry runs, `--user`) write no cache row.
 
 A fresh process has parsed no phone text yet; the tests start one by forgetting the texts `to_e164`
-remembers (`forget_phones`), and empty the page memo, which would otherwise take unchanged pages whole. Without that, users whose phone text the process parsed before are mapped
-without a lookup, as a daemon's next full cycle does (also tested). Every test runs with SQLite and with
+remembers (`forget_phones`), and empty the page memo, which would otherwise take unchanged pages whole.
+Without that, users whose phone text the process parsed before are mapped without a lookup, as a daemon's
+next full cycle does (also tested). Every test runs with SQLite and with
 PostgreSQL (skipped unless SYNCD_TEST_POSTGRES_URL is set, see tests/postgres.py).
 """
 
