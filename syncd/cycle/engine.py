@@ -44,7 +44,7 @@ from syncd.core.setting_changes import SettingChange, changed_settings, describe
 
 # The apply step lives in `apply`; what moved there is still importable from here (`__all__`).
 from syncd.cycle.apply import APPLY_BATCH, SYSTEMIC, AnchorConflict, Applier, Failure, Progress
-from syncd.cycle.collector import freeze_cycle_state
+from syncd.cycle.collector import collector_paused, freeze_cycle_state
 from syncd.cycle.desired import DELTA_KEY, FULL, Read, read_desired
 from syncd.cycle.mappings import StoreMappingCache
 from syncd.cycle.relink import RelinkRefused, RelinkResult, object_id_of, relink_by_hand
@@ -171,30 +171,16 @@ class Engine:
                 desired = read.desired
                 result.graph_read, result.graph_read_reason = read.kind, read.reason
                 # Given the desired members, the agents and records share their strings (memory, at 1M).
-                remote = await self._remote(client, desired.members) if full else None
-                freeze_cycle_state()  # what the read gathered lives on: later collections skip it
-                recorded = self._load_recorded(read.subset, desired.members)
-                freeze_cycle_state()
+                # Built in bulk, with no collection walking them as they grow; then frozen (collector).
+                with collector_paused():
+                    remote = await self._remote(client, desired.members) if full else None
+                with collector_paused():
+                    recorded = self._load_recorded(read.subset, desired.members)
                 mark = self._phase(result, "read", mark)
                 only = self._resolve(user, desired, recorded) if user else None
                 sync = self._settings.sync
-                the_plan = plan(
-                    desired,
-                    recorded,
-                    remote,
-                    now=self._clock(),
-                    max_offboard=sync.max_offboard,
-                    max_update=sync.max_update,
-                    managed=self._managed(force),
-                    force=force,
-                    previous_in_scope=self._previous_in_scope(),
-                    only=only,
-                    subset=read.subset,
-                    changed_settings=result.settings_changed,
-                    max_relink=sync.max_relink,
-                    relink=sync.relink == "auto",
-                    offboard_grace_s=sync.offboard_grace_s,
-                )
+                with collector_paused():
+                    the_plan = self._plan(desired, recorded, remote, read, result, only=only, force=force)
                 mark = self._phase(result, "plan", mark)
                 self._report_plan(result, the_plan)
                 self._report_pending(result, the_plan, sync.offboard_grace_s)
@@ -409,6 +395,37 @@ class Engine:
         records = store.load_recorded(like=like)
         self._records_memo = (version, records)
         return records
+
+    def _plan(
+        self,
+        desired: DesiredState,
+        recorded: Mapping[str, Recorded],
+        remote: Mapping[str, Agent] | None,
+        read: Read,
+        result: CycleResult,
+        *,
+        only: str | None,
+        force: bool,
+    ) -> Plan:
+        """The cycle's plan (`syncd.core.reconcile.plan`) under the configured guards and relinking."""
+        sync = self._settings.sync
+        return plan(
+            desired,
+            recorded,
+            remote,
+            now=self._clock(),
+            max_offboard=sync.max_offboard,
+            max_update=sync.max_update,
+            managed=self._managed(force),
+            force=force,
+            previous_in_scope=self._previous_in_scope(),
+            only=only,
+            subset=read.subset,
+            changed_settings=result.settings_changed,
+            max_relink=sync.max_relink,
+            relink=sync.relink == "auto",
+            offboard_grace_s=sync.offboard_grace_s,
+        )
 
     @staticmethod
     def _phase(result: CycleResult, name: str, started: tuple[float, float]) -> tuple[float, float]:
