@@ -38,6 +38,7 @@ from syncd.config.settings import SmartCommSettings
 from syncd.config.tls import is_tls_verification_failure, ssl_context
 from syncd.core.backoff import backoff_delay_s
 from syncd.core.model import Agent, AgentPatch, Member, NewAgent, ReadKey, WriteKey
+from syncd.core.text import path_segment
 from syncd.smartcomm.errors import (
     AgentNotFound,
     BadCredentials,
@@ -488,6 +489,11 @@ class SmartCommClient:
         return [*headers, (b"Content-Length", b"%d" % len(content)), (b"Content-Type", b"application/json")]
 
     def _agent_path(self, agent_id: str) -> str:
+        """The path of one agent. No agent's key is empty or a dot segment ("." or ".."), which no quoting
+        keeps in place (a URL normaliser would send a DELETE of ".." to the account itself): AgentNotFound,
+        with nothing sent."""
+        if path_segment(agent_id) is None:
+            raise AgentNotFound(f"no agent has the key {agent_id!r}: nothing was sent")
         # UPNs hold "@", numbers "+": quote everything so the segment means exactly the value.
         return f"{self._agents_path}/{quote(agent_id, safe='')}"
 

@@ -351,6 +351,25 @@ async def test_identifiers_are_quoted_in_paths(client: SmartCommClient, emulator
     assert (await client.get_agent("o'neil+x@x.com", key_id="upn")).user_object_id == OID
 
 
+@pytest.mark.parametrize("key", ["", ".", ".."])
+async def test_an_empty_or_dot_segment_key_is_never_sent(
+    client: SmartCommClient, emulator: SmartCommEmulator, key: str
+) -> None:
+    """Quoting keeps "." and ".." as they are, and a normaliser resolves them: a DELETE of ".." would go to
+    the account's own path. No agent can have such a key, so nothing is sent."""
+    emulator.add_agent(user_object_id=OID, tenant_id=TENANT, phone_number=PHONE)
+    await client.authenticate()
+    before = len(emulator.requests)
+    with pytest.raises(AgentNotFound, match="nothing was sent"):
+        await client.get_agent(key)
+    with pytest.raises(AgentNotFound):
+        await client.update(key, AgentPatch(upn="x@x.com"))
+    with pytest.raises(AgentNotFound):
+        await client.offboard(key, key_id="agent_id")
+    assert len(emulator.requests) == before
+    assert [a["status"] for a in emulator.agents()] == ["active"]
+
+
 async def test_concurrent_writes_share_one_token_and_pool(
     client: SmartCommClient, emulator: SmartCommEmulator
 ) -> None:
