@@ -11,7 +11,8 @@ failing.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
+from typing import TypeVar
 
 import structlog
 
@@ -19,6 +20,8 @@ from syncd.core.model import Member, Skipped
 from syncd.store import Store, StoreError
 
 log = structlog.get_logger("syncd.cycle")
+
+T = TypeVar("T")
 
 
 class StoreMappingCache:
@@ -30,41 +33,20 @@ class StoreMappingCache:
         self._off = False
 
     def known_mappings(self, object_ids: Sequence[str]) -> dict[str, tuple[int, Member | Skipped]]:
-        if self._off:
-            return {}
-        try:
-            return self._store.known_mappings(object_ids)
-        except StoreError as exc:
-            self._turn_off(exc)
-            return {}
+        return self._guarded({}, lambda: self._store.known_mappings(object_ids), writes=False)
 
     def remember_mappings(self, rows: Sequence[tuple[str, int, Member | Skipped]]) -> None:
-        if not self._writable or self._off:
-            return
-        try:
-            self._store.remember_mappings(rows)
-        except StoreError as exc:
-            self._turn_off(exc)
+        self._guarded(None, lambda: self._store.remember_mappings(rows), writes=True)
 
     def prune_mappings(self, read: Container[str], users: int) -> int:
-        if not self._writable or self._off:
-            return 0
-        try:
-            return self._store.prune_mappings(read, users)
-        except StoreError as exc:
-            self._turn_off(exc)
-            return 0
+        return self._guarded(0, lambda: self._store.prune_mappings(read, users), writes=True)
 
     def stored_page(
         self, group_id: str, number: int, digest: str, inputs: str
     ) -> tuple[list[Member | Skipped], str | None] | None:
-        if self._off:
-            return None
-        try:
-            return self._store.stored_page(group_id, number, digest, inputs)
-        except StoreError as exc:
-            self._turn_off(exc)
-            return None
+        return self._guarded(
+            None, lambda: self._store.stored_page(group_id, number, digest, inputs), writes=False
+        )
 
     def store_page(
         self,
@@ -75,22 +57,25 @@ class StoreMappingCache:
         mapped: Sequence[Member | Skipped],
         next_link: str | None,
     ) -> bool:
-        if not self._writable or self._off:
-            return False
-        try:
-            return self._store.store_page(group_id, number, digest, inputs, mapped, next_link)
-        except StoreError as exc:
-            self._turn_off(exc)
-            return False
+        return self._guarded(
+            False,
+            lambda: self._store.store_page(group_id, number, digest, inputs, mapped, next_link),
+            writes=True,
+        )
 
     def trim_pages(self, last_pages: Mapping[str, int]) -> int:
-        if not self._writable or self._off:
-            return 0
+        return self._guarded(0, lambda: self._store.trim_pages(last_pages), writes=True)
+
+    def _guarded(self, nothing: T, call: Callable[[], T], *, writes: bool) -> T:
+        """`call()`'s result; `nothing` without calling it once the caches are off, or for a write when
+        they are read-only; `nothing` too when it fails with a StoreError, which turns them off."""
+        if self._off or (writes and not self._writable):
+            return nothing
         try:
-            return self._store.trim_pages(last_pages)
+            return call()
         except StoreError as exc:
             self._turn_off(exc)
-            return 0
+            return nothing
 
     def _turn_off(self, exc: StoreError) -> None:
         self._off = True

@@ -14,6 +14,7 @@ import structlog
 
 from syncd.emulators.graph import DEFAULT_TENANT_ID
 from syncd.graph.mapping import forget_phones
+from syncd.store import tables
 from tests.cycle.conftest import World, expect
 
 PAGES = {"SYNCD_GRAPH__PAGE_SIZE": "3"}
@@ -180,3 +181,18 @@ async def test_a_dry_run_writes_no_page_and_a_shrunk_group_forgets_its_last_page
     await full_cycle(world, {"SYNCD_SYNC__MAX_OFFBOARD": "10"})
     assert world.store.count_pages() == 1  # 3 users left: one page
     assert sorted(world.agents()) == sorted(ids[:3])
+
+
+async def test_a_failing_page_memo_and_mapping_cache_turn_off_and_the_cycle_goes_on(world: World) -> None:
+    """Both caches are an optimisation: with their tables gone, the read maps every user, says so once and
+    the cycle converges as it would without them."""
+    ids = seed(world)
+    with world.store.engine.begin() as connection:
+        tables.page_memo.drop(connection)
+        tables.mapping_cache.drop(connection)
+    with structlog.testing.capture_logs() as logs:
+        expect(await world.cycle(full=True, env=PAGES))
+    assert [event["event"] for event in logs].count("sync.mapping_cache_failed") == 1
+    reads = [event for event in logs if event["event"] == "graph.group_read"]
+    assert sum(int(event["mapped"]) for event in reads) == 7
+    assert sorted(world.agents()) == sorted(ids)
