@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore  # noqa: F401  (see below)
 import httpx
 import msal
 import structlog
@@ -33,6 +34,11 @@ from syncd.config.settings import GraphSettings
 from syncd.graph.errors import GraphCredentialError, GraphUnavailable, shorten
 
 log = structlog.get_logger("syncd.graph")
+
+# httpcore is the transport of the httpx.Client msal sends through, and httpx imports it only when such a
+# client is built, which is inside the first cycle (some 0.1 s of CPU): imported with this module instead,
+# so a command imports it before it runs a cycle, and the collector freezes it with the other modules
+# (syncd.cycle.collector).
 
 _PEM_KEY_MARKERS = (
     b"-----BEGIN PRIVATE KEY-----",
