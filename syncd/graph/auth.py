@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -152,8 +153,20 @@ def _setting_for(error: str, description: str) -> str:
     return "graph.tenant_id / graph.client_id and the credential"
 
 
+TOKEN_LEFT_S = 300.0
+"""msal hands out a cached token while more than this is left of it (5 minutes), and so does
+`MsalTokenProvider.token` without asking msal."""
+
+
 class MsalTokenProvider(AccessTokenProvider):
-    """App-only Graph tokens from msal, handed only to the configured Graph host over https."""
+    """App-only Graph tokens from msal, handed only to the configured Graph host over https.
+
+    msal runs in a worker thread, and every Graph request asks for a token. While the token msal last gave
+    has more than TOKEN_LEFT_S left, by msal's own measure (`expires_in`, against the wall clock as msal
+    counts it), it is handed out again without the thread hop: under a busy event loop (a page of new
+    users being mapped) that hop waited for the interpreter lock, and the request for the next page went
+    out only once the mapping was done. `invalidate` forgets it with msal's cache.
+    """
 
     def __init__(self, settings: GraphSettings, *, transport: httpx.BaseTransport | None = None) -> None:
         """`transport` replaces the network for msal's login requests (tests: an in-process emulator)."""
@@ -171,6 +184,8 @@ class MsalTokenProvider(AccessTokenProvider):
             timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s),
         )
         self._app: msal.ConfidentialClientApplication | None = None
+        self._held: tuple[str, float] | None = None
+        """msal's last token and the epoch second until which `token` hands it out itself."""
         # A thread lock, taken in the worker thread: the provider may outlive one event loop (an engine
         # keeps it across cycles), and an asyncio.Lock is bound to the loop that first waited on it.
         self._lock = threading.Lock()
@@ -193,11 +208,16 @@ class MsalTokenProvider(AccessTokenProvider):
         return self._allowed
 
     async def token(self) -> str:
-        """An access token, from msal's cache when still valid."""
+        """An access token: the one msal last gave while it has more than TOKEN_LEFT_S left, else msal's
+        (from its cache when still valid)."""
+        held = self._held
+        if held is not None and time.time() < held[1]:
+            return held[0]
         return await asyncio.to_thread(self._acquire_locked)
 
     async def invalidate(self) -> None:
         """Drop cached access tokens (after Graph rejected one), so the next call fetches a new one."""
+        self._held = None
         await asyncio.to_thread(self._invalidate_locked)
 
     def _acquire_locked(self) -> str:
@@ -206,6 +226,7 @@ class MsalTokenProvider(AccessTokenProvider):
 
     def _invalidate_locked(self) -> None:
         with self._lock:
+            self._held = None  # again, under the lock: a token fetched meanwhile is the rejected one
             app = self._app
             if app is None:
                 return
@@ -234,6 +255,11 @@ class MsalTokenProvider(AccessTokenProvider):
         answer: dict[str, Any] = result if isinstance(result, dict) else {}
         token = answer.get("access_token")
         if isinstance(token, str) and token:
+            left = answer.get("expires_in")  # seconds left, from msal's cache too
+            if isinstance(left, int | float) and not isinstance(left, bool) and left > TOKEN_LEFT_S:
+                self._held = (token, time.time() + left - TOKEN_LEFT_S)
+            else:
+                self._held = None
             return token
         error = str(answer.get("error", ""))
         description = str(answer.get("error_description", ""))

@@ -52,7 +52,7 @@ from syncd.graph.delta import id_filter
 from syncd.graph.errors import GraphError, GraphReadError, GraphUnavailable
 from syncd.graph.lookups import PersonReads
 from syncd.graph.mapping import map_user, select_fields
-from syncd.graph.mapping_cache import MappingCache, PageMapper, lower_id
+from syncd.graph.mapping_cache import TURN_EVERY, MappingCache, PageMapper, lower_id
 from syncd.graph.page_memo import PageMemo, PageStore, mapping_inputs, page_digest
 from syncd.graph.pages import lower_ids, page_users, parse_page
 from syncd.graph.teams import TeamsIndexer, TeamsNumber, ambiguous, assignment_filter
@@ -303,7 +303,7 @@ class GraphSource(PersonReads):
                 if known is not None:
                     mapped: Sequence[Member | Skipped] = known.mapped
                 else:
-                    mapped = self._map_users(users or [])
+                    mapped = await self._map_users(users or [])
                     if memo is not None:
                         memo.keep(group_id, pages, digest, mapped, next_link)
                 del users
@@ -318,15 +318,21 @@ class GraphSource(PersonReads):
             elif not fetching.cancelled():
                 fetching.exception()  # retrieved: a failure of an unwanted page is not logged as lost
 
-    def _map_users(self, users: list[Any]) -> list[Member | Skipped]:
-        """One member page's users, mapped (through the mapping cache when there is one)."""
+    async def _map_users(self, users: list[Any]) -> list[Member | Skipped]:
+        """One member page's users, mapped (through the mapping cache when there is one), the event loop
+        turning every TURN_EVERY users (the next page's request goes out meanwhile)."""
         excluded = self._excluded
         if self._pages_mapper is not None:
-            return self._pages_mapper.map_page(users, excluded)
-        return [
-            self.map(user, excluded_by=excluded.get(lower_id(user))) if excluded else self.map(user)
-            for user in users
-        ]
+            return await self._pages_mapper.map_page(users, excluded)
+        mapped: list[Member | Skipped] = []
+        for start in range(0, len(users), TURN_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            mapped += [
+                self.map(user, excluded_by=excluded.get(lower_id(user))) if excluded else self.map(user)
+                for user in users[start : start + TURN_EVERY]
+            ]
+        return mapped
 
     # -- delta queries (incremental cycles) -------------------------------------------------------------
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 import uuid
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 
 import msal
@@ -19,7 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import load_pem_x509_certificate
 
-from syncd.core.model import DesiredState, Member, SkipReason
+import syncd.graph.auth
+from syncd.core.model import DesiredState, Member, Skipped, SkipReason
 from syncd.emulators.graph import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -35,6 +38,8 @@ from syncd.graph.errors import (
     GraphUnavailable,
     GroupNotFound,
 )
+from syncd.graph.mapping import forget_phones
+from syncd.graph.mapping_cache import TURN_EVERY
 from syncd.graph.source import GraphSource
 from tests.clocks import ShiftedTime
 from tests.contract.conftest import graph_settings_for
@@ -247,6 +252,53 @@ async def test_the_next_page_is_on_its_way_while_the_reader_works_on_one(
     assert len(member_pages(graph)) == 1
 
 
+class _EmptyCache:
+    """A mapping cache that has never seen anyone (a first read): every user is looked up, then mapped."""
+
+    def __init__(self) -> None:
+        self.remembered = 0
+
+    def known_mappings(self, object_ids: Sequence[str]) -> Mapping[str, tuple[int, Member | Skipped]]:
+        return {}
+
+    def remember_mappings(self, rows: Sequence[tuple[str, int, Member | Skipped]]) -> None:
+        self.remembered += len(rows)
+
+    def prune_mappings(self, read: Container[str], users: int) -> int:
+        return 0
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["no-mapping-cache", "mapping-cache"])
+async def test_the_next_page_is_requested_while_a_page_is_being_mapped(
+    graph: GraphEmulator, graph_server: GraphServer, cached: bool
+) -> None:
+    """Mapping a page of new users (each number parsed) takes milliseconds of CPU; the loop turns every
+    TURN_EVERY users, so the request for the next page reaches Graph while the page is mapped, not after:
+    when the reader takes a page, the next one has already been asked for."""
+    _, server = graph_server
+    graph.page_cap = 16 * TURN_EVERY
+    group = graph.add_group()
+    ids = add_users(graph, group, 40 * TURN_EVERY)  # three pages, each user with their own number
+    forget_phones()  # numbers this process parsed before would cost nothing to map
+    cache = _EmptyCache() if cached else None
+    asked: list[int] = []
+    read: list[str] = []
+    # The emulator serves from a thread of this process: a short switch interval lets it take the request
+    # while the reader maps, as a server of its own would (the default 5 ms starves it meanwhile).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0002)
+    try:
+        async with GraphSource(graph_settings_for(server, [group]), mapping_cache=cache) as source:
+            async for page in source.group_pages(group):
+                asked.append(len(member_pages(graph)))
+                read += [item.object_id for item in page]
+    finally:
+        sys.setswitchinterval(interval)
+    assert asked == [2, 3, 3]
+    assert sorted(read) == sorted(ids)
+    assert cache is None or cache.remembered == len(ids)
+
+
 async def test_after_page_is_called_once_the_reader_took_each_page(
     graph: GraphEmulator, graph_server: GraphServer
 ) -> None:
@@ -442,6 +494,7 @@ def msal_clock(monkeypatch: pytest.MonkeyPatch) -> ShiftedTime:
     clock = ShiftedTime()
     monkeypatch.setattr(msal.application, "time", clock)
     monkeypatch.setattr(msal.token_cache, "time", clock)
+    monkeypatch.setattr(syncd.graph.auth, "time", clock)  # the provider hands out msal's token by its clock
     return clock
 
 

@@ -5,6 +5,7 @@ page mapped through the cache is exactly what `map_user` gives, whatever changed
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import inspect
@@ -297,6 +298,11 @@ class Counted:
         return direct(self.graph, record, excluded_by)
 
 
+def map_page(pages: PageMapper, users: Sequence[Any], excluded: Mapping[str, str]) -> list[Member | Skipped]:
+    """`PageMapper.map_page` run to its end (it turns the event loop while it maps)."""
+    return asyncio.run(pages.map_page(users, excluded))
+
+
 def people(count: int) -> list[dict[str, Any]]:
     return [
         user(
@@ -320,13 +326,13 @@ def test_a_fresh_process_takes_unchanged_users_from_the_cache_and_maps_changed_o
     cache, map_one = DictCache(), Counted(graph)
     pages = PageMapper(cache, graph, map_one)
     page = people(5)
-    first = pages.map_page(page, {})
+    first = map_page(pages, page, {})
     assert first == [direct(graph, record) for record in page]
     assert (map_one.calls, pages.take_counts()) == (5, {"mapped": 5, "from_cache": 0})
     assert [[oid for oid, _, _ in write] for write in cache.writes] == [[r["id"] for r in page]]
 
     forget_phones()  # a fresh process
-    assert pages.map_page(page, {}) == first
+    assert map_page(pages, page, {}) == first
     assert (map_one.calls, pages.take_counts()) == (5, {"mapped": 0, "from_cache": 5})
     assert len(cache.writes) == 1  # nothing new to remember
     assert cache.lookups == [[r["id"] for r in page]] * 2  # one lookup per page, of that page's users
@@ -334,7 +340,7 @@ def test_a_fresh_process_takes_unchanged_users_from_the_cache_and_maps_changed_o
     forget_phones()
     page[2] = page[2] | {"businessPhones": ["+1 415 555 9999"]}
     page[4] = page[4] | {"employeeType": "Contractor"}
-    third = pages.map_page(page, {})
+    third = map_page(pages, page, {})
     assert third == [direct(graph, record) for record in page]
     guid = mapping.decode_consistency_guid(page[2]["onPremisesImmutableId"])
     assert third[2] == Member(page[2]["id"], TENANT, "u2@contoso.com", "+14155559999", guid, "businessPhones")
@@ -350,16 +356,16 @@ def test_users_whose_phone_text_was_parsed_already_are_mapped_without_a_lookup()
     cache, map_one = DictCache(), Counted(graph)
     pages = PageMapper(cache, graph, map_one)
     page = people(4)
-    pages.map_page(page, {})  # parses every number, and fills the cache
-    assert pages.map_page(page, {}) == [direct(graph, record) for record in page]
+    map_page(pages, page, {})  # parses every number, and fills the cache
+    assert map_page(pages, page, {}) == [direct(graph, record) for record in page]
     assert pages.take_counts() == {"mapped": 8, "from_cache": 0}
     assert len(cache.lookups) == 1
 
     forget_phones()
-    pages.map_page(page, {})  # a fresh process: from the cache, and their phone texts are now known
+    map_page(pages, page, {})  # a fresh process: from the cache, and their phone texts are now known
     assert pages.take_counts() == {"mapped": 0, "from_cache": 4}
     changed = [page[0] | {"userPrincipalName": "renamed@contoso.com"}, *page[1:]]
-    assert pages.map_page(changed, {}) == [direct(graph, record) for record in changed]
+    assert map_page(pages, changed, {}) == [direct(graph, record) for record in changed]
     assert pages.take_counts() == {"mapped": 4, "from_cache": 0}
     assert len(cache.lookups) == 2
     assert mapping.phones_parsed(page[0], graph.phone_chain, graph.default_region)
@@ -370,10 +376,10 @@ def test_a_user_joining_an_excluded_group_is_mapped_again() -> None:
     cache = DictCache()
     pages = PageMapper(cache, graph, Counted(graph))
     page = people(3)
-    pages.map_page(page, {})
+    map_page(pages, page, {})
     forget_phones()
     excluded = {page[1]["id"].lower(): "excluded-group"}
-    result = pages.map_page(page, excluded)
+    result = map_page(pages, page, excluded)
     assert result[1] == Skipped(
         page[1]["id"],
         "u1@contoso.com",
@@ -387,7 +393,7 @@ def test_a_user_joining_an_excluded_group_is_mapped_again() -> None:
 def test_a_cache_filled_under_other_settings_is_never_used() -> None:
     cache = DictCache()
     page = [*people(3), user(id="abcd", businessPhones=["020 7183 8750"], mobilePhone=None)]
-    PageMapper(cache, graph_settings(), Counted(graph_settings())).map_page(page, {})
+    map_page(PageMapper(cache, graph_settings(), Counted(graph_settings())), page, {})
     for changes in (
         {"default_region": "GB"},
         {"phone_source": ["mobilePhone", "businessPhones"]},
@@ -397,11 +403,11 @@ def test_a_cache_filled_under_other_settings_is_never_used() -> None:
         forget_phones()
         graph = graph_settings(**changes)
         pages = PageMapper(cache, graph, Counted(graph))
-        assert pages.map_page(page, {}) == [direct(graph, record) for record in page]
+        assert map_page(pages, page, {}) == [direct(graph, record) for record in page]
         assert pages.take_counts() == {"mapped": 4, "from_cache": 0}, changes
         # Back to the first settings: their rows were replaced, so everyone is mapped again the next time.
         forget_phones()
-        PageMapper(cache, graph_settings(), Counted(graph_settings())).map_page(page, {})
+        map_page(PageMapper(cache, graph_settings(), Counted(graph_settings())), page, {})
 
 
 def test_users_without_a_usable_id_are_mapped_and_never_cached() -> None:
@@ -411,7 +417,7 @@ def test_users_without_a_usable_id_are_mapped_and_never_cached() -> None:
     odd: list[Any] = ["text", None, user(id=...), user(id="  "), user(id="x" * (MAX_KEY_LENGTH + 1))]
     for _ in range(2):
         forget_phones()
-        assert pages.map_page(odd, {}) == [direct(graph, record) for record in odd]
+        assert map_page(pages, odd, {}) == [direct(graph, record) for record in odd]
     assert map_one.calls == 2 * len(odd)
     assert (cache.rows, cache.lookups) == ({}, [])
 
@@ -420,7 +426,7 @@ def test_prune_forgets_the_people_a_whole_read_did_not_find() -> None:
     graph = graph_settings()
     cache = DictCache()
     pages = PageMapper(cache, graph, Counted(graph))
-    mapped = pages.map_page(people(4), {})
+    mapped = map_page(pages, people(4), {})
     members = {m.object_id: m for m in mapped[:2] if isinstance(m, Member)}
     assert pages.prune(members, {}) == 2
     assert sorted(cache.rows) == sorted(members)
@@ -505,9 +511,9 @@ def test_a_page_mapped_through_the_cache_is_what_map_user_gives(
         return {oid.lower(): group} if group and isinstance(oid, str) else {}
 
     forget_phones()
-    pages.map_page([before], excluded(before, excluded_before))
+    map_page(pages, [before], excluded(before, excluded_before))
     expected = direct(graph, after, excluded(after, excluded_after).get(str(after.get("id", "")).lower()))
     for _ in range(2):  # the second time from the cache, or without a lookup
         if fresh:
             forget_phones()
-        assert pages.map_page([after], excluded(after, excluded_after)) == [expected]
+        assert map_page(pages, [after], excluded(after, excluded_after)) == [expected]
