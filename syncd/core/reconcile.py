@@ -10,8 +10,9 @@ from). Neither does I/O, so any cycle, after any crash, plans the same way from 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -202,12 +203,10 @@ def plan(
     """
     result = Plan(skipped=list(desired.skipped.values()))
     members = desired.members
-    if only is not None:
-        candidates = [only]
-    elif subset is not None:
-        candidates = sorted(subset)
-    else:
-        candidates = list(dict.fromkeys([*members, *recorded]))
+    if only is not None or subset is not None:
+        candidates: Iterable[str] = [only] if only is not None else sorted(subset or ())
+    else:  # the members, then the recorded who are not (no list of both: a million people each)
+        candidates = itertools.chain(members, (oid for oid in recorded if oid not in members))
     claims = _claims(desired, recorded, remote, now=now, subset=subset, only=only)
     result.conflicts = claims.conflicts
     relinks = claims.relinks if relink else {}
