@@ -174,7 +174,6 @@ class Engine:
                 # Built in bulk, with no collection walking them as they grow; then frozen (collector).
                 with collector_paused():
                     remote = await self._remote(client, desired.members) if full else None
-                with collector_paused():
                     recorded = self._load_recorded(read.subset, desired.members)
                 mark = self._phase(result, "read", mark)
                 only = self._resolve(user, desired, recorded) if user else None
