@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sync_cycles.py [--users 10000 100000] [--latency-ms 20] [--concurrency 32]
                                           [--churn 0.01] [--graph-budget tenant|off]
+                                          [--repeats 3] [--initial-repeats 2]
                                           [--json-out bench/results/sync_cycles-{n}.json]
     .venv/bin/python bench/sync_cycles.py --read-1m      # only the read side of a full cycle, 1,000,000 users
 
@@ -16,15 +17,20 @@ phases (`CycleResult.phase_cpu_s` and `phase_wall_s`: read, plan, apply), the ga
 during it, the whole process's CPU (interpreter start and imports included), peak RSS, and the requests each
 emulator received during each cycle, by kind (request logs cleared before each scenario, split by cycle time):
 
-  a. initial sync       run_cycle(full=True) on an empty database and an empty SmartCommunicator
-  b. full no-change     run_cycle(full=True) again: no writes expected
+  a. initial sync       run_cycle(full=True) on an empty database and an empty SmartCommunicator;
+                        --initial-repeats runs (2), each on an emptied database and account and followed
+                        by its bare write loop; the run of least wall and the least CPU per write kept
+  b. full no-change     run_cycle(full=True) twice in one worker: no writes expected; --repeats workers
+                        (3), the least CPU of each of the two cycles kept
   c. incr. no-change    run_cycle(full=False) twice in one worker; the second is the one judged (the first may
                         still be setting up Graph delta links), both are printed
   d. churn              ceil(churn * N) users changed through the Graph emulator's control API (a third get a
                         new businessPhones number: PATCH; a third leave the group they are a direct member
                         of: DELETE; a third are new users in a nested group: POST), then run_cycle(full=False)
 
-Baselines, measured in the same run, each in a fresh process:
+Baselines, measured in the same run, each in a fresh process, each --repeats times (3; the read and
+the floor's parts once more, the first dropped), the least kept (timeit's rule: on a shared machine noise
+only ever adds time; both sides of a target are taken alike, and every run's figure is printed):
   - writes: a bare `aiohttp.ClientSession` loop POSTing min(N, 5000) new agents (the body shape syncd sends,
     bearer token from /rest/v1/authenticate) at the same concurrency to a second SmartCommunicator emulator
     process with the same latency (so these agents never meet the scenarios): CPU per POST; then, after
@@ -85,7 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_scenario_arguments(parser, users=[10_000, 100_000])
+    add_scenario_arguments(parser, users=[10_000, 100_000], initial_repeats=2)
     parser.add_argument("--json-out", default=DEFAULT_JSON_OUT, help='"{n}" is replaced by the size')
     parser.add_argument("--read-1m", action="store_true", help="only the 1,000,000-user read (separate mode)")
     # Internal: how the harness starts its children and workers.

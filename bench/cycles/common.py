@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import resource
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,10 +26,25 @@ class BenchError(Exception):
     """The benchmark cannot go on; the message says why."""
 
 
-def add_scenario_arguments(parser: argparse.ArgumentParser, *, users: list[int]) -> None:
+def add_scenario_arguments(
+    parser: argparse.ArgumentParser, *, users: list[int], initial_repeats: int
+) -> None:
     """The options sync_cycles.py and scale.py share: the sizes, the emulators' latency, the write
-    concurrency, the churn and Graph's budget."""
+    concurrency, the churn, Graph's budget and how often a measurement is repeated (the least kept)."""
     parser.add_argument("--users", type=int, nargs="+", default=users)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of the full no-change scenario, the floor's parts and the baselines; the least is kept",
+    )
+    parser.add_argument(
+        "--initial-repeats",
+        type=int,
+        default=initial_repeats,
+        help="runs of the initial sync (each on an emptied database and SmartCommunicator account, each"
+        " followed by its bare write loop when there are baselines); the least is kept",
+    )
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--churn", type=float, default=0.01)
@@ -38,6 +54,19 @@ def add_scenario_arguments(parser: argparse.ArgumentParser, *, users: list[int])
         default="tenant",
         help="Graph's resource unit budget: the tenant size's (default) or none",
     )
+
+
+def least(runs: Sequence[Json], *keys: str) -> Json:
+    """The same measurement repeated, each in a fresh process: the first run's figures with each of `keys`
+    replaced by its least value among the runs (timeit's rule: on a machine shared with other work, noise
+    only ever adds time), and every run's values of `keys` under "repeats"."""
+    if not runs:
+        raise BenchError("no runs to take the least of")
+    out = dict(runs[0])
+    for key in keys:
+        out[key] = min(run[key] for run in runs)
+    out["repeats"] = {key: [run[key] for run in runs] for key in keys}
+    return out
 
 
 def peak_rss_mb() -> float:
