@@ -222,7 +222,9 @@ class DesiredState:
     skipped: dict[str, Skipped]
     """Out-of-scope members by object ID (records without an ID under a synthetic key)."""
     group_counts: dict[str, int]
-    """Users read per configured group (before mapping), in configuration order."""
+    """Users read per configured group (before mapping), in configuration order. A delta read has only the
+    groups that lost members, each counted just far enough to tell whether it emptied (a lower bound, zero
+    only when the group has no user left)."""
     group_in_scope: dict[str, int] = field(default_factory=dict)
     """Members in scope per configured group; the empty-group guard compares it across cycles."""
     teams_numbers: int | None = None

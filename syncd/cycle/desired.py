@@ -65,6 +65,7 @@ from syncd.graph.delta import (
     signature,
     structural_changes,
     users_after,
+    users_leaving_at_most,
 )
 from syncd.graph.errors import DeltaExpired, GraphError
 from syncd.graph.repair import disagreeing, holds_after, repair_limit, repaired, still_disagreeing
@@ -416,12 +417,14 @@ async def _read_changes(
     stored_memberships = store.memberships(candidates)
     after = memberships_after(candidates, stored_memberships, changes, users.removed)
     in_scope, excluded = scope_after(after, trees=stored.trees, excluded=stored.excluded)
-    # The empty-group guard: a configured group whose tree loses its last user member reads as empty.
+    # The empty-group guard: a configured group whose tree loses its last user member reads as empty. Only
+    # whether it emptied matters, so the stored users are counted no further than one past those who may
+    # have left (an exact count of a million memberships took SQLite 3 s).
     counts: dict[str, int] = {}
     for group_id, tree in stored.trees.items():
         members_of_tree = set(tree)
         if any(g in members_of_tree for g, _ in changes.removed):
-            before = store.count_users_in(tree)
+            before = store.count_users_in(tree, at_most=users_leaving_at_most(members_of_tree, changes) + 1)
             counts[group_id] = users_after(members_of_tree, before, stored_memberships, changes)
     members: dict[str, Member] = {}
     skipped: dict[str, Skipped] = {}

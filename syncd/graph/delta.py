@@ -253,6 +253,14 @@ def disagreements(tracked: Iterable[str], read: Iterable[str], in_scope: Iterabl
     return sorted(found)
 
 
+def users_leaving_at_most(tree: Collection[str], changes: GroupChanges) -> int:
+    """Pure: how many users at most `changes` take out of the groups of `tree`: the users removed from one of
+    them. `users_after` from a stored count capped at one more than this is positive exactly when the true
+    count after the changes is (those users are the most the tree can lose), so the count need not be exact
+    to tell whether the tree emptied."""
+    return len({member for (group, member), kind in changes.removed.items() if kind == USER and group in tree})
+
+
 def users_after(
     tree: Collection[str],
     stored_count: int,
@@ -260,7 +268,9 @@ def users_after(
     changes: GroupChanges,
 ) -> int:
     """Pure: how many distinct users are direct members of the groups of `tree` once `changes` are applied,
-    from `stored_count` (before) and the `stored` memberships of every user the changes touch."""
+    from `stored_count` (before) and the `stored` memberships of every user the changes touch. With a
+    `stored_count` capped at `users_leaving_at_most` + 1 or more, the result is a lower bound that is zero
+    only when the true count is."""
     removed_from: dict[str, set[str]] = {}
     for (group_id, member_id), kind in changes.removed.items():
         if kind == USER and group_id in tree:

@@ -308,14 +308,20 @@ class MembersMixin(StorePart):
                 cursor.close()
         return found.difference(wanted)
 
-    def count_users_in(self, group_ids: Collection[str]) -> int:
-        """How many distinct users are direct members of any of `group_ids`."""
+    def count_users_in(self, group_ids: Collection[str], *, at_most: int | None = None) -> int:
+        """How many distinct users are direct members of any of `group_ids`; with `at_most`, the count stops
+        there (the least of the two). An exact count sorts every membership of the groups (3 s of SQLite
+        for a million); the first few distinct users are found at once."""
         table = tables.graph_edges
-        query = (
-            select(func.count(table.c.member_id.distinct()))
+        users = (
+            select(table.c.member_id)
             .where(table.c.group_id.in_(list(group_ids)))
             .where(table.c.member_kind == "user")
+            .distinct()
         )
+        if at_most is not None:
+            users = users.limit(max(at_most, 0))
+        query = select(func.count()).select_from(users.subquery())
         with self._read("counting group members") as connection:
             return int(connection.execute(query).scalar_one())
 

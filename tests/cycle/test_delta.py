@@ -889,6 +889,23 @@ async def test_a_group_emptied_between_delta_cycles_stops_the_cycle(world: World
     assert sorted(world.writes(), key=str) == sorted([("DELETE", f"/{oid}", None) for oid in ids], key=str)
 
 
+async def test_members_leaving_a_big_group_do_not_read_as_an_emptied_group(world: World) -> None:
+    # The tree's users are counted only one past those who may have left (3 here, of 5): enough to know
+    # it is not empty; one who leaves the group but stays in its nested group is not gone.
+    ids = seed(world, 5)
+    nested = nest(world, world.group, "nested")
+    world.graph.add_member(nested, ids[0])
+    await start_tracking(world)
+    world.graph.remove_member(world.group, ids[0])
+    world.graph.remove_member(world.group, ids[1])
+    report = await sync(world)
+    assert_read(report, "delta")
+    assert stopped_by(report) is None
+    assert report.outcomes == {"offboard": {"ok": 1}}
+    assert world.writes() == [("DELETE", f"/{ids[1]}", None)]
+    assert sorted(world.agents()) == sorted([ids[0], *ids[2:]])
+
+
 async def test_a_failed_graph_read_loses_no_change(world: World) -> None:
     ids = seed(world, 3)
     await start_tracking(world)

@@ -898,6 +898,19 @@ def test_the_users_of_a_tree_are_read_in_batches_of_groups(store: Store) -> None
     assert store.users_in([]) == set()
 
 
+def test_the_users_of_groups_are_counted_once_each_and_up_to_a_cap(store: Store) -> None:
+    edges = {(f"g{n % 3}", f"u{n % 250}"): "user" for n in range(600)}  # u0..u249, most in two groups
+    edges |= {("g0", "g1"): "group", ("g2", "g9"): "group", ("elsewhere", "x"): "user"}
+    store.replace_edges(edges)
+    assert store.count_users_in(["g0", "g1", "g2"]) == 250  # groups are not users; each user once
+    assert store.count_users_in(["g0"]) == len({f"u{n % 250}" for n in range(0, 600, 3)})
+    assert store.count_users_in(["g0", "g1", "g2"], at_most=7) == 7
+    assert store.count_users_in(["g0", "g1", "g2"], at_most=250) == 250
+    assert store.count_users_in(["g0", "g1", "g2"], at_most=1000) == 250
+    assert store.count_users_in(["elsewhere"], at_most=1) == 1
+    assert store.count_users_in(["nothing"], at_most=5) == store.count_users_in(["g0"], at_most=0) == 0
+
+
 def test_members_are_loaded_by_id_in_batches_and_failures_come_due(store: Store) -> None:
     now = time.time()
     store.save_members(

@@ -18,6 +18,7 @@ from syncd.graph.delta import (
     signature,
     structural_changes,
     users_after,
+    users_leaving_at_most,
 )
 
 USER = "#microsoft.graph.user"
@@ -194,6 +195,34 @@ def test_a_tree_emptied_by_the_changes_has_no_users_left() -> None:
     changes = GroupChanges()
     changes.fold([{"id": "g", "members@delta": [member("u1", removed=True), member("u2", removed=True)]}])
     assert users_after({"g"}, 2, {"u1": {"g"}, "u2": {"g"}}, changes) == 0
+    capped = min(2, users_leaving_at_most({"g"}, changes) + 1)
+    assert users_after({"g"}, capped, {"u1": {"g"}, "u2": {"g"}}, changes) == 0
+
+
+def test_a_count_capped_past_the_users_who_may_leave_tells_exactly_whether_a_tree_empties() -> None:
+    tree = {"g", "n"}
+    stored = {"u1": {"g"}, "u2": {"g", "n"}, "u3": {"n"}}
+    changes = GroupChanges()
+    changes.fold(
+        [
+            {"id": "g", "members@delta": [member("u1", removed=True), member("u2", removed=True)]},
+            {"id": "n", "members@delta": [member("u3", removed=True), member("x", GROUP, removed=True)]},
+            {"id": "other", "members@delta": [member("u4", removed=True)]},
+        ]
+    )
+    leaving = users_leaving_at_most(tree, changes)
+    assert leaving == 3  # u1, u2, u3: u4 left another tree, x is a group
+    # However many users the tree had, a count capped at leaving + 1 is positive afterwards exactly
+    # when the true one is.
+    for true_count in range(3, 2000, 7):
+        capped = min(true_count, leaving + 1)
+        after_true = users_after(tree, true_count, stored, changes)
+        after_capped = users_after(tree, capped, stored, changes)
+        assert (after_capped > 0) == (after_true > 0)
+        assert 0 <= after_capped <= after_true
+    assert users_after(tree, min(3, leaving + 1), stored, changes) == 1  # u2 stays, through n
+    assert users_leaving_at_most({"n"}, changes) == 1
+    assert users_leaving_at_most({"elsewhere"}, changes) == 0
 
 
 def test_the_state_keeps_the_trees() -> None:
