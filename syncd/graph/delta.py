@@ -258,7 +258,8 @@ def users_leaving_at_most(tree: Collection[str], changes: GroupChanges) -> int:
     them. `users_after` from a stored count capped at one more than this is positive exactly when the true
     count after the changes is (those users are the most the tree can lose), so the count need not be exact
     to tell whether the tree emptied."""
-    return len({member for (group, member), kind in changes.removed.items() if kind == USER and group in tree})
+    removed = changes.removed.items()
+    return len({member for (group, member), kind in removed if kind == USER and group in tree})
 
 
 def users_after(
