@@ -141,9 +141,11 @@ def _in_step(member: Member, record: Recorded, agent: Agent | None) -> bool:
     return member.upn is None or member.upn == (agent.upn or pushed)
 
 
-def _has_agent(object_id: str, record: Recorded | None, remote: Mapping[str, Agent] | None) -> bool:
-    """Whether `_believed` would find an agent (without building its fields: a full cycle asks for each)."""
+def _has_agent(object_id: str, recorded: Mapping[str, Recorded], remote: Mapping[str, Agent] | None) -> bool:
+    """Whether `_believed` would find an agent (without building its fields, nor looking up our record when
+    the agents list says it: a full cycle asks for each of a million people)."""
     if remote is None:
+        record = recorded.get(object_id)
         return record is not None and record.agent is not None
     agent = remote.get(object_id)
     return agent is not None and agent.active
@@ -203,18 +205,18 @@ def plan(
     """
     result = Plan(skipped=list(desired.skipped.values()))
     members = desired.members
+    candidates: Iterable[tuple[str, Member | None]]
     if only is not None or subset is not None:
-        candidates: Iterable[str] = [only] if only is not None else sorted(subset or ())
+        candidates = [(oid, members.get(oid)) for oid in (sorted(subset or ()) if only is None else [only])]
     else:  # the members, then the recorded who are not (no list of both: a million people each)
-        candidates = itertools.chain(members, (oid for oid in recorded if oid not in members))
+        candidates = itertools.chain(members.items(), ((oid, None) for oid in recorded if oid not in members))
     claims = _claims(desired, recorded, remote, now=now, subset=subset, only=only)
     result.conflicts = claims.conflicts
     relinks = claims.relinks if relink else {}
     moving = {old: new for new, old in relinks.items()}
     kept = claims.kept if relink else set()
-    for object_id in candidates:
+    for object_id, member in candidates:
         record = recorded.get(object_id)
-        member = members.get(object_id)
         if (
             remote is not None
             and member is not None
@@ -371,7 +373,7 @@ def _claims(
     claims = _Claims()
     claimants: dict[str, list[str]] = {}
     for object_id, member in desired.members.items():
-        if member.consistency_id is not None and not _has_agent(object_id, recorded.get(object_id), remote):
+        if member.consistency_id is not None and not _has_agent(object_id, recorded, remote):
             claimants.setdefault(member.consistency_id, []).append(object_id)
     if not claimants:
         return claims
