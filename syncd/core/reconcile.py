@@ -1,18 +1,16 @@
-"""Pure decisions of a sync cycle: what to change, whether it is safe, and what we know afterwards.
+"""Pure decisions of a sync cycle: what to change and whether it is safe.
 
 `plan` compares desired state (Graph) with what we believe SmartCommunicator holds (our records, or in a
-full cycle the remote agents list) and lists the writes that converge them; `settle` turns one write's
-outcome into the new record (`settle_moved_from` the record of the object ID a relink moves an agent
-from). Neither does I/O, so any cycle, after any crash, plans the same way from the same inputs
-(level-triggered).
+full cycle the remote agents list) and lists the writes that converge them; `syncd/core/settle.py` says
+what we know after each. Neither does I/O, so any cycle, after any crash, plans the same way from the same
+inputs (level-triggered).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,7 +24,6 @@ from syncd.core.model import (
     DesiredState,
     Member,
     MemberStatus,
-    Outcome,
     Recorded,
     Skipped,
 )
@@ -151,6 +148,15 @@ def _has_agent(object_id: str, recorded: Mapping[str, Recorded], remote: Mapping
     return agent is not None and agent.active
 
 
+def _records_left(
+    members: Mapping[str, Member], recorded: Mapping[str, Recorded], found: Sequence[int]
+) -> Iterator[tuple[str, None]]:
+    """The recorded people who are not members, looked for only if fewer than all records were found among
+    the members (`found[0]`, counted by the plan as it went through them, before this runs)."""
+    if found[0] < len(recorded):
+        yield from ((object_id, None) for object_id in recorded if object_id not in members)
+
+
 def _waiting(record: Recorded | None, now: float) -> bool:
     return (
         record is not None
@@ -206,10 +212,13 @@ def plan(
     result = Plan(skipped=list(desired.skipped.values()))
     members = desired.members
     candidates: Iterable[tuple[str, Member | None]]
+    # Of the members planned: how many have a record, and an agent in `remote`. When all records (agents) are
+    # members', nobody else needs looking for among them (a full cycle: a million lookups each).
+    found = [0, 0]
     if only is not None or subset is not None:
         candidates = [(oid, members.get(oid)) for oid in (sorted(subset or ()) if only is None else [only])]
     else:  # the members, then the recorded who are not (no list of both: a million people each)
-        candidates = itertools.chain(members.items(), ((oid, None) for oid in recorded if oid not in members))
+        candidates = itertools.chain(members.items(), _records_left(members, recorded, found))
     claims = _claims(desired, recorded, remote, now=now, subset=subset, only=only)
     result.conflicts = claims.conflicts
     relinks = claims.relinks if relink else {}
@@ -217,11 +226,15 @@ def plan(
     kept = claims.kept if relink else set()
     for object_id, member in candidates:
         record = recorded.get(object_id)
+        agent = remote.get(object_id) if remote is not None else None
+        if member is not None:
+            found[0] += record is not None
+            found[1] += agent is not None
         if (
             remote is not None
             and member is not None
             and record is not None
-            and _in_step(member, record, remote.get(object_id))
+            and _in_step(member, record, agent)
             and object_id not in moving
             and object_id not in kept
         ):
@@ -282,7 +295,7 @@ def plan(
             result.unchanged += 1
             if record is not None and record.agent is not None and member.phone_source != record.phone_source:
                 result.resourced.append(object_id)
-    if remote is not None:
+    if remote is not None and found[1] < len(remote):
         result.unmanaged = [
             agent
             for object_id, agent in remote.items()
@@ -507,94 +520,4 @@ def _relink_guard(result: Plan, max_relink: Allowance) -> GuardStop | None:
             "Entra): this many at once suggests a forest migration or an Entra Connect change. Check the "
             "directory; if this is intended, run once with --force or raise sync.max_relink.",
         )
-    return None
-
-
-def retry_delay_s(attempts: int, *, initial_s: float, max_s: float) -> float:
-    """Pure: how long a person waits after `attempts` consecutive failures (doubling, capped)."""
-    return float(min(max_s, initial_s * 2.0 ** max(attempts - 1, 0)))
-
-
-def settle(
-    change: Change,
-    outcome: Outcome,
-    previous: Recorded | None,
-    *,
-    now: float,
-    upn: str | None,
-    error: str | None = None,
-    agent: AgentFields | None = None,
-    retry_initial_s: float = 60.0,
-    retry_max_s: float = 21600.0,
-    backoff: bool = True,
-    phone_source: str | None = None,
-) -> Recorded:
-    """Pure: the record after `change` ended with `outcome`.
-
-    `agent` is what the service now holds when the caller read it back (adoption); otherwise the desired
-    fields are taken as written, with `phone_source` as where the desired number came from. A failure keeps
-    the previous belief (and its source) and, with `backoff`, schedules the next attempt (doubling from
-    `retry_initial_s` up to `retry_max_s`); systemic failures pass backoff=False.
-    """
-    if outcome in (Outcome.OK, Outcome.ADOPTED, Outcome.ALREADY_GONE):
-        if change.action is Action.OFFBOARD:
-            return Recorded(change.object_id, MemberStatus.OFFBOARDED, None, upn=upn)
-        held = agent or change.desired
-        # A read-back number that is not the desired one did not come from the source.
-        same = (
-            held is not None
-            and change.desired is not None
-            and held.phone_number == change.desired.phone_number
-        )
-        return Recorded(
-            change.object_id, MemberStatus.ACTIVE, held, upn=upn, phone_source=phone_source if same else None
-        )
-    if agent is not None:
-        believed: AgentFields | None = agent
-    elif previous is not None:
-        believed = previous.agent
-    else:  # a relink's `believed` is the agent of the object ID it moves from, not this person's
-        believed = change.believed if change.action is not Action.RELINK else None
-    attempts = (previous.attempts if previous is not None else 0) + 1
-    kept_source = previous.phone_source if previous is not None and believed == previous.agent else None
-    return Recorded(
-        change.object_id,
-        MemberStatus.FAILED,
-        believed,
-        upn=upn,
-        detail=error,
-        attempts=attempts,
-        next_attempt_at=now + retry_delay_s(attempts, initial_s=retry_initial_s, max_s=retry_max_s)
-        if backoff
-        else None,
-        phone_source=kept_source,
-        # A failed offboard still falls due when the grace began, not again from now.
-        left_scope_at=previous.left_scope_at
-        if previous is not None and change.action is Action.OFFBOARD
-        else None,
-    )
-
-
-def settle_moved_from(change: Change, done: bool, previous: Recorded | None) -> Recorded | None:
-    """Pure: the record of the object ID a relink moves an agent from (`change.from_object_id`), after
-    the relink was applied (`done`) or not; None when it stays as it is.
-
-    Applied: no agent left (offboarded), saying where it went. Not applied: the record is kept, except that
-    a pending offboard is cancelled: the agent waits for the relink's retry instead of falling due while
-    the re-created person waits out a backoff.
-    """
-    assert change.from_object_id is not None
-    if done:
-        upn = previous.upn if previous is not None else None
-        if upn is None and change.believed is not None:
-            upn = change.believed.upn
-        return Recorded(
-            change.from_object_id,
-            MemberStatus.OFFBOARDED,
-            None,
-            upn=upn,
-            detail=f"agent moved to {change.object_id} (relinked: the user was re-created in Entra)",
-        )
-    if previous is not None and previous.left_scope_at is not None:
-        return dataclasses.replace(previous, left_scope_at=None)
     return None

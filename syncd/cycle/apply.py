@@ -33,7 +33,8 @@ from syncd.core.model import (
     WriteKey,
 )
 from syncd.core.pacing import PacingTuning, WritePacer
-from syncd.core.reconcile import Plan, changed_fields, settle, settle_moved_from
+from syncd.core.reconcile import Plan, changed_fields
+from syncd.core.settle import settle, settle_moved_from
 from syncd.cycle.lane import StoreLane
 from syncd.smartcomm import (
     AgentExists,

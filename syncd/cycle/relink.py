@@ -25,7 +25,8 @@ from syncd.config.fields import GUID
 from syncd.config.settings import Settings
 from syncd.core.exits import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK
 from syncd.core.model import Action, Agent, AgentFields, Change, DesiredState, Outcome
-from syncd.core.reconcile import changed_fields, settle, settle_moved_from
+from syncd.core.reconcile import changed_fields
+from syncd.core.settle import settle, settle_moved_from
 from syncd.core.text import printable
 from syncd.cycle.apply import relink_agent, relink_key, relink_patch
 from syncd.smartcomm import AgentNotFound, SmartCommClient, SmartCommError

@@ -12,7 +12,7 @@ from sqlalchemy import inspect, text
 
 import migrations
 from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded
-from syncd.core.reconcile import settle_moved_from
+from syncd.core.settle import settle_moved_from
 from syncd.store import Settlement, Store
 from tests.store.conftest import Database
 

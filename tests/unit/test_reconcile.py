@@ -20,7 +20,8 @@ from syncd.core.model import (
     Skipped,
     SkipReason,
 )
-from syncd.core.reconcile import changed_fields, plan, retry_delay_s, settle, settle_moved_from
+from syncd.core.reconcile import changed_fields, plan
+from syncd.core.settle import retry_delay_s, settle, settle_moved_from
 
 SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 """Health checks these property tests do without (too_slow: a timing check; see tests/conftest.py)."""
@@ -186,6 +187,29 @@ def test_full_cycle_repairs_drift_and_reports_unmanaged() -> None:
     assert actions(result) == [("update", "a", ("phone_number",)), ("onboard", "b", ())]
     assert [agent.user_object_id for agent in result.unmanaged] == ["x"]
     assert result.forgotten == ["gone"]
+
+
+def test_a_full_cycle_finds_records_and_agents_of_nobody_in_scope_whatever_their_count() -> None:
+    # The plan looks for records and agents that are not members only when fewer than all of them were met
+    # among the members: one more (or one fewer) of either changes what it must find.
+    in_step = {
+        "a": Agent("a", T, A.phone_number, "active", A.upn, A.consistency_id),
+        "b": Agent("b", T, B.phone_number, "active", B.upn, B.consistency_id),
+    }
+    records = {"a": active(A), "b": active(B)}
+    everyone = plan(desired(A, B), records, in_step, now=NOW, max_offboard=25)
+    assert (everyone.changes, everyone.unmanaged, everyone.forgotten, everyone.unchanged) == ([], [], [], 2)
+    stranger = in_step | {"x": Agent("x", T, "+14155550999", "active")}
+    found = plan(desired(A, B), records, stranger, now=NOW, max_offboard=25)
+    assert [agent.user_object_id for agent in found.unmanaged] == ["x"]
+    leaver = plan(desired(A), records, in_step, now=NOW, max_offboard=25)
+    assert actions(leaver) == [("offboard", "b", ())]
+    assert leaver.unmanaged == []  # b's agent is ours: offboarded, not reported
+    # As many records as members, but not the same people: c is found although the counts match.
+    swapped = {"a": active(A), "c": active(C)}
+    remote = in_step | {"c": Agent("c", T, C.phone_number, "active", C.upn, C.consistency_id)}
+    result = plan(desired(A, B), swapped, remote, now=NOW, max_offboard=25)
+    assert (actions(result), result.unchanged) == ([("offboard", "c", ())], 2)
 
 
 def test_full_cycle_adopts_existing_agents_of_members() -> None:

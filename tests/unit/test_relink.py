@@ -23,7 +23,8 @@ from syncd.core.model import (
     Skipped,
     SkipReason,
 )
-from syncd.core.reconcile import Plan, plan, settle, settle_moved_from
+from syncd.core.reconcile import Plan, plan
+from syncd.core.settle import settle, settle_moved_from
 from syncd.cycle.apply import relink_key, relink_patch
 from syncd.cycle.engine import CycleResult
 from syncd.cycle.relink import RelinkResult
