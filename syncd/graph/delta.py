@@ -253,13 +253,22 @@ def disagreements(tracked: Iterable[str], read: Iterable[str], in_scope: Iterabl
     return sorted(found)
 
 
+def _user_groups_in(tree: Collection[str], edges: Mapping[tuple[str, str], str]) -> dict[str, set[str]]:
+    """Pure: the groups of `tree` each user gains or loses by `edges` (a `GroupChanges` side: (group ID,
+    member ID) -> member kind), by user."""
+    found: dict[str, set[str]] = {}
+    for (group_id, member_id), kind in edges.items():
+        if kind == USER and group_id in tree:
+            found.setdefault(member_id, set()).add(group_id)
+    return found
+
+
 def users_leaving_at_most(tree: Collection[str], changes: GroupChanges) -> int:
     """Pure: how many users at most `changes` take out of the groups of `tree`: the users removed from one of
     them. `users_after` from a stored count capped at one more than this is positive exactly when the true
     count after the changes is (those users are the most the tree can lose), so the count need not be exact
     to tell whether the tree emptied."""
-    removed = changes.removed.items()
-    return len({member for (group, member), kind in removed if kind == USER and group in tree})
+    return len(_user_groups_in(tree, changes.removed))
 
 
 def users_after(
@@ -272,14 +281,8 @@ def users_after(
     from `stored_count` (before) and the `stored` memberships of every user the changes touch. With a
     `stored_count` capped at `users_leaving_at_most` + 1 or more, the result is a lower bound that is zero
     only when the true count is."""
-    removed_from: dict[str, set[str]] = {}
-    for (group_id, member_id), kind in changes.removed.items():
-        if kind == USER and group_id in tree:
-            removed_from.setdefault(member_id, set()).add(group_id)
-    added_to: dict[str, set[str]] = {}
-    for (group_id, member_id), kind in changes.added.items():
-        if kind == USER and group_id in tree:
-            added_to.setdefault(member_id, set()).add(group_id)
+    removed_from = _user_groups_in(tree, changes.removed)
+    added_to = _user_groups_in(tree, changes.added)
     lost = gained = 0
     for member_id in removed_from.keys() | added_to.keys():
         before = {g for g in stored.get(member_id, ()) if g in tree}
