@@ -50,6 +50,11 @@ def best_of(runs: Sequence[Json], by: str) -> Json:
     return out
 
 
+def run_name(name: str, run: int, times: int) -> str:
+    """A repeated scenario's name for run `run` (from 0) of `times`: "b (full, no change), run 2 of 3"."""
+    return f"{name}, run {run + 1} of {times}" if times > 1 else name
+
+
 class Harness:
     """One size's emulators, configuration and scenarios."""
 
@@ -346,7 +351,7 @@ format = "json"
         for run in range(times):
             if run:
                 self.empty_account(smartcomm)
-            name = "a (initial sync)" + (f", run {run + 1} of {times}" if times > 1 else "")
+            name = run_name("a (initial sync)", run, times)
             initial_runs.append(self.scenario(name, config, ["full"], graph, smartcomm))
             if spare is not None:  # right after it: the machine's speed drifts within minutes
                 writes = sum(initial_runs[-1]["cycles"][0]["writes"].values())
@@ -361,11 +366,7 @@ format = "json"
         scenarios["b_full_nochange"] = best_of(
             [
                 self.scenario(
-                    "b (full, no change)" + (f", run {run + 1} of {times}" if times > 1 else ""),
-                    config,
-                    ["full", "full"],
-                    graph,
-                    smartcomm,
+                    run_name("b (full, no change)", run, times), config, ["full", "full"], graph, smartcomm
                 )
                 for run in range(times)
             ],

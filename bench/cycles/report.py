@@ -40,34 +40,32 @@ def fmt_kinds(kinds: dict[str, int]) -> str:
 
 
 def of_runs(measured: Json, key: str, scale: float = 1.0) -> str:
-    """ " (least of 0.204, 0.211, 0.230)": every run's value of a repeated measurement (`least`), or ""."""
-    values = (measured.get("repeats") or {}).get(key) or []
+    """ " (least of 0.204, 0.211, 0.230)": every run's value of a repeated measurement (`least`), or "" for
+    one run."""
+    values = measured["repeats"][key]
     return f" (least of {', '.join(f'{v * scale:.3f}' for v in values)})" if len(values) > 1 else ""
 
 
 def cycle_runs(scenario: Json, index: int, key: str) -> str:
-    """ " (runs: 1.25, 1.18, 1.31)": every run's `key` ("cpu_s", "wall_s") of a repeated scenario's cycle."""
-    repeats = scenario.get("repeats") or []
-    values = repeats[index][key] if index < len(repeats) else []
+    """ " (runs: 1.25, 1.18, 1.31)": every run's `key` ("cpu_s", "wall_s") of cycle `index` of a scenario
+    taken with `best_of`, or "" for one run."""
+    values = scenario["repeats"][index][key]
     return f" (runs: {', '.join(f'{v:.2f}' for v in values)})" if len(values) > 1 else ""
 
 
 def cpu_per_write(initial: Json) -> tuple[float, int, str]:
-    """The initial sync's CPU per SmartCommunicator write, its writes and what the CPU is: the apply phase's
-    CPU where the cycle reports it, else the whole cycle's; the least over the scenario's runs."""
-    cycle = initial["cycles"][0]
-    runs = (initial.get("repeats") or [{}])[0]
-    applies = runs.get("apply_cpu_s") or [cycle["phase_cpu_s"].get("apply")]
-    counts = runs.get("writes") or [sum(cycle["writes"].values())]
-    if all(a is not None for a in applies):
-        basis, cpus = "apply-phase CPU", applies
+    """The initial sync's CPU per SmartCommunicator write (`best_of`'s runs: the least), its writes and what
+    the CPU is: the apply phase's where the cycle reports it, else the whole cycle's."""
+    runs = initial["repeats"][0]
+    if None not in runs["apply_cpu_s"]:
+        basis, cpus = "apply-phase CPU", runs["apply_cpu_s"]
     else:
-        basis, cpus = "whole-cycle CPU (no phase_cpu_s['apply'])", runs.get("cpu_s") or [cycle["cpu_s"]]
-    per_run = [cpu / max(count, 1) for cpu, count in zip(cpus, counts, strict=True)]
+        basis, cpus = "whole-cycle CPU (no phase_cpu_s['apply'])", runs["cpu_s"]
+    per_run = [cpu / max(count, 1) for cpu, count in zip(cpus, runs["writes"], strict=True)]
     best = min(range(len(per_run)), key=per_run.__getitem__)
     if len(per_run) > 1:
         basis += f", least of {len(per_run)} runs ({', '.join(f'{v * 1e3:.3f}' for v in per_run)} ms)"
-    return per_run[best], counts[best], basis
+    return per_run[best], runs["writes"][best], basis
 
 
 def targets(result: Json) -> list[Json]:
@@ -121,7 +119,7 @@ def targets(result: Json) -> list[Json]:
     }
     total = sum(parts.values())
     floor_note = "floor " + " + ".join(f"{k} {v:.3f}" for k, v in parts.items()) + f" = {total:.3f} s CPU"
-    floor_note += ", each the least of its runs" if (read.get("repeats") or {}).get("cpu_s") else ""
+    floor_note += ", each the least of its runs"
     row(
         "full no-change CPU <= 3x floor (fresh process)" + stated,
         full["cpu_s"],
