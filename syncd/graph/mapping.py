@@ -249,6 +249,50 @@ def forget_phones() -> None:
     _phone_cache.clear()
 
 
+_PLAIN_INTERNATIONAL = re.compile(r"\+[0-9 ().-]+")
+_PLAIN_SEPARATORS = str.maketrans("", "", " ().-")
+_national_prefixes: dict[int, re.Pattern[str] | None] = {}
+"""Per country code: the pattern of the national prefix phonenumbers strips after it, None for none."""
+
+
+def _national_prefix(country_code: int) -> re.Pattern[str] | None:
+    if country_code not in _national_prefixes:
+        region = phonenumbers.region_code_for_country_code(country_code)
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country_code, region)
+        prefix = None if metadata is None else metadata.national_prefix_for_parsing
+        _national_prefixes[country_code] = re.compile(prefix) if prefix else None
+    return _national_prefixes[country_code]
+
+
+def _plain_international(text: str, default_region: str) -> str | None:
+    """Pure: E.164 for a valid number written as "+", its digits and plain separators (spaces, dots,
+    dashes, parentheses), as `phonenumbers.parse` would read it, without parsing it: that is how most
+    directories hold numbers, and parsing is most of the cost of mapping a user. None when the text is
+    anything else, or phonenumbers would read it otherwise (no country code, a national number starting
+    with 0 or with the region's national prefix), or it is not a valid number: `parse_e164` then parses
+    it. tests/unit/test_mapping_plain.py holds the two readings equal over every region's numbers.
+    """
+    if _PLAIN_INTERNATIONAL.fullmatch(text) is None:
+        return None
+    digits = text[1:].translate(_PLAIN_SEPARATORS)
+    if not digits.isdigit() or digits[0] == "0":
+        return None
+    for size in (1, 2, 3):  # country codes are prefix-free: at most one of these is one
+        country_code = int(digits[:size])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if not 2 <= len(national) <= 17 or national[0] == "0":
+        return None
+    prefix = _national_prefix(country_code)
+    if prefix is not None and prefix.match(national) is not None:
+        return None
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    return "+" + digits if is_valid(number, default_region) else None
+
+
 def parse_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
     """Pure: E.164 for a raw phone text, or (SkipReason.INVALID_PHONE, why) - never raises.
 
@@ -256,6 +300,16 @@ def parse_e164(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
     Accepted: spaces (unicode ones too), dots, dashes, parentheses, a leading "tel:", digits phonenumbers
     reads (full-width, Arabic-Indic). Refused: anything but exactly one valid number without extension.
     """
+    text = raw.strip()
+    if text[:1] == "+" and len(text) <= _MAX_PHONE_LENGTH:
+        plain = _plain_international(text, default_region)
+        if plain is not None:
+            return plain
+    return parse_with_phonenumbers(raw, default_region)
+
+
+def parse_with_phonenumbers(raw: str, default_region: str) -> str | tuple[SkipReason, str]:
+    """Pure: `parse_e164` for any text, through `phonenumbers.parse`."""
     invalid = SkipReason.INVALID_PHONE
     text = raw.strip()
     if len(text) > _MAX_PHONE_LENGTH:
