@@ -7,7 +7,7 @@ never loads SQLAlchemy's PostgreSQL dialect (some 30 ms of CPU to import)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,14 @@ IN_BATCH = 500
 
 MEMBER_COLUMNS = tuple(column.name for column in tables.members.columns if column.name != "object_id")
 """What an upsert of a whole member row replaces."""
+_MEMBER_NAMES = ("object_id", *MEMBER_COLUMNS)
+# Run on the DBAPI cursor (`upsert_members`). Only these constant names and the placeholders are formatted
+# in: every value is a bound parameter. The same text suits SQLite (>= 3.24) and PostgreSQL.
+_MEMBER_SET = ", ".join(f"{name} = excluded.{name}" for name in MEMBER_COLUMNS)
+_MEMBER_UPSERT = (
+    f"INSERT INTO members ({', '.join(_MEMBER_NAMES)}) VALUES ({{marks}}) "  # noqa: S608 - constant
+    f"ON CONFLICT (object_id) DO UPDATE SET {_MEMBER_SET}"
+)
 
 
 class StorePart:
@@ -79,33 +87,74 @@ def upsert(connection: Connection, table: Table, key: str, update_columns: Seque
     )
 
 
-def member_row(record: Recorded, now: datetime) -> dict[str, Any]:
+Stamp = Callable[[datetime | None], Any]
+"""A timestamp as the DBAPI driver takes it for a column of the store (`stamps`)."""
+
+
+def stamps(connection: Connection) -> Stamp:
+    """How `connection`'s driver takes a timestamp bound on its own cursor: SQLAlchemy's conversion for the
+    store's timestamp columns in that dialect (SQLite: its text form, which reads and orders as SQLAlchemy
+    writes it), or the datetime itself where the driver adapts it (psycopg)."""
+    dialect = connection.dialect
+    process = tables.members.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else _same
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
+
+
+def member_values(record: Recorded, now: Any, stamp: Stamp) -> tuple[Any, ...]:
+    """The members row of `record` as `upsert_members` takes it: `now` already stamped (`stamp` converts
+    the record's own times)."""
     agent = record.agent
-    return {
-        "object_id": record.object_id,
-        "status": record.status.value,
-        "agent_active": agent is not None,
-        "tenant_id": agent.tenant_id if agent is not None else None,
-        "phone_number": agent.phone_number if agent is not None else None,
-        "upn_pushed": agent.upn if agent is not None else None,
-        "consistency_id": agent.consistency_id if agent is not None else None,
-        "upn": record.upn,
-        "skip_reason": record.skip_reason.value if record.skip_reason is not None else None,
-        "detail": record.detail,
-        "attempts": record.attempts,
-        "next_attempt_at": _to_datetime_or_none(record.next_attempt_at),
-        "updated_at": now,
-        "phone_source": record.phone_source if agent is not None else None,
-        "left_scope_at": _to_datetime_or_none(record.left_scope_at) if agent is not None else None,
-    }
+    if agent is None:
+        return (
+            record.object_id,
+            record.status.value,
+            False,
+            None,
+            None,
+            None,
+            None,
+            record.upn,
+            record.skip_reason.value if record.skip_reason is not None else None,
+            record.detail,
+            record.attempts,
+            None if record.next_attempt_at is None else stamp(to_datetime(record.next_attempt_at)),
+            now,
+            None,
+            None,
+        )
+    return (
+        record.object_id,
+        record.status.value,
+        True,
+        agent.tenant_id,
+        agent.phone_number,
+        agent.upn,
+        agent.consistency_id,
+        record.upn,
+        record.skip_reason.value if record.skip_reason is not None else None,
+        record.detail,
+        record.attempts,
+        None if record.next_attempt_at is None else stamp(to_datetime(record.next_attempt_at)),
+        now,
+        record.phone_source,
+        None if record.left_scope_at is None else stamp(to_datetime(record.left_scope_at)),
+    )
+
+
+def upsert_members(connection: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert or replace whole member rows (`member_values`), on the DBAPI cursor itself: the apply step
+    settles a row per write, and SQLAlchemy's per-row parameter processing cost about as much as the
+    database's own work. No object ID may repeat (PostgreSQL refuses to upsert a row twice in one go)."""
+    if rows:
+        connection.exec_driver_sql(driver_sql(connection, _MEMBER_UPSERT, len(_MEMBER_NAMES)), list(rows))
 
 
 def to_datetime(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
-
-
-def _to_datetime_or_none(epoch: float | None) -> datetime | None:
-    return None if epoch is None else to_datetime(epoch)
 
 
 def to_epoch(value: datetime) -> float:

@@ -17,13 +17,13 @@ from syncd.store import tables
 from syncd.store.common import (
     BATCH_SIZE,
     IN_BATCH,
-    MEMBER_COLUMNS,
     StorePart,
     driver_sql,
-    member_row,
+    member_values,
+    stamps,
     to_datetime,
     to_epoch,
-    upsert,
+    upsert_members,
 )
 from syncd.store.records import StoreError
 
@@ -168,18 +168,17 @@ class MembersMixin(StorePart):
 
     def save_members(self, records: Iterable[Recorded]) -> None:
         """Insert or replace many members in one transaction (the last record wins for a repeated ID)."""
-        now = to_datetime(time.time())
         with self._write("saving members") as connection:
-            statement = upsert(connection, tables.members, "object_id", MEMBER_COLUMNS)
+            stamp = stamps(connection)
+            now = stamp(to_datetime(time.time()))
             # Keyed by object ID: PostgreSQL refuses one statement that upserts the same row twice.
-            batch: dict[str, dict[str, Any]] = {}
+            batch: dict[str, tuple[Any, ...]] = {}
             for record in records:
-                batch[record.object_id] = member_row(record, now)
+                batch[record.object_id] = member_values(record, now, stamp)
                 if len(batch) >= BATCH_SIZE:
-                    connection.execute(statement, list(batch.values()))
+                    upsert_members(connection, list(batch.values()))
                     batch = {}
-            if batch:
-                connection.execute(statement, list(batch.values()))
+            upsert_members(connection, list(batch.values()))
 
     def members_needing_attention(self) -> list[Recorded]:
         """Members whose last write failed or is not settled, by object ID."""

@@ -8,18 +8,19 @@ import time
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 
 from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded
 from syncd.store import tables
 from syncd.store.common import (
-    MEMBER_COLUMNS,
     StorePart,
-    member_row,
+    driver_sql,
+    member_values,
+    stamps,
     to_datetime,
     to_epoch,
     to_epoch_or_none,
-    upsert,
+    upsert_members,
 )
 from syncd.store.records import (
     AuditEntry,
@@ -29,6 +30,21 @@ from syncd.store.records import (
     Settlement,
     StoreError,
 )
+
+_SETTLE = (
+    "UPDATE operations SET outcome = {marks}, http_status = {marks}, error = {marks}, settled_at = {marks} "
+    "WHERE id = {marks}"
+)
+"""Settles one operation (`settle_operations`); each "{marks}" becomes one placeholder, the only thing
+formatted in."""
+
+_MARK_PENDING = (
+    "INSERT INTO members (object_id, status, agent_active, upn, attempts, updated_at) "
+    "VALUES ({marks}, {marks}, {marks}, {marks}, {marks}, {marks}) "
+    "ON CONFLICT (object_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at"
+)
+"""Marks a member pending (`start_operations`), inserting a row with no agent for one seen for the first
+time; each "{marks}" becomes one placeholder."""
 
 HISTORY_PAGE_SIZE = 1_000
 """Operations read per query while streaming the history: memory stays flat for any number of rows."""
@@ -69,10 +85,10 @@ class OperationsMixin(StorePart):
         with self._write("settling an operation") as connection:
             if connection.execute(statement).rowcount != 1:
                 raise StoreError(f"no operation {op_id} in {self._safe_url}")
-            rows = {r.object_id: member_row(r, now) for r in (*also, record)}
-            connection.execute(
-                upsert(connection, tables.members, "object_id", MEMBER_COLUMNS), list(rows.values())
-            )
+            stamp = stamps(connection)
+            stamped = stamp(now)
+            rows = {r.object_id: member_values(r, stamped, stamp) for r in (*also, record)}
+            upsert_members(connection, list(rows.values()))
 
     def start_operations(self, run_id: int, changes: Sequence[Change]) -> list[int]:
         """Record writes as pending before their requests are sent, and mark their members pending, in one
@@ -94,20 +110,8 @@ class OperationsMixin(StorePart):
             }
             for change in changes
         ]
-        members: dict[str, dict[str, Any]] = {}
-        for change in changes:
-            known = change.desired or change.believed
-            # A member seen for the first time gets a row with no agent.
-            members[change.object_id] = {
-                "object_id": change.object_id,
-                "status": MemberStatus.PENDING.value,
-                "agent_active": False,
-                "upn": known.upn if known is not None else None,
-                "attempts": 0,
-                "updated_at": now,
-            }
         with self._write("starting operations") as connection:
-            if len(members) == len(changes):
+            if len({change.object_id for change in changes}) == len(changes):
                 # One object ID per change (as in any plan): the IDs come back in any order, matched by object
                 # ID. SQLite cannot return them in order from one INSERT, so asking for that order would send
                 # one INSERT per row (a third of the CPU of recording a write).
@@ -119,46 +123,40 @@ class OperationsMixin(StorePart):
                     insert(o).returning(o.c.id, sort_by_parameter_order=True), operations
                 ).scalars()
                 ids = [int(op_id) for op_id in ordered]
-            # An existing row keeps its believed agent until the outcome is known: only its status changes.
-            mark_pending = upsert(connection, tables.members, "object_id", ("status", "updated_at"))
-            connection.execute(mark_pending, list(members.values()))
+            # A member seen for the first time gets a row with no agent; an existing row keeps its believed
+            # agent until the outcome is known: only its status changes.
+            stamped = stamps(connection)(now)
+            members: dict[str, tuple[Any, ...]] = {}
+            for change in changes:
+                known = change.desired or change.believed
+                upn = known.upn if known is not None else None
+                members[change.object_id] = (
+                    change.object_id,
+                    MemberStatus.PENDING.value,
+                    False,
+                    upn,
+                    0,
+                    stamped,
+                )
+            connection.exec_driver_sql(driver_sql(connection, _MARK_PENDING, 1), list(members.values()))
         return ids
 
     def settle_operations(self, settled: Sequence[Settlement]) -> None:
-        """`settle_operation` for many writes in one transaction."""
+        """`settle_operation` for many writes in one transaction, on the DBAPI cursor itself (the apply step
+        settles every write: SQLAlchemy's per-row parameter processing cost as much as the database)."""
         if not settled:
             return
-        now = to_datetime(time.time())
-        o = tables.operations
-        statement = (
-            update(o)
-            .where(o.c.id == bindparam("op_id"))
-            .values(
-                outcome=bindparam("outcome_value"),
-                http_status=bindparam("status_value"),
-                error=bindparam("error_value"),
-                settled_at=now,
-            )
-        )
-        rows = [
-            {
-                "op_id": item.op_id,
-                "outcome_value": item.outcome.value,
-                "status_value": item.http_status,
-                "error_value": item.error,
-            }
-            for item in settled
-        ]
-        members = {
-            record.object_id: member_row(record, now)
-            for item in settled
-            for record in (*item.also, item.record)
-        }
         with self._write("settling operations") as connection:
-            connection.execute(statement, rows)
-            connection.execute(
-                upsert(connection, tables.members, "object_id", MEMBER_COLUMNS), list(members.values())
-            )
+            stamp = stamps(connection)
+            now = stamp(to_datetime(time.time()))
+            rows = [(item.outcome.value, item.http_status, item.error, now, item.op_id) for item in settled]
+            members = {
+                record.object_id: member_values(record, now, stamp)
+                for item in settled
+                for record in (*item.also, item.record)
+            }
+            connection.exec_driver_sql(driver_sql(connection, _SETTLE, 1), rows)
+            upsert_members(connection, list(members.values()))
 
     def pending_operations(self) -> list[PendingOperation]:
         """Operations never settled (the process stopped between request and outcome), oldest first."""

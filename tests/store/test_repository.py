@@ -198,6 +198,44 @@ def test_every_recorded_shape_round_trips(store: Store) -> None:
     assert store.count_by_status() == dict(Counter(record.status.value for record in EVERY_SHAPE))
 
 
+def test_member_rows_written_on_the_driver_cursor_hold_what_sqlalchemy_would_write(store: Store) -> None:
+    """Member rows are upserted on the DBAPI cursor (`upsert_members`): each column must hold exactly what
+    SQLAlchemy writes for the same record (the text of a SQLite timestamp included, which reads, compares
+    and orders as text), so rows written either way mix."""
+    at = 1_764_200_000.25
+    record = Recorded(
+        "driver", MemberStatus.ACTIVE, ALICE, upn=ALICE.upn, attempts=2, next_attempt_at=at, left_scope_at=at
+    )
+    store.save_members([record])
+    members = tables.members
+    stamp = datetime.fromtimestamp(at, UTC)
+    with store.engine.begin() as connection:
+        connection.execute(
+            insert(members).values(
+                object_id="sqlalchemy",
+                status="active",
+                agent_active=True,
+                tenant_id=ALICE.tenant_id,
+                phone_number=ALICE.phone_number,
+                upn_pushed=ALICE.upn,
+                consistency_id=ALICE.consistency_id,
+                upn=ALICE.upn,
+                attempts=2,
+                next_attempt_at=stamp,
+                updated_at=stamp,
+                left_scope_at=stamp,
+            )
+        )
+        connection.execute(update(members).where(members.c.object_id == "driver").values(updated_at=stamp))
+        raw = connection.exec_driver_sql(
+            "SELECT object_id, status, agent_active, tenant_id, phone_number, upn_pushed, consistency_id, upn, "
+            "attempts, next_attempt_at, updated_at, left_scope_at FROM members ORDER BY object_id"
+        ).fetchall()
+    by_driver, by_sqlalchemy = raw
+    assert by_driver[1:] == by_sqlalchemy[1:]
+    assert store.load_recorded(["driver"])["driver"] == record
+
+
 def test_records_loaded_like_the_desired_members_share_their_strings(store: Store) -> None:
     """`like` only saves memory: the records are equal to those loaded without it, and a value equal to
     the desired one is the desired member's own string (a full cycle at 1M holds both)."""
