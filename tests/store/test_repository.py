@@ -125,7 +125,7 @@ def test_offline_mode_renders_the_schema_as_sql(capsys: pytest.CaptureFixture[st
     assert not (tmp_path / "never.db").exists()
 
 
-def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+def test_sqlite_connections_use_wal_foreign_keys_a_busy_timeout_and_a_larger_cache(tmp_path: Path) -> None:
     path = tmp_path / "syncd.db"
     with Store(f"sqlite:///{path}") as store:
         store.upgrade()
@@ -135,6 +135,8 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
             assert pragma("PRAGMA foreign_keys").scalar() == 1
             assert pragma("PRAGMA synchronous").scalar() == 1  # NORMAL
             assert pragma("PRAGMA busy_timeout").scalar() == 5000
+            assert pragma("PRAGMA wal_autocheckpoint").scalar() == 10_000
+            assert pragma("PRAGMA cache_size").scalar() == -16_000  # KiB
     # WAL is a property of the file: any other client sees it.
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
