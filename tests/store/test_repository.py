@@ -230,8 +230,8 @@ def test_member_rows_written_on_the_driver_cursor_hold_what_sqlalchemy_would_wri
         )
         connection.execute(update(members).where(members.c.object_id == "driver").values(updated_at=stamp))
         raw = connection.exec_driver_sql(
-            "SELECT object_id, status, agent_active, tenant_id, phone_number, upn_pushed, consistency_id, upn, "
-            "attempts, next_attempt_at, updated_at, left_scope_at FROM members ORDER BY object_id"
+            "SELECT object_id, status, agent_active, tenant_id, phone_number, upn_pushed, consistency_id, "
+            "upn, attempts, next_attempt_at, updated_at, left_scope_at FROM members ORDER BY object_id"
         ).fetchall()
     by_driver, by_sqlalchemy = raw
     assert by_driver[1:] == by_sqlalchemy[1:]
