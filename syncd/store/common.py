@@ -108,40 +108,23 @@ def member_values(record: Recorded, now: Any, stamp: Stamp) -> tuple[Any, ...]:
     """The members row of `record` as `upsert_members` takes it: `now` already stamped (`stamp` converts
     the record's own times)."""
     agent = record.agent
-    if agent is None:
-        return (
-            record.object_id,
-            record.status.value,
-            False,
-            None,
-            None,
-            None,
-            None,
-            record.upn,
-            record.skip_reason.value if record.skip_reason is not None else None,
-            record.detail,
-            record.attempts,
-            None if record.next_attempt_at is None else stamp(to_datetime(record.next_attempt_at)),
-            now,
-            None,
-            None,
-        )
+    active = agent is not None
     return (
         record.object_id,
         record.status.value,
-        True,
-        agent.tenant_id,
-        agent.phone_number,
-        agent.upn,
-        agent.consistency_id,
+        active,
+        agent.tenant_id if agent is not None else None,
+        agent.phone_number if agent is not None else None,
+        agent.upn if agent is not None else None,
+        agent.consistency_id if agent is not None else None,
         record.upn,
         record.skip_reason.value if record.skip_reason is not None else None,
         record.detail,
         record.attempts,
         None if record.next_attempt_at is None else stamp(to_datetime(record.next_attempt_at)),
         now,
-        record.phone_source,
-        None if record.left_scope_at is None else stamp(to_datetime(record.left_scope_at)),
+        record.phone_source if active else None,
+        None if not active or record.left_scope_at is None else stamp(to_datetime(record.left_scope_at)),
     )
 
 
