@@ -27,12 +27,12 @@ BATCH_SIZE = 5_000
 IN_BATCH = 500
 """IDs per `IN (...)` list: well under SQLite's bound-parameter limit."""
 
-MEMBER_COLUMNS = tuple(column.name for column in tables.members.columns if column.name != "object_id")
+_MEMBER_COLUMNS = tuple(column.name for column in tables.members.columns if column.name != "object_id")
 """What an upsert of a whole member row replaces."""
-_MEMBER_NAMES = ("object_id", *MEMBER_COLUMNS)
+_MEMBER_NAMES = ("object_id", *_MEMBER_COLUMNS)
 # Run on the DBAPI cursor (`upsert_members`). Only these constant names and the placeholders are formatted
 # in: every value is a bound parameter. The same text suits SQLite (>= 3.24) and PostgreSQL.
-_MEMBER_SET = ", ".join(f"{name} = excluded.{name}" for name in MEMBER_COLUMNS)
+_MEMBER_SET = ", ".join(f"{name} = excluded.{name}" for name in _MEMBER_COLUMNS)
 _MEMBER_UPSERT = (
     f"INSERT INTO members ({', '.join(_MEMBER_NAMES)}) VALUES ({{marks}}) "  # noqa: S608 - constant
     f"ON CONFLICT (object_id) DO UPDATE SET {_MEMBER_SET}"
@@ -108,11 +108,10 @@ def member_values(record: Recorded, now: Any, stamp: Stamp) -> tuple[Any, ...]:
     """The members row of `record` as `upsert_members` takes it: `now` already stamped (`stamp` converts
     the record's own times)."""
     agent = record.agent
-    active = agent is not None
     return (
         record.object_id,
         record.status.value,
-        active,
+        agent is not None,
         agent.tenant_id if agent is not None else None,
         agent.phone_number if agent is not None else None,
         agent.upn if agent is not None else None,
@@ -123,8 +122,8 @@ def member_values(record: Recorded, now: Any, stamp: Stamp) -> tuple[Any, ...]:
         record.attempts,
         None if record.next_attempt_at is None else stamp(to_datetime(record.next_attempt_at)),
         now,
-        record.phone_source if active else None,
-        None if not active or record.left_scope_at is None else stamp(to_datetime(record.left_scope_at)),
+        record.phone_source if agent is not None else None,
+        None if agent is None or record.left_scope_at is None else stamp(to_datetime(record.left_scope_at)),
     )
 
 

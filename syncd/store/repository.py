@@ -100,11 +100,11 @@ SQLITE_PRAGMAS = (
     # corrupt the file, and the next cycle converges again anyway.
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    # A checkpoint every 10,000 pages (a WAL of up to some 40 MB) instead of 1,000: a batch of writes to
-    # people spread over a large table dirties hundreds of pages, so at 1,000 nearly every commit of the
-    # apply step checkpointed, copying (and syncing) pages that the next batches dirty again. With 16 MB
-    # of page cache a connection (2 MB by default) they stay in memory between batches. Together: a fifth
-    # less CPU to record and settle 80,000 onboardings (docs/benchmarks.md, round 8).
+    # A checkpoint every 10,000 pages (a WAL of up to some 40 MB) instead of 1,000, and 16 MB of page cache
+    # a connection instead of 2 MB. A batch of writes to people spread over a large table dirties hundreds
+    # of pages, so at 1,000 nearly every commit of the apply step likely checkpointed, copying (and
+    # syncing) pages the next batches dirty again. Together (neither helps as much alone): a fifth less CPU
+    # to record and settle 80,000 onboardings (docs/benchmarks.md, round 8).
     "PRAGMA wal_autocheckpoint=10000",
     "PRAGMA cache_size=-16000",
 )
