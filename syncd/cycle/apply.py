@@ -1,8 +1,8 @@
-"""The apply step of a cycle: settle the writes a crash left pending, then send the plan's writes (onboard,
-adopt, update, offboard) `sync.concurrency` at a time, each recorded as pending before it is sent and
-settled after its answer. Their requests pass a gate that adapts the concurrency and pace to the answers
-(`syncd.core.pacing`: cut on 429 and 503, grown back slowly), learnt from cycle to cycle.
-`syncd.cycle.engine` runs it; it writes what happened into the cycle's result (`ApplyReport`, which
+"""The apply step of a cycle: settle the writes a crash left pending (`syncd.cycle.recovery`), then send the
+plan's writes (onboard, adopt, update, offboard) `sync.concurrency` at a time, each recorded as pending
+before it is sent and settled after its answer. Their requests pass a gate that adapts the concurrency and
+pace to the answers (`syncd.core.pacing`: cut on 429 and 503, grown back slowly), learnt from cycle to
+cycle. `syncd.cycle.engine` runs it; it writes what happened into the cycle's result (`ApplyReport`, which
 `CycleResult` is).
 """
 
@@ -36,6 +36,7 @@ from syncd.core.pacing import PacingTuning, WritePacer
 from syncd.core.reconcile import Plan, changed_fields
 from syncd.core.settle import settle, settle_moved_from
 from syncd.cycle.lane import StoreLane
+from syncd.cycle.recovery import settle_pending
 from syncd.smartcomm import (
     AgentExists,
     AgentNotFound,
@@ -46,7 +47,7 @@ from syncd.smartcomm import (
     TenantNotRegistered,
 )
 from syncd.smartcomm.gate import RequestGate
-from syncd.store import PendingOperation, Settlement, Store
+from syncd.store import Settlement, Store
 
 # The engine's logger: the apply step's events are the cycle's, as they were before it had a module.
 log = structlog.get_logger("syncd.engine")
@@ -101,75 +102,15 @@ class Applier:
     # -- crash recovery -----------------------------------------------------------------------------
 
     async def settle_pending(self, client: SmartCommClient) -> None:
-        """Settle operations a crash left pending, by reading each agent back."""
-        pending = self._store.pending_operations()
-        if not pending:
-            return
-        recorded = self._store.load_recorded()
-        log.warning("sync.settling_pending", operations=len(pending))
-        for operation in pending:
-            await self._settle_one(client, operation, recorded.get(operation.object_id))
-
-    async def _settle_one(
-        self, client: SmartCommClient, op: PendingOperation, previous: Recorded | None
-    ) -> None:
-        upn = previous.upn if previous is not None else None
-        remote = await self._read_back(client, op.object_id, upn)
-        change = Change(op.action, op.object_id, op.desired, op.believed, from_object_id=op.from_object_id)
-        if op.action is Action.OFFBOARD:
-            done = remote is None
-        else:
-            done = remote is not None and op.desired is not None and not changed_fields(remote, op.desired)
-        also: tuple[Recorded, ...] = ()
-        if op.action is Action.RELINK and op.from_object_id is not None:
-            # The agent moved if the new object ID has it now, whatever its fields; else the old one keeps it.
-            moved_from = await self._moved_from(client, change, remote is not None)
-            also = (moved_from,) if moved_from is not None else ()
-        now = self._clock()
-        if done:
-            record = settle(change, Outcome.OK, previous, now=now, upn=upn, agent=remote)
-            self._store.settle_operation(op.id, outcome=Outcome.OK, record=record, also=also)
-            return
-        # Not applied (or only partly): believe what the service holds; the plan takes it from there.
-        record = Recorded(
-            op.object_id,
-            MemberStatus.FAILED,
-            remote,
-            upn=upn,
-            detail="interrupted before its answer; not applied",
-            attempts=0,
+        """Settle operations a crash left pending, by reading the agents back (`syncd.cycle.recovery`)."""
+        await settle_pending(
+            self._store,
+            client,
+            concurrency=self._settings.sync.concurrency,
+            pacer=self.pacer,
+            clock=self._clock,
+            batch=APPLY_BATCH,
         )
-        self._store.settle_operation(
-            op.id,
-            outcome=Outcome.FAILED,
-            record=record,
-            error="interrupted before its answer; not applied",
-            also=also,
-        )
-
-    @staticmethod
-    async def _read_back(client: SmartCommClient, object_id: str, upn: str | None) -> AgentFields | None:
-        """The active agent of `object_id` as the service holds it now (None: there is none)."""
-        try:
-            agent = await client.get_agent(object_id)
-        except AgentNotFound:
-            return None
-        return AgentFields.of_agent(agent, upn) if agent.active else None
-
-    async def _moved_from(self, client: SmartCommClient, change: Change, moved: bool) -> Recorded | None:
-        """After a relink whose answer was lost: the record of the object ID it moved the agent from."""
-        assert change.from_object_id is not None
-        previous = self._store.load_recorded([change.from_object_id]).get(change.from_object_id)
-        if moved:
-            return settle_moved_from(change, True, previous)
-        upn = previous.upn if previous is not None else None
-        still = await self._read_back(client, change.from_object_id, upn)
-        if still is None:  # gone from both: nothing left to move
-            return Recorded(change.from_object_id, MemberStatus.OFFBOARDED, None, upn=upn)
-        if previous is None or previous.agent != still:
-            status = previous.status if previous is not None else MemberStatus.ACTIVE
-            return Recorded(change.from_object_id, status, still, upn=upn)
-        return settle_moved_from(change, False, previous)
 
     async def apply(
         self,
