@@ -4,6 +4,7 @@ second write, and, when one read fails, settles the others and leaves that one f
 
 from __future__ import annotations
 
+import pytest
 import structlog
 
 from syncd.emulators.common import Faults
@@ -12,6 +13,7 @@ from tests.cycle.conftest import World, expect
 
 LATENCY_S = 0.2
 CONCURRENCY = "4"
+BOTH = pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 
 
 async def lose_every_answer(world: World, count: int) -> list[str]:
@@ -38,6 +40,7 @@ def read_backs(world: World) -> list[tuple[float, str]]:
     ]
 
 
+@BOTH
 async def test_pending_writes_are_read_back_several_at_a_time_and_never_sent_twice(world: World) -> None:
     ids = await lose_every_answer(world, 12)
     world.smartcomm.faults = Faults(latency_s=LATENCY_S)  # every answer takes this long
@@ -59,6 +62,7 @@ async def test_pending_writes_are_read_back_several_at_a_time_and_never_sent_twi
     assert settling["operations"] == 12
 
 
+@BOTH
 async def test_a_failed_read_back_leaves_only_its_write_pending(world: World) -> None:
     ids = await lose_every_answer(world, 5)
     # The last to be read: every other read has started by the time it fails (a failed read stops the
