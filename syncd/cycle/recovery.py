@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from syncd.core.model import Action, AgentFields, Change, MemberStatus, Outcome, Recorded
+from syncd.core.model import Action, Agent, AgentFields, Change, MemberStatus, Outcome, Recorded
 from syncd.core.pacing import WritePacer
 from syncd.core.reconcile import changed_fields
 from syncd.core.settle import settle, settle_moved_from
@@ -162,13 +162,19 @@ def _moved_from(change: Change, read: ReadBack, previous: Recorded | None) -> Re
     return settle_moved_from(change, False, previous)
 
 
-async def _active_agent(client: SmartCommClient, object_id: str, upn: str | None) -> AgentFields | None:
+async def active_agent(client: SmartCommClient, object_id: str) -> Agent | None:
     """The active agent of `object_id` as the service holds it now (None: there is none)."""
     try:
         agent = await client.get_agent(object_id)
     except AgentNotFound:
         return None
-    return AgentFields.of_agent(agent, upn) if agent.active else None
+    return agent if agent.active else None
+
+
+async def _active_agent(client: SmartCommClient, object_id: str, upn: str | None) -> AgentFields | None:
+    """`active_agent`'s fields, `upn` standing in when the service gives none."""
+    agent = await active_agent(client, object_id)
+    return AgentFields.of_agent(agent, upn) if agent is not None else None
 
 
 def _upn(recorded: Mapping[str, Recorded], object_id: str) -> str | None:

@@ -24,12 +24,13 @@ import structlog
 from syncd.config.fields import GUID
 from syncd.config.settings import Settings
 from syncd.core.exits import EXIT_CONFIG, EXIT_FAILURES, EXIT_OK
-from syncd.core.model import Action, Agent, AgentFields, Change, DesiredState, Outcome
+from syncd.core.model import Action, AgentFields, Change, DesiredState, Outcome
 from syncd.core.reconcile import changed_fields
 from syncd.core.settle import settle, settle_moved_from
 from syncd.core.text import printable
 from syncd.cycle.apply import relink_agent, relink_key, relink_patch
-from syncd.smartcomm import AgentNotFound, SmartCommClient, SmartCommError
+from syncd.cycle.recovery import active_agent
+from syncd.smartcomm import SmartCommClient, SmartCommError
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.relink")
@@ -147,10 +148,10 @@ async def relink_by_hand(
         raise RelinkRefused(
             f"NEW {new} already has an agent (number {mine.agent.phone_number} in our records)"
         )
-    theirs = await _agent(client, new)
+    theirs = await active_agent(client, new)
     if theirs is not None:
         raise RelinkRefused(f"NEW {new} already has an agent on SmartCommunicator ({theirs.phone_number})")
-    agent = await _agent(client, old)
+    agent = await active_agent(client, old)
     if agent is None:
         raise RelinkRefused(f"OLD {old} has no active agent on SmartCommunicator: there is nothing to move")
     previous_old = recorded.get(old)
@@ -231,15 +232,6 @@ async def relink_by_hand(
     result.message = f"moved the agent of {old} to {new} ({member.upn or 'no UPN'})"
     log.info("relink.done", object_id=new, from_object_id=old, transfer_data=result.transfer_data)
     return result
-
-
-async def _agent(client: SmartCommClient, object_id: str) -> Agent | None:
-    """The active agent of `object_id`, or None."""
-    try:
-        agent = await client.get_agent(object_id)
-    except AgentNotFound:
-        return None
-    return agent if agent.active else None
 
 
 __all__ = ["EXIT_CONFIG", "RUN_KIND", "RelinkRefused", "RelinkResult", "object_id_of", "relink_by_hand"]
