@@ -11,6 +11,12 @@ run that writes the bytecode. Prints the best wall time (with that run's CPU, an
 beside the bound of 0.3 s, with the ratio and PASS/FAIL. Then, once more each under `python -X importtime`,
 how many modules were imported and which of those the command never needs were: printed, not judged
 (tests/unit/test_cli_imports.py judges them).
+
+Beside each `syncd status`, measured the same way, its libraries' floor (`FLOOR`, printed, not judged): a
+process doing only what the command cannot do without, with nothing of syncd: import pydantic, SQLAlchemy
+and structlog, the collector paused as the command pauses it, validate one pydantic model, open the same
+database through SQLAlchemy and run one query. What the command takes beyond it is syncd's own: its modules,
+its settings models, the queries and the report.
 """
 
 from __future__ import annotations
@@ -46,6 +52,24 @@ UNNEEDED = (
     "sqlalchemy.orm",
 )
 """Packages (and SQLAlchemy's ORM) that neither `--help` nor `status` (piped) needs here."""
+
+FLOOR = """
+import gc
+gc.disable()
+import pydantic
+import sqlalchemy
+import structlog  # noqa: F401 - imported, as the command imports it
+
+class Database(pydantic.BaseModel):
+    url: str
+
+engine = sqlalchemy.create_engine(Database(url={url!r}).url)
+with engine.connect() as connection:
+    connection.execute(sqlalchemy.text("SELECT count(*) FROM sqlite_master")).all()
+gc.freeze()
+gc.enable()
+"""
+"""The libraries' floor of `syncd status` on the SQLite database at {url}."""
 
 
 def syncd_command() -> list[str]:
@@ -125,27 +149,39 @@ def measure(runs: int, database_url: str | None) -> list[Json]:
                     {**env, "SYNCD_DATABASE__URL": database_url},
                 )
             )
+        # With no database yet, the command opens a stand-in in memory (syncd.store): so does its floor.
+        floors = {
+            "syncd status (no database yet)": "sqlite://",
+            "syncd status": "sqlite:///data/syncd.db",
+        }
         for name, argv, command_env in commands:
             if name == "syncd status":
                 timed([*base, "db", "upgrade"], env, cwd)  # the default database, created and migrated
             timed(argv, command_env, cwd)  # a first run: bytecode written
-            samples = [timed(argv, command_env, cwd) for _ in range(runs)]
+            floor = [sys.executable, "-c", FLOOR.format(url=floors[name])] if name in floors else None
+            samples, floor_samples = [], []
+            for _ in range(runs):  # a floor's runs alternate with the command's: both meet the same noise
+                samples.append(timed(argv, command_env, cwd))
+                if floor is not None:
+                    floor_samples.append(timed(floor, env, cwd))
             if name == "syncd status (no database yet)" and database.exists():
                 raise SystemExit(f"{name} created {database}: a reading command must not")
             wall, cpu = min(samples)
             modules = imported(argv, command_env, cwd)
-            rows.append(
-                {
-                    "command": name,
-                    "best_wall_s": wall,
-                    "cpu_s": cpu,
-                    "min_cpu_s": min(c for _, c in samples),
-                    "walls_s": [round(w, 4) for w, _ in samples],
-                    "modules": len(modules),
-                    "unneeded": unneeded(modules),
-                    "msgraph_modules": sum(1 for m in modules if m.split(".")[0] == "msgraph"),
-                }
-            )
+            row: Json = {
+                "command": name,
+                "best_wall_s": wall,
+                "cpu_s": cpu,
+                "min_cpu_s": min(c for _, c in samples),
+                "walls_s": [round(w, 4) for w, _ in samples],
+                "modules": len(modules),
+                "unneeded": unneeded(modules),
+                "msgraph_modules": sum(1 for m in modules if m.split(".")[0] == "msgraph"),
+            }
+            if floor_samples:
+                row["floor_wall_s"] = min(floor_samples)[0]
+                row["floor_walls_s"] = [round(w, 4) for w, _ in floor_samples]
+            rows.append(row)
     return rows
 
 
@@ -164,6 +200,13 @@ def print_report(rows: list[Json], runs: int) -> None:
             f" imports {r['modules']} modules; msgraph imported: {graph};"
             f" not needed but imported: {', '.join(r['unneeded']) or 'none'}"
         )
+        if "floor_wall_s" in r:
+            floor = r["floor_wall_s"]
+            print(
+                f"    its libraries' floor {floor:.3f} s ({floor / BOUND_S:.2f} of the bound; walls"
+                f" {r['floor_walls_s']}): syncd's own share {r['best_wall_s'] - floor:.3f} s,"
+                f" the command / its floor {r['best_wall_s'] / floor:.2f}"
+            )
 
 
 def main() -> int:
