@@ -12,11 +12,11 @@ beside the bound of 0.3 s, with the ratio and PASS/FAIL. Then, once more each un
 how many modules were imported and which of those the command never needs were: printed, not judged
 (tests/unit/test_cli_imports.py judges them).
 
-Beside each `syncd status`, measured the same way, its libraries' floor (`FLOOR`, printed, not judged): a
-process doing only what the command cannot do without, with nothing of syncd: import pydantic, SQLAlchemy
-and structlog, the collector paused as the command pauses it, validate one pydantic model, open the same
-database through SQLAlchemy and run one query. What the command takes beyond it is syncd's own: its modules,
-its settings models, the queries and the report.
+Beside each `syncd status` on SQLite, measured the same way, its libraries' floor (`FLOOR`, printed, not
+judged): a process doing only what the command cannot do without, with nothing of syncd: import pydantic,
+SQLAlchemy and structlog, validate one pydantic model, open the same database through SQLAlchemy and run one
+query, the collector paused throughout (the command pauses it while importing). What the command takes
+beyond it is syncd's own: its modules, its settings models, the queries and the report.
 """
 
 from __future__ import annotations
