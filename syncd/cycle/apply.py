@@ -46,7 +46,6 @@ from syncd.smartcomm import (
     SmartCommError,
     TenantNotRegistered,
 )
-from syncd.smartcomm.gate import RequestGate
 from syncd.store import Settlement, Store
 
 # The engine's logger: the apply step's events are the cycle's, as they were before it had a module.
@@ -242,13 +241,12 @@ class Applier:
                         progress(done, total)
 
             pacer = self.pacer
-            client.gate = None if pacer is None else RequestGate(pacer)
             if pacer is not None:
                 cuts, pacer.min_limit = pacer.cuts, pacer.limit
             try:
-                await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
+                with client.paced_by(pacer):
+                    await asyncio.gather(*(worker() for _ in range(min(sync.concurrency, total))))
             finally:
-                client.gate = None
                 await drain()
             if pacer is not None:
                 result.write_concurrency = pacer.limit

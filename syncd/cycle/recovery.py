@@ -22,7 +22,6 @@ from syncd.core.pacing import WritePacer
 from syncd.core.reconcile import changed_fields
 from syncd.core.settle import settle, settle_moved_from
 from syncd.smartcomm import AgentNotFound, SmartCommClient
-from syncd.smartcomm.gate import RequestGate
 from syncd.store import PendingOperation, Settlement, Store
 
 # The engine's logger, as for the rest of the apply step.
@@ -72,12 +71,8 @@ async def settle_pending(
             except Exception as exc:  # stored with the rest once the reads in flight are in, then raised
                 errors.append(exc)
 
-    before = client.gate
-    client.gate = None if pacer is None else RequestGate(pacer)
-    try:
-        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(pending))))))
-    finally:
-        client.gate = before
+    with client.paced_by(pacer):
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(pending)))))
     found = settlements(pending, reads, recorded, now=clock())
     for start in range(0, len(found), batch):
         store.settle_operations(found[start : start + batch])

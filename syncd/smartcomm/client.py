@@ -22,7 +22,8 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Self
@@ -38,6 +39,7 @@ from syncd.config.settings import SmartCommSettings
 from syncd.config.tls import is_tls_verification_failure, ssl_context
 from syncd.core.backoff import backoff_delay_s
 from syncd.core.model import Agent, AgentPatch, Member, NewAgent, ReadKey, WriteKey
+from syncd.core.pacing import WritePacer
 from syncd.core.text import path_segment
 from syncd.smartcomm.errors import (
     AgentNotFound,
@@ -192,7 +194,18 @@ class SmartCommClient:
         )
         self._agents_path = f"/rest/v1/smartcomm/{settings.customer_id}/agents"
         self.gate: RequestGate | None = None
-        """When set, every attempt of an authenticated call waits for its place and pace in it."""
+        """When set, each attempt of an authenticated call waits in it for its place and pace (`paced_by`)."""
+
+    @contextmanager
+    def paced_by(self, pacer: WritePacer | None) -> Iterator[None]:
+        """Within: authenticated calls pass a gate of `pacer` (None: sent as they come); the gate before is
+        put back after."""
+        before = self.gate
+        self.gate = None if pacer is None else RequestGate(pacer)
+        try:
+            yield
+        finally:
+            self.gate = before
 
     async def __aenter__(self) -> Self:
         return self

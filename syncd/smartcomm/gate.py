@@ -1,8 +1,9 @@
 """The gate SmartCommunicator requests pass while a cycle applies its writes: it holds them to the adaptive
 concurrency and pace of a `syncd.core.pacing.WritePacer` and tells the pacer how each was answered.
 
-`SmartCommClient` sends every attempt of a request through its `gate` when one is set (the apply step sets
-it for the duration of its writes), so retries are paced too and a Retry-After wait holds no place in it.
+`SmartCommClient` sends every attempt of a request through its `gate` when one is set (`paced_by`: the apply
+step and crash recovery set it while they send), so retries are paced too and a Retry-After wait holds no
+place in it.
 """
 
 from __future__ import annotations
